@@ -1,0 +1,20 @@
+"""fastfeat: compiled kernels for training wide two-layer networks in the teacher-student setting.
+
+See DESIGN.md for the math conventions; ``import fastfeat as ff``.
+"""
+import os as _os
+
+# numba's default "omp" threading layer (GNU OpenMP) keeps its workers spinning after each parallel
+# region, and so does OpenBLAS after each call: the kernels alternate BLAS products with parallel
+# elementwise passes, and the two spinning pools were measured to slow a population step 5-8x on
+# 2 cores. Passive waiting costs nothing measurable here. Only a default: set it yourself to override.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+__version__ = "0.1.0"
+
+from . import kernels, metrics, schedules  # noqa: E402,F401
+from .math.activations import NAMES as ACTIVATIONS  # noqa: E402,F401
+from .networks import Teacher, TwoLayer  # noqa: E402,F401
+from .objectives import Objective, Population  # noqa: E402,F401
+from .regularizers import PathNorm, WeightDecay  # noqa: E402,F401
+from .training import History, TrainingDiverged, train  # noqa: E402,F401

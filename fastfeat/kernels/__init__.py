@@ -1,0 +1,72 @@
+"""The compiled kernels, callable from your own ``@numba.njit`` code.
+
+Every kernel works in place on C-contiguous float32 or float64 arrays of one dtype, allocates nothing
+per step, and dispatches on the dtype at compile time. Integer codes select the activation
+(``ACTIVATION_CODES``) and the regularizer (``REG_NONE``, ``REG_WEIGHT_DECAY``, ``REG_PATH_NORM``:
+``lam_a/2 |a|^2 + lam_w/2 |W|^2``, or ``lam_w sum_j |a_j||w_j|``).
+
+Population (exact Gaussian loss; ``Wt``, ``at`` the teacher's weights)::
+
+    ws = population_workspace(m, m_star, d, dtype)                 # once, in Python
+    loss = population_loss_grad(W, a, Wt, at, act, gW, ga, ws, want_grad)
+    loss = population_step(W, a, Wt, at, act, lr, reg, lam_a, lam_w, gW, ga, ws)
+    done = population_run(W, a, Wt, at, act, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+
+``population_loss_grad`` returns the loss without label noise and fills ``gW``, ``ga`` (when
+``want_grad``) with the gradient of the unregularized loss; it never writes W or a.
+``population_step`` performs one regularized gradient step and returns the loss before it, or NaN
+when the loss or gradient was not finite (then W and a are left unchanged). ``population_run`` does
+``len(lrs)`` steps, storing each loss in ``losses`` and returning the number of steps done.
+
+Shared helpers: ``add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w) -> all_finite`` and
+``sgd_update(W, a, gW, ga, lr)``.
+"""
+import numba
+from numba import types
+from numba.extending import overload
+
+from ..math.activations import CODES as ACTIVATION_CODES  # noqa: F401
+from .cpu import population as _pop
+from .cpu.common import (  # noqa: F401
+    REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY, add_reg_grad, reg_value, row_norms, sgd_update,
+)
+
+population_workspace = _pop.workspace
+
+
+def _by_dtype(k32, k64):
+    """An njit-callable stub that picks the float32 or float64 build from the first argument."""
+
+    def stub(*args):  # pragma: no cover - only its overload runs
+        raise NotImplementedError
+
+    @overload(stub, jit_options={"nogil": True})
+    def _ov(*args):
+        impl = k32 if args[0].dtype == types.float32 else k64
+
+        def f(*args):
+            return impl(*args)
+
+        return f
+
+    return stub
+
+
+_lg = _by_dtype(_pop.LOSS_GRAD32, _pop.LOSS_GRAD64)
+_st = _by_dtype(_pop.STEP32, _pop.STEP64)
+_rn = _by_dtype(_pop.RUN32, _pop.RUN64)
+
+
+@numba.njit(nogil=True)
+def population_loss_grad(W, a, Wt, at, act, gW, ga, ws, want_grad):
+    return _lg(W, a, Wt, at, act, gW, ga, ws, want_grad)
+
+
+@numba.njit(nogil=True)
+def population_step(W, a, Wt, at, act, lr, reg, lam_a, lam_w, gW, ga, ws):
+    return _st(W, a, Wt, at, act, lr, reg, lam_a, lam_w, gW, ga, ws)
+
+
+@numba.njit(nogil=True)
+def population_run(W, a, Wt, at, act, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
+    return _rn(W, a, Wt, at, act, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)

@@ -1,0 +1,329 @@
+"""Exact Gaussian population loss and gradient: the fused, tiled CPU kernel.
+
+    L = 1/2 a^T K(W, W) a - a^T K(W, W*) a* + 1/2 a*^T K(W*, W*) a* (+ 1/2 noise^2, added by the caller)
+
+With ``grad_u K(u, v) = alpha_u u + beta v`` (see ``fastfeat.math.activations``) the gradient is
+
+    g_a[j] = S_j - T_j,        S_j = sum_k a_k K(w_j, w_k),   T_j = sum_i a*_i K(w_j, w*_i)
+    g_W[j] = a_j A_j w_j + sum_k B_jk w_k - sum_i B*_ji w*_i
+    A_j = sum_k a_k alpha(w_j, w_k) - sum_i a*_i alpha(w_j, w*_i),  B_jk = a_j a_k beta_jk (symmetric)
+
+Strategy (DESIGN.md section 5): rows of W are processed in tiles I = [i0, i1). For each tile the Gram
+blocks ``W_I W_I^T`` (diagonal) and ``W_I W_{>I}^T`` (upper off-diagonal) come from BLAS, called outside
+any prange; one parallel elementwise pass turns them, in place, into ``B`` while accumulating S and A
+for the tile's rows and, by symmetry, for the later rows (each column chunk is owned by one thread, so
+no two threads write the same entry); then ``g_W[I] += B_II W_I + B_I> W_>``, ``g_W[>] += B_I>^T W_I``.
+Each unordered pair of distinct tiles is visited once: 3 m^2 d flops of BLAS instead of the 4 m^2 d of
+the two full products, and m^2/2 kernel evaluations. Memory is O(tile * m) plus one m x d buffer.
+"""
+import numpy as np
+from numba import prange
+
+from ._jit import TABLE32, TABLE64, njit, pnjit
+from .common import add_reg_grad, row_norms, sgd_update
+
+DEFAULT_TILE = 256
+_CHUNK = 64  # columns per parallel task in the off-diagonal pass
+
+
+def workspace(m, m_star, d, dtype, tile=DEFAULT_TILE):
+    """Buffers for the population kernels (allocated once, reused every step).
+
+    Returns a tuple ``(gbuf, gsbuf, obuf, tbuf, nrm3, tnorms, S, T, A, part)``.
+    """
+    dtype = np.dtype(dtype)
+    tile = int(max(1, min(tile, m)))
+    nch = (m + _CHUNK - 1) // _CHUNK
+    return (
+        np.empty(tile * m, dtype),             # Gram / B block of the tile
+        np.empty(tile * max(m_star, 1), dtype),  # teacher Gram / B* block
+        np.empty(m * d, dtype),                # B_I>^T W_I
+        np.empty(tile * d, dtype),             # B W for the tile's rows
+        np.empty((3, m), dtype),               # student norms, inverse norms (0 at w = 0), masks
+        np.empty(max(m_star, 1), dtype),       # teacher norms
+        np.empty(m, dtype),                    # S
+        np.empty(m, dtype),                    # T
+        np.empty(m, dtype),                    # A
+        np.empty((2, nch, tile), dtype),       # per-chunk partial row sums
+    )
+
+
+def _make(T):
+    pair = T.pair
+    homog_consts = T.homog_consts
+    homog_terms = T.homog_terms
+    ft = T.ftype
+    zero = ft(0.0)
+    one = ft(1.0)
+
+    @pnjit
+    def norms3(W, nrm3):
+        """nrm3[0] = |w_j|, nrm3[1] = 1/|w_j| (0 at w_j = 0), nrm3[2] = 1 if w_j != 0 else 0."""
+        m, d = W.shape
+        for j in prange(m):
+            s = 0.0
+            for i in range(d):
+                s += np.float64(W[j, i]) * W[j, i]
+            n = np.sqrt(s)
+            nrm3[0, j] = n
+            nrm3[1, j] = 1.0 / n if n > 0 else 0.0
+            nrm3[2, j] = one if n > 0 else zero
+
+    @pnjit
+    def diag_block_h(G, nrm3, a, i0, code, S, A):
+        """diag_block for the homogeneous kernels: branch-free inner loop that vectorizes."""
+        off, scale, shift = homog_consts(code)
+        t = G.shape[0]
+        for r in prange(t):
+            j = i0 + r
+            nj = nrm3[0, j]
+            ij = nrm3[1, j]
+            bj = a[j] * nrm3[2, j]
+            sK = zero
+            sA = zero
+            for k in range(t):
+                kk = i0 + k
+                rho = min(max(G[r, k] * ij * nrm3[1, kk], -one), one)
+                kap, dkap, perp = homog_terms(rho, off, scale, shift)
+                nk = nrm3[0, kk]
+                ak = a[kk]
+                sK += ak * nk * kap
+                sA += ak * nk * perp
+                G[r, k] = bj * ak * nrm3[2, kk] * dkap
+            S[j] += sK * nj
+            A[j] += sA * ij
+
+    @pnjit
+    def off_block_h(G, nrm3, a, i0, i1, code, S, A, part):
+        """off_block for the homogeneous kernels: branch-free inner loop that vectorizes."""
+        off, scale, shift = homog_consts(code)
+        t, mo = G.shape
+        nch = (mo + _CHUNK - 1) // _CHUNK
+        for ch in prange(nch):
+            k0 = ch * _CHUNK
+            k1 = min(k0 + _CHUNK, mo)
+            for r in range(t):
+                j = i0 + r
+                nj = nrm3[0, j]
+                ij = nrm3[1, j]
+                aj = a[j]
+                bj = aj * nrm3[2, j]
+                sK = zero
+                sA = zero
+                for k in range(k0, k1):
+                    kk = i1 + k
+                    ik = nrm3[1, kk]
+                    rho = min(max(G[r, k] * ij * ik, -one), one)
+                    kap, dkap, perp = homog_terms(rho, off, scale, shift)
+                    nk = nrm3[0, kk]
+                    ak = a[kk]
+                    sK += ak * nk * kap
+                    sA += ak * nk * perp
+                    S[kk] += aj * nj * nk * kap
+                    A[kk] += aj * nj * perp * ik
+                    G[r, k] = bj * ak * nrm3[2, kk] * dkap
+                part[0, ch, r] = sK * nj
+                part[1, ch, r] = sA * ij
+        for r in prange(t):
+            sK = zero
+            sA = zero
+            for ch in range(nch):
+                sK += part[0, ch, r]
+                sA += part[1, ch, r]
+            S[i0 + r] += sK
+            A[i0 + r] += sA
+
+    @pnjit
+    def diag_block(G, nrm3, a, i0, code, S, A):
+        """Diagonal tile: G (t x t) -> B in place; S, A for the tile rows (both triangles visited)."""
+        t = G.shape[0]
+        for r in prange(t):
+            j = i0 + r
+            nj = nrm3[0, j]
+            aj = a[j]
+            sK = zero
+            sA = zero
+            for k in range(t):
+                K, au, av, b = pair(code, nj, nrm3[0, i0 + k], G[r, k])
+                ak = a[i0 + k]
+                sK += ak * K
+                sA += ak * au
+                G[r, k] = aj * ak * b
+            S[j] += sK
+            A[j] += sA
+
+    @pnjit
+    def off_block(G, nrm3, a, i0, i1, code, S, A, part):
+        """Off-diagonal tile: G (t x (m - i1)) -> B in place; row sums for the tile rows via per-chunk
+        partials, column sums straight into S, A of the later rows (each chunk owns its columns)."""
+        t, mo = G.shape
+        nch = (mo + _CHUNK - 1) // _CHUNK
+        for ch in prange(nch):
+            k0 = ch * _CHUNK
+            k1 = min(k0 + _CHUNK, mo)
+            for r in range(t):
+                j = i0 + r
+                nj = nrm3[0, j]
+                aj = a[j]
+                sK = zero
+                sA = zero
+                for k in range(k0, k1):
+                    kk = i1 + k
+                    ak = a[kk]
+                    K, au, av, b = pair(code, nj, nrm3[0, kk], G[r, k])
+                    sK += ak * K
+                    sA += ak * au
+                    S[kk] += aj * K
+                    A[kk] += aj * av
+                    G[r, k] = aj * ak * b
+                part[0, ch, r] = sK
+                part[1, ch, r] = sA
+        for r in prange(t):
+            sK = zero
+            sA = zero
+            for ch in range(nch):
+                sK += part[0, ch, r]
+                sA += part[1, ch, r]
+            S[i0 + r] += sK
+            A[i0 + r] += sA
+
+    @pnjit
+    def teacher_block(G, nrm3, tnrm, a, at, i0, code, T, A):
+        """Student-teacher tile: G (t x m*) -> -B* in place; T and the teacher part of A."""
+        t, ms = G.shape
+        for r in prange(t):
+            j = i0 + r
+            nj = nrm3[0, j]
+            aj = a[j]
+            sK = zero
+            sA = zero
+            for i in range(ms):
+                K, au, av, b = pair(code, nj, tnrm[i], G[r, i])
+                sK += at[i] * K
+                sA += at[i] * au
+                G[r, i] = -aj * at[i] * b
+            T[j] = sK
+            A[j] -= sA
+
+    @njit
+    def teacher_energy(Wt, at, tnrm, code):
+        """a*^T K(W*, W*) a* (float64)."""
+        ms = Wt.shape[0]
+        e = 0.0
+        for i in range(ms):
+            for k in range(ms):
+                c = zero
+                for l in range(Wt.shape[1]):
+                    c += Wt[i, l] * Wt[k, l]
+                K, au, av, b = pair(code, tnrm[i], tnrm[k], c)
+                e += np.float64(at[i]) * at[k] * K
+        return e
+
+    @pnjit
+    def finish(W, a, gW, ga, S, T, A, want_grad):
+        """g_a = S - T; g_W[j] += a_j A_j w_j; returns 1/2 a^T K a - a^T K* a* (float64)."""
+        m, d = W.shape
+        total = 0.0
+        for j in prange(m):
+            ga[j] = S[j] - T[j]
+            if want_grad:
+                c = a[j] * A[j]
+                for i in range(d):
+                    gW[j, i] += c * W[j, i]
+            total += np.float64(a[j]) * (0.5 * np.float64(S[j]) - np.float64(T[j]))
+        return total
+
+    @pnjit
+    def add_rows(dst, src):
+        n, d = dst.shape
+        for j in prange(n):
+            for i in range(d):
+                dst[j, i] += src[j, i]
+
+    @njit
+    def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
+        """Population loss (without noise) at (W, a); fills gW, ga with its gradient if want_grad.
+
+        W (m, d), a (m,), Wt (m*, d), at (m*,) of one float dtype; ``ws`` from ``workspace``.
+        Never modifies W or a. Returns the loss as float64.
+        """
+        gbuf, gsbuf, obuf, tbuf, nrm3, tnrm, S, T, A, part = ws
+        m, d = W.shape
+        ms = Wt.shape[0]
+        tile = gbuf.size // m
+        norms3(W, nrm3)
+        row_norms(Wt, tnrm)
+        homog = code <= 2
+        S[:] = 0
+        A[:] = 0
+        T[:] = 0
+        if want_grad:
+            gW[:, :] = 0
+        for i0 in range(0, m, tile):
+            i1 = min(i0 + tile, m)
+            t = i1 - i0
+            WI = W[i0:i1]
+            Gd = gbuf[: t * t].reshape(t, t)
+            np.dot(WI, WI.T, Gd)
+            if homog:
+                diag_block_h(Gd, nrm3, a, i0, code, S, A)
+            else:
+                diag_block(Gd, nrm3, a, i0, code, S, A)
+            if want_grad:
+                acc = tbuf[: t * d].reshape(t, d)
+                np.dot(Gd, WI, acc)
+                add_rows(gW[i0:i1], acc)
+            if ms > 0:
+                Gs = gsbuf[: t * ms].reshape(t, ms)
+                np.dot(WI, Wt.T, Gs)
+                teacher_block(Gs, nrm3, tnrm, a, at, i0, code, T, A)
+                if want_grad:
+                    acc = tbuf[: t * d].reshape(t, d)
+                    np.dot(Gs, Wt, acc)
+                    add_rows(gW[i0:i1], acc)
+            mo = m - i1
+            if mo > 0:
+                Go = gbuf[: t * mo].reshape(t, mo)
+                WO = W[i1:]
+                np.dot(WI, WO.T, Go)
+                if homog:
+                    off_block_h(Go, nrm3, a, i0, i1, code, S, A, part)
+                else:
+                    off_block(Go, nrm3, a, i0, i1, code, S, A, part)
+                if want_grad:
+                    acc = tbuf[: t * d].reshape(t, d)
+                    np.dot(Go, WO, acc)
+                    add_rows(gW[i0:i1], acc)
+                    out = obuf[: mo * d].reshape(mo, d)
+                    np.dot(Go.T, WI, out)
+                    add_rows(gW[i1:], out)
+        loss = finish(W, a, gW, ga, S, T, A, want_grad)
+        return loss + 0.5 * teacher_energy(Wt, at, tnrm, code)
+
+    @njit
+    def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
+        """One gradient step in place; returns the loss before the step (float64, NaN when the step
+        was refused because the loss or the gradient is not finite: W, a are then unchanged)."""
+        loss = loss_grad(W, a, Wt, at, code, gW, ga, ws, True)
+        ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
+        if not (ok and np.isfinite(loss)):
+            return np.nan
+        sgd_update(W, a, gW, ga, lr)
+        return loss
+
+    @njit
+    def run(W, a, Wt, at, code, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
+        """len(lrs) steps; losses[s] gets the loss before step s. Returns the number of steps done
+        (fewer when a non-finite loss or gradient stopped it; W, a keep their last finite values)."""
+        for s in range(lrs.shape[0]):
+            loss = step(W, a, Wt, at, code, lrs[s], reg, lam_as[s], lam_ws[s], gW, ga, ws)
+            losses[s] = loss
+            if np.isnan(loss):
+                return s
+        return lrs.shape[0]
+
+    return loss_grad, step, run
+
+
+LOSS_GRAD32, STEP32, RUN32 = _make(TABLE32)
+LOSS_GRAD64, STEP64, RUN64 = _make(TABLE64)

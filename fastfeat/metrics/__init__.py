@@ -1,0 +1,54 @@
+"""Metrics ``ff.train`` can log, and the feature-learning diagnostics.
+
+``REGISTRY`` maps a metric name to ``fn(net, objective, teacher, reg, step)``, returning a float or a
+dict of numbers/arrays (logged as ``name.key``). Add your own with ``register``.
+"""
+import numpy as np
+
+
+def _loss(net, objective, teacher, reg, step):
+    return objective.loss(net)
+
+
+def _reg(net, objective, teacher, reg, step):
+    return 0.0 if reg is None else reg.value(net, step)
+
+
+def _objective(net, objective, teacher, reg, step):
+    return _loss(net, objective, teacher, reg, step) + _reg(net, objective, teacher, reg, step)
+
+
+def _population_loss(net, objective, teacher, reg, step):
+    from ..objectives.population import Population
+    if teacher is None:
+        raise ValueError("metric 'population_loss' needs a teacher: pass teacher= to ff.train")
+    pop = getattr(objective, "_population", None)
+    if pop is None or pop.teacher is not teacher:
+        pop = Population(teacher)
+        try:
+            objective._population = pop
+        except AttributeError:  # pragma: no cover
+            pass
+    return pop.loss(net)
+
+
+def _weight_norms(net, objective, teacher, reg, step):
+    return {"a": float(np.linalg.norm(net.a)), "W": float(np.linalg.norm(net.W))}
+
+
+REGISTRY = {
+    "loss": _loss,
+    "reg": _reg,
+    "objective": _objective,
+    "population_loss": _population_loss,
+    "norms": _weight_norms,
+}
+#: metrics that need a teacher (given to train, or the objective's own)
+NEEDS_TEACHER = {"population_loss"}
+
+
+def register(name, fn, *, needs_teacher=False):
+    """Make ``fn(net, objective, teacher, reg, step)`` loggable as ``metrics=(name, ...)``."""
+    REGISTRY[name] = fn
+    if needs_teacher:
+        NEEDS_TEACHER.add(name)

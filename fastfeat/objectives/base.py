@@ -1,0 +1,48 @@
+"""What every objective provides to ``ff.train`` and to users.
+
+An objective knows its target (a teacher, or data) and offers
+
+- ``loss(net)``: the unregularized loss, a float;
+- ``grad(net, reg=None)``: new arrays ``(g_W, g_a)`` of the (regularized) objective;
+- ``_runner(net, device)``: a callable ``run(step0, lrs, reg_code, lam_as, lam_ws) -> (done, losses)``
+  that performs ``len(lrs)`` update steps in one compiled call, in place, starting at global step
+  ``step0`` (stochastic objectives key their random numbers on it, so a resumed run continues the same
+  stream). ``done < len(lrs)`` means a non-finite loss or gradient stopped it before step ``step0+done``
+  was applied; the weights are then those before that step. ``losses[s]`` is the loss the kernel saw
+  before step s (the minibatch loss for stochastic objectives).
+"""
+import numpy as np
+
+from ..networks import check_net
+from ..regularizers import check_reg, reg_arrays
+
+
+class Objective:
+    #: objects of these activations cannot be handled (Population: tanh)
+    name = "objective"
+
+    def _check(self, net):
+        """Validate ``net`` against this objective; raise ValueError/TypeError naming the problem."""
+        check_net(net)
+
+    def loss(self, net):
+        raise NotImplementedError
+
+    def _grad(self, net, gW, ga):
+        """Fill gW, ga with the gradient of the unregularized objective (one batch for stochastic ones)."""
+        raise NotImplementedError
+
+    def grad(self, net, reg=None):
+        """(g_W, g_a): new arrays with the gradient of loss + reg at ``net`` (``net`` is not modified)."""
+        from ..kernels.cpu.common import add_reg_grad
+        self._check(net)
+        reg = check_reg(reg)
+        gW = np.empty_like(net.W)
+        ga = np.empty_like(net.a)
+        self._grad(net, gW, ga)
+        code, la, lw = reg_arrays(reg, 0, 1)
+        add_reg_grad(net.W, net.a, gW, ga, code, la[0], lw[0])
+        return gW, ga
+
+    def _runner(self, net, device="cpu"):
+        raise NotImplementedError

@@ -1,0 +1,74 @@
+"""The exact Gaussian population objective (closed-form kernels, DESIGN.md section 1)."""
+import numpy as np
+
+from .._validation import check_float
+from ..kernels.cpu import population as _pop
+from ..networks import check_pair, check_teacher
+from .base import Objective
+
+
+def _kernels(dtype):
+    if dtype == np.float32:
+        return _pop.LOSS_GRAD32, _pop.RUN32
+    return _pop.LOSS_GRAD64, _pop.RUN64
+
+
+class Population(Objective):
+    """``L = 1/2 E_x[(f(x) - f*(x) - noise)^2]`` for ``x ~ N(0, I_d)``, in closed form.
+
+    ``noise`` is the label-noise standard deviation; it only adds ``noise^2 / 2`` to the loss.
+    Not available for ``tanh`` (no closed-form kernel): use ``ff.Empirical`` or ``ff.Online``.
+    """
+
+    name = "population"
+
+    def __init__(self, teacher, *, noise=0.0, tile=_pop.DEFAULT_TILE):
+        self.teacher = check_teacher(teacher)
+        if not teacher.has_population_kernel:
+            raise ValueError(
+                f"activation {teacher.activation!r} has no closed-form population kernel; "
+                "use ff.Empirical or ff.Online")
+        self.noise = check_float(noise, "noise", nonnegative=True)
+        self.tile = int(tile)
+        self._ws = {}
+
+    def _check(self, net):
+        super()._check(net)
+        check_pair(net, self.teacher)
+
+    def _workspace(self, net):
+        key = (net.m, net.d, net.dtype)
+        if key not in self._ws:
+            self._ws.clear()
+            self._ws[key] = _pop.workspace(net.m, self.teacher.m, net.d, net.dtype, tile=self.tile)
+        return self._ws[key]
+
+    def loss(self, net):
+        """The population loss at ``net`` (float; includes noise^2/2, excludes any regularizer)."""
+        self._check(net)
+        lg, _ = _kernels(net.dtype)
+        ga = np.empty_like(net.a)
+        L = lg(net.W, net.a, self.teacher.W, self.teacher.a, net.code, net.W[:0], ga, self._workspace(net), False)
+        return float(L) + 0.5 * self.noise**2
+
+    def _grad(self, net, gW, ga):
+        lg, _ = _kernels(net.dtype)
+        return lg(net.W, net.a, self.teacher.W, self.teacher.a, net.code, gW, ga, self._workspace(net), True)
+
+    def _runner(self, net, device="cpu"):
+        if device == "cuda":
+            from ..kernels.cuda import population_runner
+            return population_runner(self, net)
+        _, run = _kernels(net.dtype)
+        ws = self._workspace(net)
+        gW = np.empty_like(net.W)
+        ga = np.empty_like(net.a)
+        Wt, at = self.teacher.W, self.teacher.a
+        half_noise = 0.5 * self.noise**2
+
+        def runner(step0, lrs, reg_code, lam_as, lam_ws):
+            losses = np.empty(lrs.shape[0])
+            done = run(net.W, net.a, Wt, at, net.code, lrs, reg_code, lam_as, lam_ws, gW, ga, ws, losses)
+            return done, losses[:done] + half_noise
+
+        return runner

@@ -1,0 +1,70 @@
+"""``ff.History``: what ``ff.train`` logged."""
+import json
+
+import numpy as np
+
+
+class History:
+    """Logged values: ``step`` (int array) and ``metrics`` {name: array with one row per logged step}.
+
+    ``save(path)`` writes JSON (``.json``) or a numpy archive (``.npz``); ``History.load(path)`` reads
+    either back.
+    """
+
+    def __init__(self, step=None, metrics=None, info=None):
+        self.step = np.asarray([] if step is None else step, dtype=np.int64)
+        self.metrics = {k: np.asarray(v) for k, v in (metrics or {}).items()}
+        self.info = dict(info or {})
+
+    def __len__(self):
+        return len(self.step)
+
+    def __getitem__(self, name):
+        return self.metrics[name]
+
+    def __repr__(self):
+        return f"History({len(self)} rows, metrics={sorted(self.metrics)})"
+
+    def to_dict(self):
+        return {"step": self.step.tolist(), "metrics": {k: np.asarray(v).tolist() for k, v in self.metrics.items()},
+                "info": self.info}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["step"], {k: np.asarray(v, dtype=float) for k, v in d["metrics"].items()}, d.get("info"))
+
+    def save(self, path):
+        path = str(path)
+        if path.endswith(".npz"):
+            np.savez(path, step=self.step, info=json.dumps(self.info),
+                     **{"metric:" + k: v for k, v in self.metrics.items()})
+        else:
+            with open(path, "w") as f:
+                json.dump(self.to_dict(), f)
+
+    @classmethod
+    def load(cls, path):
+        path = str(path)
+        if path.endswith(".npz"):
+            with np.load(path) as z:
+                return cls(z["step"], {k[len("metric:"):]: z[k] for k in z.files if k.startswith("metric:")},
+                           json.loads(str(z["info"])))
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+    # used by train() while logging
+    def _append(self, step, values):
+        self.step = np.append(self.step, step)
+        for k, v in values.items():
+            v = np.asarray(v, dtype=float)
+            old = self.metrics.get(k)
+            self.metrics[k] = v[None] if old is None or len(old) == 0 else np.concatenate([old, v[None]])
+
+    @staticmethod
+    def concat(histories):
+        """Join histories of consecutive runs (e.g. the stages of a protocol) into one."""
+        out = History()
+        for h in histories:
+            for i, s in enumerate(h.step):
+                out._append(s, {k: v[i] for k, v in h.metrics.items()})
+        return out

@@ -1,0 +1,145 @@
+"""``ff.train``: many steps per compiled call, schedules per step, metrics every ``log_every`` steps."""
+import sys
+import time
+
+import numba
+import numpy as np
+
+from .. import metrics as _metrics
+from .._validation import check_int
+from ..networks import check_net, check_teacher
+from ..objectives.base import Objective
+from ..regularizers import check_reg, reg_arrays
+from ..schedules import as_schedule, evaluate
+from .history import History
+
+DEVICES = ("cpu", "cuda")
+
+
+class TrainingDiverged(FloatingPointError):
+    """Raised by ``ff.train`` when the loss or the gradient stops being finite.
+
+    The net keeps the last finite weights (those before the failing step). ``.step`` is the global
+    step that was refused, ``.history`` what was logged up to then.
+    """
+
+    def __init__(self, step, history):
+        self.step = step
+        self.history = history
+        super().__init__(
+            f"training diverged at step {step}: the loss or its gradient is not finite; the net keeps the "
+            f"weights from before step {step}. Lower lr or add regularization.")
+
+
+def _check_metrics(metrics, teacher):
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    try:
+        metrics = tuple(metrics)
+    except TypeError:
+        raise TypeError(f"metrics must be a tuple of names, got {type(metrics).__name__}") from None
+    for name in metrics:
+        if name not in _metrics.REGISTRY:
+            raise ValueError(f"metrics: unknown metric {name!r}; known: {sorted(_metrics.REGISTRY)}")
+        if name in _metrics.NEEDS_TEACHER and teacher is None:
+            raise ValueError(f"metrics: {name!r} needs a teacher; pass teacher=")
+    return metrics
+
+
+def _log_values(metrics, net, objective, teacher, reg, step):
+    out = {}
+    for name in metrics:
+        v = _metrics.REGISTRY[name](net, objective, teacher, reg, step)
+        if isinstance(v, dict):
+            for k, x in v.items():
+                out[f"{name}.{k}"] = x
+        else:
+            out[name] = v
+    return out
+
+
+class _Progress:
+    def __init__(self, total, enabled):
+        self.total = total
+        self.enabled = enabled
+        self.t0 = time.perf_counter()
+
+    def update(self, done, values):
+        if not self.enabled:
+            return
+        frac = done / self.total if self.total else 1.0
+        bar = "#" * int(30 * frac)
+        rate = done / max(time.perf_counter() - self.t0, 1e-9)
+        extra = " ".join(f"{k}={float(v):.4g}" for k, v in values.items() if np.ndim(v) == 0)
+        sys.stderr.write(f"\r[{bar:<30}] {done}/{self.total} steps, {rate:.3g} steps/s {extra}")
+        if done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, metrics=("loss",),
+          progress=False, n_threads=None, device="cpu", callback=None, start_step=0):
+    """Run ``steps`` gradient steps of ``objective`` (+ ``reg``) on ``net``, in place.
+
+    lr and the regularizer's lam may be floats or schedules (step -> value), evaluated at every step.
+    Steps run ``log_every`` at a time inside one compiled call; after each call ``metrics`` are logged
+    (and at step 0). ``callback(step, net, values)`` is called after each logging; return ``False``
+    from it to stop early. ``start_step`` offsets the global step (schedules, random streams), so a run
+    continued from a checkpoint reproduces the uninterrupted one. Raises ``ff.TrainingDiverged`` (the
+    net keeps its last finite weights) when the loss or gradient stops being finite.
+    """
+    check_net(net)
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be ff.Population, ff.Empirical or ff.Online, got {type(objective).__name__}")
+    objective._check(net)
+    steps = check_int(steps, "steps", minimum=1)
+    log_every = check_int(log_every, "log_every", minimum=1)
+    start_step = check_int(start_step, "start_step", minimum=0)
+    lr_s = as_schedule(lr, "lr", positive=True)
+    evaluate(lr_s, start_step, 1, "lr", positive=True)
+    reg = check_reg(reg)
+    if teacher is None:
+        teacher = getattr(objective, "teacher", None)
+    else:
+        check_teacher(teacher)
+    metrics = _check_metrics(metrics, teacher)
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be callable(step, net, values)")
+    if n_threads is not None:
+        n_threads = check_int(n_threads, "n_threads")
+        if n_threads > numba.config.NUMBA_NUM_THREADS:
+            raise ValueError(f"n_threads={n_threads} exceeds the {numba.config.NUMBA_NUM_THREADS} threads numba "
+                             "was started with (NUMBA_NUM_THREADS)")
+    old_threads = numba.get_num_threads()
+    history = History(info={"objective": objective.name, "device": device, "start_step": start_step})
+    bar = _Progress(steps, progress)
+    try:
+        if n_threads is not None:
+            numba.set_num_threads(n_threads)
+        runner = objective._runner(net, device)
+        values = _log_values(metrics, net, objective, teacher, reg, start_step)
+        history._append(start_step, values)
+        if callback is not None and callback(start_step, net, values) is False:
+            return history
+        done_total = 0
+        while done_total < steps:
+            n = min(log_every, steps - done_total)
+            s0 = start_step + done_total
+            lrs = evaluate(lr_s, s0, n, "lr", positive=True)
+            code, la, lw = reg_arrays(reg, s0, n)
+            done, losses = runner(s0, lrs, code, la, lw)
+            done_total += done
+            if done < n:
+                values = _log_values(metrics, net, objective, teacher, reg, s0 + done)
+                history._append(s0 + done, values)
+                raise TrainingDiverged(s0 + done, history)
+            values = _log_values(metrics, net, objective, teacher, reg, s0 + n)
+            history._append(s0 + n, values)
+            bar.update(done_total, values)
+            if callback is not None and callback(s0 + n, net, values) is False:
+                break
+    finally:
+        numba.set_num_threads(old_threads)
+    return history
