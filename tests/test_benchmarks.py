@@ -1,0 +1,131 @@
+"""pytest-benchmark: "did this change make a step slower on this machine?"
+
+In the normal suite (``addopts = --benchmark-disable``) each benchmark runs once, at tiny sizes, as a
+smoke test of the benchmark code (float32 relu: the specializations the other tests compile anyway).
+For real, at the sizes of issues 2 and 3 (several minutes, mostly compilation)::
+
+    FASTFEAT_BENCH_REAL=1 python -m pytest tests/test_benchmarks.py --benchmark-enable --benchmark-only
+
+and compare runs with ``--benchmark-autosave`` / ``--benchmark-compare``. ``extra_info`` carries the
+effective GFLOP/s and the ratio to the GEMMs the step contains, measured in the same process.
+"""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytest_benchmark")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the benchmarks package
+
+from benchmarks import _common as C  # noqa: E402
+from benchmarks import compare  # noqa: E402
+
+REAL = os.environ.get("FASTFEAT_BENCH_REAL", "") not in ("", "0")
+
+SIZES = {
+    "population": dict(C.POPULATION) if REAL else dict(m=48, m_star=3, d=17),
+    "empirical": dict(C.EMPIRICAL) if REAL else dict(n=65, d=17, m=33, m_star=3),
+    "online": dict(C.ONLINE) if REAL else dict(d=17, m=33, m_star=3, batch=1),
+}
+ONLINE_STEPS = 1000 if REAL else 10
+
+
+def _record(benchmark, w, steps_per_call=1):
+    """GFLOP/s and the ratio to the step's GEMMs, timed here (the benchmark's own stats, when enabled)."""
+    repeat = 5 if REAL else 1
+    t_step = C.best_time(lambda: w.run(steps_per_call), repeat=repeat) / steps_per_call
+    t_gemm = C.best_time(w.gemm, repeat=repeat, number=1 if w.kind != "online" else 100)
+    if w.kind == "online":
+        t_gemm /= 100
+    benchmark.extra_info["gflops"] = w.flops_per_step / t_step / 1e9
+    benchmark.extra_info["gemm_ratio"] = t_step / t_gemm
+    assert t_step > 0 and t_gemm > 0
+
+
+def _moved_and_finite(w):
+    assert np.all(np.isfinite(w.net.W)) and np.all(np.isfinite(w.net.a))
+    assert not np.array_equal(w.net.W, w.W0)
+
+
+def test_population_step(benchmark):
+    w = C.population(**SIZES["population"], dtype="float32")
+    w.run(1)  # compile outside the timing
+    benchmark(w.run)
+    _moved_and_finite(w)
+    _record(benchmark, w)
+
+
+@pytest.mark.skipif(not C.has_empirical(), reason="ff.Empirical not available")
+def test_empirical_step(benchmark):
+    w = C.empirical(**SIZES["empirical"], dtype="float32")
+    w.run(1)
+    benchmark(w.run)
+    _moved_and_finite(w)
+    _record(benchmark, w)
+
+
+@pytest.mark.skipif(not C.has_online(), reason="ff.Online not available")
+def test_online_steps(benchmark):
+    w = C.online(**SIZES["online"], dtype="float32")
+    w.run(ONLINE_STEPS)
+    benchmark(w.run, ONLINE_STEPS)
+    _moved_and_finite(w)
+    _record(benchmark, w, ONLINE_STEPS)
+
+
+@pytest.mark.skipif(not C.has_alignment(), reason="ff.metrics.alignment not available")
+def test_alignment(benchmark):
+    import fastfeat as ff
+
+    p = SIZES["population"]
+    teacher = ff.Teacher.random(p["d"], p["m_star"], seed=0, dtype="float32")
+    net = ff.TwoLayer.init(p["d"], p["m"], seed=1, dtype="float32")
+    ff.metrics.alignment(net, teacher)
+    benchmark(ff.metrics.alignment, net, teacher)
+
+
+# -- the comparison script's own honesty check, at tiny sizes -----------------------------------------
+
+def test_numpy_population_peer_matches_fastfeat():
+    p = SIZES["population"] if not REAL else dict(m=48, m_star=3, d=17)
+    w = C.population(**p, dtype="float32")
+    Wf, af = compare._one_step_ff(w, 1.0)
+    peer = compare.NumpyPopulation(w.W0, w.a0, w.objective.teacher.W, w.objective.teacher.a, C.LAM)
+    peer.step(1.0)
+    diff = compare.rel_update_diff(np.float64(w.W0), np.float64(w.a0), Wf, af, *peer.weights())
+    assert diff < 1e-4
+
+
+@pytest.mark.skipif(not C.has_empirical(), reason="ff.Empirical not available")
+def test_numpy_empirical_peer_matches_fastfeat():
+    p = SIZES["empirical"] if not REAL else dict(n=65, d=17, m=33, m_star=3)
+    w = C.empirical(**p, dtype="float32")
+    Wf, af = compare._one_step_ff(w, 10.0)
+    peer = compare.NumpyEmpirical(w.W0, w.a0, w.objective.X, w.objective.y, C.LAM)
+    peer.step(10.0)
+    diff = compare.rel_update_diff(np.float64(w.W0), np.float64(w.a0), Wf, af, *peer.weights())
+    assert diff < 1e-4
+
+
+def test_update_readme_touches_only_its_region(tmp_path):
+    path = tmp_path / "README.md"
+    head, tail = "# x\n\nintro\n\n## Performance\n\n", "\n## After\n\ntext\n"
+    path.write_text(head + C.PERF_START + "\n" + C.PERF_END + tail)
+    C.update_readme("compare", "table 1", path=str(path))
+    C.update_readme("scaling", "figure", path=str(path))
+    C.update_readme("compare", "table 2", path=str(path))
+    text = path.read_text()
+    assert text.startswith(head) and text.endswith(C.PERF_END + tail)
+    assert "table 2" in text and "table 1" not in text and "figure" in text
+    assert text.index("table 2") < text.index("figure")
+
+
+def test_machine_description():
+    text = C.machine_description()
+    assert "CPU" in text and "numba" in text and "BLAS" in text
+
+
+def test_peak_rss_increase_sees_an_allocation():
+    mib = C.peak_rss_increase_mib(lambda: np.ones(64 * 2**20 // 8).sum())
+    assert np.isnan(mib) or mib > 40
