@@ -1,0 +1,142 @@
+"""The population objective against independent references: numpy closed forms, complex-step
+derivatives, Monte Carlo estimates with stated standard errors."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastfeat as ff
+from fastfeat.math.reference import features
+from naive import kernel_matrix, population_grad, population_loss, reg_grad
+from conftest import CLOSED_FORM
+
+# (m, d, m_star): not multiples of the vector width; tile=8 below makes several tiles with ragged ends
+SIZES = [(1, 1, 1), (3, 3, 2), (17, 5, 3), (33, 17, 4), (65, 9, 5), (5, 65, 3)]
+
+
+def make(name, m, d, ms, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((m, d)) / np.sqrt(d)
+    a = rng.standard_normal(m) / np.sqrt(m)
+    teacher = ff.Teacher.random(d, ms, activation=name, seed=seed + 1, dtype=dtype)
+    net = ff.TwoLayer(W.astype(dtype), a.astype(dtype), activation=name)
+    return net, teacher
+
+
+def rel(x, y):
+    return np.max(np.abs(np.asarray(x, float) - y)) / max(np.max(np.abs(y)), 1e-300)
+
+
+@pytest.mark.parametrize("name", CLOSED_FORM)
+@pytest.mark.parametrize("m,d,ms", SIZES)
+def test_loss_and_grad_float64(name, m, d, ms):
+    net, teacher = make(name, m, d, ms)
+    pop = ff.Population(teacher, noise=0.3, tile=8)
+    L = pop.loss(net)
+    Lref = population_loss(name, net.W, net.a, teacher.W, teacher.a, noise=0.3)
+    assert abs(L - Lref) <= 1e-10 * abs(Lref)
+    gW, ga = pop.grad(net)
+    gWr, gar = population_grad(name, net.W, net.a, teacher.W, teacher.a)
+    assert rel(gW, gWr) < 1e-10
+    assert rel(ga, gar) < 1e-10
+
+
+@pytest.mark.parametrize("name", CLOSED_FORM)
+@pytest.mark.parametrize("kind", ["wd", "path"])
+def test_regularized_grad_float64(name, kind):
+    net, teacher = make(name, 33, 7, 3, seed=3)
+    net.a[4] = 0.0  # path norm: subgradient 0 where a_j = 0
+    reg = ff.WeightDecay(lam_a=0.03, lam_w=0.07) if kind == "wd" else ff.PathNorm(0.05)
+    lam_a, lam_w = (0.03, 0.07) if kind == "wd" else (0.05, 0.05)
+    gW, ga = ff.Population(teacher, tile=8).grad(net, reg=reg)
+    gWr, gar = population_grad(name, net.W, net.a, teacher.W, teacher.a)
+    rW, ra = reg_grad(kind, net.W, net.a, lam_a, lam_w)
+    assert rel(gW, gWr + rW) < 1e-10
+    assert rel(ga, gar + ra) < 1e-10
+
+
+@pytest.mark.parametrize("name", ["relu", "abs", "relu_centered"])
+def test_zero_norm_neuron_has_zero_gradient(name):
+    net, teacher = make(name, 17, 5, 2, seed=4)
+    net.W[3] = 0.0
+    gW, ga = ff.Population(teacher, tile=4).grad(net)
+    gWr, gar = population_grad(name, net.W, net.a, teacher.W, teacher.a)
+    assert np.all(gW[3] == 0)
+    assert rel(gW, gWr) < 1e-10 and rel(ga, gar) < 1e-10
+
+
+@pytest.mark.parametrize("name", CLOSED_FORM)
+@pytest.mark.parametrize("m,d,ms", [(1, 1, 1), (17, 5, 3), (65, 33, 5)])
+def test_loss_and_grad_float32(name, m, d, ms):
+    net64, teacher64 = make(name, m, d, ms)
+    net, teacher = net64.astype("float32"), teacher64.astype("float32")
+    pop = ff.Population(teacher, tile=16)
+    L = pop.loss(net)
+    # references at the float32 weights, in float64
+    Lref = population_loss(name, net.W, net.a, teacher.W, teacher.a)
+    scale = (np.abs(net.a) @ np.abs(kernel_matrix(name, net.W, net.W)) @ np.abs(net.a)
+             + np.abs(teacher.a) @ np.abs(kernel_matrix(name, teacher.W, teacher.W)) @ np.abs(teacher.a))
+    assert abs(L - Lref) <= 2e-6 * scale * np.sqrt(m)
+    gW, ga = pop.grad(net)
+    assert gW.dtype == np.float32 and ga.dtype == np.float32
+    gWr, gar = population_grad(name, net.W, net.a, teacher.W, teacher.a)
+    assert rel(gW, gWr) < 2e-5 * np.sqrt(m)
+    assert rel(ga, gar) < 2e-5 * np.sqrt(m)
+
+
+@pytest.mark.parametrize("name", CLOSED_FORM)
+def test_closed_form_matches_monte_carlo(name):
+    """The closed-form loss against a Monte Carlo estimate: |diff| < 5 standard errors."""
+    rng = np.random.default_rng(7)
+    net, teacher = make(name, 4, 3, 2, seed=11)
+    n = 400_000
+    X = rng.standard_normal((n, 3))
+    r = features(name, X, net.W) @ net.a - features(name, X, teacher.W) @ teacher.a
+    vals = 0.5 * r**2
+    mc, se = vals.mean(), vals.std() / np.sqrt(n)
+    L = ff.Population(teacher).loss(net)
+    assert abs(L - mc) < 5 * se, (L, mc, se)
+    # and the kernel itself, entry by entry
+    U, V = net.W[:2], teacher.W
+    Phi_u, Phi_v = features(name, X, U), features(name, X, V)
+    for i in range(2):
+        for k in range(2):
+            prod = Phi_u[:, i] * Phi_v[:, k]
+            assert abs(kernel_matrix(name, U, V)[i, k] - prod.mean()) < 5 * prod.std() / np.sqrt(n)
+
+
+def test_loss_and_grad_do_not_mutate():
+    net, teacher = make("relu", 9, 4, 2)
+    W0, a0 = net.W.copy(), net.a.copy()
+    pop = ff.Population(teacher)
+    pop.loss(net)
+    pop.grad(net, reg=ff.WeightDecay(0.1))
+    assert np.array_equal(net.W, W0) and np.array_equal(net.a, a0)
+
+
+def test_tile_size_does_not_change_result():
+    net, teacher = make("relu", 65, 9, 3)
+    g = [ff.Population(teacher, tile=t).grad(net) for t in (1, 7, 64, 256)]
+    for gW, ga in g[1:]:
+        assert rel(gW, g[0][0]) < 1e-12 and rel(ga, g[0][1]) < 1e-12
+
+
+@settings(deadline=None, max_examples=20)
+@given(m=st.integers(1, 40), d=st.integers(1, 12), data=st.data(),
+       name=st.sampled_from(CLOSED_FORM))
+def test_loss_any_shape(m, d, data, name):
+    ms = data.draw(st.integers(1, d))
+    net, teacher = make(name, m, d, ms, seed=m * 100 + d)
+    L = ff.Population(teacher, tile=5).loss(net)
+    Lref = population_loss(name, net.W, net.a, teacher.W, teacher.a)
+    assert abs(L - Lref) <= 1e-10 * max(abs(Lref), 1e-12)
+
+
+def test_symmetric_init_is_zero_function():
+    t = ff.Teacher.random(6, 2, activation="relu", seed=0)
+    net = ff.TwoLayer.init(6, 10, symmetric=True, seed=3)
+    pop = ff.Population(t)
+    zero = ff.TwoLayer(np.zeros((1, 6)), np.zeros(1))
+    assert abs(pop.loss(net) - pop.loss(zero)) < 1e-14
+    X = np.random.default_rng(0).standard_normal((5, 6))
+    assert np.allclose(net(X), 0.0)
