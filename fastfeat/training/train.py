@@ -105,6 +105,9 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
     metrics = _check_metrics(metrics, teacher)
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if getattr(net, "on_device", False) and device != "cuda":
+        raise ValueError("net lives on the GPU (ff.kernels.cuda.to_device): train it with device='cuda', "
+                         "or bring it back with net.to_host()")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable(step, net, values)")
     if n_threads is not None:
@@ -115,13 +118,17 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
     old_threads = numba.get_num_threads()
     history = History(info={"objective": objective.name, "device": device, "start_step": start_step})
     bar = _Progress(steps, progress)
+    runner = None
     try:
         if n_threads is not None:
             numba.set_num_threads(n_threads)
         runner = objective._runner(net, device)
-        values = _log_values(metrics, net, objective, teacher, reg, start_step)
+        # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
+        # through runner.view (the loss is computed on the device, weights are copied only when read)
+        log_net, log_obj = getattr(runner, "view", (net, objective))
+        values = _log_values(metrics, log_net, log_obj, teacher, reg, start_step)
         history._append(start_step, values)
-        if callback is not None and callback(start_step, net, values) is False:
+        if callback is not None and callback(start_step, log_net, values) is False:
             return history
         done_total = 0
         while done_total < steps:
@@ -132,14 +139,16 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
             done, losses = runner(s0, lrs, code, la, lw)
             done_total += done
             if done < n:
-                values = _log_values(metrics, net, objective, teacher, reg, s0 + done)
+                values = _log_values(metrics, log_net, log_obj, teacher, reg, s0 + done)
                 history._append(s0 + done, values)
                 raise TrainingDiverged(s0 + done, history)
-            values = _log_values(metrics, net, objective, teacher, reg, s0 + n)
+            values = _log_values(metrics, log_net, log_obj, teacher, reg, s0 + n)
             history._append(s0 + n, values)
             bar.update(done_total, values)
-            if callback is not None and callback(s0 + n, net, values) is False:
+            if callback is not None and callback(s0 + n, log_net, values) is False:
                 break
     finally:
+        if runner is not None and hasattr(runner, "finish"):
+            runner.finish()  # CUDA: copy the (last finite) weights back into net, also on errors
         numba.set_num_threads(old_threads)
     return history

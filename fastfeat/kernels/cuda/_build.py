@@ -1,0 +1,460 @@
+"""The CUDA kernels, compiled per (float type, tile size) on first use.
+
+The scalar math is not rewritten here: ``fastfeat.math.activations.build`` and ``fastfeat.math.random.build``
+compile the same plain functions as the CPU kernels with ``cuda.jit(device=True)``; the kernels below call
+them through closure names (no attribute access inside a kernel).
+
+Conventions shared by all kernels: ``state`` is an int32 device array, ``state[0] != 0`` once a step was
+refused (every kernel then returns at once, so the rest of a chunk costs only launches), ``state[1] != 0``
+when the current step produced a non-finite gradient entry. One-dimensional kernels use grid-stride loops
+(any grid size is correct); two-dimensional ones use ``TILE x TILE`` blocks and shared-memory tiles,
+with every out-of-range load replaced by zero (ragged tails).
+
+Math (the same as the CPU kernels, see ``fastfeat.kernels.cpu.population`` for the population gradient):
+population columns ``k < m`` are the student rows, ``k >= m`` the teacher rows, with coefficients
+``c_k = a_k`` or ``-a*_{k-m}``; then ``g_a[j] = sum_k c_k K_jk``, ``A_j = sum_k c_k alpha_jk``,
+``B_jk = a_j c_k beta_jk``, ``g_W[j] = a_j A_j w_j + sum_k B_jk v_k`` and the loss is
+``sum_j a_j sum_k e_k K_jk + 1/2 a*^T K* a*`` with ``e_k = c_k / 2`` for student columns, ``c_k`` else.
+Empirical, per batch of ``nb`` samples: ``r_s = f(x_s) - y_s``; ``g_a[j] = 1/nb sum_s r_s phi(z_sj)``;
+``g_W[j] = a_j/nb (sum_s r_s sigma'(z_sj) x_s + dnorm (sum_s r_s) w_j/|w_j|)``; loss ``sum_s r_s^2 / (2 nb)``.
+"""
+import math
+
+import numba
+import numpy as np
+
+from ...math.activations import build as build_table
+from ...math.random import build as build_random
+
+#: largest block of the single-block reductions (shared-memory size, compile time)
+MAX_REDUCE_THREADS = 1024
+
+_CACHE = {}
+_RANDOM = {}
+#: the numba.cuda module, set on first use; kernels must see it as a module global (the simulator
+#: swaps the ``cuda`` global of kernel functions for its fake module; a closure variable would escape it)
+cuda = None
+
+
+def kernels(cuda_module, dtype, tile):
+    """The compiled kernel namespace for float ``dtype`` and tile side ``tile`` (cached)."""
+    global cuda
+    cuda = cuda_module
+    key = (np.dtype(dtype), int(tile))
+    if key not in _CACHE:
+        _CACHE[key] = _make(np.dtype(dtype).type, int(tile))
+    return _CACHE[key]
+
+
+def _random():
+    if "r" not in _RANDOM:
+        _RANDOM["r"] = build_random(cuda.jit(device=True))
+    return _RANDOM["r"]
+
+
+def _make(ft, T):
+    tab = build_table(cuda.jit(device=True), ft, fast_acos=False)
+    pair = tab.pair
+    neuron = tab.neuron
+    dneuron = tab.dneuron
+    dneuron_dnorm = tab.dneuron_dnorm
+    rnd = _random()
+    stream_key = rnd.stream_key
+    normal_keyed = rnd.normal_keyed
+    nbt = numba.from_dtype(np.dtype(ft))
+    f64 = numba.float64
+    zero, one, half = ft(0.0), ft(1.0), ft(0.5)
+    NR = MAX_REDUCE_THREADS
+
+    @cuda.jit(device=True)
+    def reg_terms(reg, aj, nj, lam_a, lam_w):
+        """(extra g_a[j], extra coefficient of w_j in g_W[j]) of the regularizer."""
+        if reg == 1:
+            return lam_a * aj, lam_w
+        if reg == 2 and aj != zero and nj > zero:
+            return lam_w * nj * (one if aj > zero else -one), lam_w * abs(aj) / nj
+        return zero, zero
+
+    @cuda.jit
+    def row_norms(W, out, off, state):
+        """out[off + j] = |W[j]| (float64 accumulation)."""
+        if state[0] != 0:
+            return
+        m, d = W.shape
+        for j in range(cuda.grid(1), m, cuda.gridsize(1)):
+            s = 0.0
+            for i in range(d):
+                v = f64(W[j, i])
+                s += v * v
+            out[off + j] = math.sqrt(s)
+
+    @cuda.jit
+    def reduce_sums(vals, n, sums, state):
+        """One block: sums[0] = sum(vals[:n]), sums[1] = sum(vals[:n]^2) (float64)."""
+        sh0 = cuda.shared.array(NR, f64)
+        sh1 = cuda.shared.array(NR, f64)
+        t = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        s0 = 0.0
+        s1 = 0.0
+        if state[0] == 0:
+            for i in range(t, n, nt):
+                v = f64(vals[i])
+                s0 += v
+                s1 += v * v
+        sh0[t] = s0
+        sh1[t] = s1
+        cuda.syncthreads()
+        w = 1
+        while w < nt:
+            if t % (2 * w) == 0 and t + w < nt:
+                sh0[t] += sh0[t + w]
+                sh1[t] += sh1[t + w]
+            w *= 2
+            cuda.syncthreads()
+        if t == 0:
+            sums[0] = sh0[0]
+            sums[1] = sh1[0]
+
+    @cuda.jit
+    def commit_loss(sums, which, scale, const, losses, s, state):
+        """losses[s] = sums[which] * scale + const; a non-finite loss or gradient refuses the step."""
+        if cuda.grid(1) != 0 or state[0] != 0:
+            return
+        tot = sums[which] * scale + const
+        if state[1] != 0 or not math.isfinite(tot):
+            losses[s] = math.nan
+            state[0] = 1
+        else:
+            losses[s] = tot
+
+    @cuda.jit
+    def sgd(W, a, gW, ga, lr, state):
+        """W -= lr gW, a -= lr ga unless the step was refused."""
+        if state[0] != 0:
+            return
+        m, d = W.shape
+        md = m * d
+        for idx in range(cuda.grid(1), md + m, cuda.gridsize(1)):
+            if idx < md:
+                j = idx // d
+                i = idx - j * d
+                W[j, i] -= lr * gW[j, i]
+            else:
+                a[idx - md] -= lr * ga[idx - md]
+
+    # ---------------------------------------------------------------- population
+    @cuda.jit
+    def pop_pairs(W, Wt, a, at, nrm, i0, rows, code, B, part, want_grad, state):
+        """Rows i0 .. i0+rows of W against all m + m* columns: Gram tile in shared memory, then the
+        kernel pair; writes B (rows x (m+m*)) and per-column-block partial row sums part[3, kb, r]."""
+        if state[0] != 0:
+            return
+        m, d = W.shape
+        N = m + Wt.shape[0]
+        ty = cuda.threadIdx.y
+        tx = cuda.threadIdx.x
+        bx = cuda.blockIdx.x
+        r = cuda.blockIdx.y * T + ty
+        k = bx * T + tx
+        j = i0 + r
+        kr = bx * T + ty  # the column row this thread loads
+        sa = cuda.shared.array((T, T), nbt)
+        sb = cuda.shared.array((T, T), nbt)
+        c = zero
+        for l0 in range(0, d, T):
+            li = l0 + tx
+            if r < rows and li < d:
+                sa[ty, tx] = W[j, li]
+            else:
+                sa[ty, tx] = zero
+            if li < d and kr < m:
+                sb[ty, tx] = W[kr, li]
+            elif li < d and kr < N:
+                sb[ty, tx] = Wt[kr - m, li]
+            else:
+                sb[ty, tx] = zero
+            cuda.syncthreads()
+            for t in range(T):
+                c += sa[ty, t] * sb[tx, t]
+            cuda.syncthreads()
+        vK = zero
+        vA = zero
+        vL = zero
+        if r < rows and k < N:
+            K, au, av, b = pair(code, nrm[j], nrm[k], c)
+            if k < m:
+                ck = a[k]
+                ek = half * ck
+            else:
+                ck = -at[k - m]
+                ek = ck
+            vK = ck * K
+            vA = ck * au
+            vL = ek * K
+            if want_grad:
+                B[r, k] = a[j] * ck * b
+        red = cuda.shared.array((3, T, T), nbt)
+        red[0, ty, tx] = vK
+        red[1, ty, tx] = vA
+        red[2, ty, tx] = vL
+        cuda.syncthreads()
+        if tx == 0 and r < rows:
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            for t in range(T):
+                s0 += red[0, ty, t]
+                s1 += red[1, ty, t]
+                s2 += red[2, ty, t]
+            part[0, bx, r] = s0
+            part[1, bx, r] = s1
+            part[2, bx, r] = s2
+
+    @cuda.jit
+    def pop_bv(B, W, Wt, i0, rows, gW, state):
+        """gW[i0 + r] = sum_k B[r, k] v_k (v_k: student rows, then teacher rows); tiled product."""
+        if state[0] != 0:
+            return
+        m, d = W.shape
+        N = m + Wt.shape[0]
+        ty = cuda.threadIdx.y
+        tx = cuda.threadIdx.x
+        r = cuda.blockIdx.y * T + ty
+        li = cuda.blockIdx.x * T + tx
+        sb = cuda.shared.array((T, T), nbt)
+        sv = cuda.shared.array((T, T), nbt)
+        acc = zero
+        for k0 in range(0, N, T):
+            kb = k0 + tx
+            if r < rows and kb < N:
+                sb[ty, tx] = B[r, kb]
+            else:
+                sb[ty, tx] = zero
+            kv = k0 + ty
+            if li < d and kv < m:
+                sv[ty, tx] = W[kv, li]
+            elif li < d and kv < N:
+                sv[ty, tx] = Wt[kv - m, li]
+            else:
+                sv[ty, tx] = zero
+            cuda.syncthreads()
+            for t in range(T):
+                acc += sb[ty, t] * sv[t, tx]
+            cuda.syncthreads()
+        if r < rows and li < d:
+            gW[i0 + r, li] = acc
+
+    @cuda.jit
+    def pop_rows(W, a, nrm, part, nkb, i0, rows, gW, ga, lrow, want_grad, reg, lam_a, lam_w, state):
+        """Per row: g_a, the loss row, g_W += a_j A_j w_j + regularizer; flags non-finite gradients."""
+        if state[0] != 0:
+            return
+        d = W.shape[1]
+        for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+            j = i0 + r
+            sK = zero
+            sA = zero
+            sL = zero
+            for kb in range(nkb):
+                sK += part[0, kb, r]
+                sA += part[1, kb, r]
+                sL += part[2, kb, r]
+            aj = a[j]
+            lrow[j] = aj * sL
+            ga[j] = sK
+            if want_grad:
+                ra, rw = reg_terms(reg, aj, nrm[j], lam_a, lam_w)
+                gaj = sK + ra
+                ga[j] = gaj
+                cw = aj * sA + rw
+                ok = math.isfinite(gaj)
+                for i in range(d):
+                    g = gW[j, i] + cw * W[j, i]
+                    gW[j, i] = g
+                    ok = ok and math.isfinite(g)
+                if not ok:
+                    state[1] = 1
+
+    # ---------------------------------------------------------------- empirical / online
+    @cuda.jit
+    def emp_forward(X, idx, off, cnt, W, Z, state):
+        """Z[s, j] = x_{idx[off+s]} . w_j for s < cnt (tiled product)."""
+        if state[0] != 0:
+            return
+        m, d = W.shape
+        ty = cuda.threadIdx.y
+        tx = cuda.threadIdx.x
+        s = cuda.blockIdx.y * T + ty
+        j = cuda.blockIdx.x * T + tx
+        jr = cuda.blockIdx.x * T + ty
+        sx = cuda.shared.array((T, T), nbt)
+        sw = cuda.shared.array((T, T), nbt)
+        acc = zero
+        for l0 in range(0, d, T):
+            li = l0 + tx
+            if s < cnt and li < d:
+                sx[ty, tx] = X[idx[off + s], li]
+            else:
+                sx[ty, tx] = zero
+            if jr < m and li < d:
+                sw[ty, tx] = W[jr, li]
+            else:
+                sw[ty, tx] = zero
+            cuda.syncthreads()
+            for t in range(T):
+                acc += sx[ty, t] * sw[tx, t]
+            cuda.syncthreads()
+        if s < cnt and j < m:
+            Z[s, j] = acc
+
+    @cuda.jit
+    def emp_resid(Z, a, nrm, y, idx, off, cnt, code, r, roff, state):
+        """One block per sample (grid-stride): r[roff+s] = sum_j a_j phi(Z[s, j]) - y[idx[off+s]]."""
+        if state[0] != 0:
+            return
+        m = a.shape[0]
+        sh = cuda.shared.array(NR, f64)
+        t = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        for s in range(cuda.blockIdx.x, cnt, cuda.gridDim.x):
+            acc = 0.0
+            for j in range(t, m, nt):
+                acc += f64(a[j] * neuron(code, Z[s, j], nrm[j]))
+            sh[t] = acc
+            cuda.syncthreads()
+            w = 1
+            while w < nt:
+                if t % (2 * w) == 0 and t + w < nt:
+                    sh[t] += sh[t + w]
+                w *= 2
+                cuda.syncthreads()
+            if t == 0:
+                r[roff + s] = sh[0] - f64(y[idx[off + s]])
+            cuda.syncthreads()
+
+    @cuda.jit
+    def emp_cols(Z, r, roff, cnt, nrm, code, gacc, first, state):
+        """Per column j: gacc[j] (+)= sum_s r_s phi(z_sj); Z[s, j] <- r_s sigma'(z_sj) in place."""
+        if state[0] != 0:
+            return
+        m = gacc.shape[0]
+        for j in range(cuda.grid(1), m, cuda.gridsize(1)):
+            nj = nrm[j]
+            acc = zero
+            for s in range(cnt):
+                z = Z[s, j]
+                rs = r[roff + s]
+                acc += rs * neuron(code, z, nj)
+                Z[s, j] = rs * dneuron(code, z)
+            if first:
+                gacc[j] = acc
+            else:
+                gacc[j] += acc
+
+    @cuda.jit
+    def emp_gw(Z, X, idx, off, cnt, gW, first, state):
+        """gW[j, l] (+)= sum_s Z[s, j] x_{idx[off+s], l} (tiled product Z^T X)."""
+        if state[0] != 0:
+            return
+        m, d = gW.shape
+        ty = cuda.threadIdx.y
+        tx = cuda.threadIdx.x
+        j = cuda.blockIdx.y * T + ty
+        li = cuda.blockIdx.x * T + tx
+        jz = cuda.blockIdx.y * T + tx
+        sz = cuda.shared.array((T, T), nbt)
+        sx = cuda.shared.array((T, T), nbt)
+        acc = zero
+        for s0 in range(0, cnt, T):
+            s = s0 + ty
+            if s < cnt and jz < m:
+                sz[ty, tx] = Z[s, jz]
+            else:
+                sz[ty, tx] = zero
+            if s < cnt and li < d:
+                sx[ty, tx] = X[idx[off + s], li]
+            else:
+                sx[ty, tx] = zero
+            cuda.syncthreads()
+            for t in range(T):
+                acc += sz[t, ty] * sx[t, tx]
+            cuda.syncthreads()
+        if j < m and li < d:
+            if first:
+                gW[j, li] = acc
+            else:
+                gW[j, li] += acc
+
+    @cuda.jit
+    def emp_finish(W, a, nrm, gW, ga, sums, scale, code, want_grad, reg, lam_a, lam_w, state):
+        """g_a = scale gacc + reg; g_W[j] = a_j scale (acc_j + dnorm sum(r) w_j/|w_j|) + reg."""
+        if state[0] != 0:
+            return
+        m, d = W.shape
+        dn = dneuron_dnorm(code)
+        rsum = ft(sums[0])
+        for j in range(cuda.grid(1), m, cuda.gridsize(1)):
+            aj = a[j]
+            nj = nrm[j]
+            ra, rw = reg_terms(reg, aj, nj, lam_a, lam_w)
+            gaj = scale * ga[j] + ra
+            ga[j] = gaj
+            if want_grad:
+                cg = aj * scale
+                cw = rw
+                if nj > zero:
+                    cw += cg * dn * rsum / nj
+                ok = math.isfinite(gaj)
+                for i in range(d):
+                    g = cg * gW[j, i] + cw * W[j, i]
+                    gW[j, i] = g
+                    ok = ok and math.isfinite(g)
+                if not ok:
+                    state[1] = 1
+
+    @cuda.jit
+    def online_draw(seed, step, B, noise, X, y, state):
+        """Fresh batch of step ``step``: x[b, i] = normal(b (d+1) + i), y[b] = noise * normal(b (d+1) + d)."""
+        if state[0] != 0:
+            return
+        d = X.shape[1]
+        key = stream_key(seed, step)
+        n = B * (d + 1)
+        for q in range(cuda.grid(1), n, cuda.gridsize(1)):
+            b = q // (d + 1)
+            i = q - b * (d + 1)
+            v = normal_keyed(key, q)
+            if i < d:
+                X[b, i] = v
+            else:
+                y[b] = noise * v
+
+    @cuda.jit
+    def teacher_labels(X, Wt, at, tnrm, code, y, state):
+        """y[b] += f*(x_b) for the batch in X."""
+        if state[0] != 0:
+            return
+        B, d = X.shape
+        ms = Wt.shape[0]
+        for b in range(cuda.grid(1), B, cuda.gridsize(1)):
+            f = zero
+            for i in range(ms):
+                z = zero
+                for l in range(d):
+                    z += X[b, l] * Wt[i, l]
+                f += at[i] * neuron(code, z, tnrm[i])
+            y[b] += f
+
+    class Kernels:
+        pass
+
+    ns = Kernels()
+    for name, fn in dict(row_norms=row_norms, reduce_sums=reduce_sums, commit_loss=commit_loss, sgd=sgd,
+                         pop_pairs=pop_pairs, pop_bv=pop_bv, pop_rows=pop_rows, emp_forward=emp_forward,
+                         emp_resid=emp_resid, emp_cols=emp_cols, emp_gw=emp_gw, emp_finish=emp_finish,
+                         online_draw=online_draw, teacher_labels=teacher_labels).items():
+        setattr(ns, name, fn)
+    ns.ftype = ft
+    ns.tile = T
+    return ns

@@ -1,0 +1,137 @@
+"""Cases run twice: on the CPU in the pytest process, and with ``device="cuda"`` in a subprocess under
+``NUMBA_ENABLE_CUDASIM=1`` (``cuda_sim_worker.py``); ``test_cuda_sim.py`` compares the two.
+
+Each case is ``fn(device) -> {name: array}``, deterministic given its seeds. Sizes are tiny (the simulator
+runs every GPU thread as a Python thread) and the worker lowers the launch settings (TILE=4,
+THREADS_PER_BLOCK=4, ROWS_BUDGET=16) so that every kernel spans several blocks with ragged tails:
+m=5 rows in row blocks of 2, 2, 1; m + m* = 7 columns in tiles of 4, 3; d=5 in chunks of 4, 1;
+n=7 samples in tiles of 3, 3, 1.
+"""
+import contextlib
+
+import numpy as np
+
+import fastfeat as ff
+from fastfeat.kernels import cuda as fc  # importing it is free: numba.cuda is imported on first use
+
+D, M, MS, N = 5, 5, 2, 7
+CLOSED_FORM = ("relu", "abs", "relu_centered", "erf", "linear", "he2", "he3")
+REGS = (None, ff.WeightDecay(lam_a=0.03, lam_w=0.05), ff.PathNorm(0.07))
+
+
+@contextlib.contextmanager
+def _small_blocks(on=True):
+    """Scratch budget of 16 elements: population row blocks of 2, 2, 1; sample tiles of 3, 3, 1."""
+    old = fc.ROWS_BUDGET
+    if on:
+        fc.ROWS_BUDGET = 16
+    try:
+        yield
+    finally:
+        fc.ROWS_BUDGET = old
+
+
+def _net(act, seed=1, dtype="float64", scale=1.0):
+    return ff.TwoLayer.init(D, M, activation=act, seed=seed, dtype=dtype, scale=scale)
+
+
+def _teacher(act, dtype="float64"):
+    return ff.Teacher.random(D, MS, activation=act, dtype=dtype, seed=3)
+
+
+def _loss_grad(obj, net, reg, device):
+    """(loss, g_W, g_a) of obj (+ reg) at net, on the CPU or from the CUDA runner (nothing trained)."""
+    if device == "cpu":
+        gW, ga = obj.grad(net, reg)
+        return {"loss": np.array(obj.loss(net)), "gW": gW, "ga": ga}
+    runner = obj._runner(net, "cuda")
+    L, gW, ga = runner.loss_grad(reg)
+    return {"loss": np.array(L), "gW": gW, "ga": ga}
+
+
+def _train(net, obj, device, **kw):
+    h = ff.train(net, obj, device=device, **kw)
+    out = {"W": np.asarray(net.W), "a": np.asarray(net.a), "step": h.step}
+    for k, v in h.metrics.items():
+        out["m." + k] = np.asarray(v)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- population
+def _pop_grad(act, reg_i, dtype="float64", blocks=False):
+    def case(device):
+        net = _net(act, dtype=dtype)
+        with _small_blocks(blocks):
+            return _loss_grad(ff.Population(_teacher(act, dtype), noise=0.1), net, REGS[reg_i], device)
+    return case
+
+
+def pop_zero_rows(device):
+    """A zero row of W and a zero a_j: the kernel gradient there is 0 (continuity), the path-norm
+    subgradient too."""
+    net = _net("relu")
+    net.W[1] = 0.0
+    net.a[3] = 0.0
+    return _loss_grad(ff.Population(_teacher("relu")), net, ff.PathNorm(0.2), device)
+
+
+def pop_train(device):
+    """Several chunks through ff.train with schedules for lr and lam; metrics that read the weights."""
+    net = _net("relu")
+    reg = ff.WeightDecay(lam_a=ff.schedules.geometric(0.05, 0.5, 2), lam_w=0.02)
+    with _small_blocks():
+        return _train(net, ff.Population(_teacher("relu"), noise=0.2), device, steps=3, lr=0.3, reg=reg,
+                      log_every=2, metrics=("loss", "norms"))
+
+
+def pop_train_f32(device):
+    net = _net("erf", dtype="float32")
+    return _train(net, ff.Population(_teacher("erf", "float32")), device, steps=3, lr=0.5,
+                  reg=ff.PathNorm(0.01), log_every=3)
+
+
+def pop_diverge(device):
+    """A step that overflows is refused: TrainingDiverged at that step, the net keeps the last finite
+    weights, the history has the loss at them."""
+    net = _net("he3", scale=3.0)
+    try:
+        ff.train(net, ff.Population(_teacher("he3")), device=device, steps=6, lr=1e6, log_every=2)
+    except ff.TrainingDiverged as exc:
+        return {"step": np.array(exc.step), "W": net.W, "a": net.a, "loss": exc.history.metrics["loss"]}
+    return {"step": np.array(-1), "W": net.W, "a": net.a}
+
+
+def pop_resident(device):
+    """Two ff.train calls on a device net (weights stay on the GPU between them) equal one CPU call."""
+    obj = ff.Population(_teacher("abs"))
+    net = _net("abs")
+    if device == "cpu":
+        ff.train(net, obj, device="cpu", steps=2, lr=0.2, log_every=2)
+        h = ff.train(net, obj, device="cpu", steps=2, lr=0.2, log_every=2, start_step=2)
+        return {"W": net.W, "a": net.a, "m.loss": h.metrics["loss"]}
+    from fastfeat.kernels import cuda as fc
+    dnet = fc.to_device(net)
+    ff.train(dnet, obj, device="cuda", steps=2, lr=0.2, log_every=2)
+    h = ff.train(dnet, obj, device="cuda", steps=2, lr=0.2, log_every=2, start_step=2)
+    refused = 0
+    try:
+        ff.train(dnet, obj, device="cpu", steps=1, lr=0.2)
+    except ValueError as exc:
+        refused = int("device='cuda'" in str(exc))
+    host = dnet.to_host()
+    return {"W": host.W, "a": host.a, "m.loss": h.metrics["loss"], "refused": np.array(refused),
+            "untouched": np.array(np.array_equal(net.W, _net("abs").W), dtype=int)}
+
+
+CASES = {}
+for _i, _act in enumerate(CLOSED_FORM):
+    CASES[f"pop_grad_{_act}"] = _pop_grad(_act, _i % 3, blocks=_act in ("relu", "erf"))
+CASES["pop_grad_relu_f32"] = _pop_grad("relu", 1, "float32")
+CASES["pop_zero_rows"] = pop_zero_rows
+CASES["pop_train"] = pop_train
+CASES["pop_train_f32"] = pop_train_f32
+CASES["pop_diverge"] = pop_diverge
+CASES["pop_resident"] = pop_resident
+
+#: expected values that are not a CPU result (device-only checks)
+EXPECT = {"pop_resident": {"refused": 1, "untouched": 1}}
