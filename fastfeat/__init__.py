@@ -15,6 +15,6 @@ __version__ = "0.1.0"
 from . import kernels, metrics, schedules  # noqa: E402,F401
 from .math.activations import NAMES as ACTIVATIONS  # noqa: E402,F401
 from .networks import Teacher, TwoLayer  # noqa: E402,F401
-from .objectives import Objective, Population  # noqa: E402,F401
+from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F401
 from .regularizers import PathNorm, WeightDecay  # noqa: E402,F401
 from .training import History, TrainingDiverged, train  # noqa: E402,F401

@@ -20,12 +20,41 @@ when the loss or gradient was not finite (then W and a are left unchanged). ``po
 
 Shared helpers: ``add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w) -> all_finite`` and
 ``sgd_update(W, a, gW, ga, lr)``.
+
+Empirical (a fixed data set ``X`` (n, d), ``y`` (n,); ``idx`` int64 sample indices of a minibatch,
+empty for all n samples in order; see ``fastfeat.kernels.cpu.empirical``)::
+
+    ws = empirical_workspace(n, m, d, dtype, batch=None, tile=None)  # once, in Python
+    loss = empirical_loss_grad(W, a, X, y, idx, act, gW, ga, ws, want_grad)
+    loss = empirical_step(W, a, X, y, idx, act, lr, reg, lam_a, lam_w, gW, ga, ws)
+    done = empirical_run(W, a, X, y, act, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+
+``empirical_run`` draws minibatches of ``batch`` samples (full batch when ``batch >= n``) from the
+per-epoch permutation of ``(seed, epoch)``; global step ``step0 + s`` is batch ``(step0+s) % nb`` of
+epoch ``(step0+s) // nb``. The workspace must be built with the same ``batch``.
+
+Online SGD (fresh batches from the teacher ``Wt``, ``at`` with activation ``act_t``, label noise std
+``noise``, counter-based samples keyed by ``(seed, step, sample, coordinate)``; see
+``fastfeat.kernels.cpu.online``)::
+
+    ws = online_workspace(batch, m, d, dtype)                          # once, in Python
+    loss = online_loss_grad(W, a, Wt, at, act, act_t, noise, seed, step, gW, ga, ws)
+    loss = online_step(W, a, Wt, at, act, act_t, noise, seed, step, lr, reg, lam_a, lam_w, ws)
+    done = online_run(W, a, Wt, at, act, act_t, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+
+``online_loss_grad`` gives the unregularized minibatch gradient of global step ``step`` (the batch
+``online_step`` would use there) without writing W, a; ``online_step`` never stores g_W whole.
+Return values and the divergence guard are those of the population kernels. These public kernels
+dispatch on ``act`` at run time, so their first call compiles every activation kind of the dtype;
+``ff.Empirical`` / ``ff.Online`` compile only the one they need.
 """
 import numba
 from numba import types
 from numba.extending import overload
 
 from ..math.activations import CODES as ACTIVATION_CODES  # noqa: F401
+from .cpu import empirical as _emp
+from .cpu import online as _onl
 from .cpu import population as _pop
 from .cpu.common import (  # noqa: F401
     REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY, add_reg_grad, reg_value, row_norms, sgd_update,
@@ -70,3 +99,43 @@ def population_step(W, a, Wt, at, act, lr, reg, lam_a, lam_w, gW, ga, ws):
 @numba.njit(nogil=True)
 def population_run(W, a, Wt, at, act, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
     return _rn(W, a, Wt, at, act, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+
+
+empirical_workspace = _emp.workspace
+online_workspace = _onl.workspace
+_elg = _by_dtype(_emp.LOSS_GRAD32, _emp.LOSS_GRAD64)
+_est = _by_dtype(_emp.STEP32, _emp.STEP64)
+_ern = _by_dtype(_emp.RUN32, _emp.RUN64)
+_olg = _by_dtype(_onl.LOSS_GRAD32, _onl.LOSS_GRAD64)
+_ost = _by_dtype(_onl.STEP32, _onl.STEP64)
+_orn = _by_dtype(_onl.RUN32, _onl.RUN64)
+
+
+@numba.njit(nogil=True)
+def empirical_loss_grad(W, a, X, y, idx, act, gW, ga, ws, want_grad):
+    return _elg(W, a, X, y, idx, act, gW, ga, ws, want_grad)
+
+
+@numba.njit(nogil=True)
+def empirical_step(W, a, X, y, idx, act, lr, reg, lam_a, lam_w, gW, ga, ws):
+    return _est(W, a, X, y, idx, act, lr, reg, lam_a, lam_w, gW, ga, ws)
+
+
+@numba.njit(nogil=True)
+def empirical_run(W, a, X, y, act, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
+    return _ern(W, a, X, y, act, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+
+
+@numba.njit(nogil=True)
+def online_loss_grad(W, a, Wt, at, act, act_t, noise, seed, step, gW, ga, ws):
+    return _olg(W, a, Wt, at, act, act_t, noise, seed, step, gW, ga, ws)
+
+
+@numba.njit(nogil=True)
+def online_step(W, a, Wt, at, act, act_t, noise, seed, step, lr, reg, lam_a, lam_w, ws):
+    return _ost(W, a, Wt, at, act, act_t, noise, seed, step, lr, reg, lam_a, lam_w, ws)
+
+
+@numba.njit(nogil=True)
+def online_run(W, a, Wt, at, act, act_t, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses):
+    return _orn(W, a, Wt, at, act, act_t, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
