@@ -407,6 +407,17 @@ def compare_empirical(peers, quick, log):
                                lambda cls: cls(w.W0, w.a0, X, y, C.LAM), NumpyEmpirical, check_lr=10.0)
 
 
+#: diagnostic row: fastfeat with the BLAS it calls between its parallel passes limited to one thread
+FF_BLAS1 = "fastfeat, BLAS limited to 1 thread (diagnostic)"
+
+
+def _blas1(fn):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        fn()
+
+
 def _one_step_ff(w, lr):
     w.reset()
     lr0, w.lr = w.lr, lr
@@ -428,6 +439,7 @@ def _compare_full_batch(w, res, peers, quick, log, make, numpy_cls, check_lr):
     contenders = {}
     w.run(1)  # compiled already; warm
     contenders["fastfeat"] = (lambda: w.run(1), 1, w.reset)
+    contenders[FF_BLAS1] = (lambda: _blas1(w.run), 1, w.reset)
     for label, cls in impls.items():
         if cls is None:
             continue
@@ -450,7 +462,7 @@ def compare_online(peers, quick, log):
     d, m, ms, batch = p["d"], p["m"], p["m_star"], p["batch"]
     w = C.online(d, m, ms, batch, dtype="float32")
     res = Result("online", f"online SGD, batch {batch}, d={d}, m={m}, m*={ms}, float32 relu (per step)",
-                 "BLAS calls per step (gemv W x + ger update), numpy/scipy")
+                 "BLAS calls per step (gemv W x + ger update, 1 thread), numpy/scipy")
     Wt, at = w.objective.teacher.W, w.objective.teacher.a
     # honesty check: every peer's step on a given batch equals the numpy step on it
     rng = np.random.default_rng(5)
@@ -467,14 +479,12 @@ def compare_online(peers, quick, log):
     contenders = {}
     w.run(k_ff)
     contenders["fastfeat"] = (lambda: w.run(k_ff), 1, w.reset)
-    ff_sample = _fastfeat_online_sample(w)
-    if ff_sample is not None:
-        Xf, Wf, af = ff_sample
-        r = NumpyOnline(np.float64(w.W0), np.float64(w.a0), np.float64(Wt), np.float64(at), batch)
-        r.step_on(np.float64(Xf), C.lr_for(m))
-        res.diffs["fastfeat"] = rel_update_diff(W0, a0, r.W, r.a, Wf, af)
-        log(f"  fastfeat: one online step differs from the numpy step on the same sample by "
-            f"{res.diffs['fastfeat']:.1e}")
+    Xf, Wf, af = _fastfeat_online_sample(w, check_lr)
+    r = NumpyOnline(W0, a0, np.float64(Wt), np.float64(at), batch)
+    r.step_on(Xf, check_lr)
+    res.diffs["fastfeat"] = rel_update_diff(W0, a0, r.W, r.a, Wf, af)
+    log(f"  fastfeat: its online step 0 differs from the float64 numpy step on the same (recomputed) "
+        f"sample by {res.diffs['fastfeat']:.1e}")
     for label, cls in impls.items():
         chk = cls(w.W0, w.a0, Wt, at, batch)
         chk.step_on(X, check_lr)
@@ -485,9 +495,10 @@ def compare_online(peers, quick, log):
         contenders[label] = (lambda o=obj, k=k: o.steps(k, w.lr), 1, None)
         k_of[label] = k
         log(f"  {label}: one step on a given sample differs from the float64 numpy step by {res.diffs[label]:.1e}")
-    w.gemm()
-    contenders[res.gemm_label] = (w.gemm, 200, None)
-    k_of[res.gemm_label] = 1
+    k_gemm = 200
+    w.gemm(k_gemm)
+    contenders[res.gemm_label] = (lambda: w.gemm(k_gemm), 1, None)
+    k_of[res.gemm_label] = k_gemm
     k_of["fastfeat"] = k_ff
     best = C.interleaved_best(contenders, repeat=3 if quick else 7)
     res.times = {label: t / k_of[label] for label, t in best.items()}
@@ -496,21 +507,23 @@ def compare_online(peers, quick, log):
     return res
 
 
-def _fastfeat_online_sample(w):
-    """(X, W1, a1): the batch fastfeat's online step 0 drew and the weights after that step, when the
-    objective can show its samples (``Online.batch(step)``); None otherwise."""
-    get = getattr(w.objective, "batch", None)
-    if not callable(get):
-        return None
-    try:
-        X = np.asarray(get(0))
-    except Exception:
-        return None
-    w.reset()
-    w.run(1)
-    out = X.reshape(-1, w.net.d), w.net.W.copy(), w.net.a.copy()
-    w.reset()
-    return out
+def online_batch(seed, step, batch, d):
+    """The batch fastfeat's online step ``step`` draws (layout documented in
+    ``fastfeat.kernels.cpu.online``: ``x_k[i] = normal_keyed(stream_key(seed, step), k (d + 1) + i)``),
+    recomputed here from the same counter-based generator (float64)."""
+    import numba
+    from fastfeat.math.random import build
+
+    r = build(numba.njit)
+    key = np.uint64(r.stream_key(np.uint64(seed), np.uint64(step)))  # keep numba's uint64 arithmetic
+    return np.array([[r.normal_keyed(key, np.uint64(k * (d + 1) + i)) for i in range(d)] for k in range(batch)])
+
+
+def _fastfeat_online_sample(w, lr):
+    """(X, W1, a1): the batch fastfeat's online step 0 draws and the weights after that step."""
+    X = online_batch(w.objective.seed, 0, w.objective.batch_size, w.net.d)
+    W1, a1 = _one_step_ff(w, lr)
+    return X, W1, a1
 
 
 TARGETS = {
@@ -531,7 +544,7 @@ def table(results):
         tg = res.times[res.gemm_label]
         first = True
         for label, t in res.times.items():
-            speed = "—" if label in ("fastfeat", res.gemm_label) else f"{t / tf:.1f}x"
+            speed = "—" if label in ("fastfeat", FF_BLAS1, res.gemm_label) else f"{t / tf:.1f}x"
             diff = res.diffs.get(label)
             if label == "fastfeat":
                 dtxt = f"{diff:.1e} vs numpy float64" if diff is not None else "—"
@@ -632,7 +645,10 @@ def main(argv=None):
            "run (1.0 = the machine's GEMM roof; fastfeat's population step does only 3 m²d of the 4 m²d "
            "GEMM flops, using the symmetry of W Wᵀ). The last column is the relative difference between "
            "one step's weight update and fastfeat's (online: and the float64 numpy step on the same "
-           "sample), so every row computes the same step.")
+           "sample), so every row computes the same step. The diagnostic row runs fastfeat's step with the "
+           "BLAS it calls (scipy's OpenBLAS, through numba) limited to one thread, to show what the "
+           "alternation of threaded BLAS calls and parallel passes costs on this machine; the targets use "
+           "the default row.")
     print(out)
     log(f"total {time.perf_counter() - t_start:.0f} s")
     if args.update_readme:
