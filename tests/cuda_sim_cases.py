@@ -123,6 +123,75 @@ def pop_resident(device):
             "untouched": np.array(np.array_equal(net.W, _net("abs").W), dtype=int)}
 
 
+# -------------------------------------------------------------------------------------------- empirical
+def _data(act, dtype="float64", batch_size=None, seed=5):
+    return ff.Empirical.sample(_teacher(act, dtype), N, noise=0.1, seed=seed, batch_size=batch_size)
+
+
+def _emp_grad(act, reg_i, dtype="float64", blocks=False):
+    def case(device):
+        net = _net(act, dtype=dtype)
+        with _small_blocks(blocks):
+            return _loss_grad(_data(act, dtype), net, REGS[reg_i], device)
+    return case
+
+
+def emp_train_minibatch(device):
+    """Minibatches of 3, 3, 1 reshuffled per epoch (5 steps cross an epoch boundary); the logged loss is
+    the full-data loss."""
+    net = _net("relu_centered")
+    return _train(net, _data("relu_centered", batch_size=3), device, steps=5, lr=0.2,
+                  reg=ff.WeightDecay(0.01), log_every=3, start_step=1, metrics=("loss", "norms"))
+
+
+def emp_train_f32(device):
+    net = _net("tanh", dtype="float32")
+    with _small_blocks():
+        return _train(net, _data("tanh", "float32"), device, steps=2, lr=0.3, reg=ff.PathNorm(0.02),
+                      log_every=2)
+
+
+# ----------------------------------------------------------------------------------------------- online
+def online_grad(device):
+    """The gradient on the batch of step 4 (the same counter-based samples on both devices)."""
+    net = _net("erf")
+    obj = ff.Online(_teacher("erf"), batch_size=3, noise=0.1, seed=7)
+    reg = ff.PathNorm(0.05)
+    if device == "cpu":
+        gW, ga = obj.grad(net, reg, step=4)
+        return {"gW": gW, "ga": ga}
+    L, gW, ga = obj._runner(net, "cuda").loss_grad(reg, step=4)
+    return {"gW": gW, "ga": ga}
+
+
+def online_train(device):
+    """Online SGD, batches of 3 with label noise; the logged loss is the exact population loss."""
+    net = _net("relu")
+    obj = ff.Online(_teacher("relu"), batch_size=3, noise=0.1, seed=11)
+    return _train(net, obj, device, steps=4, lr=0.1, reg=ff.WeightDecay(0.01), log_every=2, start_step=3)
+
+
+def online_train_mc(device):
+    """A tanh student of a relu teacher, float32: no closed form, so the logged loss is the fixed Monte
+    Carlo estimate of Online.loss."""
+    net = _net("tanh", dtype="float32")
+    obj = ff.Online(_teacher("relu", "float32"), batch_size=2, seed=2, loss_samples=6)
+    return _train(net, obj, device, steps=2, lr=0.2, log_every=2)
+
+
+def pop_device_arrays(device):
+    """to_device(W, a, activation) wraps existing device arrays: training updates them in place."""
+    net = _net("linear")
+    obj = ff.Population(_teacher("linear"))
+    if device == "cpu":
+        ff.train(net, obj, device="cpu", steps=2, lr=0.1, log_every=2)
+        return {"W": net.W, "a": net.a}
+    from numba import cuda
+    W, a = cuda.to_device(net.W), cuda.to_device(net.a)
+    ff.train(fc.to_device(W, a, "linear"), obj, device="cuda", steps=2, lr=0.1, log_every=2)
+    return {"W": W.copy_to_host(), "a": a.copy_to_host()}
+
+
 CASES = {}
 for _i, _act in enumerate(CLOSED_FORM):
     CASES[f"pop_grad_{_act}"] = _pop_grad(_act, _i % 3, blocks=_act in ("relu", "erf"))
@@ -132,6 +201,15 @@ CASES["pop_train"] = pop_train
 CASES["pop_train_f32"] = pop_train_f32
 CASES["pop_diverge"] = pop_diverge
 CASES["pop_resident"] = pop_resident
+CASES["pop_device_arrays"] = pop_device_arrays
+for _i, _act in enumerate(("relu", "relu_centered", "erf", "tanh", "he3")):
+    CASES[f"emp_grad_{_act}"] = _emp_grad(_act, _i % 3, blocks=_act == "relu_centered")
+CASES["emp_grad_relu_f32"] = _emp_grad("relu", 2, "float32")
+CASES["emp_train_minibatch"] = emp_train_minibatch
+CASES["emp_train_f32"] = emp_train_f32
+CASES["online_grad"] = online_grad
+CASES["online_train"] = online_train
+CASES["online_train_mc"] = online_train_mc
 
 #: expected values that are not a CPU result (device-only checks)
 EXPECT = {"pop_resident": {"refused": 1, "untouched": 1}}

@@ -83,6 +83,12 @@ def require():
             f"device='cuda' needs an NVIDIA GPU with a working CUDA driver and the numba-cuda package "
             f"({INSTALL_HINT}); {why}. Use device='cpu', or set NUMBA_ENABLE_CUDASIM=1 to run the CUDA "
             f"kernels in numba's (slow) simulator.")
+    if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" not in os.environ:
+        try:  # small problems legitimately launch small grids: no warning per launch
+            from numba.cuda.core import config
+            config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+        except ImportError:  # pragma: no cover - other numba-cuda layouts
+            pass
     _CUDA = cuda
     return cuda
 

@@ -424,7 +424,7 @@ def _make(ft, T):
         for q in range(cuda.grid(1), n, cuda.gridsize(1)):
             b = q // (d + 1)
             i = q - b * (d + 1)
-            v = normal_keyed(key, q)
+            v = ft(normal_keyed(key, q))  # rounded first, as on the CPU
             if i < d:
                 X[b, i] = v
             else:
@@ -458,3 +458,48 @@ def _make(ft, T):
     ns.ftype = ft
     ns.tile = T
     return ns
+
+
+def signatures(dtype):
+    """Argument types of every kernel for one float dtype (as the runners launch them)."""
+    ft = numba.from_dtype(np.dtype(dtype))
+    i64, u64, b1, f64 = numba.int64, numba.uint64, numba.boolean, numba.float64
+    A1, A2, A3 = ft[::1], ft[:, ::1], ft[:, :, ::1]
+    st = numba.int32[::1]
+    d1 = f64[::1]
+    ix = i64[::1]
+    return {
+        "row_norms": (A2, A1, i64, st),
+        "reduce_sums": (A1, i64, d1, st),
+        "commit_loss": (d1, i64, f64, f64, d1, i64, st),
+        "sgd": (A2, A1, A2, A1, ft, st),
+        "pop_pairs": (A2, A2, A1, A1, A1, i64, i64, i64, A2, A3, b1, st),
+        "pop_bv": (A2, A2, A2, i64, i64, A2, st),
+        "pop_rows": (A2, A1, A1, A3, i64, i64, i64, A2, A1, A1, b1, i64, ft, ft, st),
+        "emp_forward": (A2, ix, i64, i64, A2, A2, st),
+        "emp_resid": (A2, A1, A1, A1, ix, i64, i64, i64, A1, i64, st),
+        "emp_cols": (A2, A1, i64, i64, A1, i64, A1, b1, st),
+        "emp_gw": (A2, A2, ix, i64, i64, A2, b1, st),
+        "emp_finish": (A2, A1, A1, A2, A1, d1, ft, i64, b1, i64, ft, ft, st),
+        "online_draw": (u64, u64, i64, ft, A2, A1, st),
+        "teacher_labels": (A2, A2, A1, A1, i64, A1, st),
+    }
+
+
+def compile_ptx_all(cuda_module, dtype, tile, cc=(8, 0)):
+    """Compile every kernel to PTX for compute capability ``cc`` without a GPU (needs NVVM): proves
+    that the kernels type-check on the real CUDA target, which the simulator does not. Returns
+    {name: ptx}."""
+    import types
+    from unittest import mock
+
+    from numba.cuda import dispatcher
+    ns = kernels(cuda_module, dtype, tile)
+    out = {}
+    # device functions called from a kernel compile for the current device's cc: pretend there is one
+    fake = types.SimpleNamespace(compute_capability=cc)
+    with mock.patch.object(dispatcher, "get_current_device", lambda: fake):
+        for name, sig in signatures(dtype).items():
+            ptx, _ = cuda_module.compile_ptx(getattr(ns, name).py_func, sig, cc=cc)
+            out[name] = ptx
+    return out

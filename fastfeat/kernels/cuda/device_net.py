@@ -52,7 +52,7 @@ class DeviceNet(TwoLayer):
             raise TypeError(f"W and a must both be float32 or float64, got {W.dtype} and {a.dtype}")
         if 0 in W.shape:
             raise ValueError(f"W must not be empty, got shape {W.shape}")
-        if not (W.is_c_contiguous() and a.is_c_contiguous()):
+        if not (_c_contiguous(W) and _c_contiguous(a)):
             raise ValueError("W and a must be C-contiguous device arrays")
         hW = W.copy_to_host()
         ha = a.copy_to_host()
@@ -129,7 +129,14 @@ class DeviceNet(TwoLayer):
 
 
 def _as_device(cuda, x, name):
-    if cuda.is_cuda_array(x):
-        return cuda.as_cuda_array(x)
+    if hasattr(x, "copy_to_host") and hasattr(x, "shape") and not isinstance(x, np.ndarray):
+        return x  # a numba device array (also the simulator's)
+    if hasattr(x, "__cuda_array_interface__") and hasattr(cuda, "as_cuda_array"):
+        return cuda.as_cuda_array(x)  # CuPy, PyTorch, ...: a view, no copy
     raise TypeError(f"{name} must be a CUDA device array (numba, or with __cuda_array_interface__), got "
                     f"{type(x).__name__}; to copy host weights use to_device(ff.TwoLayer(W, a))")
+
+
+def _c_contiguous(x):
+    f = getattr(x, "is_c_contiguous", None)
+    return f() if f is not None else bool(x.flags["C_CONTIGUOUS"])

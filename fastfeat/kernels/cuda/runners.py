@@ -24,6 +24,10 @@ from ._build import MAX_REDUCE_THREADS, kernels
 from .device_net import DeviceNet
 
 
+#: the CUDA limit on gridDim.y (rows of tiles)
+_MAX_GRID_Y = 65535
+
+
 def _cdiv(a, b):
     return (a + b - 1) // b
 
@@ -100,14 +104,14 @@ class _Runner:
         which, scale, const = self._eval(0, False, 0, self.ft(0), self.ft(0), state, self._one, 0, full=True)
         return float(self.sums.copy_to_host()[which] * scale + const)
 
-    def loss_grad(self, reg=None):
-        """(loss, g_W, g_a) at the current device weights; the gradient includes ``reg`` (at step 0).
-        The loss is NaN when the loss or the gradient is not finite. Stochastic objectives: one batch of
-        step 0, and the loss is that batch's."""
+    def loss_grad(self, reg=None, step=0):
+        """(loss, g_W, g_a) at the current device weights; the gradient includes ``reg`` (at ``step``).
+        The loss is NaN when the loss or the gradient is not finite. Minibatch and online objectives:
+        the batch of training step ``step``, and the loss is that batch's."""
         reg = check_reg(reg)
-        code, la, lw = reg_arrays(reg, 0, 1)
+        code, la, lw = reg_arrays(reg, step, 1)
         state = self.cuda.to_device(np.zeros(2, np.int32))
-        self._eval(0, True, int(code), self.ft(la[0]), self.ft(lw[0]), state, self._one, 0)
+        self._eval(step, True, int(code), self.ft(la[0]), self.ft(lw[0]), state, self._one, 0)
         return float(self._one.copy_to_host()[0]), self.gW.copy_to_host(), self.ga.copy_to_host()
 
     def finish(self):
@@ -131,7 +135,7 @@ class PopulationRunner(_Runner):
         R = max(1, self.budget // N)
         if R >= self.T:
             R = R // self.T * self.T
-        self.R = R = max(1, min(R, m))
+        self.R = R = max(1, min(R, m, _MAX_GRID_Y * self.T))
         self.nkb = _cdiv(N, self.T)
         self.B = cuda.device_array((R, N), self.dtype)
         self.part = cuda.device_array((3, self.nkb, R), self.dtype)
@@ -170,7 +174,7 @@ class _SampleRunner(_Runner):
         S = max(1, self.budget // self.m)
         if S >= self.T:
             S = S // self.T * self.T
-        self.S = max(1, min(S, max_batch))
+        self.S = max(1, min(S, max_batch, _MAX_GRID_Y * self.T))
         self.Z = cuda.device_array((self.S, self.m), self.dtype)
         self.r = cuda.device_array(max_batch, self.dtype)
         self.nrm = cuda.device_array(self.m, self.dtype)
@@ -231,7 +235,7 @@ class EmpiricalRunner(_SampleRunner):
         e, b = divmod(int(step), self.nbatches)
         if e != self._epoch:
             from ..cpu._rng import shuffle
-            shuffle(self._perm_host, np.uint64(self.seed), np.uint64(e))
+            shuffle(self._perm_host, self.seed, e)  # the CPU kernel's own permutation
             self.perm.copy_to_device(self._perm_host)
             self._epoch = e
         off = b * self.batch
@@ -266,10 +270,7 @@ class OnlineRunner(_SampleRunner):
         self.yb = cuda.device_array(B, self.dtype)
         self.idx = cuda.to_device(np.arange(B, dtype=np.int64))
         self._sample_buffers(B)
-        self._pop = None
-        if t.has_population_kernel:
-            from ...objectives.population import Population
-            self._pop = PopulationRunner(Population(t, noise=float(objective.noise)), self.dnet)
+        self._loss_runner = None  # built on the first loss(): the objective's own loss, on the device
 
     def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False):
         k = self.k
@@ -280,7 +281,20 @@ class OnlineRunner(_SampleRunner):
         return self._batch_grad(self.Xb, self.yb, self.idx, 0, B, want_grad, reg, lam_a, lam_w, state, losses, s)
 
     def _loss_now(self):
-        if self._pop is not None:
-            return self._pop.loss()
-        self.dnet.sync()
-        return float(self._plain_loss(self.dnet))
+        """Online.loss on the device: the exact population loss when the student and the teacher share an
+        activation with a closed form, else the same fixed Monte Carlo estimate (``Online.loss``)."""
+        obj = self.objective
+        if self._loss_runner is None:
+            if obj.exact_loss(self.dnet):
+                from ...objectives.population import Population
+                self._loss_runner = PopulationRunner(Population(obj.teacher, noise=obj.noise), self.dnet)
+                self._loss_extra = 0.0
+            else:
+                from ...objectives.empirical import Empirical
+                from ...objectives.online import LOSS_SEED
+                rng = np.random.default_rng(LOSS_SEED)
+                X = rng.standard_normal((obj.loss_samples, obj.teacher.d))
+                mc = Empirical(X.astype(self.dtype), obj.teacher(X).astype(self.dtype))
+                self._loss_runner = EmpiricalRunner(mc, self.dnet)
+                self._loss_extra = 0.5 * obj.noise ** 2
+        return self._loss_runner.loss() + self._loss_extra
