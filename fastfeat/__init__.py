@@ -13,6 +13,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 __version__ = "0.1.0"
 
 from . import kernels, metrics, schedules  # noqa: E402,F401
+from . import paper  # noqa: E402,F401
 from .math.activations import NAMES as ACTIVATIONS  # noqa: E402,F401
 from .networks import Teacher, TwoLayer  # noqa: E402,F401
 from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F401

@@ -5,6 +5,9 @@ dict of numbers/arrays (logged as ``name.key``). Add your own with ``register``.
 """
 import numpy as np
 
+from .alignment import alignment  # noqa: F401
+from .alignment import alignment_metric as _alignment_metric
+
 
 def _loss(net, objective, teacher, reg, step):
     return objective.loss(net)
@@ -42,9 +45,10 @@ REGISTRY = {
     "objective": _objective,
     "population_loss": _population_loss,
     "norms": _weight_norms,
+    "alignment": _alignment_metric,
 }
 #: metrics that need a teacher (given to train, or the objective's own)
-NEEDS_TEACHER = {"population_loss"}
+NEEDS_TEACHER = {"population_loss", "alignment"}
 
 
 def register(name, fn, *, needs_teacher=False):

@@ -1,0 +1,266 @@
+"""The three-stage protocol of Zhou & Ge (NeurIPS 2024) as one call: ``ff.paper.three_stage``.
+
+DESIGN.md section 4. From a symmetric initialization (f == 0):
+
+1. **Early feature learning.** One large gradient step on ``W`` only, with weight decay ``1/eta1``, so that
+   ``W1 = W0 - eta1 (grad_W L + W0/eta1) = -eta1 grad_W L``: every neuron moves into the span the
+   teacher's gradient points to. Optionally each row is rescaled to norm ``row_norm``.
+2. **Second layer.** ``W`` frozen, ``a`` is the ridge-regression solution
+   ``(G + ridge I) a = b``: with the exact population objective ``G = K(W, W)`` and ``b = K(W, W*) a*``
+   (the closed-form kernels); with data the features ``Phi = sigma(X W^T)`` give ``G = Phi^T Phi / n``,
+   ``b = Phi^T y / n``.
+3. **Local convergence.** Optional norm balancing (``a_j, w_j -> sign(a_j) sqrt(nu_j), sqrt(nu_j) w_j/|w_j|``
+   with ``nu_j = |a_j||w_j|``; only for positively homogeneous activations, where it keeps the function),
+   then gradient descent on both layers with weight decay ``lam_k = lam0 * lam_factor**k`` in epoch ``k``
+   (``epochs`` epochs of ``epoch_steps`` steps, never below ``lam_floor``): far neurons shrink, near
+   neurons converge to the teacher directions.
+
+Each stage counts its own steps in its History (stage 1: rows at 0 and 1; stage 2: rows before and
+after the solve at 0 and 1; stage 3: every ``log_every`` steps).
+"""
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validation import check_float, check_int
+from .math.activations import HOMOGENEOUS, kernel_matrix
+from .math.reference import features
+from .metrics.alignment import DEFAULT_RADIUS, alignment
+from .networks import TwoLayer, check_teacher
+from .objectives import Empirical, Population
+from .regularizers import WeightDecay
+from .schedules import geometric
+from .training.history import History
+from .training.train import _check_metrics, _log_values, train
+
+
+@dataclass
+class ThreeStageResult:
+    """What ``three_stage`` returns.
+
+    ``net``: the trained student; ``stage1``, ``stage2``, ``stage3``: one History per stage (also as
+    ``histories``); ``alignment``: ``ff.metrics.alignment`` of the final net (with the per-neuron arrays);
+    ``seconds``: wall time per stage; ``config``: every constant the run used.
+    """
+
+    net: TwoLayer
+    stage1: History
+    stage2: History
+    stage3: History
+    alignment: dict
+    seconds: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def histories(self):
+        return (self.stage1, self.stage2, self.stage3)
+
+    def summary(self):
+        """Plain-JSON summary: final metrics, the loss of f == 0, timings and the configuration."""
+        al = self.alignment
+        keep = ("best_cos", "captured_mass", "far_mass", "angular_spread", "captured_count", "balance_gap",
+                "active_neurons", "loss")
+        out = {k: np.asarray(al[k]).tolist() for k in keep}
+        out["zero_loss"] = self.config["zero_loss"]
+        out["relative_loss"] = float(al["loss"] / self.config["zero_loss"]) if self.config["zero_loss"] else None
+        out["teacher_a"] = self.config["teacher_a"]
+        out["seconds"] = dict(self.seconds)
+        out["config"] = {k: v for k, v in self.config.items() if k not in ("zero_loss", "teacher_a")}
+        return out
+
+
+def _zero_loss(teacher, noise):
+    """Population loss of f == 0: 1/2 a*^T K(W*, W*) a* + 1/2 noise^2 (NaN without a closed form)."""
+    if not teacher.has_population_kernel:
+        return float("nan")
+    K = kernel_matrix(teacher.activation, teacher.W, teacher.W)
+    at = np.asarray(teacher.a, np.float64)
+    return float(0.5 * at @ K @ at + 0.5 * noise**2)
+
+
+def _ridge(G, b, ridge):
+    """Solve (G + ridge * mean(diag G) * I) a = b (G symmetric positive semi-definite, float64)."""
+    m = G.shape[0]
+    scale = float(np.mean(np.diag(G))) or 1.0
+    A = G + (ridge * scale) * np.eye(m)
+    try:
+        return np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:  # singular (ridge=0 and repeated neurons): least squares
+        return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+def _lambda_max(G, iters=200, tol=1e-6):
+    """Largest eigenvalue of a symmetric positive semi-definite G (power iteration, float64)."""
+    v = np.ones(G.shape[0]) / np.sqrt(G.shape[0])
+    lam = 0.0
+    for _ in range(iters):
+        u = G @ v
+        new = float(np.linalg.norm(u))
+        if new == 0.0:
+            return 1.0  # G == 0 (all neurons zero): any step is stable
+        v = u / new
+        if abs(new - lam) <= tol * new:
+            break
+        lam = new
+    return new
+
+
+def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
+                init_scale=1.0, eta1=1.0, renormalize=True, row_norm=1.0,
+                ridge=1e-3,
+                balance=True, lr=None, lr_scale=0.6, epochs=5, epoch_steps=150, lam0=1e-2, lam_factor=0.25, lam_floor=0.0,
+                batch_size=None, log_every=100, metrics=("loss", "alignment"), radius=DEFAULT_RADIUS,
+                progress=False, n_threads=None):
+    """Run the three-stage protocol (DESIGN.md section 4) on a fresh student of width ``m``.
+
+    Parameters
+    ----------
+    teacher : ff.Teacher
+        The target; the student uses its activation and ``dtype``.
+    m : int
+        Student width (even: the initialization is symmetric).
+    n : int or None
+        None: the exact population objective (``ff.Population``). An integer: a data set of ``n``
+        samples drawn with ``ff.Empirical.sample(teacher, n, noise=noise, seed=seed)``; stage 3 then
+        uses minibatches of ``batch_size`` (None: full batch).
+    seed : int
+        Seeds the initialization (and the data set).
+    noise : float
+        Label-noise standard deviation.
+    init_scale : float
+        Scale of the symmetric Gaussian initialization (``ff.TwoLayer.init(scale=...)``).
+    eta1 : float
+        Stage 1 step size; weight decay ``1/eta1`` on W makes ``W1 = -eta1 grad_W L``.
+    renormalize, row_norm : bool, float
+        Rescale every row of ``W1`` to norm ``row_norm`` (rows that are exactly 0 stay 0).
+    ridge : float
+        Stage 2 ridge strength, relative to the mean diagonal of the Gram matrix ``G``.
+    balance : bool
+        Balance the norms before stage 3 (ignored for activations that are not positively homogeneous).
+    lr : float or None
+        Stage 3 learning rate. None: ``lr_scale / lambda_max``, with ``lambda_max`` the largest eigenvalue
+        of the second-layer Hessian ``K(W, W)`` at the start of stage 3 (after balancing): gradient descent
+        on the quadratic in ``a`` is stable for ``lr < 2 / lambda_max``, and the curvature differs by an
+        order of magnitude between activations (ReLU's is larger than centered ReLU's).
+    lr_scale : float
+        See ``lr``.
+    epochs, epoch_steps : int
+        Stage 3 runs ``epochs * epoch_steps`` steps; the weight decay is constant within an epoch.
+    lam0, lam_factor, lam_floor : float
+        Weight decay of epoch k: ``max(lam0 * lam_factor**k, lam_floor)`` (on both layers).
+    log_every, metrics : int, tuple
+        What the histories log (``metrics`` names of ``ff.metrics.REGISTRY``).
+    radius : float
+        Neighbourhood radius (radians) of the final ``alignment``.
+    progress, n_threads :
+        Passed to ``ff.train`` in stage 3.
+
+    Returns
+    -------
+    ThreeStageResult
+    """
+    check_teacher(teacher)
+    m = check_int(m, "m", minimum=2)
+    if m % 2:
+        raise ValueError(f"m must be even (symmetric initialization), got m={m}")
+    if n is not None:
+        n = check_int(n, "n")
+    noise = check_float(noise, "noise", nonnegative=True)
+    init_scale = check_float(init_scale, "init_scale", positive=True)
+    eta1 = check_float(eta1, "eta1", positive=True)
+    row_norm = check_float(row_norm, "row_norm", positive=True)
+    ridge = check_float(ridge, "ridge", nonnegative=True)
+    if lr is not None:
+        lr = check_float(lr, "lr", positive=True)
+    lr_scale = check_float(lr_scale, "lr_scale", positive=True)
+    epochs = check_int(epochs, "epochs", minimum=0)
+    epoch_steps = check_int(epoch_steps, "epoch_steps")
+    lam0 = check_float(lam0, "lam0", nonnegative=True)
+    lam_factor = check_float(lam_factor, "lam_factor", positive=True)
+    lam_floor = check_float(lam_floor, "lam_floor", nonnegative=True)
+    log_every = check_int(log_every, "log_every")
+    if n is None and not teacher.has_population_kernel:
+        raise ValueError(f"activation {teacher.activation!r} has no closed-form population kernel: pass n= "
+                         "to train on a sampled data set")
+    teacher = teacher.astype(dtype) if teacher.dtype != np.dtype(dtype) else teacher
+    metrics = _check_metrics(metrics, teacher)
+    config = dict(d=teacher.d, m_star=teacher.m, m=m, n=n, seed=seed, noise=noise, dtype=np.dtype(dtype).name,
+                  activation=teacher.activation, init_scale=init_scale, eta1=eta1, renormalize=bool(renormalize),
+                  row_norm=row_norm, ridge=ridge, balance=bool(balance), lr=lr, lr_scale=lr_scale, epochs=epochs,
+                  epoch_steps=epoch_steps, lam0=lam0, lam_factor=lam_factor, lam_floor=lam_floor,
+                  batch_size=batch_size, log_every=log_every, radius=radius,
+                  zero_loss=_zero_loss(teacher, noise), teacher_a=np.asarray(teacher.a, float).tolist())
+    seconds = {}
+
+    net = TwoLayer.init(teacher.d, m, activation=teacher.activation, scale=init_scale, symmetric=True, seed=seed,
+                        dtype=dtype)
+    if n is None:
+        objective = Population(teacher, noise=noise)
+        data = None
+    else:
+        objective = Empirical.sample(teacher, n, noise=noise, seed=seed, batch_size=batch_size)
+        data = (np.asarray(objective.X, np.float64), np.asarray(objective.y, np.float64))
+
+    def log(hist, step, reg=None):
+        hist._append(step, _log_values(metrics, net, objective, teacher, reg, step))
+
+    # Stage 1: one step on W with weight decay 1/eta1 (lam_a = 0, a untouched): W1 = -eta1 grad_W L.
+    t0 = time.perf_counter()
+    stage1 = History(info={"stage": 1, "objective": objective.name})
+    log(stage1, 0)
+    reg1 = WeightDecay(lam_a=0.0, lam_w=1.0 / eta1)
+    gW, _ = objective.grad(net, reg1)
+    net.W -= net.W.dtype.type(eta1) * gW
+    if renormalize:
+        nrm = np.linalg.norm(net.W.astype(np.float64), axis=1)
+        scale = np.where(nrm > 0, row_norm / np.where(nrm > 0, nrm, 1.0), 0.0)
+        net.W *= scale[:, None].astype(net.W.dtype)
+    log(stage1, 1)
+    seconds["stage1"] = time.perf_counter() - t0
+
+    # Stage 2: W frozen, a = ridge regression.
+    t0 = time.perf_counter()
+    stage2 = History(info={"stage": 2, "objective": objective.name, "ridge": ridge})
+    log(stage2, 0)
+    W64 = np.asarray(net.W, np.float64)
+    if data is None:
+        G = kernel_matrix(teacher.activation, W64, W64)
+        b = kernel_matrix(teacher.activation, W64, teacher.W) @ np.asarray(teacher.a, np.float64)
+    else:
+        X, y = data
+        Phi = features(teacher.activation, X, W64)
+        G = Phi.T @ Phi / X.shape[0]
+        b = Phi.T @ y / X.shape[0]
+    net.a[:] = _ridge(G, b, ridge)
+    log(stage2, 1)
+    seconds["stage2"] = time.perf_counter() - t0
+
+    # Stage 3: balance, then GD on both layers with geometrically decreasing weight decay.
+    t0 = time.perf_counter()
+    balanced = balance and teacher.activation in HOMOGENEOUS
+    if balanced:
+        a64 = np.asarray(net.a, np.float64)
+        nrm = np.linalg.norm(W64, axis=1)
+        root = np.sqrt(np.abs(a64) * nrm)
+        rescale = np.where(nrm > 0, root / np.where(nrm > 0, nrm, 1.0), 0.0)
+        net.W[:] = W64 * rescale[:, None]
+        net.a[:] = np.sign(a64) * root
+        G = G * rescale[:, None] * rescale[None, :]  # homogeneous: K(c u, c' v) = c c' K(u, v)
+    if lr is None:
+        lr = lr_scale / _lambda_max(G)
+        config["lr"] = lr
+    if epochs > 0:
+        lam = geometric(lam0, lam_factor, epoch_steps, floor=lam_floor)
+        stage3 = train(net, objective, steps=epochs * epoch_steps, lr=lr, reg=WeightDecay(lam),
+                       log_every=min(log_every, epoch_steps), teacher=teacher, metrics=metrics, progress=progress,
+                       n_threads=n_threads)
+    else:
+        stage3 = History()
+        log(stage3, 0)
+    stage3.info.update({"stage": 3, "balanced": bool(balanced), "lr": lr})
+    seconds["stage3"] = time.perf_counter() - t0
+
+    final = alignment(net, teacher, radius=radius)
+    return ThreeStageResult(net=net, stage1=stage1, stage2=stage2, stage3=stage3, alignment=final,
+                            seconds=seconds, config=config)
