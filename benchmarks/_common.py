@@ -262,9 +262,10 @@ def peak_rss_increase_mib(fn):
 # ----------------------------------------------------------------------------------------------------
 
 _COMPILE_SNIPPET = """
-import time, sys
-sys.path.insert(0, {root!r})
-from benchmarks import _common as c
+import importlib.util, time
+spec = importlib.util.spec_from_file_location("_ff_bench_common", {path!r})
+c = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(c)  # imports the installed fastfeat (the interpreter runs in a temporary dir)
 w = c.{kind}(**{sizes!r}, dtype={dtype!r})
 t0 = time.perf_counter()
 w.run(1)
@@ -280,11 +281,17 @@ COMPILE_SIZES = {
 
 
 def compile_seconds(kind, dtype="float32", timeout=900):
-    """Seconds the first ``ff.train`` step of ``kind`` takes in a fresh interpreter (compilation)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = _COMPILE_SNIPPET.format(root=root, kind=kind, sizes=COMPILE_SIZES[kind], dtype=dtype)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                         check=True)
+    """Seconds the first ``ff.train`` step of ``kind`` takes in a fresh interpreter (compilation).
+
+    The interpreter runs in a temporary directory, so it imports the fastfeat installed in (or put on
+    PYTHONPATH for) this environment, as asv benchmarks a commit's build, not the working tree."""
+    import tempfile
+
+    code = _COMPILE_SNIPPET.format(path=os.path.abspath(__file__), kind=kind, sizes=COMPILE_SIZES[kind],
+                                   dtype=dtype)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                             check=True, cwd=tmp)
     return float(out.stdout.strip().splitlines()[-1])
 
 

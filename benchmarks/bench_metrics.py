@@ -21,9 +21,3 @@ class Alignment:
 
     def time_alignment(self, m, dtype):
         ff.metrics.alignment(self.net, self.teacher, loss=False)
-
-    def track_gflops(self, m, dtype):
-        t = C.best_time(lambda: ff.metrics.alignment(self.net, self.teacher, loss=False), repeat=5)
-        return 2.0 * m * M_STAR * D / t / 1e9
-
-    track_gflops.unit = "GFLOP/s (of W W*^T)"

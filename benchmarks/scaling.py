@@ -81,6 +81,7 @@ def plot(path, pop, emp, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     for ax, (name, xs, ts, gs, xlabel, expect) in zip(axes, (pop, emp)):
@@ -93,6 +94,9 @@ def plot(path, pop, emp, title):
         xx = np.array([xs[0], xs[-1]])
         ax.loglog(xx, np.exp(b) * xx**k, ":", color="C3",
                   label=f"fit on the upper half: slope {k:.2f} (expect ≈ {expect})")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{int(x)}" for x in xs])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_ylabel("time per step (ms)")
         ax.set_title(name)
@@ -110,6 +114,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     ap.add_argument("--png", default=os.path.join(ROOT, "docs", "scaling.png"))
     ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--ms", help="comma-separated widths m for the population sweep (default by mode)")
+    ap.add_argument("--ns", help="comma-separated sample counts n for the empirical sweep")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
 
@@ -120,6 +126,10 @@ def main(argv=None):
     p, e = C.POPULATION, C.EMPIRICAL
     ms = [256, 512, 1024, 2048, 4096] if args.quick else [256, 512, 1024, 2048, 4096, 8192]
     ns = [1024, 2048, 4096, 8192] if args.quick else [1024, 2048, 4096, 8192, 16384, 32768]
+    if args.ms:
+        ms = [int(x) for x in args.ms.split(",")]
+    if args.ns:
+        ns = [int(x) for x in args.ns.split(",")]
 
     log(f"population, m in {ms} ...")
     pt, pg = sweep(lambda m: C.population(m=m, m_star=p["m_star"], d=p["d"], dtype="float32"), ms, repeat, log)
