@@ -18,4 +18,4 @@ from .math.activations import NAMES as ACTIVATIONS  # noqa: E402,F401
 from .networks import Teacher, TwoLayer  # noqa: E402,F401
 from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F401
 from .regularizers import PathNorm, WeightDecay  # noqa: E402,F401
-from .training import History, TrainingDiverged, train  # noqa: E402,F401
+from .training import Checkpoint, History, TrainingDiverged, train  # noqa: E402,F401

@@ -1,3 +1,4 @@
 """The training loop and its record."""
+from .checkpoint import Checkpoint  # noqa: F401
 from .history import History  # noqa: F401
 from .train import TrainingDiverged, train  # noqa: F401

@@ -1,4 +1,5 @@
 """``ff.train``: many steps per compiled call, schedules per step, metrics every ``log_every`` steps."""
+import os
 import sys
 import time
 
@@ -11,6 +12,7 @@ from ..networks import check_net, check_teacher
 from ..objectives.base import Objective
 from ..regularizers import check_reg, reg_arrays
 from ..schedules import as_schedule, evaluate
+from .checkpoint import Checkpoint
 from .history import History
 
 DEVICES = ("cpu", "cuda")
@@ -78,7 +80,8 @@ class _Progress:
 
 
 def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, metrics=("loss",),
-          progress=False, n_threads=None, device="cpu", callback=None, start_step=0):
+          progress=False, n_threads=None, device="cpu", callback=None, start_step=0, checkpoint=None,
+          checkpoint_every=None, resume=False):
     """Run ``steps`` gradient steps of ``objective`` (+ ``reg``) on ``net``, in place.
 
     lr and the regularizer's lam may be floats or schedules (step -> value), evaluated at every step.
@@ -87,6 +90,12 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
     from it to stop early. ``start_step`` offsets the global step (schedules, random streams), so a run
     continued from a checkpoint reproduces the uninterrupted one. Raises ``ff.TrainingDiverged`` (the
     net keeps its last finite weights) when the loss or gradient stops being finite.
+
+    ``checkpoint=path`` writes an ``ff.Checkpoint`` (weights, global step, history) every
+    ``checkpoint_every`` steps from ``start_step`` (default ``log_every``; checked at logging boundaries)
+    and at the end. ``resume=True`` with an existing checkpoint loads its weights into ``net`` and runs
+    only the steps from its step to ``start_step + steps``, returning the whole history: the weights
+    equal those of the uninterrupted run bit for bit (same objective, lr, reg; same thread count).
     """
     check_net(net)
     if not isinstance(objective, Objective):
@@ -115,8 +124,27 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
         if n_threads > numba.config.NUMBA_NUM_THREADS:
             raise ValueError(f"n_threads={n_threads} exceeds the {numba.config.NUMBA_NUM_THREADS} threads numba "
                              "was started with (NUMBA_NUM_THREADS)")
+    if checkpoint is None and (resume or checkpoint_every is not None):
+        raise ValueError("resume and checkpoint_every need checkpoint=path")
+    if checkpoint is not None:
+        checkpoint_every = log_every if checkpoint_every is None else check_int(checkpoint_every, "checkpoint_every")
+    previous = None
+    origin = start_step  # checkpoints every checkpoint_every steps from here (the same after a resume)
+    if resume and os.path.exists(checkpoint):
+        saved = Checkpoint.load(checkpoint)
+        if not start_step <= saved.step <= start_step + steps:
+            raise ValueError(f"checkpoint {checkpoint} is at step {saved.step}, outside this run's steps "
+                             f"{start_step}..{start_step + steps}")
+        saved.restore(net)
+        previous = saved.history
+        steps -= saved.step - start_step
+        start_step = saved.step
+        if steps == 0:
+            return previous
     old_threads = numba.get_num_threads()
     history = History(info={"objective": objective.name, "device": device, "start_step": start_step})
+    if previous is not None:  # continue the saved history (it ends with the row of start_step)
+        history.step, history.metrics = previous.step, previous.metrics
     bar = _Progress(steps, progress)
     runner = None
     try:
@@ -126,10 +154,11 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
         # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
         # through runner.view (the loss is computed on the device, weights are copied only when read)
         log_net, log_obj = getattr(runner, "view", (net, objective))
-        values = _log_values(metrics, log_net, log_obj, teacher, reg, start_step)
-        history._append(start_step, values)
-        if callback is not None and callback(start_step, log_net, values) is False:
-            return history
+        if previous is None:
+            values = _log_values(metrics, log_net, log_obj, teacher, reg, start_step)
+            history._append(start_step, values)
+            if callback is not None and callback(start_step, log_net, values) is False:
+                return history
         done_total = 0
         while done_total < steps:
             n = min(log_every, steps - done_total)
@@ -144,6 +173,8 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
                 raise TrainingDiverged(s0 + done, history)
             values = _log_values(metrics, log_net, log_obj, teacher, reg, s0 + n)
             history._append(s0 + n, values)
+            if checkpoint is not None and ((s0 + n - origin) % checkpoint_every == 0 or done_total == steps):
+                Checkpoint.of(log_net, s0 + n, history, {"objective": objective.name}).save(checkpoint)
             bar.update(done_total, values)
             if callback is not None and callback(s0 + n, log_net, values) is False:
                 break
