@@ -2,10 +2,11 @@
 ``NUMBA_ENABLE_CUDASIM=1`` (``cuda_sim_worker.py``); ``test_cuda_sim.py`` compares the two.
 
 Each case is ``fn(device) -> {name: array}``, deterministic given its seeds. Sizes are tiny (the simulator
-runs every GPU thread as a Python thread) and the worker lowers the launch settings (TILE=4,
-THREADS_PER_BLOCK=4, ROWS_BUDGET=16) so that every kernel spans several blocks with ragged tails:
-m=5 rows in row blocks of 2, 2, 1; m + m* = 7 columns in tiles of 4, 3; d=5 in chunks of 4, 1;
-n=7 samples in tiles of 3, 3, 1.
+runs every GPU thread as a Python thread) and the worker lowers the launch settings (TILE=2, REG_BLOCK=2,
+THREADS_PER_BLOCK=3; ``_small_blocks`` lowers ROWS_BUDGET to 16) so that every kernel spans several blocks
+with ragged tails: products in 4 x 4 output tiles summed in chunks of 2 (m + m* = 7 columns: 4 + 3;
+d = 5: 2 + 2 + 1), population row blocks of 2, 2, 1 (m = 5), sample tiles of 3, 3, 1 (n = 7), and
+reductions over 3 threads (not a power of two).
 """
 import contextlib
 

@@ -26,7 +26,8 @@ def results(tmp_path_factory):
     side (mostly compilation), so the wall time is the longer of the two, not their sum."""
     tmp = tmp_path_factory.mktemp("cudasim")
     out = tmp / "results.npz"
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTFEAT_CUDA_TILE="4", FASTFEAT_CUDA_THREADS="4")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTFEAT_CUDA_TILE="2", FASTFEAT_CUDA_RB="2",
+               FASTFEAT_CUDA_THREADS="3")
     env.pop("NUMBA_DISABLE_JIT", None)
     with open(tmp / "worker.log", "w+") as log:
         proc = subprocess.Popen([sys.executable, os.path.join(HERE, "cuda_sim_worker.py"), str(out)], cwd=HERE,
@@ -161,6 +162,8 @@ def test_kernels_compile_for_a_real_gpu():
     for dtype in (np.float32, np.float64):
         ptx = compile_ptx_all(cuda, dtype, 16)
         assert set(ptx) == set(signatures(dtype))
+        for name in ("pop_gram", "pop_bv", "emp_forward", "emp_gw"):  # register blocks stay in registers
+            assert ".local" not in ptx[name], f"{name} ({dtype.__name__}) spills its accumulators to local memory"
         if dtype == np.float32:  # the products and the elementwise passes stay in float32
-            for name in ("pop_pairs", "pop_bv", "pop_rows", "emp_forward", "emp_cols", "emp_gw", "sgd"):
+            for name in ("pop_gram", "pop_pairs", "pop_bv", "pop_rows", "emp_forward", "emp_cols", "emp_gw", "sgd"):
                 assert not re.search(r"\.f64\b", ptx[name]), f"float64 arithmetic in float32 kernel {name}"

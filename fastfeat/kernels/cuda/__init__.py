@@ -32,9 +32,11 @@ arrays with ``__cuda_array_interface__``, e.g. CuPy or PyTorch CUDA tensors, thr
 Settings
 --------
 ``THREADS_PER_BLOCK`` (env ``FASTFEAT_CUDA_THREADS``, default 256): block size of the one-dimensional
-grid-stride kernels. ``TILE`` (env ``FASTFEAT_CUDA_TILE``, default 16): side of the square thread blocks of
-the shared-memory tiled products (kernels are compiled per tile size). Tests lower both so that tiny
-problems span several blocks with ragged tails. ``ROWS_BUDGET`` bounds the elements of the per-step
+grid-stride kernels and of the row reductions. ``TILE`` (env ``FASTFEAT_CUDA_TILE``, default 16): side of
+the square thread blocks of the shared-memory tiled products; ``REG_BLOCK`` (env ``FASTFEAT_CUDA_RB``,
+default 4): each thread of a product accumulates a REG_BLOCK x REG_BLOCK block of outputs in registers,
+so one thread block computes a (TILE REG_BLOCK)^2 tile (kernels are compiled per setting). Tests lower
+them so that tiny problems span several blocks with ragged tails. ``ROWS_BUDGET`` bounds the elements of the per-step
 scratch blocks (population: rows x (m + m*); empirical: samples x m), the O(tile * m) memory of
 DESIGN.md section 5.
 """
@@ -42,6 +44,7 @@ import os
 
 THREADS_PER_BLOCK = int(os.environ.get("FASTFEAT_CUDA_THREADS", "256"))
 TILE = int(os.environ.get("FASTFEAT_CUDA_TILE", "16"))
+REG_BLOCK = int(os.environ.get("FASTFEAT_CUDA_RB", "4"))
 ROWS_BUDGET = int(os.environ.get("FASTFEAT_CUDA_BUDGET", str(1 << 26)))
 
 INSTALL_HINT = "pip install fastfeat[cuda]"

@@ -1,4 +1,4 @@
-"""The CUDA kernels, compiled per (float type, tile size) on first use.
+"""The CUDA kernels, compiled per (float type, TILE, REG_BLOCK) on first use.
 
 The scalar math is not rewritten here: ``fastfeat.math.activations.build`` and ``fastfeat.math.random.build``
 compile the same plain functions as the CPU kernels with ``cuda.jit(device=True)``; the kernels below call
@@ -7,8 +7,11 @@ them through closure names (no attribute access inside a kernel).
 Conventions shared by all kernels: ``state`` is an int32 device array, ``state[0] != 0`` once a step was
 refused (every kernel then returns at once, so the rest of a chunk costs only launches), ``state[1] != 0``
 when the current step produced a non-finite gradient entry. One-dimensional kernels use grid-stride loops
-(any grid size is correct); two-dimensional ones use ``TILE x TILE`` blocks and shared-memory tiles,
-with every out-of-range load replaced by zero (ragged tails).
+(any grid size is correct); the row reductions use one thread block per row (grid-stride over rows)
+and a shared-memory tree; the products use ``TILE x TILE`` thread blocks in which each thread keeps a
+``RB x RB`` block of outputs in registers (a ``TILE RB`` square output tile per block, shared-memory
+tiles of ``TILE`` along the summed dimension: RB^2 multiply-adds per 2 RB shared loads), with every
+out-of-range load replaced by zero (ragged tails).
 
 Math (the same as the CPU kernels, see ``fastfeat.kernels.cpu.population`` for the population gradient):
 population columns ``k < m`` are the student rows, ``k >= m`` the teacher rows, with coefficients
@@ -36,13 +39,14 @@ _RANDOM = {}
 cuda = None
 
 
-def kernels(cuda_module, dtype, tile):
-    """The compiled kernel namespace for float ``dtype`` and tile side ``tile`` (cached)."""
+def kernels(cuda_module, dtype, tile, reg_block=4):
+    """The compiled kernel namespace for float ``dtype``, thread-block side ``tile`` and register block
+    ``reg_block`` (cached)."""
     global cuda
     cuda = cuda_module
-    key = (np.dtype(dtype), int(tile))
+    key = (np.dtype(dtype), int(tile), int(reg_block))
     if key not in _CACHE:
-        _CACHE[key] = _make(np.dtype(dtype).type, int(tile))
+        _CACHE[key] = _make(np.dtype(dtype).type, int(tile), int(reg_block))
     return _CACHE[key]
 
 
@@ -52,7 +56,8 @@ def _random():
     return _RANDOM["r"]
 
 
-def _make(ft, T):
+def _make(ft, T, RB):
+    TR = T * RB  # side of the output tile of one thread block in the products
     tab = build_table(cuda.jit(device=True), ft, fast_acos=False)
     pair = tab.pair
     neuron = tab.neuron
@@ -145,121 +150,168 @@ def _make(ft, T):
 
     # ---------------------------------------------------------------- population
     @cuda.jit
-    def pop_pairs(W, Wt, a, at, nrm, i0, rows, code, B, part, want_grad, state):
-        """Rows i0 .. i0+rows of W against all m + m* columns: Gram tile in shared memory, then the
-        kernel pair; writes B (rows x (m+m*)) and per-column-block partial row sums part[3, kb, r]."""
+    def pop_gram(W, Wt, i0, rows, G, state):
+        """G[r, k] = w_{i0+r} . v_k for r < rows, k < m + m* (v_k: student rows, then teacher rows)."""
         if state[0] != 0:
             return
         m, d = W.shape
         N = m + Wt.shape[0]
         ty = cuda.threadIdx.y
         tx = cuda.threadIdx.x
-        bx = cuda.blockIdx.x
-        r = cuda.blockIdx.y * T + ty
-        k = bx * T + tx
-        j = i0 + r
-        kr = bx * T + ty  # the column row this thread loads
-        sa = cuda.shared.array((T, T), nbt)
-        sb = cuda.shared.array((T, T), nbt)
-        c = zero
+        r0 = cuda.blockIdx.y * TR
+        c0 = cuda.blockIdx.x * TR
+        sa = cuda.shared.array((TR, T), nbt)
+        sb = cuda.shared.array((TR, T), nbt)
+        acc = cuda.local.array((RB, RB), nbt)
+        ra = cuda.local.array(RB, nbt)
+        rb = cuda.local.array(RB, nbt)
+        for u in range(RB):
+            for v in range(RB):
+                acc[u, v] = zero
         for l0 in range(0, d, T):
             li = l0 + tx
-            if r < rows and li < d:
-                sa[ty, tx] = W[j, li]
-            else:
-                sa[ty, tx] = zero
-            if li < d and kr < m:
-                sb[ty, tx] = W[kr, li]
-            elif li < d and kr < N:
-                sb[ty, tx] = Wt[kr - m, li]
-            else:
-                sb[ty, tx] = zero
+            for u in range(RB):
+                rr = r0 + u * T + ty
+                if rr < rows and li < d:
+                    sa[u * T + ty, tx] = W[i0 + rr, li]
+                else:
+                    sa[u * T + ty, tx] = zero
+                kk = c0 + u * T + ty
+                if li < d and kk < m:
+                    sb[u * T + ty, tx] = W[kk, li]
+                elif li < d and kk < N:
+                    sb[u * T + ty, tx] = Wt[kk - m, li]
+                else:
+                    sb[u * T + ty, tx] = zero
             cuda.syncthreads()
             for t in range(T):
-                c += sa[ty, t] * sb[tx, t]
+                for u in range(RB):
+                    ra[u] = sa[u * T + ty, t]
+                    rb[u] = sb[u * T + tx, t]
+                for u in range(RB):
+                    for v in range(RB):
+                        acc[u, v] += ra[u] * rb[v]
             cuda.syncthreads()
-        vK = zero
-        vA = zero
-        vL = zero
-        if r < rows and k < N:
-            K, au, av, b = pair(code, nrm[j], nrm[k], c)
-            if k < m:
-                ck = a[k]
-                ek = half * ck
-            else:
-                ck = -at[k - m]
-                ek = ck
-            vK = ck * K
-            vA = ck * au
-            vL = ek * K
-            if want_grad:
-                B[r, k] = a[j] * ck * b
-        red = cuda.shared.array((3, T, T), nbt)
-        red[0, ty, tx] = vK
-        red[1, ty, tx] = vA
-        red[2, ty, tx] = vL
-        cuda.syncthreads()
-        if tx == 0 and r < rows:
-            s0 = zero
-            s1 = zero
-            s2 = zero
-            for t in range(T):
-                s0 += red[0, ty, t]
-                s1 += red[1, ty, t]
-                s2 += red[2, ty, t]
-            part[0, bx, r] = s0
-            part[1, bx, r] = s1
-            part[2, bx, r] = s2
+        for u in range(RB):
+            for v in range(RB):
+                rr = r0 + u * T + ty
+                kk = c0 + v * T + tx
+                if rr < rows and kk < N:
+                    G[rr, kk] = acc[u, v]
+
+    @cuda.jit
+    def pop_pairs(a, at, nrm, i0, rows, code, B, part, want_grad, state):
+        """One block per row (grid-stride): the Gram row B[r] -> the kernel pair in place (B_jk when
+        want_grad), and the row sums part[0..2, r] = sum_k c_k K_jk, c_k alpha_jk, e_k K_jk."""
+        if state[0] != 0:
+            return
+        m = a.shape[0]
+        N = m + at.shape[0]
+        sh0 = cuda.shared.array(NR, nbt)
+        sh1 = cuda.shared.array(NR, nbt)
+        sh2 = cuda.shared.array(NR, nbt)
+        t = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        for r in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
+            j = i0 + r
+            nj = nrm[j]
+            aj = a[j]
+            sK = zero
+            sA = zero
+            sL = zero
+            for k in range(t, N, nt):
+                K, au, av, b = pair(code, nj, nrm[k], B[r, k])
+                if k < m:
+                    ck = a[k]
+                    ek = half * ck
+                else:
+                    ck = -at[k - m]
+                    ek = ck
+                sK += ck * K
+                sA += ck * au
+                sL += ek * K
+                if want_grad:
+                    B[r, k] = aj * ck * b
+            sh0[t] = sK
+            sh1[t] = sA
+            sh2[t] = sL
+            cuda.syncthreads()
+            w = 1
+            while w < nt:
+                if t % (2 * w) == 0 and t + w < nt:
+                    sh0[t] += sh0[t + w]
+                    sh1[t] += sh1[t + w]
+                    sh2[t] += sh2[t + w]
+                w *= 2
+                cuda.syncthreads()
+            if t == 0:
+                part[0, r] = sh0[0]
+                part[1, r] = sh1[0]
+                part[2, r] = sh2[0]
+            cuda.syncthreads()
 
     @cuda.jit
     def pop_bv(B, W, Wt, i0, rows, gW, state):
-        """gW[i0 + r] = sum_k B[r, k] v_k (v_k: student rows, then teacher rows); tiled product."""
+        """gW[i0 + r] = sum_k B[r, k] v_k (v_k: student rows, then teacher rows)."""
         if state[0] != 0:
             return
         m, d = W.shape
         N = m + Wt.shape[0]
         ty = cuda.threadIdx.y
         tx = cuda.threadIdx.x
-        r = cuda.blockIdx.y * T + ty
-        li = cuda.blockIdx.x * T + tx
-        sb = cuda.shared.array((T, T), nbt)
-        sv = cuda.shared.array((T, T), nbt)
-        acc = zero
+        r0 = cuda.blockIdx.y * TR
+        c0 = cuda.blockIdx.x * TR
+        sa = cuda.shared.array((TR, T), nbt)
+        sb = cuda.shared.array((T, TR), nbt)
+        acc = cuda.local.array((RB, RB), nbt)
+        ra = cuda.local.array(RB, nbt)
+        rb = cuda.local.array(RB, nbt)
+        for u in range(RB):
+            for v in range(RB):
+                acc[u, v] = zero
         for k0 in range(0, N, T):
             kb = k0 + tx
-            if r < rows and kb < N:
-                sb[ty, tx] = B[r, kb]
-            else:
-                sb[ty, tx] = zero
             kv = k0 + ty
-            if li < d and kv < m:
-                sv[ty, tx] = W[kv, li]
-            elif li < d and kv < N:
-                sv[ty, tx] = Wt[kv - m, li]
-            else:
-                sv[ty, tx] = zero
+            for u in range(RB):
+                rr = r0 + u * T + ty
+                if rr < rows and kb < N:
+                    sa[u * T + ty, tx] = B[rr, kb]
+                else:
+                    sa[u * T + ty, tx] = zero
+                li = c0 + u * T + tx
+                if li < d and kv < m:
+                    sb[ty, u * T + tx] = W[kv, li]
+                elif li < d and kv < N:
+                    sb[ty, u * T + tx] = Wt[kv - m, li]
+                else:
+                    sb[ty, u * T + tx] = zero
             cuda.syncthreads()
             for t in range(T):
-                acc += sb[ty, t] * sv[t, tx]
+                for u in range(RB):
+                    ra[u] = sa[u * T + ty, t]
+                    rb[u] = sb[t, u * T + tx]
+                for u in range(RB):
+                    for v in range(RB):
+                        acc[u, v] += ra[u] * rb[v]
             cuda.syncthreads()
-        if r < rows and li < d:
-            gW[i0 + r, li] = acc
+        for u in range(RB):
+            for v in range(RB):
+                rr = r0 + u * T + ty
+                li = c0 + v * T + tx
+                if rr < rows and li < d:
+                    gW[i0 + rr, li] = acc[u, v]
 
     @cuda.jit
-    def pop_rows(W, a, nrm, part, nkb, i0, rows, gW, ga, lrow, want_grad, reg, lam_a, lam_w, state):
+    def pop_rows(W, a, nrm, part, i0, rows, gW, ga, lrow, want_grad, reg, lam_a, lam_w, state):
         """Per row: g_a, the loss row, g_W += a_j A_j w_j + regularizer; flags non-finite gradients."""
         if state[0] != 0:
             return
         d = W.shape[1]
         for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
             j = i0 + r
-            sK = zero
-            sA = zero
-            sL = zero
-            for kb in range(nkb):
-                sK += part[0, kb, r]
-                sA += part[1, kb, r]
-                sL += part[2, kb, r]
+            sK = part[0, r]
+            sA = part[1, r]
+            sL = part[2, r]
             aj = a[j]
             lrow[j] = aj * sL
             ga[j] = sK
@@ -279,34 +331,50 @@ def _make(ft, T):
     # ---------------------------------------------------------------- empirical / online
     @cuda.jit
     def emp_forward(X, idx, off, cnt, W, Z, state):
-        """Z[s, j] = x_{idx[off+s]} . w_j for s < cnt (tiled product)."""
+        """Z[s, j] = x_{idx[off+s]} . w_j for s < cnt."""
         if state[0] != 0:
             return
         m, d = W.shape
         ty = cuda.threadIdx.y
         tx = cuda.threadIdx.x
-        s = cuda.blockIdx.y * T + ty
-        j = cuda.blockIdx.x * T + tx
-        jr = cuda.blockIdx.x * T + ty
-        sx = cuda.shared.array((T, T), nbt)
-        sw = cuda.shared.array((T, T), nbt)
-        acc = zero
+        r0 = cuda.blockIdx.y * TR
+        c0 = cuda.blockIdx.x * TR
+        sa = cuda.shared.array((TR, T), nbt)
+        sb = cuda.shared.array((TR, T), nbt)
+        acc = cuda.local.array((RB, RB), nbt)
+        ra = cuda.local.array(RB, nbt)
+        rb = cuda.local.array(RB, nbt)
+        for u in range(RB):
+            for v in range(RB):
+                acc[u, v] = zero
         for l0 in range(0, d, T):
             li = l0 + tx
-            if s < cnt and li < d:
-                sx[ty, tx] = X[idx[off + s], li]
-            else:
-                sx[ty, tx] = zero
-            if jr < m and li < d:
-                sw[ty, tx] = W[jr, li]
-            else:
-                sw[ty, tx] = zero
+            for u in range(RB):
+                ss = r0 + u * T + ty
+                if ss < cnt and li < d:
+                    sa[u * T + ty, tx] = X[idx[off + ss], li]
+                else:
+                    sa[u * T + ty, tx] = zero
+                jj = c0 + u * T + ty
+                if jj < m and li < d:
+                    sb[u * T + ty, tx] = W[jj, li]
+                else:
+                    sb[u * T + ty, tx] = zero
             cuda.syncthreads()
             for t in range(T):
-                acc += sx[ty, t] * sw[tx, t]
+                for u in range(RB):
+                    ra[u] = sa[u * T + ty, t]
+                    rb[u] = sb[u * T + tx, t]
+                for u in range(RB):
+                    for v in range(RB):
+                        acc[u, v] += ra[u] * rb[v]
             cuda.syncthreads()
-        if s < cnt and j < m:
-            Z[s, j] = acc
+        for u in range(RB):
+            for v in range(RB):
+                ss = r0 + u * T + ty
+                jj = c0 + v * T + tx
+                if ss < cnt and jj < m:
+                    Z[ss, jj] = acc[u, v]
 
     @cuda.jit
     def emp_resid(Z, a, nrm, y, idx, off, cnt, code, r, roff, state):
@@ -354,37 +422,53 @@ def _make(ft, T):
 
     @cuda.jit
     def emp_gw(Z, X, idx, off, cnt, gW, first, state):
-        """gW[j, l] (+)= sum_s Z[s, j] x_{idx[off+s], l} (tiled product Z^T X)."""
+        """gW[j, l] (+)= sum_s Z[s, j] x_{idx[off+s], l} (the product Z^T X)."""
         if state[0] != 0:
             return
         m, d = gW.shape
         ty = cuda.threadIdx.y
         tx = cuda.threadIdx.x
-        j = cuda.blockIdx.y * T + ty
-        li = cuda.blockIdx.x * T + tx
-        jz = cuda.blockIdx.y * T + tx
-        sz = cuda.shared.array((T, T), nbt)
-        sx = cuda.shared.array((T, T), nbt)
-        acc = zero
+        r0 = cuda.blockIdx.y * TR
+        c0 = cuda.blockIdx.x * TR
+        sa = cuda.shared.array((T, TR), nbt)
+        sb = cuda.shared.array((T, TR), nbt)
+        acc = cuda.local.array((RB, RB), nbt)
+        ra = cuda.local.array(RB, nbt)
+        rb = cuda.local.array(RB, nbt)
+        for u in range(RB):
+            for v in range(RB):
+                acc[u, v] = zero
         for s0 in range(0, cnt, T):
-            s = s0 + ty
-            if s < cnt and jz < m:
-                sz[ty, tx] = Z[s, jz]
-            else:
-                sz[ty, tx] = zero
-            if s < cnt and li < d:
-                sx[ty, tx] = X[idx[off + s], li]
-            else:
-                sx[ty, tx] = zero
+            ss = s0 + ty
+            for u in range(RB):
+                jj = r0 + u * T + tx
+                if ss < cnt and jj < m:
+                    sa[ty, u * T + tx] = Z[ss, jj]
+                else:
+                    sa[ty, u * T + tx] = zero
+                li = c0 + u * T + tx
+                if ss < cnt and li < d:
+                    sb[ty, u * T + tx] = X[idx[off + ss], li]
+                else:
+                    sb[ty, u * T + tx] = zero
             cuda.syncthreads()
             for t in range(T):
-                acc += sz[t, ty] * sx[t, tx]
+                for u in range(RB):
+                    ra[u] = sa[t, u * T + ty]
+                    rb[u] = sb[t, u * T + tx]
+                for u in range(RB):
+                    for v in range(RB):
+                        acc[u, v] += ra[u] * rb[v]
             cuda.syncthreads()
-        if j < m and li < d:
-            if first:
-                gW[j, li] = acc
-            else:
-                gW[j, li] += acc
+        for u in range(RB):
+            for v in range(RB):
+                jj = r0 + u * T + ty
+                li = c0 + v * T + tx
+                if jj < m and li < d:
+                    if first:
+                        gW[jj, li] = acc[u, v]
+                    else:
+                        gW[jj, li] += acc[u, v]
 
     @cuda.jit
     def emp_finish(W, a, nrm, gW, ga, sums, scale, code, want_grad, reg, lam_a, lam_w, state):
@@ -451,12 +535,13 @@ def _make(ft, T):
 
     ns = Kernels()
     for name, fn in dict(row_norms=row_norms, reduce_sums=reduce_sums, commit_loss=commit_loss, sgd=sgd,
-                         pop_pairs=pop_pairs, pop_bv=pop_bv, pop_rows=pop_rows, emp_forward=emp_forward,
+                         pop_gram=pop_gram, pop_pairs=pop_pairs, pop_bv=pop_bv, pop_rows=pop_rows, emp_forward=emp_forward,
                          emp_resid=emp_resid, emp_cols=emp_cols, emp_gw=emp_gw, emp_finish=emp_finish,
                          online_draw=online_draw, teacher_labels=teacher_labels).items():
         setattr(ns, name, fn)
     ns.ftype = ft
     ns.tile = T
+    ns.reg_block = RB
     return ns
 
 
@@ -473,9 +558,10 @@ def signatures(dtype):
         "reduce_sums": (A1, i64, d1, st),
         "commit_loss": (d1, i64, f64, f64, d1, i64, st),
         "sgd": (A2, A1, A2, A1, ft, st),
-        "pop_pairs": (A2, A2, A1, A1, A1, i64, i64, i64, A2, A3, b1, st),
+        "pop_gram": (A2, A2, i64, i64, A2, st),
+        "pop_pairs": (A1, A1, A1, i64, i64, i64, A2, A2, b1, st),
         "pop_bv": (A2, A2, A2, i64, i64, A2, st),
-        "pop_rows": (A2, A1, A1, A3, i64, i64, i64, A2, A1, A1, b1, i64, ft, ft, st),
+        "pop_rows": (A2, A1, A1, A2, i64, i64, A2, A1, A1, b1, i64, ft, ft, st),
         "emp_forward": (A2, ix, i64, i64, A2, A2, st),
         "emp_resid": (A2, A1, A1, A1, ix, i64, i64, i64, A1, i64, st),
         "emp_cols": (A2, A1, i64, i64, A1, i64, A1, b1, st),
@@ -486,7 +572,7 @@ def signatures(dtype):
     }
 
 
-def compile_ptx_all(cuda_module, dtype, tile, cc=(8, 0)):
+def compile_ptx_all(cuda_module, dtype, tile, reg_block=4, cc=(8, 0)):
     """Compile every kernel to PTX for compute capability ``cc`` without a GPU (needs NVVM): proves
     that the kernels type-check on the real CUDA target, which the simulator does not. Returns
     {name: ptx}."""
@@ -494,7 +580,7 @@ def compile_ptx_all(cuda_module, dtype, tile, cc=(8, 0)):
     from unittest import mock
 
     from numba.cuda import dispatcher
-    ns = kernels(cuda_module, dtype, tile)
+    ns = kernels(cuda_module, dtype, tile, reg_block)
     out = {}
     # device functions called from a kernel compile for the current device's cc: pretend there is one
     fake = types.SimpleNamespace(compute_capability=cc)

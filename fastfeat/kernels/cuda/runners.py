@@ -38,18 +38,22 @@ class _Runner:
         self.cuda = cuda = require()
         self.tpb = int(settings.THREADS_PER_BLOCK)
         self.T = int(settings.TILE)
+        self.RB = int(settings.REG_BLOCK)
         self.budget = int(settings.ROWS_BUDGET)
         if not 1 <= self.tpb <= MAX_REDUCE_THREADS:
             raise ValueError(f"THREADS_PER_BLOCK must be in 1..{MAX_REDUCE_THREADS}, got {self.tpb}")
         if not 1 <= self.T <= 32:
             raise ValueError(f"TILE must be in 1..32 (TILE^2 threads per block), got {self.T}")
+        if not 1 <= self.RB <= 8:
+            raise ValueError(f"REG_BLOCK must be in 1..8, got {self.RB}")
+        self.TR = self.T * self.RB
         self.objective = objective
         self.dnet = net if isinstance(net, DeviceNet) else DeviceNet._wrap(net)
         self.host_net = net
         self.dtype = np.dtype(self.dnet.dtype)
         self.ft = self.dtype.type
         self.code = int(self.dnet.code)
-        self.k = kernels(cuda, self.dtype, self.T)
+        self.k = kernels(cuda, self.dtype, self.T, self.RB)
         m, d = self.dnet.m, self.dnet.d
         self.m, self.d = m, d
         self.gW = cuda.device_array((m, d), self.dtype)
@@ -68,8 +72,13 @@ class _Runner:
         return max(1, min(_cdiv(n, self.tpb), 4096)), self.tpb
 
     def g2(self, nx, ny):
-        """A TILE x TILE block grid covering nx columns and ny rows."""
-        return (max(1, _cdiv(nx, self.T)), max(1, _cdiv(ny, self.T))), (self.T, self.T)
+        """TILE x TILE thread blocks, each computing a (TILE REG_BLOCK)^2 output tile, covering nx columns
+        and ny rows."""
+        return (max(1, _cdiv(nx, self.TR)), max(1, _cdiv(ny, self.TR))), (self.T, self.T)
+
+    def rows_grid(self, n):
+        """One block per row (grid-stride) for the row-reduction kernels."""
+        return max(1, min(n, 8192)), self.tpb
 
     # -- the protocol ---------------------------------------------------------------------------------------
     def __call__(self, step0, lrs, reg_code, lam_as, lam_ws):
@@ -121,7 +130,9 @@ class _Runner:
 
 
 class PopulationRunner(_Runner):
-    """Exact population loss: rows of W in blocks of R (scratch R x (m + m*)), full Gram per block."""
+    """Exact population loss: rows of W in blocks of R (scratch R x (m + m*)). Per block: the Gram rows
+    (register-blocked tiled product), the kernel pair in place with the row sums (one thread block per
+    row), g_W rows = B V (tiled product), then the per-row finish."""
 
     def __init__(self, objective, net):
         super().__init__(objective, net)
@@ -133,12 +144,11 @@ class PopulationRunner(_Runner):
         N = m + ms
         self.N = N
         R = max(1, self.budget // N)
-        if R >= self.T:
-            R = R // self.T * self.T
-        self.R = R = max(1, min(R, m, _MAX_GRID_Y * self.T))
-        self.nkb = _cdiv(N, self.T)
+        if R >= self.TR:
+            R = R // self.TR * self.TR
+        self.R = R = max(1, min(R, m, _MAX_GRID_Y * self.TR))
         self.B = cuda.device_array((R, N), self.dtype)
-        self.part = cuda.device_array((3, self.nkb, R), self.dtype)
+        self.part = cuda.device_array((3, R), self.dtype)
         self.nrm = cuda.device_array(N, self.dtype)
         self.lrow = cuda.device_array(m, self.dtype)
         Wt64 = np.asarray(t.W, np.float64)
@@ -154,11 +164,12 @@ class PopulationRunner(_Runner):
         k.row_norms[self.g1(N - m)](self.Wt, self.nrm, m, state)
         for i0 in range(0, m, self.R):
             rows = min(self.R, m - i0)
-            k.pop_pairs[self.g2(N, rows)](W, self.Wt, a, self.at, self.nrm, i0, rows, self.code, self.B,
-                                          self.part, want_grad, state)
+            k.pop_gram[self.g2(N, rows)](W, self.Wt, i0, rows, self.B, state)
+            k.pop_pairs[self.rows_grid(rows)](a, self.at, self.nrm, i0, rows, self.code, self.B, self.part,
+                                              want_grad, state)
             if want_grad:
                 k.pop_bv[self.g2(d, rows)](self.B, W, self.Wt, i0, rows, self.gW, state)
-            k.pop_rows[self.g1(rows)](W, a, self.nrm, self.part, self.nkb, i0, rows, self.gW, self.ga, self.lrow,
+            k.pop_rows[self.g1(rows)](W, a, self.nrm, self.part, i0, rows, self.gW, self.ga, self.lrow,
                                       want_grad, reg, lam_a, lam_w, state)
         k.reduce_sums[1, self.tpb](self.lrow, m, self.sums, state)
         k.commit_loss[1, 1](self.sums, 0, 1.0, self.const, losses, s, state)
@@ -172,9 +183,9 @@ class _SampleRunner(_Runner):
     def _sample_buffers(self, max_batch):
         cuda = self.cuda
         S = max(1, self.budget // self.m)
-        if S >= self.T:
-            S = S // self.T * self.T
-        self.S = max(1, min(S, max_batch, _MAX_GRID_Y * self.T))
+        if S >= self.TR:
+            S = S // self.TR * self.TR
+        self.S = max(1, min(S, max_batch, _MAX_GRID_Y * self.TR))
         self.Z = cuda.device_array((self.S, self.m), self.dtype)
         self.r = cuda.device_array(max_batch, self.dtype)
         self.nrm = cuda.device_array(self.m, self.dtype)
@@ -190,7 +201,7 @@ class _SampleRunner(_Runner):
             off = off0 + t0
             first = t0 == 0
             k.emp_forward[self.g2(m, cnt)](X, idx, off, cnt, W, self.Z, state)
-            k.emp_resid[min(cnt, 4096), self.tpb](self.Z, a, self.nrm, y, idx, off, cnt, self.code, self.r, t0,
+            k.emp_resid[self.rows_grid(cnt)](self.Z, a, self.nrm, y, idx, off, cnt, self.code, self.r, t0,
                                                   state)
             if want_grad:
                 k.emp_cols[self.g1(m)](self.Z, self.r, t0, cnt, self.nrm, self.code, self.ga, first, state)
