@@ -1,0 +1,280 @@
+"""The ``fastfeat`` command line.
+
+``fastfeat run [CONFIG.toml] [--out DIR]`` runs the three-stage protocol of ``ff.paper.three_stage``
+(the built-in configuration below when no file is given) and writes to ``DIR``:
+
+- ``stage1.json``, ``stage2.json``, ``stage3.json``: the History of each stage;
+- ``weights.npz``: the final student (``W``, ``a``) and the teacher (``W_star``, ``a_star``);
+- ``summary.json``: final diagnostics, the loss of f == 0, timings and the full configuration;
+- ``loss.png``, ``alignment.png``, ``mass_by_angle.png`` (needs matplotlib: the ``plot`` extra).
+
+``fastfeat info`` prints the versions, threads, numba's threading layer and whether CUDA is usable.
+
+A configuration file has a ``[teacher]`` table (keywords of ``ff.Teacher.random``) and a
+``[protocol]`` table (``m`` and the keywords of ``ff.paper.three_stage``)::
+
+    [teacher]
+    d = 20
+    m_star = 3
+    activation = "relu_centered"
+    signs = "mixed"
+    seed = 0
+
+    [protocol]
+    m = 256
+    # n = 20000          # a sampled data set instead of the exact population objective
+    # lam0 = 0.01        # ... any keyword of ff.paper.three_stage
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_CONFIG = {
+    "teacher": {"d": 20, "m_star": 3, "activation": "relu_centered", "signs": "mixed", "seed": 0},
+    "protocol": {"m": 256, "seed": 0},
+}
+TEACHER_KEYS = ("d", "m_star", "activation", "signs", "seed", "dtype")
+
+
+def _fail(msg):
+    print(f"fastfeat: error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def load_config(path):
+    """The configuration: DEFAULT_CONFIG updated by the tables of the TOML file at ``path``."""
+    cfg = {k: dict(v) for k, v in DEFAULT_CONFIG.items()}
+    if path is None:
+        return cfg
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        _fail(f"cannot read config {path}: {exc.strerror}")
+    except tomllib.TOMLDecodeError as exc:
+        _fail(f"config {path} is not valid TOML: {exc}")
+    unknown = sorted(set(data) - set(cfg))
+    if unknown:
+        _fail(f"config {path}: unknown table(s) {unknown}; use [teacher] and [protocol]")
+    for table, values in data.items():
+        if not isinstance(values, dict):
+            _fail(f"config {path}: {table} must be a table ([{table}])")
+        cfg[table].update(values)
+    bad = sorted(set(cfg["teacher"]) - set(TEACHER_KEYS))
+    if bad:
+        _fail(f"config [teacher]: unknown key(s) {bad}; known: {list(TEACHER_KEYS)}")
+    if "m" not in cfg["protocol"]:
+        _fail("config [protocol] needs m (the student width)")
+    return cfg
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        _fail("the plots need matplotlib: pip install 'fastfeat[plot]' (or pass --no-plots)")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _loss_key(h):
+    return "alignment.loss" if "alignment.loss" in h.metrics else "loss"
+
+
+def plot_loss(res, path, plt):
+    """Population loss over the whole protocol, log scale; stages shaded, loss of f == 0 dashed."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    offset = 0
+    colors = ("tab:orange", "tab:green", "tab:blue")
+    for k, h in enumerate(res.histories):
+        x = h.step + offset
+        ax.semilogy(x, np.maximum(h[_loss_key(h)], 1e-300), "o-" if len(h) < 4 else "-", color=colors[k],
+                    ms=4, label=f"stage {k + 1}")
+        offset = x[-1]
+    ax.axhline(res.config["zero_loss"], ls="--", color="gray", lw=1, label="loss of f = 0")
+    ax.set_xlabel("step (stage 1: one step, stage 2: one solve, then stage 3)")
+    ax.set_ylabel("population loss" if _loss_key(res.stage3) == "alignment.loss" else "loss")
+    c = res.config
+    ax.set_title(f"{c['activation']}: d={c['d']}, m*={c['m_star']}, m={c['m']}, "
+                 f"{'population' if c['n'] is None else 'n=%d' % c['n']}")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_alignment(res, path, plt):
+    """Stage 3: 1 - best cosine and captured mass per teacher direction, and the far mass."""
+    h = res.stage3
+    if "alignment.best_cos" not in h.metrics:
+        raise ValueError("the alignment plot needs metrics=('loss', 'alignment')")
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(12, 3.8))
+    best = np.atleast_2d(h["alignment.best_cos"])
+    cap = np.atleast_2d(h["alignment.captured_mass"])
+    a_star = res.config["teacher_a"]
+    for i in range(best.shape[1]):
+        line, = ax1.semilogy(h.step, np.maximum(1 - best[:, i], 1e-16), label=f"teacher {i}")
+        ax2.plot(h.step, cap[:, i], color=line.get_color(), label=f"s_{i}")
+        ax2.axhline(a_star[i], color=line.get_color(), ls="--", lw=1)
+    ax3.semilogy(h.step, np.maximum(h["alignment.far_mass"], 1e-16), color="k")
+    ax1.set_title("1 - best cosine per teacher")
+    ax2.set_title("captured mass s_i (dashed: a*_i)")
+    ax3.set_title(f"far mass (angle > {res.config['radius']:.2g} rad)")
+    for ax in (ax1, ax2, ax3):
+        ax.set_xlabel("stage 3 step")
+        ax.grid(alpha=0.3, which="both")
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_mass_by_angle(res, path, plt):
+    """Final neurons: mass |a_j||w_j| against the angle to the nearest teacher direction."""
+    al = res.alignment
+    ang = np.degrees(al["angle"])
+    mass = al["mass"]
+    near = al["nearest"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.0))
+    live = mass > 0
+    sc = ax1.scatter(ang[live], mass[live], c=near[live], cmap="viridis", s=12,
+                     vmin=-0.5, vmax=max(res.config["m_star"] - 0.5, 0.5))
+    ax1.set_yscale("log")
+    fig.colorbar(sc, ax=ax1, label="nearest teacher", ticks=range(res.config["m_star"]))
+    ax1.set_xlabel("angle to nearest teacher direction (degrees)")
+    ax1.set_ylabel("neuron mass |a_j| |w_j|")
+    ax1.set_title(f"{int(np.sum(live))} neurons with nonzero mass of {len(mass)}")
+    hi = max(float(ang.max()) if ang.size else 1.0, np.degrees(res.config["radius"])) * 1.05
+    ax2.hist(ang, bins=np.linspace(0.0, hi, 40), weights=mass, color="tab:blue")
+    ax2.axvline(np.degrees(res.config["radius"]), color="k", ls="--", lw=1, label="neighbourhood radius")
+    ax2.set_xlabel("angle to nearest teacher direction (degrees)")
+    ax2.set_ylabel("total mass")
+    ax2.set_title("mass distribution by angle")
+    ax2.legend()
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def run(config_path=None, out="fastfeat-run", plots=True, progress=True):
+    """``fastfeat run``: returns the ``ThreeStageResult``."""
+    import fastfeat as ff
+
+    cfg = load_config(config_path)
+    plt = _pyplot() if plots else None  # fail before the run, not after it
+    proto = dict(cfg["protocol"])
+    m = proto.pop("m")
+    try:
+        teacher = ff.Teacher.random(**cfg["teacher"])
+    except (TypeError, ValueError) as exc:
+        _fail(f"config [teacher]: {exc}")
+    os.makedirs(out, exist_ok=True)
+    say = print if progress else (lambda *a, **k: None)
+    say(f"fastfeat {ff.__version__}: three-stage protocol, teacher {cfg['teacher']}, m={m}, {proto or 'defaults'}")
+    say("(the first run in a process compiles the kernels: about half a minute per float type)")
+    t0 = time.perf_counter()
+    try:
+        res = ff.paper.three_stage(teacher, m, progress=progress, **proto)
+    except TypeError as exc:
+        if "unexpected keyword" in str(exc):
+            _fail(f"config [protocol]: {exc}")
+        raise
+    wall = time.perf_counter() - t0
+    for k, h in enumerate(res.histories, 1):
+        h.save(os.path.join(out, f"stage{k}.json"))
+    np.savez(os.path.join(out, "weights.npz"), W=res.net.W, a=res.net.a, activation=res.net.activation,
+             W_star=teacher.W, a_star=teacher.a)
+    summary = res.summary()
+    summary["wall_seconds"] = wall
+    summary["teacher"] = cfg["teacher"]
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    if plt is not None:
+        plot_loss(res, os.path.join(out, "loss.png"), plt)
+        plot_alignment(res, os.path.join(out, "alignment.png"), plt)
+        plot_mass_by_angle(res, os.path.join(out, "mass_by_angle.png"), plt)
+    s = summary
+    say(f"done in {wall:.1f} s: population loss {s['loss']:.3g} ({s['relative_loss']:.3g} of f = 0), best cosine "
+        f"{np.round(s['best_cos'], 4).tolist()}, captured mass {np.round(s['captured_mass'], 4).tolist()} "
+        f"(a* = {s['teacher_a']}), far mass {s['far_mass']:.3g}")
+    say(f"wrote {out}{os.sep}: summary.json, weights.npz, stage1-3.json" + (", loss.png, alignment.png, "
+                                                                          "mass_by_angle.png" if plots else ""))
+    return res
+
+
+def _version(module):
+    try:
+        mod = __import__(module, fromlist=["__version__"])
+        return getattr(mod, "__version__", "installed")
+    except Exception as exc:  # noqa: BLE001 - report anything, never crash
+        return f"not available ({type(exc).__name__})"
+
+
+def info(file=None):
+    """``fastfeat info``: versions, threads, threading layer, CUDA."""
+    out = file or sys.stdout
+    import numba
+
+    import fastfeat as ff
+
+    lines = [f"fastfeat {ff.__version__}", f"python {platform.python_version()} ({platform.platform()})"]
+    for mod in ("numpy", "scipy", "numba", "matplotlib", "numba_cuda"):
+        lines.append(f"{mod} {_version(mod)}")
+    lines.append(f"numba threads: {numba.get_num_threads()} in use, NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}")
+    try:  # the layer is chosen when the first parallel kernel runs
+        ff.kernels.row_norms(np.ones((2, 2)), np.empty(2))
+        layer = numba.threading_layer()
+    except Exception as exc:  # noqa: BLE001
+        layer = f"unknown ({exc})"
+    lines.append(f"numba threading layer: {layer}")
+    lines.append(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
+    try:
+        from numba import cuda
+
+        if cuda.is_available():
+            names = []
+            for dev in cuda.list_devices():
+                name = dev.name
+                names.append(name.decode() if isinstance(name, bytes) else str(name))
+            lines.append(f"CUDA: usable ({', '.join(names)})")
+        else:
+            lines.append("CUDA: not usable (no driver or no GPU found)")
+    except Exception as exc:  # noqa: BLE001 - report, never crash
+        lines.append(f"CUDA: not usable ({type(exc).__name__}: {exc})")
+    print("\n".join(lines), file=out)
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="fastfeat", description="Fast teacher-student two-layer network "
+                                     "experiments (Zhou & Ge's three-stage protocol).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run the three-stage experiment and write results to a folder")
+    p_run.add_argument("config", nargs="?", help="TOML configuration ([teacher], [protocol]); default: built in")
+    p_run.add_argument("--out", default="fastfeat-run", help="output folder (default: fastfeat-run)")
+    p_run.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    p_run.add_argument("--quiet", action="store_true", help="no progress output")
+    sub.add_parser("info", help="versions, threads, threading layer, CUDA")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run(args.config, args.out, plots=not args.no_plots, progress=not args.quiet)
+    else:
+        info()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
