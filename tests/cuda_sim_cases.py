@@ -180,6 +180,23 @@ def online_train_mc(device):
     return _train(net, obj, device, steps=2, lr=0.2, log_every=2)
 
 
+def pop_checkpoint_resume(device):
+    """A checkpointed run resumed (on a device net: the restored weights go to the GPU) equals the
+    uninterrupted one; the history continues the saved one."""
+    import os
+    import tempfile
+    obj = ff.Population(_teacher("relu_centered"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ck.npz")
+        first = _net("relu_centered")
+        second = _net("relu_centered", seed=9)  # other weights: resume must replace them
+        if device == "cuda":
+            first, second = fc.to_device(first), fc.to_device(second)
+        ff.train(first, obj, device=device, steps=2, lr=0.2, log_every=2, checkpoint=path)
+        h = ff.train(second, obj, device=device, steps=3, lr=0.2, log_every=2, checkpoint=path, resume=True)
+    return {"W": np.array(second.W), "a": np.array(second.a), "m.loss": h.metrics["loss"], "step": h.step}
+
+
 def pop_device_arrays(device):
     """to_device(W, a, activation) wraps existing device arrays: training updates them in place."""
     net = _net("linear")
@@ -203,6 +220,7 @@ CASES["pop_train_f32"] = pop_train_f32
 CASES["pop_diverge"] = pop_diverge
 CASES["pop_resident"] = pop_resident
 CASES["pop_device_arrays"] = pop_device_arrays
+CASES["pop_checkpoint_resume"] = pop_checkpoint_resume
 for _i, _act in enumerate(("relu", "relu_centered", "erf", "tanh", "he3")):
     CASES[f"emp_grad_{_act}"] = _emp_grad(_act, _i % 3, blocks=_act == "relu_centered")
 CASES["emp_grad_relu_f32"] = _emp_grad("relu", 2, "float32")

@@ -53,6 +53,7 @@ from numba import types
 from numba.extending import overload
 
 from ..math.activations import CODES as ACTIVATION_CODES  # noqa: F401
+from . import cuda  # noqa: F401  (ff.kernels.cuda; free: numba.cuda is imported on first device="cuda" use)
 from .cpu import empirical as _emp
 from .cpu import online as _onl
 from .cpu import population as _pop

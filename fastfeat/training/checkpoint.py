@@ -67,6 +67,8 @@ class Checkpoint:
             raise ValueError(f"checkpoint activation {self.activation!r} differs from {name}'s {net.activation!r}")
         net.W[...] = self.W
         net.a[...] = self.a
+        if getattr(net, "on_device", False):  # a GPU net (ff.kernels.cuda.to_device): W, a are host copies
+            net.push()
         return net
 
     def __repr__(self):

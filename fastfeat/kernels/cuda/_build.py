@@ -402,19 +402,35 @@ def _make(ft, T, RB):
             cuda.syncthreads()
 
     @cuda.jit
-    def emp_cols(Z, r, roff, cnt, nrm, code, gacc, first, state):
-        """Per column j: gacc[j] (+)= sum_s r_s phi(z_sj); Z[s, j] <- r_s sigma'(z_sj) in place."""
+    def emp_cols(Z, r, roff, cnt, nrm, code, gpart, state):
+        """Per (chunk c of TILE samples, column j): gpart[c, j] = sum_{s in c} r_s phi(z_sj), and in place
+        Z[s, j] <- r_s sigma'(z_sj) (one thread per pair, columns fastest: coalesced)."""
         if state[0] != 0:
             return
-        m = gacc.shape[0]
-        for j in range(cuda.grid(1), m, cuda.gridsize(1)):
+        m = Z.shape[1]
+        nch = (cnt + T - 1) // T
+        for q in range(cuda.grid(1), nch * m, cuda.gridsize(1)):
+            c = q // m
+            j = q - c * m
             nj = nrm[j]
             acc = zero
-            for s in range(cnt):
+            for s in range(c * T, min(cnt, c * T + T)):
                 z = Z[s, j]
                 rs = r[roff + s]
                 acc += rs * neuron(code, z, nj)
                 Z[s, j] = rs * dneuron(code, z)
+            gpart[c, j] = acc
+
+    @cuda.jit
+    def emp_gsum(gpart, nch, gacc, first, state):
+        """gacc[j] (+)= sum_c gpart[c, j] (fixed order)."""
+        if state[0] != 0:
+            return
+        m = gacc.shape[0]
+        for j in range(cuda.grid(1), m, cuda.gridsize(1)):
+            acc = zero
+            for c in range(nch):
+                acc += gpart[c, j]
             if first:
                 gacc[j] = acc
             else:
@@ -534,11 +550,9 @@ def _make(ft, T, RB):
         pass
 
     ns = Kernels()
-    for name, fn in dict(row_norms=row_norms, reduce_sums=reduce_sums, commit_loss=commit_loss, sgd=sgd,
-                         pop_gram=pop_gram, pop_pairs=pop_pairs, pop_bv=pop_bv, pop_rows=pop_rows, emp_forward=emp_forward,
-                         emp_resid=emp_resid, emp_cols=emp_cols, emp_gw=emp_gw, emp_finish=emp_finish,
-                         online_draw=online_draw, teacher_labels=teacher_labels).items():
-        setattr(ns, name, fn)
+    for fn in (row_norms, reduce_sums, commit_loss, sgd, pop_gram, pop_pairs, pop_bv, pop_rows, emp_forward,
+               emp_resid, emp_cols, emp_gsum, emp_gw, emp_finish, online_draw, teacher_labels):
+        setattr(ns, fn.py_func.__name__, fn)
     ns.ftype = ft
     ns.tile = T
     ns.reg_block = RB
@@ -564,7 +578,8 @@ def signatures(dtype):
         "pop_rows": (A2, A1, A1, A2, i64, i64, A2, A1, A1, b1, i64, ft, ft, st),
         "emp_forward": (A2, ix, i64, i64, A2, A2, st),
         "emp_resid": (A2, A1, A1, A1, ix, i64, i64, i64, A1, i64, st),
-        "emp_cols": (A2, A1, i64, i64, A1, i64, A1, b1, st),
+        "emp_cols": (A2, A1, i64, i64, A1, i64, A2, st),
+        "emp_gsum": (A2, i64, A1, b1, st),
         "emp_gw": (A2, A2, ix, i64, i64, A2, b1, st),
         "emp_finish": (A2, A1, A1, A2, A1, d1, ft, i64, b1, i64, ft, ft, st),
         "online_draw": (u64, u64, i64, ft, A2, A1, st),

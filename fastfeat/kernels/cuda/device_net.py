@@ -11,7 +11,8 @@ class DeviceNet(TwoLayer):
 
     ``ff.train(..., device="cuda")`` updates them in place and never copies them to the host. ``W`` and
     ``a`` are host snapshots for CPU code (metrics, ``objective.loss``), copied from the device on the
-    first access after the weights changed; writing into a snapshot does not change the device weights.
+    first access after the weights changed; writing into a snapshot changes the device weights only
+    through ``push()`` (``ff.Checkpoint.restore`` does that).
     """
 
     on_device = True
@@ -78,6 +79,12 @@ class DeviceNet(TwoLayer):
             return
         self.W_device.copy_to_host(self._hW)
         self.a_device.copy_to_host(self._ha)
+        self._fresh = True
+
+    def push(self):
+        """Copy the host snapshots ``W``, ``a`` (after editing them in place) to the device weights."""
+        self.W_device.copy_to_device(self._hW)
+        self.a_device.copy_to_device(self._ha)
         self._fresh = True
 
     @property

@@ -187,6 +187,7 @@ class _SampleRunner(_Runner):
             S = S // self.TR * self.TR
         self.S = max(1, min(S, max_batch, _MAX_GRID_Y * self.TR))
         self.Z = cuda.device_array((self.S, self.m), self.dtype)
+        self.gpart = cuda.device_array((_cdiv(self.S, self.T), self.m), self.dtype)
         self.r = cuda.device_array(max_batch, self.dtype)
         self.nrm = cuda.device_array(self.m, self.dtype)
 
@@ -204,7 +205,9 @@ class _SampleRunner(_Runner):
             k.emp_resid[self.rows_grid(cnt)](self.Z, a, self.nrm, y, idx, off, cnt, self.code, self.r, t0,
                                                   state)
             if want_grad:
-                k.emp_cols[self.g1(m)](self.Z, self.r, t0, cnt, self.nrm, self.code, self.ga, first, state)
+                nch = _cdiv(cnt, self.T)
+                k.emp_cols[self.g1(nch * m)](self.Z, self.r, t0, cnt, self.nrm, self.code, self.gpart, state)
+                k.emp_gsum[self.g1(m)](self.gpart, nch, self.ga, first, state)
                 k.emp_gw[self.g2(d, m)](self.Z, X, idx, off, cnt, self.gW, first, state)
         k.reduce_sums[1, self.tpb](self.r, nb, self.sums, state)
         if want_grad:
