@@ -126,7 +126,8 @@ def plot_alignment(res, path, plt):
         line, = ax1.semilogy(h.step, np.maximum(1 - best[:, i], 1e-16), label=f"teacher {i}")
         ax2.plot(h.step, cap[:, i], color=line.get_color(), label=f"s_{i}")
         ax2.axhline(a_star[i], color=line.get_color(), ls="--", lw=1)
-    ax3.semilogy(h.step, np.maximum(h["alignment.far_mass"], 1e-16), color="k")
+    ax3.plot(h.step, h["alignment.far_mass"], color="k")
+    ax3.set_yscale("symlog", linthresh=1e-3)  # log scale that still shows 0
     ax1.set_title("1 - best cosine per teacher")
     ax2.set_title("captured mass s_i (dashed: a*_i)")
     ax3.set_title(f"far mass (angle > {res.config['radius']:.2g} rad)")

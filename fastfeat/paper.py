@@ -79,6 +79,11 @@ def _zero_loss(teacher, noise):
     return float(0.5 * at @ K @ at + 0.5 * noise**2)
 
 
+def _over_norms(x, nrm):
+    """x / nrm, 0 where the norm is 0 (zero rows stay zero)."""
+    return np.where(nrm > 0, x / np.where(nrm > 0, nrm, 1.0), 0.0)
+
+
 def _ridge(G, b, ridge):
     """Solve (G + ridge * mean(diag G) * I) a = b (G symmetric positive semi-definite, float64)."""
     m = G.shape[0]
@@ -135,7 +140,9 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
     renormalize, row_norm : bool, float
         Rescale every row of ``W1`` to norm ``row_norm`` (rows that are exactly 0 stay 0).
     ridge : float
-        Stage 2 ridge strength, relative to the mean diagonal of the Gram matrix ``G``.
+        Stage 2 ridge strength, relative to the mean diagonal of the Gram matrix ``G``. Stage 2 forms
+        ``G`` (m x m, float64) and solves with LAPACK: O(m^2) memory and O(m^3) time, about 20 s at
+        m = 4096 on 2 busy cores; stages 1 and 3 are the compiled kernels' job at any width.
     balance : bool
         Balance the norms before stage 3 (ignored for activations that are not positively homogeneous).
     lr : float or None
@@ -214,7 +221,7 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
     net.W -= net.W.dtype.type(eta1) * gW
     if renormalize:
         nrm = np.linalg.norm(net.W.astype(np.float64), axis=1)
-        scale = np.where(nrm > 0, row_norm / np.where(nrm > 0, nrm, 1.0), 0.0)
+        scale = _over_norms(row_norm, nrm)
         net.W *= scale[:, None].astype(net.W.dtype)
     log(stage1, 1)
     seconds["stage1"] = time.perf_counter() - t0
@@ -243,7 +250,7 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
         a64 = np.asarray(net.a, np.float64)
         nrm = np.linalg.norm(W64, axis=1)
         root = np.sqrt(np.abs(a64) * nrm)
-        rescale = np.where(nrm > 0, root / np.where(nrm > 0, nrm, 1.0), 0.0)
+        rescale = _over_norms(root, nrm)
         net.W[:] = W64 * rescale[:, None]
         net.a[:] = np.sign(a64) * root
         G = G * rescale[:, None] * rescale[None, :]  # homogeneous: K(c u, c' v) = c c' K(u, v)
