@@ -101,3 +101,74 @@ def reg_grad(kind, W, a, lam_a, lam_w):
     ga = np.where(ok, lam_w * np.sign(a) * nw, 0.0)
     gW = np.where(ok[:, None], lam_w * np.abs(a)[:, None] * W / np.where(nw > 0, nw, 1)[:, None], 0.0)
     return gW, ga
+
+
+# ---------------------------------------------------------------------------------------------------
+# Empirical and online references (plain numpy, float64; derivatives written out per activation)
+
+def dsigma(name, Z):
+    """sigma'(z), with sigma'(0) = 0 for relu and abs; relu_centered's x-coefficient sigma'(z) - 1/2."""
+    if name == "relu":
+        return (Z > 0).astype(float)
+    if name == "abs":
+        return np.sign(Z)
+    if name == "relu_centered":
+        return np.where(Z > 0, 0.5, -0.5)
+    if name == "erf":
+        return np.sqrt(2 / np.pi) * np.exp(-Z**2 / 2)
+    if name == "linear":
+        return np.ones_like(Z)
+    if name == "he2":
+        return 2 * Z
+    if name == "he3":
+        return 3 * Z**2 - 3
+    if name == "tanh":
+        return 1 - np.tanh(Z) ** 2
+    raise ValueError(name)
+
+
+def empirical_loss_grad(name, W, a, X, y):
+    """(L, g_W, g_a) of L = 1/(2n) sum_k (f(x_k) - y_k)^2."""
+    from fastfeat.math.reference import features
+    W, a, X, y = (np.asarray(v, np.float64) for v in (W, a, X, y))
+    n = X.shape[0]
+    F = features(name, X, W)
+    r = F @ a - y
+    D = dsigma(name, X @ W.T) * (r[:, None] * a[None, :]) / n
+    gW = D.T @ X
+    if name == "relu_centered":  # d/dw of -|w|/sqrt(2 pi): -w/(|w| sqrt(2 pi)); 0 at w = 0
+        nw = np.linalg.norm(W, axis=1)
+        coef = np.where(nw > 0, -a * r.sum() / n / (np.sqrt(2 * np.pi) * np.where(nw > 0, nw, 1)), 0.0)
+        gW = gW + coef[:, None] * W
+    return 0.5 * np.mean(r**2), gW, F.T @ r / n
+
+
+def _py_random():
+    from fastfeat.math.random import build
+    return build(lambda f: f)  # the generator as plain Python on numpy scalars
+
+
+def online_batch(seed, step, B, d, Wt, at, tname, noise):
+    """The batch (X, y) of online step ``step``, from the generator run as plain Python:
+    x_k[i] = normal(key, k (d+1) + i), label noise = noise * normal(key, k (d+1) + d)."""
+    from fastfeat.math.reference import features
+    R = _py_random()
+    with np.errstate(over="ignore"):
+        key = R.stream_key(seed, step)
+        v = np.array([R.normal_keyed(key, i) for i in range(B * (d + 1))]).reshape(B, d + 1)
+    X = v[:, :d]
+    y = features(tname, X, np.asarray(Wt, np.float64)) @ np.asarray(at, np.float64) + noise * v[:, d]
+    return X, y
+
+
+def epoch_permutation(seed, epoch, n):
+    """Fisher-Yates with swap partner mix(stream_key(seed, epoch) + i C1) % (i + 1), i = n-1 .. 1."""
+    from fastfeat.math.random import _C1
+    R = _py_random()
+    perm = list(range(n))
+    with np.errstate(over="ignore"):
+        key = R.stream_key(seed, epoch)
+        for i in range(n - 1, 0, -1):
+            j = int(R.mix(key + np.uint64(i) * _C1) % np.uint64(i + 1))
+            perm[i], perm[j] = perm[j], perm[i]
+    return np.array(perm)

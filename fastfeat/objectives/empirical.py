@@ -31,7 +31,7 @@ class Empirical(Objective):
     ``loss(net)`` is the loss over the whole data set; ``grad(net, reg)`` the full-batch gradient; the
     losses a minibatch run logs per step in the kernel are minibatch losses, while the ``"loss"``
     metric of ``ff.train`` is always ``loss(net)``. ``tile`` (samples per tile of the fused kernel)
-    defaults to about 2^20 / m.
+    defaults to about 32 MB / (m * itemsize), at most n.
     """
 
     name = "empirical"
@@ -109,25 +109,27 @@ class Empirical(Objective):
             self._ws[key] = _emp.workspace(self.n, net.m, self.d, net.dtype, batch=batch, tile=self.tile)
         return self._ws[key]
 
+    def _full(self, net, gW, ga, mode):
+        entry = _emp.kernels(net.code, net.dtype)[3]
+        out = np.empty(1)
+        z = np.empty(0)
+        entry(net.W, net.a, self.X, self.y, net.code, 0, self.n, self.seed, z, 0, z, z, gW, ga,
+              self._workspace(net, self.n), out, mode)
+        return float(out[0])
+
     def loss(self, net):
         """The loss over the whole data set (float; no regularizer)."""
         self._check(net)
-        lg, _, _ = _emp.kernels(net.code, net.dtype)
-        ga = np.empty_like(net.a)
-        idx = np.empty(0, np.int64)
-        ws = self._workspace(net, self.n)
-        return float(lg(net.W, net.a, self.X, self.y, idx, net.code, net.W[:0], ga, ws, False))
+        return self._full(net, np.empty_like(net.W), np.empty_like(net.a), 0)
 
     def _grad(self, net, gW, ga):
-        lg, _, _ = _emp.kernels(net.code, net.dtype)
-        idx = np.empty(0, np.int64)
-        return lg(net.W, net.a, self.X, self.y, idx, net.code, gW, ga, self._workspace(net, self.n), True)
+        return self._full(net, gW, ga, 1)
 
     def _runner(self, net, device="cpu"):
         if device == "cuda":
             from ..kernels.cuda import empirical_runner
             return empirical_runner(self, net)
-        _, _, run = _emp.kernels(net.code, net.dtype)
+        entry = _emp.kernels(net.code, net.dtype)[3]
         batch = self._batch()
         ws = self._workspace(net, batch)
         gW = np.empty_like(net.W)
@@ -136,8 +138,8 @@ class Empirical(Objective):
 
         def runner(step0, lrs, reg_code, lam_as, lam_ws):
             losses = np.empty(lrs.shape[0])
-            done = run(net.W, net.a, X, y, net.code, step0, batch, seed, lrs, reg_code, lam_as, lam_ws, gW, ga, ws,
-                       losses)
+            done = entry(net.W, net.a, X, y, net.code, step0, batch, seed, lrs, reg_code, lam_as, lam_ws, gW, ga, ws,
+                         losses, 2)
             return done, losses[:done]
 
         return runner

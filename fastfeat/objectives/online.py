@@ -88,8 +88,11 @@ class Online(Objective):
         if step is None:
             step = GRAD_STREAM + self._grad_calls
             self._grad_calls += 1
-        lg, _, _ = _onl.kernels(self.batch_size, net.m, net.d, net.dtype)
-        return lg(net.W, net.a, *self._args(net), step, gW, ga, self._workspace(net))
+        entry = _onl.kernels(self.batch_size, net.m, net.d, net.dtype)[3]
+        out = np.empty(1)
+        z = np.empty(0)
+        entry(net.W, net.a, *self._args(net), step, z, 0, z, z, gW, ga, self._workspace(net), out, 0)
+        return float(out[0])
 
     def grad(self, net, reg=None, *, step=None):
         """(g_W, g_a) on one fresh batch (of training step ``step`` when given), plus ``reg``'s gradient."""
@@ -112,13 +115,15 @@ class Online(Objective):
         if device == "cuda":
             from ..kernels.cuda import online_runner
             return online_runner(self, net)
-        _, _, run = _onl.kernels(self.batch_size, net.m, net.d, net.dtype)
+        entry = _onl.kernels(self.batch_size, net.m, net.d, net.dtype)[3]
         ws = self._workspace(net)
         args = self._args(net)
+        gW = net.W[:0]
+        ga = net.a[:0]
 
         def runner(step0, lrs, reg_code, lam_as, lam_ws):
             losses = np.empty(lrs.shape[0])
-            done = run(net.W, net.a, *args, step0, lrs, reg_code, lam_as, lam_ws, ws, losses)
+            done = entry(net.W, net.a, *args, step0, lrs, reg_code, lam_as, lam_ws, gW, ga, ws, losses, 1)
             return done, losses[:done]
 
         return runner

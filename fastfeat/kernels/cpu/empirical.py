@@ -14,9 +14,9 @@ term.) Strategy (DESIGN.md section 5): the samples are processed in tiles of ``t
    vectorizes) and then added to that chunk's float64 partial of ``g_a``;
 3. ``g_W += D^T X_t`` (BLAS, with beta = 1 through ``_blas.gemm_tn``: no temporary, no extra pass).
 
-The ``n x m`` matrix never exists: memory is ``O(t m)`` (``t`` chosen so ``t m`` is about 2^20
-entries). The row chunks are fixed (``ROW_CHUNK`` rows), so apart from BLAS the sums do not depend on
-the thread count. Then the regularizer and the guarded update (``common.add_reg_grad``,
+The ``n x m`` matrix never exists: memory is ``O(t m)`` (``t`` chosen so the ``t x m`` block is about
+``TILE_BYTES`` = 32 MB). The row chunks are fixed (``ROW_CHUNK`` rows), so apart from BLAS the sums do
+not depend on the thread count. Then the regularizer and the guarded update (``common.add_reg_grad``,
 ``common.sgd_update``).
 
 The elementwise pass has no per-element activation branch: kernels are compiled per *kind*
@@ -54,8 +54,10 @@ KIND_OF = np.array([KIND_ERF if c == ERF else KIND_TANH if c == TANH else KIND_A
                    np.int64)
 #: rows per parallel task in the elementwise pass (fixed: the g_a partial sums do not depend on threads)
 ROW_CHUNK = 16
-#: entries of the per-tile pre-activation block (t * m) the default tile aims for
-TILE_ENTRIES = 1 << 20
+#: bytes of the per-tile pre-activation block (t * m entries) the default tile aims for: large tiles
+#: keep the BLAS products efficient (measured at n=8192, d=256, m=2048 float32 on 2 cores: step / GEMMs
+#: 1.3-1.5 with 4 MB tiles, 1.1-1.2 with 32 MB), and 32 MB stays far below the n x m matrix
+TILE_BYTES = 1 << 25
 
 
 def _alg_params(code):
@@ -86,9 +88,9 @@ PARAMS64 = _P
 PARAMS32 = _P.astype(np.float32)
 
 
-def default_tile(m, rows):
-    """Samples per tile: about ``TILE_ENTRIES / m``, a multiple of 16, at most ``rows``."""
-    t = max(16, min(8192, (TILE_ENTRIES // max(m, 1)) // 16 * 16))
+def default_tile(m, rows, itemsize=4):
+    """Samples per tile: about ``TILE_BYTES / (m itemsize)``, a multiple of 16, at most ``rows``."""
+    t = max(16, min(16384, (TILE_BYTES // (max(m, 1) * itemsize)) // 16 * 16))
     return int(max(1, min(t, rows)))
 
 
@@ -101,7 +103,7 @@ def workspace(n, m, d, dtype, batch=None, tile=None):
     dtype = np.dtype(dtype)
     full = batch is None or batch >= n
     rows = n if full else batch
-    t = default_tile(m, rows) if tile is None else int(max(1, min(tile, rows)))
+    t = default_tile(m, rows, dtype.itemsize) if tile is None else int(max(1, min(tile, rows)))
     nrc = (t + ROW_CHUNK - 1) // ROW_CHUNK
     return (
         np.empty(t * m, dtype),                       # Z / D block of one tile
@@ -117,22 +119,24 @@ def workspace(n, m, d, dtype, batch=None, tile=None):
     )
 
 
-@pnjit
+@njit
 def _gather(X, y, idx, k0, xg, yg):
+    """Rows idx[k0:k0+t] of X, y into xg, yg (serial: a t x d copy next to t m d multiply-adds)."""
     t = yg.shape[0]
     d = X.shape[1]
-    for r in prange(t):
+    for r in range(t):
         k = idx[k0 + r]
         yg[r] = y[k]
         for i in range(d):
             xg[r, i] = X[k, i]
 
 
-@pnjit
+@njit
 def _finish(W, a, gW, ga, gpart, nrc, cn, R, nrm):
-    """g_a = sum of the row-chunk partials (fixed order); the relu_centered norm term of g_W."""
+    """g_a = sum of the row-chunk partials (fixed order); the relu_centered norm term of g_W.
+    Serial: O(m (nrc + d)) next to the O(n m d) of the products (and one parallel region less)."""
     m, d = W.shape
-    for j in prange(m):
+    for j in range(m):
         s = 0.0
         for c in range(nrc):
             s += gpart[c, j]
@@ -214,7 +218,7 @@ def _make(T, kind):
                 for j in range(m):
                     gp[j] += g[j]
 
-    @njit
+    @njit(inline="always")
     def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
         """Empirical loss 1/(2 n_b) sum_k (f(x_k) - y_k)^2 over the samples ``idx`` (all n, in order,
         when ``idx`` is empty); fills gW, ga with its gradient when ``want_grad``. Never writes W, a.
@@ -259,7 +263,7 @@ def _make(T, kind):
             _finish(W, a, gW, ga, gpart, nrc, cn, R, nrm)
         return 0.5 * loss / nb
 
-    @njit
+    @njit(inline="always")
     def step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws):
         """One gradient step on the samples ``idx`` (empty: all) in place; returns the loss before it
         (float64), or NaN when the loss or gradient is not finite (W, a are then left unchanged)."""
@@ -270,7 +274,7 @@ def _make(T, kind):
         sgd_update(W, a, gW, ga, lr)
         return loss
 
-    @njit
+    @njit(inline="always")
     def run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
         """len(lrs) steps starting at global step ``step0``: full batch when ``batch >= n``, else the
         minibatches of the module docstring. losses[s] gets the (minibatch) loss before step s.
@@ -294,10 +298,23 @@ def _make(T, kind):
                 return s
         return lrs.shape[0]
 
-    return loss_grad, step, run
+    @njit
+    def entry(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+        """What the objective calls: ``mode`` 0 the full-data loss into losses[0], 1 the loss and the
+        full-batch gradient, 2 ``run``. Returns ``run``'s count (1 for modes 0 and 1).
+
+        Numba re-generates machine code for every compiled caller of a function, so the kernels above
+        are inlined into this one entry point: one compilation serves ``Empirical.loss``, ``grad`` and
+        ``ff.train`` (the public ``loss_grad``/``step``/``run`` compile on demand)."""
+        if mode < 2:
+            losses[0] = loss_grad(W, a, X, y, ws[9][:0], code, gW, ga, ws, mode == 1)
+            return 1
+        return run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+
+    return loss_grad, step, run, entry
 
 
-#: KERNELS[(kind, dtype)] = (loss_grad, step, run); compiled lazily on first call
+#: KERNELS[(kind, dtype)] = (loss_grad, step, run, entry); compiled lazily on first call
 KERNELS = {}
 for _k in (KIND_ALG, KIND_ERF, KIND_TANH):
     KERNELS[(_k, np.dtype(np.float32))] = _make(TABLE32, _k)
@@ -305,13 +322,13 @@ for _k in (KIND_ALG, KIND_ERF, KIND_TANH):
 
 
 def kernels(code, dtype):
-    """(loss_grad, step, run) for activation ``code`` and float ``dtype``."""
+    """(loss_grad, step, run, entry) for activation ``code`` and float ``dtype``."""
     return KERNELS[(int(KIND_OF[code]), np.dtype(dtype))]
 
 
 def _any_kind(dtype):
     """njit kernels that dispatch on the activation code at run time (compile all three kinds)."""
-    (lg0, st0, rn0), (lg1, st1, rn1), (lg2, st2, rn2) = (KERNELS[(k, np.dtype(dtype))] for k in range(3))
+    (lg0, st0, rn0, _), (lg1, st1, rn1, _), (lg2, st2, rn2, _) = (KERNELS[(k, np.dtype(dtype))] for k in range(3))
     kind_of = KIND_OF
 
     @njit

@@ -39,7 +39,7 @@ from ._rng import normal_keyed, stream_key
 
 NEURON_CHUNK = 32
 #: below this many multiply-adds per step (B * m * d) the serial build is used
-PARALLEL_MIN_WORK = 1 << 17
+PARALLEL_MIN_WORK = 1 << 20
 
 
 def workspace(batch, m, d, dtype):
@@ -55,7 +55,7 @@ def workspace(batch, m, d, dtype):
         np.empty((batch, m), dtype),     # sigma'(w_j . x_k), then c_kj
         np.empty((batch, nch), dtype),   # per-chunk partial outputs
         np.empty(batch, dtype),          # r_k / B
-        np.empty(m, dtype),              # |w_j|
+        np.zeros(m, dtype),              # |w_j| (only filled when needed)
         np.empty(m, dtype),              # g_a
         np.empty(m, dtype),              # cw_j
         np.empty((nch, d), dtype),       # one gradient row per chunk
@@ -99,7 +99,7 @@ def _make(T, parallel):
     draw = njit(draw)
 
     @jit
-    def forward(W, a, code, xb, nrm, phi, dphi, part):
+    def forward(W, a, code, xb, need_norm, nrm, phi, dphi, part):
         m, d = W.shape
         B = xb.shape[0]
         nch = (m + CH - 1) // CH
@@ -110,12 +110,17 @@ def _make(T, parallel):
                 part[k, c] = zero
             for j in range(j0, j1):
                 z = zero
-                s = zero
-                for i in range(d):
-                    z += W[j, i] * xb[0, i]
-                    s += W[j, i] * W[j, i]
-                nw = ft(math.sqrt(s))
-                nrm[j] = nw
+                nw = zero
+                if need_norm:  # |w_j| rides along with the first sample's product
+                    s = zero
+                    for i in range(d):
+                        z += W[j, i] * xb[0, i]
+                        s += W[j, i] * W[j, i]
+                    nw = ft(math.sqrt(s))
+                    nrm[j] = nw
+                else:
+                    for i in range(d):
+                        z += W[j, i] * xb[0, i]
                 aj = a[j]
                 for k in range(B):
                     if k > 0:
@@ -165,7 +170,8 @@ def _make(T, parallel):
 
     @jit
     def apply(W, a, xb, dphi, gab, cw, grow, lr, gW, ga, write_grad):
-        """W -= lr g_W, a -= lr g_a row by row; or, when ``write_grad``, g_W, g_a into gW, ga."""
+        """W -= lr g_W, a -= lr g_a row by row; or, when ``write_grad``, g_W, g_a into gW, ga.
+        g_W[j] = cw_j w_j + sum_k c_kj x_k is accumulated in that order (one pass for batch 1)."""
         m, d = W.shape
         B = xb.shape[0]
         nch = (m + CH - 1) // CH
@@ -174,9 +180,15 @@ def _make(T, parallel):
             g = grow[c]
             for j in range(c * CH, min(c * CH + CH, m)):
                 cj = cw[j]
+                c0 = dphi[0, j]
+                if B == 1 and not write_grad:
+                    a[j] -= lr_ * gab[j]
+                    for i in range(d):
+                        W[j, i] -= lr_ * (cj * W[j, i] + c0 * xb[0, i])
+                    continue
                 for i in range(d):
-                    g[i] = cj * W[j, i]
-                for k in range(B):
+                    g[i] = cj * W[j, i] + c0 * xb[0, i]
+                for k in range(1, B):
                     ck = dphi[k, j]
                     for i in range(d):
                         g[i] += ck * xb[k, i]
@@ -213,7 +225,8 @@ def _make(T, parallel):
             draw_par(key, Wt, at, tcode, noise, xb, yb, xmax)
         else:
             draw(key, Wt, at, tcode, noise, xb, yb, xmax)
-        forward(W, a, code, xb, nrm, phi, dphi, part)
+        need_norm = reg != 0 or dneuron_dnorm(code) != zero
+        forward(W, a, code, xb, need_norm, nrm, phi, dphi, part)
         loss = 0.0
         R = 0.0
         inv_b = ft(1.0 / B)
@@ -232,7 +245,7 @@ def _make(T, parallel):
             ok = all_finite(W, xb, dphi, cw)
         return loss, ok
 
-    @njit
+    @njit(inline="always")
     def loss_grad(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
         """The minibatch loss and gradient (unregularized) of global step ``step``: the batch that
         ``step``/``run`` use at that step. Fills gW, ga; never writes W, a. Returns the loss."""
@@ -240,7 +253,7 @@ def _make(T, parallel):
         apply(W, a, ws[0], ws[4], ws[8], ws[9], ws[10], 0.0, gW, ga, True)
         return loss
 
-    @njit
+    @njit(inline="always")
     def step(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws):
         """One SGD step on the fresh batch of global step ``step_``; returns the batch loss before it
         (float64), or NaN when the loss or the gradient is not finite (W, a are then unchanged)."""
@@ -250,7 +263,7 @@ def _make(T, parallel):
         apply(W, a, ws[0], ws[4], ws[8], ws[9], ws[10], lr, W, a, False)
         return loss
 
-    @njit
+    @njit(inline="always")
     def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses):
         """Steps ``step0 .. step0 + len(lrs) - 1``; losses[s] gets the batch loss before step s.
         Returns the number of steps done (fewer when a non-finite loss or gradient stopped it)."""
@@ -261,7 +274,16 @@ def _make(T, parallel):
                 return s
         return lrs.shape[0]
 
-    return loss_grad, step, run
+    @njit
+    def entry(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+        """What the objective calls (one compilation, see ``empirical.entry``): ``mode`` 0 the
+        minibatch gradient of step ``step0`` into gW, ga and its loss into losses[0]; 1 ``run``."""
+        if mode == 0:
+            losses[0] = loss_grad(W, a, Wt, at, code, tcode, noise, seed, step0, gW, ga, ws)
+            return 1
+        return run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+
+    return loss_grad, step, run, entry
 
 
 def use_parallel(batch, m, d):
@@ -269,19 +291,19 @@ def use_parallel(batch, m, d):
     return batch * m * d >= PARALLEL_MIN_WORK
 
 
-#: KERNELS[(parallel, dtype)] = (loss_grad, step, run); compiled lazily on first call
+#: KERNELS[(parallel, dtype)] = (loss_grad, step, run, entry); compiled lazily on first call
 KERNELS = {(p, np.dtype(t)): _make(T, p) for p in (False, True) for t, T in ((np.float32, TABLE32),
                                                                            (np.float64, TABLE64))}
 
 
 def kernels(batch, m, d, dtype):
-    """(loss_grad, step, run) for these sizes and float ``dtype``."""
+    """(loss_grad, step, run, entry) for these sizes and float ``dtype``."""
     return KERNELS[(use_parallel(batch, m, d), np.dtype(dtype))]
 
 
 def _sized(dtype):
     """njit kernels that pick the serial or parallel build from the sizes at run time."""
-    (lg0, st0, rn0), (lg1, st1, rn1) = KERNELS[(False, np.dtype(dtype))], KERNELS[(True, np.dtype(dtype))]
+    (lg0, st0, rn0, _), (lg1, st1, rn1, _) = KERNELS[(False, np.dtype(dtype))], KERNELS[(True, np.dtype(dtype))]
     pmin = PARALLEL_MIN_WORK
 
     @njit
