@@ -87,7 +87,9 @@ def _pyplot():
 
 
 def _loss_key(h):
-    return "alignment.loss" if "alignment.loss" in h.metrics else "loss"
+    """The population loss where it was logged and exists (not for tanh), else the objective's loss."""
+    pop = h.metrics.get("alignment.loss")
+    return "alignment.loss" if pop is not None and np.all(np.isfinite(pop)) else "loss"
 
 
 def plot_loss(res, path, plt):

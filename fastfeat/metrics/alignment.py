@@ -126,7 +126,7 @@ def alignment(net, teacher, *, radius=DEFAULT_RADIUS, threshold=DEFAULT_THRESHOL
         ``active_neurons``: number of neurons with mass above ``threshold``;
         ``M`` (m, m*): overlaps ``W W*^T``; ``Q`` (m, m) when ``with_Q``;
         ``loss``: the exact population loss, NaN when the activation has no closed-form kernel (tanh),
-        when the student's activation differs from the teacher's, or when ``loss=False``;
+        when the student's activation or dtype differs from the teacher's, or when ``loss=False``;
         with ``neurons``: ``nearest`` (m,) index of the nearest teacher (-1 for a zero neuron),
         ``cos`` and ``angle`` to it, ``mass`` (m,).
 
