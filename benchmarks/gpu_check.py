@@ -46,9 +46,9 @@ def _report(name, err, tol):
         FAILED.append(name)
 
 
-def correctness():
+def correctness(smoke=False):
     print("correctness against the CPU kernels", flush=True)
-    d, m, ms, n = 19, 37, 3, 101
+    d, m, ms, n = (5, 7, 2, 9) if smoke else (19, 37, 3, 101)
     # few activations and dtypes: every one costs CPU compilation time (tens of seconds) on the host,
     # and a GPU session is short; the simulator tests cover every activation
     for dtype, acts in (("float64", ("relu", "erf")), ("float32", ("relu_centered",))):
@@ -71,7 +71,7 @@ def correctness():
             continue
         t = ff.Teacher.random(d, ms, dtype=dtype, seed=1)
         for oname, obj in (("population", ff.Population(t)),
-                           ("empirical minibatch", ff.Empirical.sample(t, n, seed=3, batch_size=16)),
+                           ("empirical minibatch", ff.Empirical.sample(t, n, seed=3, batch_size=max(1, n // 6))),
                            ("online", ff.Online(t, batch_size=4, seed=5))):
             nets = [ff.TwoLayer.init(d, m, dtype=dtype, seed=6) for _ in range(2)]
             hs = [ff.train(nt, obj, steps=12, lr=0.05, reg=ff.WeightDecay(0.01), log_every=5, device=dev)
@@ -79,6 +79,14 @@ def correctness():
             err = max(_rel(nets[1].W, nets[0].W), _rel(nets[1].a, nets[0].a),
                       _rel(hs[1].metrics["loss"], hs[0].metrics["loss"]))
             _report(f"train 12 steps {oname} {dtype}", err, 10 * tol)
+        host = ff.TwoLayer.init(d, m, seed=6)
+        dnet = fc.to_device(ff.TwoLayer.init(d, m, seed=6))
+        obj = ff.Population(t)
+        ff.train(host, obj, steps=6, lr=0.05, log_every=3)
+        ff.train(dnet, obj, steps=3, lr=0.05, log_every=3, device="cuda")
+        ff.train(dnet, obj, steps=3, lr=0.05, log_every=3, device="cuda", start_step=3)
+        back = dnet.to_host()
+        _report("device net, two train calls", max(_rel(back.W, host.W), _rel(back.a, host.a)), 10 * tol)
 
 
 def _sync():
@@ -251,7 +259,7 @@ def main(argv=None):
     p.add_argument("--skip-correctness", action="store_true")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--smoke", action="store_true",
-                   help="tiny timing sizes: checks this script itself (e.g. under NUMBA_ENABLE_CUDASIM=1)")
+                   help="tiny sizes: checks this script itself (e.g. under NUMBA_ENABLE_CUDASIM=1)")
     p.add_argument("--only", choices=("population", "empirical"), help="time one objective only")
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -271,7 +279,7 @@ def main(argv=None):
     print(f"device: {RESULTS['device']}; torch: {RESULTS['torch']}; TILE={fc.TILE} "
           f"THREADS_PER_BLOCK={fc.THREADS_PER_BLOCK}", flush=True)
     if not args.skip_correctness:
-        correctness()
+        correctness(args.smoke)
     print("timings (float32, relu; best of %d after a warm-up)" % args.reps, flush=True)
     pop = args.only in (None, "population")
     emp = args.only in (None, "empirical")
