@@ -29,9 +29,10 @@ def rel(x, y):
 
 @pytest.mark.parametrize("name", CLOSED_FORM)
 @pytest.mark.parametrize("m,d,ms", SIZES)
-def test_loss_and_grad_float64(name, m, d, ms):
+@pytest.mark.parametrize("blas", [False, True])
+def test_loss_and_grad_float64(name, m, d, ms, blas):
     net, teacher = make(name, m, d, ms)
-    pop = ff.Population(teacher, noise=0.3, tile=8)
+    pop = ff.Population(teacher, noise=0.3, tile=8, blas=blas)
     L = pop.loss(net)
     Lref = population_loss(name, net.W, net.a, teacher.W, teacher.a, noise=0.3)
     assert abs(L - Lref) <= 1e-10 * abs(Lref)
@@ -70,7 +71,7 @@ def test_zero_norm_neuron_has_zero_gradient(name):
 def test_loss_and_grad_float32(name, m, d, ms):
     net64, teacher64 = make(name, m, d, ms)
     net, teacher = net64.astype("float32"), teacher64.astype("float32")
-    pop = ff.Population(teacher, tile=16)
+    pop = ff.Population(teacher, tile=16, blas=m > 17)
     L = pop.loss(net)
     # references at the float32 weights, in float64
     Lref = population_loss(name, net.W, net.a, teacher.W, teacher.a)
@@ -116,7 +117,7 @@ def test_loss_and_grad_do_not_mutate():
 
 def test_tile_size_does_not_change_result():
     net, teacher = make("relu", 65, 9, 3)
-    g = [ff.Population(teacher, tile=t).grad(net) for t in (1, 7, 64, 256)]
+    g = [ff.Population(teacher, tile=t, blas=b).grad(net) for t in (1, 7, 64, 256) for b in (False, True)]
     for gW, ga in g[1:]:
         assert rel(gW, g[0][0]) < 1e-12 and rel(ga, g[0][1]) < 1e-12
 

@@ -18,11 +18,14 @@ class Population(Objective):
 
     ``noise`` is the label-noise standard deviation; it only adds ``noise^2 / 2`` to the loss.
     Not available for ``tanh`` (no closed-form kernel): use ``ff.Empirical`` or ``ff.Online``.
+
+    Tuning (results do not depend on them beyond rounding): ``tile`` rows of W per block (memory
+    O(tile * m)); ``blas`` True/False forces BLAS or compiled loops for the products, None decides by size.
     """
 
     name = "population"
 
-    def __init__(self, teacher, *, noise=0.0, tile=_pop.DEFAULT_TILE):
+    def __init__(self, teacher, *, noise=0.0, tile=_pop.DEFAULT_TILE, blas=None):
         self.teacher = check_teacher(teacher)
         if not teacher.has_population_kernel:
             raise ValueError(
@@ -30,6 +33,7 @@ class Population(Objective):
                 "use ff.Empirical or ff.Online")
         self.noise = check_float(noise, "noise", nonnegative=True)
         self.tile = int(tile)
+        self.blas = blas
         self._ws = {}
 
     def _check(self, net):
@@ -40,7 +44,7 @@ class Population(Objective):
         key = (net.m, net.d, net.dtype)
         if key not in self._ws:
             self._ws.clear()
-            self._ws[key] = _pop.workspace(net.m, self.teacher.m, net.d, net.dtype, tile=self.tile)
+            self._ws[key] = _pop.workspace(net.m, self.teacher.m, net.d, net.dtype, tile=self.tile, blas=self.blas)
         return self._ws[key]
 
     def loss(self, net):

@@ -11,10 +11,11 @@ import ctypes
 
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (the helper imports ?gemm from it on first call)
-from numba import _helperlib, types
+from numba import _helperlib, prange, types
 from numba.extending import overload
 
-from ._jit import njit
+
+from ._jit import njit, pnjit
 
 _proto = ctypes.CFUNCTYPE(
     ctypes.c_int,
@@ -69,3 +70,91 @@ def gemm_tn(A, B, C, accumulate):
     r = _xxgemm(kind, _N, _T, q, p, k, c[0:1].ctypes, B.ctypes, q, A.ctypes, p, beta.ctypes, C.ctypes, q)
     if r != 0:
         raise RuntimeError("BLAS ?gemm is not available (scipy.linalg.cython_blas)")
+
+
+@njit
+def gemm_nn(A, B, C, accumulate):
+    """C (p, q) = A (p, k) @ B (k, q), plus the old C when ``accumulate``."""
+    p, k = A.shape
+    q = B.shape[1]
+    kind, c = _consts(C)
+    beta = c[0:1] if accumulate else c[1:2]
+    # column-major C^T (q x p) = B_cm (q x k) A_cm (k x p)
+    r = _xxgemm(kind, _N, _N, q, p, k, c[0:1].ctypes, B.ctypes, q, A.ctypes, k, beta.ctypes, C.ctypes, q)
+    if r != 0:
+        raise RuntimeError("BLAS ?gemm is not available (scipy.linalg.cython_blas)")
+
+
+# Small products: on a busy or small machine a multithreaded BLAS call on a few-MFLOP product can
+# cost 20x its single-threaded time (threads waiting on descheduled siblings; measured 10.7 ms vs
+# 0.55 ms for 256x256x20 with the machine loaded). Below ``SMALL_WORK`` multiply-adds these loops,
+# parallel over output rows, are used instead; they accumulate in the arrays' dtype, like BLAS.
+SMALL_WORK = 1 << 24
+
+
+@pnjit
+def _own_nt(A, B, C, accumulate):
+    p, k = A.shape
+    q = B.shape[0]
+    zero = C.dtype.type(0)
+    for i in prange(p):
+        for j in range(q):
+            s = zero
+            for t in range(k):
+                s += A[i, t] * B[j, t]
+            C[i, j] = C[i, j] + s if accumulate else s
+
+
+@pnjit
+def _own_nn(A, B, C, accumulate):
+    p, k = A.shape
+    q = B.shape[1]
+    for i in prange(p):
+        if not accumulate:
+            for j in range(q):
+                C[i, j] = 0
+        for t in range(k):
+            x = A[i, t]
+            for j in range(q):
+                C[i, j] += x * B[t, j]
+
+
+@pnjit
+def _own_tn(A, B, C, accumulate):
+    k, p = A.shape
+    q = B.shape[1]
+    for i in prange(p):
+        if not accumulate:
+            for j in range(q):
+                C[i, j] = 0
+        for t in range(k):
+            x = A[t, i]
+            for j in range(q):
+                C[i, j] += x * B[t, j]
+
+
+@njit
+def matmul_nt(A, B, C, accumulate, use_blas):
+    """``gemm_nt``, or the compiled loops when ``use_blas`` is False."""
+    if use_blas:
+        gemm_nt(A, B, C, accumulate)
+    else:
+        _own_nt(A, B, C, accumulate)
+
+
+@njit
+def matmul_nn(A, B, C, accumulate, use_blas):
+    """``gemm_nn``, or the compiled loops when ``use_blas`` is False."""
+    if use_blas:
+        gemm_nn(A, B, C, accumulate)
+    else:
+        _own_nn(A, B, C, accumulate)
+
+
+@njit
+def matmul_tn(A, B, C, accumulate, use_blas):
+    """``gemm_tn``, or the compiled loops when ``use_blas`` is False."""
+    if use_blas:
+        gemm_tn(A, B, C, accumulate)
+    else:
+        _own_tn(A, B, C, accumulate)

@@ -14,37 +14,42 @@ any prange; one parallel elementwise pass turns them, in place, into ``B`` while
 for the tile's rows and, by symmetry, for the later rows (each column chunk is owned by one thread, so
 no two threads write the same entry); then ``g_W[I] += B_II W_I + B_I> W_>``, ``g_W[>] += B_I>^T W_I``.
 Each unordered pair of distinct tiles is visited once: 3 m^2 d flops of BLAS instead of the 4 m^2 d of
-the two full products, and m^2/2 kernel evaluations. Memory is O(tile * m) plus one m x d buffer.
+the two full products, and m^2/2 kernel evaluations. Products accumulate straight into g_W (GEMM with beta = 1), so memory is O(tile * m); below
+``_blas.SMALL_WORK`` multiply-adds per tile compiled loops replace BLAS (see ``workspace``).
 """
 import numpy as np
 from numba import prange
 
 from ._jit import TABLE32, TABLE64, njit, pnjit
+from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
 from .common import add_reg_grad, row_norms, sgd_update
 
 DEFAULT_TILE = 256
 _CHUNK = 64  # columns per parallel task in the off-diagonal pass
 
 
-def workspace(m, m_star, d, dtype, tile=DEFAULT_TILE):
-    """Buffers for the population kernels (allocated once, reused every step).
+def workspace(m, m_star, d, dtype, tile=DEFAULT_TILE, blas=None):
+    """Buffers for the population kernels (allocated once, reused every step): O(tile * m) memory.
 
-    Returns a tuple ``(gbuf, gsbuf, obuf, tbuf, nrm3, tnorms, S, T, A, part)``.
+    ``blas``: use BLAS for the Gram blocks and products (True), the compiled loops of ``_blas`` (False),
+    or decide by size (None: BLAS when a full tile's product has at least ``_blas.SMALL_WORK``
+    multiply-adds). Returns a tuple ``(gbuf, gsbuf, nrm3, tnorms, S, T, A, part, opts)``.
     """
     dtype = np.dtype(dtype)
     tile = int(max(1, min(tile, m)))
     nch = (m + _CHUNK - 1) // _CHUNK
+    if blas is None:
+        blas = tile * m * d >= SMALL_WORK
     return (
-        np.empty(tile * m, dtype),             # Gram / B block of the tile
-        np.empty(tile * max(m_star, 1), dtype),  # teacher Gram / B* block
-        np.empty(m * d, dtype),                # B_I>^T W_I
-        np.empty(tile * d, dtype),             # B W for the tile's rows
-        np.empty((3, m), dtype),               # student norms, inverse norms (0 at w = 0), masks
-        np.empty(max(m_star, 1), dtype),       # teacher norms
-        np.empty(m, dtype),                    # S
-        np.empty(m, dtype),                    # T
-        np.empty(m, dtype),                    # A
-        np.empty((2, nch, tile), dtype),       # per-chunk partial row sums
+        np.empty(tile * m, dtype),               # Gram / B block of the tile
+        np.empty(tile * max(m_star, 1), dtype),  # teacher Gram / -B* block
+        np.empty((3, m), dtype),                 # student norms, inverse norms (0 at w = 0), masks
+        np.empty(max(m_star, 1), dtype),         # teacher norms
+        np.empty(m, dtype),                      # S
+        np.empty(m, dtype),                      # T
+        np.empty(m, dtype),                      # A
+        np.empty((2, nch, tile), dtype),         # per-chunk partial row sums
+        np.array([1 if blas else 0], np.int64),  # options: [use BLAS]
     )
 
 
@@ -233,13 +238,6 @@ def _make(T):
             total += np.float64(a[j]) * (0.5 * np.float64(S[j]) - np.float64(T[j]))
         return total
 
-    @pnjit
-    def add_rows(dst, src):
-        n, d = dst.shape
-        for j in prange(n):
-            for i in range(d):
-                dst[j, i] += src[j, i]
-
     @njit
     def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
         """Population loss (without noise) at (W, a); fills gW, ga with its gradient if want_grad.
@@ -247,10 +245,11 @@ def _make(T):
         W (m, d), a (m,), Wt (m*, d), at (m*,) of one float dtype; ``ws`` from ``workspace``.
         Never modifies W or a. Returns the loss as float64.
         """
-        gbuf, gsbuf, obuf, tbuf, nrm3, tnrm, S, T, A, part = ws
+        gbuf, gsbuf, nrm3, tnrm, S, T, A, part, opts = ws
         m, d = W.shape
         ms = Wt.shape[0]
         tile = gbuf.size // m
+        blas = opts[0] != 0
         norms3(W, nrm3)
         row_norms(Wt, tnrm)
         homog = code <= 2
@@ -263,40 +262,35 @@ def _make(T):
             i1 = min(i0 + tile, m)
             t = i1 - i0
             WI = W[i0:i1]
+            gI = gW[i0:i1]
+            # diagonal block: both triangles, rows of this tile only
             Gd = gbuf[: t * t].reshape(t, t)
-            np.dot(WI, WI.T, Gd)
+            matmul_nt(WI, WI, Gd, False, blas)
             if homog:
                 diag_block_h(Gd, nrm3, a, i0, code, S, A)
             else:
                 diag_block(Gd, nrm3, a, i0, code, S, A)
             if want_grad:
-                acc = tbuf[: t * d].reshape(t, d)
-                np.dot(Gd, WI, acc)
-                add_rows(gW[i0:i1], acc)
+                matmul_nn(Gd, WI, gI, True, blas)              # g_W[I] += B_II W_I
             if ms > 0:
                 Gs = gsbuf[: t * ms].reshape(t, ms)
-                np.dot(WI, Wt.T, Gs)
+                matmul_nt(WI, Wt, Gs, False, blas)
                 teacher_block(Gs, nrm3, tnrm, a, at, i0, code, T, A)
                 if want_grad:
-                    acc = tbuf[: t * d].reshape(t, d)
-                    np.dot(Gs, Wt, acc)
-                    add_rows(gW[i0:i1], acc)
+                    matmul_nn(Gs, Wt, gI, True, blas)          # g_W[I] -= B*_I W*
             mo = m - i1
             if mo > 0:
+                # upper off-diagonal block: each pair of tiles once, by symmetry
                 Go = gbuf[: t * mo].reshape(t, mo)
                 WO = W[i1:]
-                np.dot(WI, WO.T, Go)
+                matmul_nt(WI, WO, Go, False, blas)
                 if homog:
                     off_block_h(Go, nrm3, a, i0, i1, code, S, A, part)
                 else:
                     off_block(Go, nrm3, a, i0, i1, code, S, A, part)
                 if want_grad:
-                    acc = tbuf[: t * d].reshape(t, d)
-                    np.dot(Go, WO, acc)
-                    add_rows(gW[i0:i1], acc)
-                    out = obuf[: mo * d].reshape(mo, d)
-                    np.dot(Go.T, WI, out)
-                    add_rows(gW[i1:], out)
+                    matmul_nn(Go, WO, gI, True, blas)          # g_W[I] += B_I> W_>
+                    matmul_tn(Go, WI, gW[i1:], True, blas)     # g_W[>] += B_I>^T W_I
         loss = finish(W, a, gW, ga, S, T, A, want_grad)
         return loss + 0.5 * teacher_energy(Wt, at, tnrm, code)
 
