@@ -380,25 +380,34 @@ README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 PERF_START, PERF_END = "<!-- perf:start -->", "<!-- perf:end -->"
 
 
+#: the order of the script-written blocks inside the perf region
+SECTIONS = ("compare", "scaling")
+
+
+def _markers(section):
+    return f"<!-- perf-{section}:start -->", f"<!-- perf-{section}:end -->"
+
+
 def update_readme(section, body, path=README):
-    """Replace the sub-region ``<!-- perf-<section>:start -->`` .. ``end`` inside the README's perf region
-    (creating it at the end of the perf region when missing); nothing outside the perf region changes."""
+    """Replace the block ``<!-- perf-<section>:start -->`` .. ``end`` inside the README's perf region
+    (the blocks are kept in the order of ``SECTIONS``, after any hand-written text of the region);
+    nothing outside the perf region changes."""
     with open(path) as f:
         text = f.read()
     i, j = text.find(PERF_START), text.find(PERF_END)
     if i < 0 or j < i:
         raise SystemExit(f"{path}: no {PERF_START} ... {PERF_END} region")
     region = text[i + len(PERF_START):j]
-    s, e = f"<!-- perf-{section}:start -->", f"<!-- perf-{section}:end -->"
-    block = f"{s}\n{body.strip()}\n{e}"
-    a, b = region.find(s), region.find(e)
-    if a >= 0 and b > a:
-        region = region[:a] + block + region[b + len(e):]
-    else:
-        region = region.rstrip("\n") + "\n" + block + "\n"
-    if not region.startswith("\n"):
-        region = "\n" + region
-    if not region.endswith("\n"):
-        region += "\n"
+    blocks = {}
+    for name in dict.fromkeys(SECTIONS + (section,)):
+        s, e = _markers(name)
+        a, b = region.find(s), region.find(e)
+        if a >= 0 and b > a:
+            blocks[name] = region[a:b + len(e)]
+            region = region[:a] + region[b + len(e):]
+    s, e = _markers(section)
+    blocks[section] = f"{s}\n{body.strip()}\n{e}"
+    intro = region.strip("\n")
+    parts = ([intro] if intro else []) + [blocks[n] for n in dict.fromkeys(SECTIONS + (section,)) if n in blocks]
     with open(path, "w") as f:
-        f.write(text[:i + len(PERF_START)] + region + text[j:])
+        f.write(text[:i + len(PERF_START)] + "\n" + "\n\n".join(parts) + "\n" + text[j:])

@@ -111,14 +111,16 @@ def test_numpy_empirical_peer_matches_fastfeat():
 def test_update_readme_touches_only_its_region(tmp_path):
     path = tmp_path / "README.md"
     head, tail = "# x\n\nintro\n\n## Performance\n\n", "\n## After\n\ntext\n"
-    path.write_text(head + C.PERF_START + "\n" + C.PERF_END + tail)
-    C.update_readme("compare", "table 1", path=str(path))
+    path.write_text(head + C.PERF_START + "\nintro\n" + C.PERF_END + tail)
     C.update_readme("scaling", "figure", path=str(path))
+    C.update_readme("compare", "table 1", path=str(path))
     C.update_readme("compare", "table 2", path=str(path))
+    C.update_readme("scaling", "figure 2", path=str(path))
     text = path.read_text()
     assert text.startswith(head) and text.endswith(C.PERF_END + tail)
-    assert "table 2" in text and "table 1" not in text and "figure" in text
-    assert text.index("table 2") < text.index("figure")
+    assert "table 2" in text and "table 1" not in text and "figure 2" in text and "figure\n" not in text
+    assert text.index("intro") < text.index("table 2") < text.index("figure 2")
+    assert text.count("perf-compare:start") == 1 and text.count("perf-scaling:start") == 1
 
 
 def test_machine_description():
