@@ -35,6 +35,7 @@ else:
 import numpy as np  # noqa: E402
 
 PI = math.pi
+REPEAT, QUICK_REPEAT = 7, 2  # round-robin repeats (best of)
 TWO_PI = 2.0 * math.pi
 
 # ----------------------------------------------------------------------------------------------------
@@ -452,7 +453,7 @@ def _compare_full_batch(w, res, peers, quick, log, make, numpy_cls, check_lr):
         log(f"  {label}: one-step update differs from fastfeat's by {res.diffs[label]:.1e} (relative)")
     w.gemm()
     contenders[res.gemm_label] = (w.gemm, 1, None)
-    res.times = C.interleaved_best(contenders, repeat=3 if quick else 7)
+    res.times = C.interleaved_best(contenders, repeat=QUICK_REPEAT if quick else REPEAT)
     w.reset()
     return res
 
@@ -500,7 +501,7 @@ def compare_online(peers, quick, log):
     contenders[res.gemm_label] = (lambda: w.gemm(k_gemm), 1, None)
     k_of[res.gemm_label] = k_gemm
     k_of["fastfeat"] = k_ff
-    best = C.interleaved_best(contenders, repeat=3 if quick else 7)
+    best = C.interleaved_best(contenders, repeat=QUICK_REPEAT if quick else REPEAT)
     res.times = {label: t / k_of[label] for label, t in best.items()}
     res.diffs_reference = "float64 numpy step on the same sample"
     w.reset()
@@ -601,7 +602,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         w.run(k)
         log(f"  first call {time.perf_counter() - t0:.1f} s (includes compilation)")
-        alone[wl] = C.best_time(lambda: w.run(k), repeat=3 if args.quick else 5, before=w.reset) / k
+        alone[wl] = C.best_time(lambda: w.run(k), repeat=QUICK_REPEAT if args.quick else 5, before=w.reset) / k
 
     peers = {}
     versions = []
@@ -638,7 +639,7 @@ def main(argv=None):
     cmd = "python benchmarks/compare.py" + (" --quick" if args.quick else "")
     machine = C.machine_description(versions)
     out = (f"Measured by `{cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}), best of "
-           f"{3 if args.quick else 7} round-robin repeats, all in one process:\n\n{machine}\n\n{body}\n\n"
+           f"{QUICK_REPEAT if args.quick else REPEAT} round-robin repeats, all in one process:\n\n{machine}\n\n{body}\n\n"
            f"Targets (issues 2, 3):\n\n{checks}\n\nInterference check (peers loaded in the same process):\n\n"
            f"{interference}\n\n"
            "`time / GEMMs` is the time divided by that of the GEMMs the step contains, measured in the same "
