@@ -95,6 +95,19 @@ def _ridge(G, b, ridge):
         return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
+def _feature_normal_equations(activation, X, y, W, chunk=4096):
+    """(Phi^T Phi / n, Phi^T y / n) for Phi = features(X, W), accumulated over chunks of samples so
+    the n x m feature matrix never exists whole (memory O(chunk * m + m^2))."""
+    n, m = X.shape[0], W.shape[0]
+    G = np.zeros((m, m))
+    b = np.zeros(m)
+    for k0 in range(0, n, chunk):
+        Phi = features(activation, X[k0:k0 + chunk], W)
+        G += Phi.T @ Phi
+        b += Phi.T @ y[k0:k0 + chunk]
+    return G / n, b / n
+
+
 def _lambda_max(G, iters=200, tol=1e-6):
     """Largest eigenvalue of a symmetric positive semi-definite G (power iteration, float64)."""
     v = np.ones(G.shape[0]) / np.sqrt(G.shape[0])
@@ -235,10 +248,7 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
         G = kernel_matrix(teacher.activation, W64, W64)
         b = kernel_matrix(teacher.activation, W64, teacher.W) @ np.asarray(teacher.a, np.float64)
     else:
-        X, y = data
-        Phi = features(teacher.activation, X, W64)
-        G = Phi.T @ Phi / X.shape[0]
-        b = Phi.T @ y / X.shape[0]
+        G, b = _feature_normal_equations(teacher.activation, *data, W64)
     net.a[:] = _ridge(G, b, ridge)
     log(stage2, 1)
     seconds["stage2"] = time.perf_counter() - t0
