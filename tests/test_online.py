@@ -88,7 +88,7 @@ def test_train_float32(name):
     net, teacher = make(name, 40, 12, m_star=3, dtype=np.float32, seed=5)
     W0, a0 = net.W.copy(), net.a.copy()
     obj = ff.Online(teacher, batch_size=4, noise=0.1, seed=6)
-    ff.train(net, obj, steps=5, lr=0.05, reg=ff.WeightDecay(1e-2), log_every=5)
+    ff.train(net, obj, steps=5, lr=0.05, reg=ff.WeightDecay(1e-2), log_every=5, metrics=())
     assert net.W.dtype == np.float32
     z = np.full(5, 1e-2)
     Wr, ar = reference_online(name, name, W0, a0, teacher, 4, 0.1, 6, 5, np.full(5, 0.05), "wd", (z, z))
