@@ -44,7 +44,8 @@ def test_other_teacher_activation_and_regularizers():
     obj = ff.Online(teacher, batch_size=9, noise=0.1, seed=2)
     X, y = online_batch(2, 123, 9, 6, teacher.W, teacher.a, "relu_centered", 0.1)
     _, gWr, gar = empirical_loss_grad("tanh", net.W, net.a, X, y)
-    for reg, kind, la, lw in ((ff.WeightDecay(lam_a=0.2, lam_w=0.1), "wd", 0.2, 0.1), (ff.PathNorm(0.3), "pn", 0.3, 0.3)):
+    regs = ((ff.WeightDecay(lam_a=0.2, lam_w=0.1), "wd", 0.2, 0.1), (ff.PathNorm(0.3), "pn", 0.3, 0.3))
+    for reg, kind, la, lw in regs:
         gW, ga = obj.grad(net, reg, step=123)
         rW, ra = reg_grad(kind, net.W, net.a, la, lw)
         assert rel(gW, gWr + rW) < 1e-10 and rel(ga, gar + ra) < 1e-10

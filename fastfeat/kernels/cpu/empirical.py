@@ -37,7 +37,6 @@ batch size and ``nb = ceil(n / B)`` batches per epoch, global step ``s`` is batc
 smaller) where ``perm_e = _rng.shuffle(seed, e)`` depends only on (seed, epoch): resuming at any step
 reproduces an uninterrupted run.
 """
-import math
 
 import numpy as np
 from numba import prange
