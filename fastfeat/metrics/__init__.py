@@ -22,17 +22,10 @@ def _objective(net, objective, teacher, reg, step):
 
 
 def _population_loss(net, objective, teacher, reg, step):
-    from ..objectives.population import Population
+    from .alignment import population_for
     if teacher is None:
         raise ValueError("metric 'population_loss' needs a teacher: pass teacher= to ff.train")
-    pop = getattr(objective, "_population", None)
-    if pop is None or pop.teacher is not teacher:
-        pop = Population(teacher)
-        try:
-            objective._population = pop
-        except AttributeError:  # pragma: no cover
-            pass
-    return pop.loss(net)
+    return population_for(teacher).loss(net)
 
 
 def _weight_norms(net, objective, teacher, reg, step):

@@ -85,16 +85,22 @@ def _neuron_pass(W, a, M, tnorm, even, cos_radius, nearest, cosn, mass, norms, b
 _POPULATION = weakref.WeakKeyDictionary()
 
 
-def _population_loss(net, teacher):
-    """Exact population loss of ``net`` against ``teacher``, or NaN where no closed form applies."""
+def population_for(teacher):
+    """The cached ``ff.Population(teacher)`` (one per teacher, so its workspace is reused); raises like
+    ``Population`` for a teacher without a closed form."""
     from ..objectives.population import Population
 
-    if (not teacher.has_population_kernel or net.activation != teacher.activation or net.dtype != teacher.dtype):
-        return float("nan")
     pop = _POPULATION.get(teacher)
     if pop is None:
         pop = _POPULATION[teacher] = Population(teacher)
-    return pop.loss(net)
+    return pop
+
+
+def _population_loss(net, teacher):
+    """Exact population loss of ``net`` against ``teacher``, or NaN where no closed form applies."""
+    if (not teacher.has_population_kernel or net.activation != teacher.activation or net.dtype != teacher.dtype):
+        return float("nan")
+    return population_for(teacher).loss(net)
 
 
 def alignment(net, teacher, *, radius=DEFAULT_RADIUS, threshold=DEFAULT_THRESHOLD, with_Q=False, neurons=True,
