@@ -47,16 +47,22 @@ def _consts_ov(C):
 
 
 @njit
+def _gemm_cm(transb, transa, q, p, k, B, ldb, A, lda, C, accumulate):
+    """The column-major call for a row-major C (p, q): C^T = op(B_cm) op(A_cm), beta 1 or 0."""
+    kind, c = _consts(C)
+    beta = c[0:1] if accumulate else c[1:2]
+    r = _xxgemm(kind, transb, transa, q, p, k, c[0:1].ctypes, B.ctypes, ldb, A.ctypes, lda, beta.ctypes,
+                C.ctypes, q)
+    if r != 0:
+        raise RuntimeError("BLAS ?gemm is not available (scipy.linalg.cython_blas)")
+
+
+@njit
 def gemm_nt(A, B, C, accumulate):
     """C (p, q) = A (p, k) @ B (q, k).T, plus the old C when ``accumulate``."""
     p, k = A.shape
-    q = B.shape[0]
-    kind, c = _consts(C)
-    beta = c[0:1] if accumulate else c[1:2]
     # row-major C = A B^T  <=>  column-major C^T (q x p) = op(B_cm) A_cm with B_cm = B^T (k x q): 't'
-    r = _xxgemm(kind, _T, _N, q, p, k, c[0:1].ctypes, B.ctypes, k, A.ctypes, k, beta.ctypes, C.ctypes, q)
-    if r != 0:
-        raise RuntimeError("BLAS ?gemm is not available (scipy.linalg.cython_blas)")
+    _gemm_cm(_T, _N, B.shape[0], p, k, B, k, A, k, C, accumulate)
 
 
 @njit
@@ -64,12 +70,8 @@ def gemm_tn(A, B, C, accumulate):
     """C (p, q) = A (k, p).T @ B (k, q), plus the old C when ``accumulate``."""
     k, p = A.shape
     q = B.shape[1]
-    kind, c = _consts(C)
-    beta = c[0:1] if accumulate else c[1:2]
     # column-major C^T (q x p) = B_cm (q x k) op(A_cm), A_cm = A^T (p x k) -> 't'
-    r = _xxgemm(kind, _N, _T, q, p, k, c[0:1].ctypes, B.ctypes, q, A.ctypes, p, beta.ctypes, C.ctypes, q)
-    if r != 0:
-        raise RuntimeError("BLAS ?gemm is not available (scipy.linalg.cython_blas)")
+    _gemm_cm(_N, _T, q, p, k, B, q, A, p, C, accumulate)
 
 
 @njit
@@ -77,12 +79,8 @@ def gemm_nn(A, B, C, accumulate):
     """C (p, q) = A (p, k) @ B (k, q), plus the old C when ``accumulate``."""
     p, k = A.shape
     q = B.shape[1]
-    kind, c = _consts(C)
-    beta = c[0:1] if accumulate else c[1:2]
     # column-major C^T (q x p) = B_cm (q x k) A_cm (k x p)
-    r = _xxgemm(kind, _N, _N, q, p, k, c[0:1].ctypes, B.ctypes, q, A.ctypes, k, beta.ctypes, C.ctypes, q)
-    if r != 0:
-        raise RuntimeError("BLAS ?gemm is not available (scipy.linalg.cython_blas)")
+    _gemm_cm(_N, _N, q, p, k, B, q, A, k, C, accumulate)
 
 
 # Small products: on a busy or small machine a multithreaded BLAS call on a few-MFLOP product can
