@@ -90,3 +90,21 @@ def test_callback_false_stops_training():
     hist = ff.train(net, ff.Population(teacher), steps=100, lr=0.1, log_every=10,
                     callback=lambda step, net, values: step < 30)
     assert list(hist.step) == [0, 10, 20, 30]
+
+
+def test_finiteness_checks_survive_fast_math():
+    """Regression: under the kernels' fast-math flags LLVM folded ``np.isfinite(0.5 * (r * r))`` to True
+    for r = 1e200, which disarmed the divergence guards; ``_finite`` compares bits instead."""
+    from fastfeat.kernels.cpu._finite import finite, isnan
+    from fastfeat.kernels.cpu._jit import njit
+
+    @njit
+    def check(r):
+        loss = 0.5 * (r * r)
+        return finite(loss), finite(r), isnan(r)
+
+    assert check(1e200) == (False, True, False)
+    assert check(3.0) == (True, True, False)
+    assert check(np.float32(1e30)) == (False, True, False)
+    assert check(np.float32(np.inf)) == (False, False, False)
+    assert check(np.nan) == (False, False, True)

@@ -9,6 +9,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from ._finite import finite
 from ._jit import njit, pnjit
 
 REG_NONE, REG_WEIGHT_DECAY, REG_PATH_NORM = 0, 1, 2
@@ -46,9 +47,9 @@ def add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w):
                 c = lam_w * abs(aj) / nw
                 for i in range(d):
                     gW[j, i] += c * W[j, i]
-        ok = np.isfinite(ga[j])
+        ok = finite(ga[j])
         for i in range(d):
-            ok = ok and np.isfinite(gW[j, i])
+            ok = ok and finite(gW[j, i])
         if not ok:
             bad += 1
     return bad == 0

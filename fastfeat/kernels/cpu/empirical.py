@@ -43,6 +43,7 @@ from numba import prange
 
 from ...math.activations import ERF, NAMES, TANH
 from ._blas import gemm_nt, gemm_tn
+from ._finite import finite, isnan
 from ._jit import TABLE32, TABLE64, njit, pnjit
 from ._rng import shuffle
 from .common import add_reg_grad, row_norms, sgd_update
@@ -268,7 +269,7 @@ def _make(T, kind):
         (float64), or NaN when the loss or gradient is not finite (W, a are then left unchanged)."""
         loss = loss_grad(W, a, X, y, idx, code, gW, ga, ws, True)
         ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
-        if not (ok and np.isfinite(loss)):
+        if not (ok and finite(loss)):
             return np.nan
         sgd_update(W, a, gW, ga, lr)
         return loss
@@ -293,7 +294,7 @@ def _make(T, kind):
                 idx = perm[b * batch: min(n, (b + 1) * batch)]
             loss = step(W, a, X, y, idx, code, lrs[s], reg, lam_as[s], lam_ws[s], gW, ga, ws)
             losses[s] = loss
-            if np.isnan(loss):
+            if isnan(loss):
                 return s
         return lrs.shape[0]
 

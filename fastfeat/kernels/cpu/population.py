@@ -20,8 +20,9 @@ the two full products, and m^2/2 kernel evaluations. Products accumulate straigh
 import numpy as np
 from numba import prange
 
-from ._jit import TABLE32, TABLE64, njit, pnjit
 from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
+from ._finite import finite, isnan
+from ._jit import TABLE32, TABLE64, njit, pnjit
 from .common import add_reg_grad, row_norms, sgd_update
 
 DEFAULT_TILE = 256
@@ -300,7 +301,7 @@ def _make(T):
         was refused because the loss or the gradient is not finite: W, a are then unchanged)."""
         loss = loss_grad(W, a, Wt, at, code, gW, ga, ws, True)
         ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
-        if not (ok and np.isfinite(loss)):
+        if not (ok and finite(loss)):
             return np.nan
         sgd_update(W, a, gW, ga, lr)
         return loss
@@ -312,7 +313,7 @@ def _make(T):
         for s in range(lrs.shape[0]):
             loss = step(W, a, Wt, at, code, lrs[s], reg, lam_as[s], lam_ws[s], gW, ga, ws)
             losses[s] = loss
-            if np.isnan(loss):
+            if isnan(loss):
                 return s
         return lrs.shape[0]
 
