@@ -247,3 +247,129 @@ def test_bad_inputs():
     expect(TypeError, "dtype", obj.grad, ff.TwoLayer.init(4, 3, dtype="float32"))
     expect(ValueError, "step", obj.grad, ff.TwoLayer.init(4, 3), step=-1)
     expect(TypeError, "net", ff.train, "net", obj, steps=1, lr=0.1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Batch 1: the one-pass path (fastfeat/kernels/cpu/online_single.py). Below TEAM_MIN_WEIGHTS weights it
+# runs on the calling thread; above, a team of threads splits the rows.
+# --------------------------------------------------------------------------------------------------
+from fastfeat.kernels.cpu import online_single as _single  # noqa: E402
+
+TEAM_SIZE = (256, 96)  # m, d
+assert TEAM_SIZE[0] * TEAM_SIZE[1] >= _single.TEAM_MIN_WEIGHTS and TEAM_SIZE[0] >= 2 * _single.CHUNK
+
+
+def team_outcomes(obj, net):
+    """(done, outcome) of every worker of the last team run of ``obj`` (-1: left, never ran)."""
+    return obj._workspace(net)[11][9]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("m,d", [(7, 5), (65, 3), TEAM_SIZE])
+def test_batch1_train_matches_reference_float64(name, m, d):
+    net, teacher = make(name, m, d, m_star=3, seed=20)
+    W0, a0 = net.W.copy(), net.a.copy()
+    steps = 7
+    lr = ff.schedules.geometric(0.002 if name in ("he2", "he3") else 0.03, 0.8, 3)
+    if name in ("relu", "relu_centered", "tanh", "he2"):
+        lam = ff.schedules.piecewise([4], [0.05, 0.01])
+        reg, kind, lams = ff.PathNorm(lam), "pn", (lam.values(0, steps), lam.values(0, steps))
+    else:
+        reg, kind = ff.WeightDecay(lam_a=0.02, lam_w=ff.schedules.geometric(0.05, 0.5, 3)), "wd"
+        lams = (np.full(steps, 0.02), ff.schedules.geometric(0.05, 0.5, 3).values(0, steps))
+    obj = ff.Online(teacher, batch_size=1, noise=0.2, seed=21)
+    hist = ff.train(net, obj, steps=steps, lr=lr, reg=reg, log_every=3, metrics=(), n_threads=2)
+    Wr, ar = reference_online(name, name, W0, a0, teacher, 1, 0.2, 21, steps, lr.values(0, steps), kind, lams)
+    assert rel(net.W, Wr) < 1e-10 and rel(net.a, ar) < 1e-10
+    assert list(hist.step) == [0, 3, 6, 7]
+    if m * d >= _single.TEAM_MIN_WEIGHTS:  # the team really ran (a worker that left reports -1)
+        assert [int(o) for o in team_outcomes(obj, net)[:2, 1]] == [_single.DONE, _single.DONE]
+
+
+@pytest.mark.parametrize("name,reg", [("relu", ff.WeightDecay(1e-3)), ("relu_centered", ff.PathNorm(1e-3)),
+                                      ("erf", None)])
+def test_batch1_team_bit_identical_to_one_thread_and_to_step_by_step(name, reg):
+    """Team (2 threads) == solo (1 thread) == a user @njit-style loop of single steps, float32, bit for bit;
+    and resuming mid-run changes nothing."""
+    m, d = TEAM_SIZE
+    net0, teacher = make(name, m, d, m_star=4, dtype=np.float32, seed=22)
+    obj = ff.Online(teacher, batch_size=1, noise=0.3, seed=23)
+    out = []
+    for k in (1, 2):
+        net = net0.copy()
+        ff.train(net, obj, steps=40, lr=0.02, reg=reg, log_every=40, n_threads=k, metrics=())
+        out.append(net)
+    assert np.array_equal(out[0].W, out[1].W) and np.array_equal(out[0].a, out[1].a)
+    assert not np.array_equal(out[0].W, net0.W)
+    split = net0.copy()  # resumed at step 17, in chunks of 5 steps
+    ff.train(split, obj, steps=17, lr=0.02, reg=reg, log_every=5, n_threads=2, metrics=())
+    ff.train(split, obj, steps=23, lr=0.02, reg=reg, log_every=5, start_step=17, n_threads=2, metrics=())
+    assert np.array_equal(split.W, out[1].W) and np.array_equal(split.a, out[1].a)
+    K = ff.kernels
+    code, lam = (K.REG_NONE, 0.0) if reg is None else (reg.code, 1e-3)
+    lam_a = lam if code == K.REG_WEIGHT_DECAY else 0.0
+    ws = K.online_workspace(1, m, d, np.float32)
+    loop = net0.copy()
+    for s in range(40):
+        L = K.online_step(loop.W, loop.a, teacher.W, teacher.a, loop.code, teacher.code, 0.3, 23, s, 0.02, code,
+                          lam_a, lam, ws)
+        assert np.isfinite(L)
+    assert np.array_equal(loop.W, out[0].W) and np.array_equal(loop.a, out[0].a)
+
+
+def test_batch1_team_that_cannot_form_goes_solo():
+    """A team run whose workers run one after another (here: the prange on one thread) must not deadlock:
+    the first worker goes solo after waiting, the second leaves; the result is the same."""
+    m, d = TEAM_SIZE
+    net0, teacher = make("abs", m, d, m_star=2, dtype=np.float32, seed=24)
+    run_team = _single.PARTS32["team_run"]
+    steps = 6
+    lrs, lam = np.full(steps, 0.01), np.full(steps, 1e-3)
+    ref = net0.copy()
+    ws = _onl.workspace(1, m, d, np.float32)
+    assert _single.RUN32(ref.W, ref.a, teacher.W, teacher.a, ref.code, teacher.code, 0.1, 3, 0, lrs, 1, lam, lam,
+                         ws[11], np.empty(steps)) == steps
+    net = net0.copy()
+    fw = ws[11]
+    fw[8][:] = 0
+    fw[9][:] = 0
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        run_team(2, net.W, net.a, teacher.W, teacher.a, net.code, teacher.code, 0.1, 3, 0, 0, steps, lrs, 1, lam, lam,
+                 fw, np.empty(steps))
+    finally:
+        numba.set_num_threads(before)
+    assert [int(v) for v in fw[9][0]] == [steps, _single.DONE] and int(fw[9][1, 1]) == -1
+    assert np.array_equal(net.W, ref.W) and np.array_equal(net.a, ref.a)
+
+
+def test_batch1_bound_failure_takes_the_exact_check():
+    """Weights of 1e8 and a weight decay of 1e28 (float32): the divergence bound fails every step but every
+    gradient entry is finite (|lam w| ~ 1e36), so the team hands each step to the exact solo check and the
+    run goes on; 1 and 2 threads agree bit for bit."""
+    m, d = TEAM_SIZE
+    net0, teacher = make("relu", m, d, m_star=2, dtype=np.float32, seed=25)
+    net0.W *= 1e8
+    obj = ff.Online(teacher, batch_size=1, seed=26)
+    reg = ff.WeightDecay(lam_a=0.0, lam_w=1e28)
+    out = []
+    for k in (1, 2):
+        net = net0.copy()
+        ff.train(net, obj, steps=4, lr=1e-29, reg=reg, log_every=4, n_threads=k, metrics=())
+        out.append(net)
+    assert np.array_equal(out[0].W, out[1].W)
+    ratio = np.linalg.norm(out[1].W) / np.linalg.norm(net0.W)
+    assert abs(ratio - 0.9**4) < 1e-3
+
+
+def test_batch1_divergence_keeps_last_finite_weights():
+    m, d = TEAM_SIZE
+    net, teacher = make("he3", m, d, seed=27)
+    net.W *= 3
+    obj = ff.Online(teacher, batch_size=1, seed=1)
+    with pytest.raises(ff.TrainingDiverged) as info:
+        ff.train(net, obj, steps=300, lr=50.0, log_every=300, n_threads=2, metrics=())
+    assert np.all(np.isfinite(net.W)) and np.all(np.isfinite(net.a))
+    assert 0 < info.value.step < 300

@@ -43,7 +43,10 @@ Online SGD (fresh batches from the teacher ``Wt``, ``at`` with activation ``act_
     done = online_run(W, a, Wt, at, act, act_t, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
 
 ``online_loss_grad`` gives the unregularized minibatch gradient of global step ``step`` (the batch
-``online_step`` would use there) without writing W, a; ``online_step`` never stores g_W whole.
+``online_step`` would use there) without writing W, a; ``online_step`` never stores g_W whole. With
+batch 1, ``online_run`` makes one pass over W per step (``fastfeat.kernels.cpu.online_single``) and
+``online_step`` two (it has no previous step's forward product to reuse), so loop with ``online_run``
+where you can; both give the same weights bit for bit.
 Return values and the divergence guard are those of the population kernels. These public kernels
 dispatch on ``act`` at run time, so their first call compiles every activation kind of the dtype;
 ``ff.Empirical`` / ``ff.Online`` compile only the one they need.

@@ -7,6 +7,7 @@ from ._jit import _scalar
 RNG = build(_scalar)
 stream_key = RNG.stream_key
 normal_keyed = RNG.normal_keyed
+normal_pair = RNG.normal_pair
 mix = RNG.mix
 
 

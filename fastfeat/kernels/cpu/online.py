@@ -28,12 +28,19 @@ path computes every entry and checks it before anything is written.
 Small problems (``B m d < PARALLEL_MIN_WORK``) run a build of the same code without ``prange``: the
 fork/join of a parallel region costs more than the work there. The choice depends only on the sizes,
 never on the thread count.
+
+Batch 1 (the usual online SGD of the theory papers) takes another path, ``online_single``: one pass over
+W per step that applies step ``s`` and computes step ``s + 1``'s forward product, run by a persistent
+team of threads with one barrier per step instead of a parallel region per pass. ``step`` and ``run``
+use it for batch 1; ``loss_grad`` (which writes no weights) uses the code above for every batch size.
 """
 import math
 
 import numpy as np
 from numba import prange
 
+from . import online_single as _single
+from ._finite import finite, isnan
 from ._jit import TABLE32, TABLE64, njit, pnjit
 from ._rng import normal_keyed, stream_key
 
@@ -44,7 +51,8 @@ PARALLEL_MIN_WORK = 1 << 20
 
 def workspace(batch, m, d, dtype):
     """Buffers for the online kernels (allocated once, reused every step). Returns the tuple
-    ``(xb, yb, xmax, phi, dphi, part, rb, nrm, gab, cw, grow)``."""
+    ``(xb, yb, xmax, phi, dphi, part, rb, nrm, gab, cw, grow, single)``; ``single`` holds the buffers of
+    the batch-1 path (``online_single``; empty arrays for other batch sizes)."""
     dtype = np.dtype(dtype)
     nch = (m + NEURON_CHUNK - 1) // NEURON_CHUNK
     return (
@@ -59,6 +67,7 @@ def workspace(batch, m, d, dtype):
         np.empty(m, dtype),              # g_a
         np.empty(m, dtype),              # cw_j
         np.empty((nch, d), dtype),       # one gradient row per chunk
+        _single.workspace(m if batch == 1 else 0, d, dtype),
     )
 
 
@@ -72,6 +81,7 @@ def _make(T, parallel):
     dneuron = T.dneuron
     dneuron_dnorm = T.dneuron_dnorm
     CH = NEURON_CHUNK
+    run1 = _single.RUN32 if ft == np.float32 else _single.RUN64
 
     def draw(key, Wt, at, tcode, noise, xb, yb, xmax):
         """The batch of this step: x, the teacher's labels plus noise, max |x|."""
@@ -162,7 +172,7 @@ def _make(T, parallel):
             gab[j] = g
             cw[j] = c
             bound += abs(c) * nw
-            if not np.isfinite(g):
+            if not finite(g):
                 ga_ok = False
             if not bound < big:  # also False for NaN
                 bound_ok = False
@@ -211,14 +221,14 @@ def _make(T, parallel):
                 g = cw[j] * W[j, i]
                 for k in range(B):
                     g += dphi[k, j] * xb[k, i]
-                if not np.isfinite(g):
+                if not finite(g):
                     return False
         return True
 
     @njit
     def batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, reg, lam_a, lam_w, ws):
         """Draw the batch of ``step``, forward, residuals, coefficients. Returns (loss, ok)."""
-        xb, yb, xmax, phi, dphi, part, rb, nrm, gab, cw, grow = ws
+        xb, yb, xmax, phi, dphi, part, rb, nrm, gab, cw, grow, _ = ws
         B = xb.shape[0]
         key = stream_key(seed, step)
         if parallel and B >= 4:
@@ -240,7 +250,7 @@ def _make(T, parallel):
             R += rb[k]
         loss = 0.5 * loss / B
         ga_ok, bound_ok = coefficients(W, a, code, rb, R, xmax, phi, dphi, nrm, reg, lam_a, lam_w, gab, cw)
-        ok = ga_ok and np.isfinite(loss)
+        ok = ga_ok and finite(loss)
         if ok and not bound_ok:
             ok = all_finite(W, xb, dphi, cw)
         return loss, ok
@@ -256,7 +266,15 @@ def _make(T, parallel):
     @njit(inline="always")
     def step(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws):
         """One SGD step on the fresh batch of global step ``step_``; returns the batch loss before it
-        (float64), or NaN when the loss or the gradient is not finite (W, a are then unchanged)."""
+        (float64), or NaN when the loss or the gradient is not finite (W, a are then unchanged).
+        Batch 1 runs the one-pass path (``online_single``) for one step."""
+        if ws[0].shape[0] == 1:
+            sc = ws[11][10]
+            sc[0, 0] = lr
+            sc[1, 0] = lam_a
+            sc[2, 0] = lam_w
+            done = run1(W, a, Wt, at, code, tcode, noise, seed, step_, sc[0], reg, sc[1], sc[2], ws[11], sc[3])
+            return sc[3, 0] if done == 1 else np.nan
         loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step_, reg, lam_a, lam_w, ws)
         if not ok:
             return np.nan
@@ -266,11 +284,14 @@ def _make(T, parallel):
     @njit(inline="always")
     def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses):
         """Steps ``step0 .. step0 + len(lrs) - 1``; losses[s] gets the batch loss before step s.
-        Returns the number of steps done (fewer when a non-finite loss or gradient stopped it)."""
+        Returns the number of steps done (fewer when a non-finite loss or gradient stopped it).
+        Batch 1 runs the one-pass path (``online_single``)."""
+        if ws[0].shape[0] == 1:
+            return run1(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws[11], losses)
         for s in range(lrs.shape[0]):
             loss = step(W, a, Wt, at, code, tcode, noise, seed, step0 + s, lrs[s], reg, lam_as[s], lam_ws[s], ws)
             losses[s] = loss
-            if np.isnan(loss):
+            if isnan(loss):
                 return s
         return lrs.shape[0]
 
