@@ -647,7 +647,7 @@ def main(argv=None):
            "GEMM flops, using the symmetry of W Wᵀ). The last column is the relative difference between "
            "one step's weight update and fastfeat's (online: and the float64 numpy step on the same "
            "sample), so every row computes the same step. The diagnostic row runs fastfeat's step with the "
-           "BLAS it calls (scipy's OpenBLAS, through numba) limited to one thread, to show what the "
+           "BLAS it calls (numpy's OpenBLAS, through ctypes) limited to one thread, to show what the "
            "alternation of threaded BLAS calls and parallel passes costs on this machine; the targets use "
            "the default row.")
     print(out)

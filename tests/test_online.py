@@ -288,9 +288,8 @@ def test_batch1_train_matches_reference_float64(name, m, d):
 
 @pytest.mark.parametrize("name,reg", [("relu", ff.WeightDecay(1e-3)), ("relu_centered", ff.PathNorm(1e-3)),
                                       ("erf", None)])
-def test_batch1_team_bit_identical_to_one_thread_and_to_step_by_step(name, reg):
-    """Team (2 threads) == solo (1 thread) == a user @njit-style loop of single steps, float32, bit for bit;
-    and resuming mid-run changes nothing."""
+def test_batch1_team_bit_identical_to_one_thread_and_when_resumed(name, reg):
+    """Team (2 threads) == solo (1 thread), float32, bit for bit; and resuming mid-run changes nothing."""
     m, d = TEAM_SIZE
     net0, teacher = make(name, m, d, m_star=4, dtype=np.float32, seed=22)
     obj = ff.Online(teacher, batch_size=1, noise=0.3, seed=23)
@@ -305,16 +304,24 @@ def test_batch1_team_bit_identical_to_one_thread_and_to_step_by_step(name, reg):
     ff.train(split, obj, steps=17, lr=0.02, reg=reg, log_every=5, n_threads=2, metrics=())
     ff.train(split, obj, steps=23, lr=0.02, reg=reg, log_every=5, start_step=17, n_threads=2, metrics=())
     assert np.array_equal(split.W, out[1].W) and np.array_equal(split.a, out[1].a)
+
+
+def test_batch1_public_kernels_step_by_step_match_train():
+    """A user loop calling the public ``online_run`` one step at a time (each call starts with its own
+    forward pass) == ``online_step`` == ``ff.train``, bit for bit (float64, team size)."""
+    m, d = TEAM_SIZE
+    net0, teacher = make("relu_centered", m, d, m_star=3, seed=28)
     K = ff.kernels
-    code, lam = (K.REG_NONE, 0.0) if reg is None else (reg.code, 1e-3)
-    lam_a = lam if code == K.REG_WEIGHT_DECAY else 0.0
-    ws = K.online_workspace(1, m, d, np.float32)
+    ref = net0.copy()
+    ff.train(ref, ff.Online(teacher, batch_size=1, noise=0.2, seed=29), steps=12, lr=0.05,
+             reg=ff.PathNorm(1e-3), log_every=12, n_threads=2, metrics=())
+    ws = K.online_workspace(1, m, d, np.float64)
     loop = net0.copy()
-    for s in range(40):
-        L = K.online_step(loop.W, loop.a, teacher.W, teacher.a, loop.code, teacher.code, 0.3, 23, s, 0.02, code,
-                          lam_a, lam, ws)
-        assert np.isfinite(L)
-    assert np.array_equal(loop.W, out[0].W) and np.array_equal(loop.a, out[0].a)
+    one, lam, losses = np.full(1, 0.05), np.full(1, 1e-3), np.empty(1)
+    for s in range(12):
+        assert K.online_run(loop.W, loop.a, teacher.W, teacher.a, loop.code, teacher.code, 0.2, 29, s, one,
+                            K.REG_PATH_NORM, lam, lam, ws, losses) == 1
+    assert np.array_equal(loop.W, ref.W) and np.array_equal(loop.a, ref.a)
 
 
 def test_batch1_team_that_cannot_form_goes_solo():
