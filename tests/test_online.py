@@ -286,6 +286,20 @@ def test_batch1_train_matches_reference_float64(name, m, d):
         assert [int(o) for o in team_outcomes(obj, net)[:2, 1]] == [_single.DONE, _single.DONE]
 
 
+@pytest.mark.parametrize("name", ["relu", "abs", "erf", "tanh"])
+@pytest.mark.parametrize("m,d", [(7, 5), TEAM_SIZE])
+def test_batch1_without_regularizer_matches_reference_float64(name, m, d):
+    """No regularizer and no norm term: the two-FMA row pass (``rows_lite``)."""
+    net, teacher = make(name, m, d, m_star=3, seed=30)
+    W0, a0 = net.W.copy(), net.a.copy()
+    steps = 6
+    obj = ff.Online(teacher, batch_size=1, noise=0.1, seed=31)
+    ff.train(net, obj, steps=steps, lr=0.04, log_every=4, metrics=(), n_threads=2)
+    z = np.zeros(steps)
+    Wr, ar = reference_online(name, name, W0, a0, teacher, 1, 0.1, 31, steps, np.full(steps, 0.04), None, (z, z))
+    assert rel(net.W, Wr) < 1e-10 and rel(net.a, ar) < 1e-10
+
+
 @pytest.mark.parametrize("name,reg", [("relu", ff.WeightDecay(1e-3)), ("relu_centered", ff.PathNorm(1e-3)),
                                       ("erf", None)])
 def test_batch1_team_bit_identical_to_one_thread_and_when_resumed(name, reg):
