@@ -254,6 +254,7 @@ def test_bad_inputs():
 # runs on the calling thread; above, a team of threads splits the rows.
 # --------------------------------------------------------------------------------------------------
 from fastfeat.kernels.cpu import online_single as _single  # noqa: E402
+from fastfeat.kernels.cpu.common import row_norms  # noqa: E402
 
 TEAM_SIZE = (256, 96)  # m, d
 assert TEAM_SIZE[0] * TEAM_SIZE[1] >= _single.TEAM_MIN_WEIGHTS and TEAM_SIZE[0] >= 2 * _single.CHUNK
@@ -354,12 +355,14 @@ def test_batch1_team_that_cannot_form_goes_solo():
     fw = ws[11]
     fw[8][:] = 0
     fw[9][:] = 0
+    tnorm = np.empty(teacher.W.shape[0])
+    row_norms(teacher.W, tnorm)
     import numba
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        run_team(2, net.W, net.a, teacher.W, teacher.a, net.code, teacher.code, 0.1, 3, 0, 0, steps, lrs, 1, lam, lam,
-                 fw, np.empty(steps))
+        run_team(2, net.W, net.a, teacher.W, teacher.a, tnorm, net.code, teacher.code, 0.1, 3, 0, 0, steps, lrs, 1, lam,
+                 lam, fw, np.empty(steps))
     finally:
         numba.set_num_threads(before)
     assert [int(v) for v in fw[9][0]] == [steps, _single.DONE] and int(fw[9][1, 1]) == -1

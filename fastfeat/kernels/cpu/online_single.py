@@ -45,6 +45,7 @@ from . import _sync
 from ._finite import finite
 from ._jit import TABLE32, TABLE64, njit, pnjit
 from ._rng import normal_pair, stream_key
+from .common import row_norms
 from .empirical import KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, PARAMS32, PARAMS64
 
 #: rows per chunk (the unit of the fixed split, and of the per-chunk partial sums)
@@ -268,10 +269,10 @@ def _make(T):
         return True
 
     @njit
-    def worker(w, n_workers, W, a, Wt, at, code, tcode, noise, seed, step0, t0, t1, lrs, reg, lam_as, lam_ws,
-               fw, losses):
-        """Steps t0 .. t1-1 of the run (global step step0 + t); see the module docstring.
-        Returns (steps done from t0, outcome), outcome -1 for a worker that left the team."""
+    def worker(w, n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0, t1, lrs, reg, lam_as,
+               lam_ws, fw, losses):
+        """Steps t0 .. t1-1 of the run (global step step0 + t); see the module docstring. ``tnorm``: the
+        teacher's row norms. Returns (steps done from t0, outcome), outcome -1 for a worker that left."""
         xs, h, nrm, phi, A1, coef, gw, part, sync, status, _, times = fw
         mode = _sync.join(sync, n_workers)
         if mode == 0:
@@ -291,12 +292,7 @@ def _make(T):
         cn = dneuron_dnorm(code)
         lite = reg == 0 and cn == zero  # then gw = 0 and nrm is only the guard's bound (rows_lite)
         nb = 0
-        tnorm = np.empty(Wt.shape[0], np.float64)
-        for t in range(Wt.shape[0]):
-            s = 0.0
-            for i in range(d):
-                s += np.float64(Wt[t, i]) * Wt[t, i]
-            tnorm[t] = math.sqrt(s)
+        tot = np.empty(NPART, ft)  # the step's sums over all chunks, in chunk order
 
         s = step0 + t0
         fill(seed, s, xs[s % 3], p0, p1)
@@ -325,21 +321,11 @@ def _make(T):
                     _sync.rebalance(bounds, times[(t - 1) % 2], 1)
                     c0, c1 = bounds[me], bounds[me + 1]
             pt = part[s % 2]
-            f = zero
-            sph = zero
-            sra = zero
-            g1 = zero
-            g0 = zero
-            snw = zero
-            sa = zero
+            tot[:] = zero
             for c in range(nch):
-                f += pt[c, 0]
-                sph += pt[c, 1]
-                sra += pt[c, 2]
-                g1 += pt[c, 3]
-                g0 += pt[c, 4]
-                snw += pt[c, 5]
-                sa += pt[c, 6]
+                for k in range(NPART):
+                    tot[k] += pt[c, k]
+            f, sph, sra, g1, g0, snw, sa = tot[0], tot[1], tot[2], tot[3], tot[4], tot[5], tot[6]
             r = f - y
             loss = 0.5 * (np.float64(r) * r)
             if not finite(loss):
@@ -379,12 +365,12 @@ def _make(T):
         return t1 - t0, DONE
 
     @pnjit
-    def team_run(n_workers, W, a, Wt, at, code, tcode, noise, seed, step0, t0, t1, lrs, reg, lam_as, lam_ws,
-                 fw, losses):
+    def team_run(n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0, t1, lrs, reg, lam_as,
+                 lam_ws, fw, losses):
         status = fw[9]
         for w in prange(n_workers):
-            done, outcome = worker(np.int64(w), n_workers, W, a, Wt, at, code, tcode, noise, seed, step0, t0, t1,
-                                   lrs, reg, lam_as, lam_ws, fw, losses)
+            done, outcome = worker(np.int64(w), n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0,
+                                   t1, lrs, reg, lam_as, lam_ws, fw, losses)
             status[w, 0] = done
             status[w, 1] = outcome
 
@@ -398,6 +384,8 @@ def _make(T):
         n_workers = min(numba.get_num_threads(), fw[9].shape[0])
         if m * d < TEAM_MIN_WEIGHTS or m < 2 * CH:
             n_workers = 1
+        tnorm = np.empty(Wt.shape[0], np.float64)
+        row_norms(Wt, tnorm)
         t = 0
         while t < S:
             if n_workers > 1:
@@ -407,8 +395,8 @@ def _make(T):
                 status[:] = 0
                 for k in range(n_workers):
                     status[k, 1] = -1
-                team_run(n_workers, W, a, Wt, at, code, tcode, noise, seed, step0, t, S, lrs, reg, lam_as, lam_ws,
-                         fw, losses)
+                team_run(n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, S, lrs, reg, lam_as,
+                         lam_ws, fw, losses)
                 done, outcome = 0, -1
                 for k in range(n_workers):
                     if status[k, 1] >= 0:
@@ -417,10 +405,10 @@ def _make(T):
                 t += done
                 if outcome != NEED_EXACT:
                     return t
-                done, outcome = worker(0, 1, W, a, Wt, at, code, tcode, noise, seed, step0, t, t + 1, lrs, reg,
-                                       lam_as, lam_ws, fw, losses)
+                done, outcome = worker(0, 1, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, t + 1, lrs,
+                                       reg, lam_as, lam_ws, fw, losses)
             else:
-                done, outcome = worker(0, 1, W, a, Wt, at, code, tcode, noise, seed, step0, t, S, lrs, reg,
+                done, outcome = worker(0, 1, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, S, lrs, reg,
                                        lam_as, lam_ws, fw, losses)
             t += done
             if outcome == STOP:
