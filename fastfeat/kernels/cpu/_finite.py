@@ -12,46 +12,40 @@ from numba.extending import intrinsic
 
 
 def _layout(x):
+    """(bit width, the bits of +inf) of a float type, or None."""
     if x == types.float64:
-        return 64, 0x7FF0000000000000, 0x000FFFFFFFFFFFFF
+        return 64, 0x7FF0000000000000
     if x == types.float32:
-        return 32, 0x7F800000, 0x007FFFFF
+        return 32, 0x7F800000
     return None
+
+
+def _magnitude_vs_inf(x, predicate):
+    """An intrinsic body comparing |x|'s bits (the sign bit cleared) with the bits of inf: below them
+    the number is finite, above them it is NaN."""
+    width, inf = _layout(x)
+
+    def codegen(context, builder, signature, args):
+        it = ir.IntType(width)
+        mag = builder.and_(builder.bitcast(args[0], it), ir.Constant(it, (1 << (width - 1)) - 1))
+        return builder.icmp_unsigned(predicate, mag, ir.Constant(it, inf))
+
+    return types.boolean(x), codegen
 
 
 @intrinsic
 def finite(typingctx, x):
-    """``x`` is neither inf nor NaN."""
-    if isinstance(x, types.Integer) or isinstance(x, types.Boolean):
-        def codegen_int(context, builder, signature, args):
-            return ir.Constant(ir.IntType(1), 1)
-        return types.boolean(x), codegen_int
-    lay = _layout(x)
-    if lay is None:
+    """``x`` is neither inf nor NaN (integers always are)."""
+    if isinstance(x, (types.Integer, types.Boolean)):
+        return types.boolean(x), lambda context, builder, signature, args: ir.Constant(ir.IntType(1), 1)
+    if _layout(x) is None:
         return None
-    width, exp, _ = lay
-
-    def codegen(context, builder, signature, args):
-        it = ir.IntType(width)
-        b = builder.bitcast(args[0], it)
-        return builder.icmp_unsigned("!=", builder.and_(b, ir.Constant(it, exp)), ir.Constant(it, exp))
-
-    return types.boolean(x), codegen
+    return _magnitude_vs_inf(x, "<")
 
 
 @intrinsic
 def isnan(typingctx, x):
     """``x`` is NaN."""
-    lay = _layout(x)
-    if lay is None:
+    if _layout(x) is None:
         return None
-    width, exp, _ = lay
-
-    def codegen(context, builder, signature, args):
-        it = ir.IntType(width)
-        b = builder.bitcast(args[0], it)
-        # NaN: all exponent bits set and a nonzero mantissa, i.e. |bits| > the bits of inf
-        mag = builder.and_(b, ir.Constant(it, (1 << (width - 1)) - 1))
-        return builder.icmp_unsigned(">", mag, ir.Constant(it, exp))
-
-    return types.boolean(x), codegen
+    return _magnitude_vs_inf(x, ">")
