@@ -188,28 +188,20 @@ def _own_tn(A, B, C, accumulate):
                 C[i, j] += x * B[t, j]
 
 
-@njit
-def matmul_nt(A, B, C, accumulate, use_blas):
-    """``gemm_nt``, or the compiled loops when ``use_blas`` is False."""
-    if use_blas:
-        gemm_nt(A, B, C, accumulate)
-    else:
-        _own_nt(A, B, C, accumulate)
+def _blas_or_loops(blas, loops, name):
+    """``name``: the BLAS helper ``blas``, or the compiled loops ``loops`` when ``use_blas`` is False."""
+    @njit
+    def matmul(A, B, C, accumulate, use_blas):
+        if use_blas:
+            blas(A, B, C, accumulate)
+        else:
+            loops(A, B, C, accumulate)
+
+    matmul.__doc__ = f"``{blas.__name__}``, or the compiled loops when ``use_blas`` is False."
+    matmul.__name__ = name
+    return matmul
 
 
-@njit
-def matmul_nn(A, B, C, accumulate, use_blas):
-    """``gemm_nn``, or the compiled loops when ``use_blas`` is False."""
-    if use_blas:
-        gemm_nn(A, B, C, accumulate)
-    else:
-        _own_nn(A, B, C, accumulate)
-
-
-@njit
-def matmul_tn(A, B, C, accumulate, use_blas):
-    """``gemm_tn``, or the compiled loops when ``use_blas`` is False."""
-    if use_blas:
-        gemm_tn(A, B, C, accumulate)
-    else:
-        _own_tn(A, B, C, accumulate)
+matmul_nt = _blas_or_loops(gemm_nt, _own_nt, "matmul_nt")
+matmul_nn = _blas_or_loops(gemm_nn, _own_nn, "matmul_nn")
+matmul_tn = _blas_or_loops(gemm_tn, _own_tn, "matmul_tn")
