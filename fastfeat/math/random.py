@@ -113,6 +113,33 @@ def build(jit):
     normal_pair = jit(normal_pair)
     normal_keyed = jit(normal_keyed)
 
+    def pairs_into(key, p0, p1, out, o):
+        """Pairs ``p0 .. p1-1`` of the stream ``key`` into ``out[o:o + 2 (p1 - p0)]`` (its one
+        ``normal_pair`` call site keeps the loop inlined and vectorized)."""
+        for q in range(p1 - p0):
+            z0, z1 = normal_pair(key, p0 + q)
+            i = np.uint64(o + 2 * q)  # unsigned: no negative-index branch
+            out[i] = z0
+            out[i + np.uint64(1)] = z1
+
+    pairs_into = jit(pairs_into)
+
+    def normals(key, lo, out):
+        """``out[i]`` = number ``lo + i`` of the stream ``key``, one Box-Muller transform per pair (a
+        pair cut by either end of the range is computed for its one member)."""
+        lo = np.int64(lo)
+        n = out.shape[0]
+        i = 0
+        if n > 0 and lo % 2 == 1:
+            out[0] = normal_keyed(key, lo)
+            i = 1
+        npair = (n - i) // 2
+        pairs_into(key, (lo + i) // 2, (lo + i) // 2 + npair, out, i)
+        if i + 2 * npair < n:
+            out[n - 1] = normal_keyed(key, lo + n - 1)
+
+    normals = jit(normals)
+
     def normal(seed, step, index):
         return normal_keyed(stream_key(seed, step), index)
 
@@ -124,5 +151,7 @@ def build(jit):
     r.stream_key = stream_key
     r.normal_pair = normal_pair
     r.normal_keyed = normal_keyed
+    r.pairs_into = pairs_into
+    r.normals = normals
     r.normal = jit(normal)
     return r

@@ -8,6 +8,8 @@ RNG = build(_scalar)
 stream_key = RNG.stream_key
 normal_keyed = RNG.normal_keyed
 normal_pair = RNG.normal_pair
+normals = RNG.normals
+pairs_into = RNG.pairs_into
 mix = RNG.mix
 
 

@@ -42,7 +42,7 @@ from numba import prange
 from . import online_single as _single
 from ._finite import finite, isnan
 from ._jit import TABLE32, TABLE64, njit, pnjit
-from ._rng import normal_keyed, stream_key
+from ._rng import normal_keyed, normals, stream_key
 
 NEURON_CHUNK = 32
 #: below this many multiply-adds per step (B * m * d) the serial build is used
@@ -89,11 +89,11 @@ def _make(T, parallel):
         ms = Wt.shape[0]
         for k in prange(B):
             base = np.uint64(k) * np.uint64(d + 1)
+            xk = xb[k]
+            normals(key, base, xk)  # numbers base .. base + d - 1, one Box-Muller transform per pair
             mx = zero
             for i in range(d):
-                v = ft(normal_keyed(key, base + np.uint64(i)))
-                xb[k, i] = v
-                mx = max(mx, abs(v))
+                mx = max(mx, abs(xk[i]))
             xmax[k] = mx
             f = zero
             for t in range(ms):

@@ -44,7 +44,7 @@ from ...math.activations import ERF, TANH
 from . import _sync
 from ._finite import finite
 from ._jit import TABLE32, TABLE64, njit, pnjit
-from ._rng import normal_pair, stream_key
+from ._rng import pairs_into, stream_key
 from .common import row_norms
 from .empirical import KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, PARAMS32, PARAMS64
 
@@ -88,11 +88,7 @@ def _make(T):
     @njit
     def fill(seed, step, buf, p0, p1):
         """Box-Muller pairs p0 .. p1-1 of the sample of ``step`` into ``buf``."""
-        key = stream_key(seed, step)
-        for p in range(p0, p1):
-            z0, z1 = normal_pair(key, p)
-            buf[2 * p] = ft(z0)
-            buf[2 * p + 1] = ft(z1)
+        pairs_into(stream_key(seed, step), p0, p1, buf, 2 * p0)
 
     @njit
     def label(x, d, Wt, at, tnorm, tcode, noise):
