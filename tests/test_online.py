@@ -304,39 +304,55 @@ def test_batch1_without_regularizer_matches_reference_float64(name, m, d):
 @pytest.mark.parametrize("name,reg", [("relu", ff.WeightDecay(1e-3)), ("relu_centered", ff.PathNorm(1e-3)),
                                       ("erf", None)])
 def test_batch1_team_bit_identical_to_one_thread_and_when_resumed(name, reg):
-    """Team (2 threads) == solo (1 thread), float32, bit for bit; and resuming mid-run changes nothing."""
+    """Team (2 threads) == solo (1 thread), float32, bit for bit; a run split at multiples of the block
+    length (``ff.train`` with log_every a multiple of BLOCK) gives the same weights bit for bit, and one
+    split inside a block only changes the rounding."""
     m, d = TEAM_SIZE
+    K = _single.BLOCK
     net0, teacher = make(name, m, d, m_star=4, dtype=np.float32, seed=22)
     obj = ff.Online(teacher, batch_size=1, noise=0.3, seed=23)
+    steps = 3 * K + 5
     out = []
     for k in (1, 2):
         net = net0.copy()
-        ff.train(net, obj, steps=40, lr=0.02, reg=reg, log_every=40, n_threads=k, metrics=())
+        ff.train(net, obj, steps=steps, lr=0.02, reg=reg, log_every=steps, n_threads=k, metrics=())
         out.append(net)
     assert np.array_equal(out[0].W, out[1].W) and np.array_equal(out[0].a, out[1].a)
     assert not np.array_equal(out[0].W, net0.W)
-    split = net0.copy()  # resumed at step 17, in chunks of 5 steps
-    ff.train(split, obj, steps=17, lr=0.02, reg=reg, log_every=5, n_threads=2, metrics=())
-    ff.train(split, obj, steps=23, lr=0.02, reg=reg, log_every=5, start_step=17, n_threads=2, metrics=())
+    split = net0.copy()  # resumed at step K, logging every K steps
+    ff.train(split, obj, steps=K, lr=0.02, reg=reg, log_every=K, n_threads=2, metrics=())
+    ff.train(split, obj, steps=steps - K, lr=0.02, reg=reg, log_every=K, start_step=K, n_threads=2, metrics=())
     assert np.array_equal(split.W, out[1].W) and np.array_equal(split.a, out[1].a)
+    net64, teacher64 = make(name, m, d, m_star=4, dtype=np.float64, seed=22)
+    obj64 = ff.Online(teacher64, batch_size=1, noise=0.3, seed=23)
+    whole, odd = net64.copy(), net64.copy()  # split inside blocks: the same steps, rounded differently
+    ff.train(whole, obj64, steps=steps, lr=0.02, reg=reg, log_every=steps, n_threads=2, metrics=())
+    ff.train(odd, obj64, steps=steps, lr=0.02, reg=reg, log_every=7, n_threads=2, metrics=())
+    assert not np.array_equal(odd.W, whole.W)
+    assert rel(odd.W, whole.W) < 1e-10 and rel(odd.a, whole.a) < 1e-10
 
 
 def test_batch1_public_kernels_step_by_step_match_train():
-    """A user loop calling the public ``online_run`` one step at a time (each call starts with its own
-    forward pass) == ``online_step`` == ``ff.train``, bit for bit (float64, team size)."""
+    """A user loop calling the public ``online_run`` one step at a time (each call starts a block of its
+    own) == ``ff.train`` with log_every=1, bit for bit; both agree with one unsplit run to rounding
+    (float64, team size)."""
     m, d = TEAM_SIZE
     net0, teacher = make("relu_centered", m, d, m_star=3, seed=28)
     K = ff.kernels
-    ref = net0.copy()
-    ff.train(ref, ff.Online(teacher, batch_size=1, noise=0.2, seed=29), steps=12, lr=0.05,
-             reg=ff.PathNorm(1e-3), log_every=12, n_threads=2, metrics=())
+    runs = {}
+    for every in (1, 12):
+        ref = net0.copy()
+        ff.train(ref, ff.Online(teacher, batch_size=1, noise=0.2, seed=29), steps=12, lr=0.05,
+                 reg=ff.PathNorm(1e-3), log_every=every, n_threads=2, metrics=())
+        runs[every] = ref
     ws = K.online_workspace(1, m, d, np.float64)
     loop = net0.copy()
     one, lam, losses = np.full(1, 0.05), np.full(1, 1e-3), np.empty(1)
     for s in range(12):
         assert K.online_run(loop.W, loop.a, teacher.W, teacher.a, loop.code, teacher.code, 0.2, 29, s, one,
                             K.REG_PATH_NORM, lam, lam, ws, losses) == 1
-    assert np.array_equal(loop.W, ref.W) and np.array_equal(loop.a, ref.a)
+    assert np.array_equal(loop.W, runs[1].W) and np.array_equal(loop.a, runs[1].a)
+    assert rel(loop.W, runs[12].W) < 1e-12 and rel(loop.a, runs[12].a) < 1e-12
 
 
 def test_batch1_team_that_cannot_form_goes_solo():

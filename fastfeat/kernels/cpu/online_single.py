@@ -43,34 +43,50 @@ from numba import prange
 from ...math.activations import ERF, TANH
 from . import _sync
 from ._finite import finite
-from ._jit import TABLE32, TABLE64, njit, pnjit
+from ._jit import TABLE32, TABLE64, njit, pnjit, wide_vectors
 from ._rng import pairs_into, stream_key
 from .common import row_norms
 from .empirical import KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, PARAMS32, PARAMS64
 
 #: rows per chunk (the unit of the fixed split, and of the per-chunk partial sums)
-CHUNK = 32
-#: terms per chunk kept for the step: output part, sum |phi|, sum |ra|, g_W bound (r part, rest),
-#: sum |w_j|, sum |a_j|
-NPART = 7
+CHUNK = 128
+#: rows per pass of the blocked scheme's row work (their rows stay in L1 between its two loops)
+ROWS = 32
+#: terms per chunk kept for the step: output part, sum |phi|, sum |ra|, sum |a_j sigma'_j|, the rest of
+#: the g_W bound, sum |w_j|, sum |a_j|, sum |a2_j| |w_j|; each chunk's terms fill one 64-byte line
+NPART = 8
+PART_STRIDE = 16
 #: below this many weights (m d) a run stays on the calling thread
 TEAM_MIN_WEIGHTS = 1 << 14
 #: run outcomes
 DONE, STOP, NEED_EXACT, LEFT = 0, 1, 2, 3
+#: steps per block of the blocked scheme (a multiple of 4: samples are handled in groups of 4)
+BLOCK = 16
+#: what the blocked scheme tracks per row: LITE (no regularizer, no norm term: A_j = 1, a bound on
+#: max_i |w_ij|), DECAY (weight decay, no norm term: a bound on max_i |w_ij|), FULL (|w_j|^2, needed by
+#: the path norm and relu_centered's norm term)
+LITE, DECAY, FULL = 0, 1, 2
 
 
 def workspace(m, d, dtype):
-    """The batch-1 buffers: ``(xs, h, nrm, phi, A1, coef, gw, part, sync, status, scratch, times)``
-    (``scratch``: the arguments of a single step, so ``online.step`` allocates nothing; ``times``: each
-    worker's time on its rows, by step parity, for ``_sync.rebalance``)."""
+    """The batch-1 buffers: ``(xs, h, nrm, phi, A1, coef, gw, part, sync, status, scratch, times, X, P,
+    B, A, q, alpha, aux)``. ``scratch``: the arguments of a single step, so ``online.step`` allocates
+    nothing; ``times``: the one-step path's per-worker times. The blocked scheme's: ``X`` the samples of
+    blocks ``b mod 3`` (row k: the sample at block position k, its entry d the noise number), ``P``, ``B``,
+    ``A``, ``q``, ``alpha`` per row (see ``_make``), ``aux[w]`` worker w's copy of the block's Gram
+    matrix ``G[k, l] = x_k . x_l`` (l <= k), with y_k in column BLOCK and max_i |x_k[i]| in BLOCK + 1."""
     dtype = np.dtype(dtype)
     nch = (m + CHUNK - 1) // CHUNK
     npair = (d + 2) // 2
-    width = -(-2 * npair // 16) * 16  # whole 64-byte lines per sample: the three never share a line
+    width = -(-2 * npair // 16) * 16  # whole 64-byte lines per sample: samples never share a line
+    nt = max(numba.config.NUMBA_NUM_THREADS, 1)
+    mp = m + 16 if m % 256 == 0 else m  # rows of E, C, Al a multiple of 1 KB apart alias in L1: pad them
     v = [np.zeros(m, dtype) for _ in range(6)]
-    return (np.zeros((3, width), dtype), *v, np.zeros((2, max(nch, 1), NPART), dtype), _sync.new_sync(),
-            np.zeros((max(numba.config.NUMBA_NUM_THREADS, 1), 2), np.int64), np.zeros((4, 1)),
-            np.zeros((2, max(numba.config.NUMBA_NUM_THREADS, 1)), np.int64))
+    return (np.zeros((3, width), dtype), *v, np.zeros((2, max(nch, 1), PART_STRIDE), dtype), _sync.new_sync(),
+            np.zeros((nt, 2), np.int64), np.zeros((4, 1)), np.zeros((2, nt), np.int64),
+            np.zeros((3, BLOCK, width), dtype), np.zeros((BLOCK, mp), dtype), np.zeros((BLOCK, mp), dtype),
+            np.ones(m, dtype), np.zeros(m, dtype), np.ones((BLOCK, mp), dtype),
+            np.zeros((2, BLOCK, BLOCK + 2), dtype))
 
 
 def _make(T):
@@ -165,13 +181,14 @@ def _make(T):
         fixed = ERF if kind == KIND_ERF else TANH
 
         @njit
-        def neurons(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, xmax, j0, j1, out):
+        def neurons(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, j0, j1, out):
             la = ft(lam_a)
             lw = ft(lam_w)
             pf = zero
             sph = zero
             sra = zero
             g1 = zero
+            g2 = zero
             g0 = zero
             snw = zero
             sa = zero
@@ -195,7 +212,8 @@ def _make(T):
                 pf += aj * ph
                 sph += abs(ph)
                 sra += abs(r_a)
-                g1 += abs(a1) * xmax + abs(a2) * nw
+                g1 += abs(a1)
+                g2 += abs(a2) * nw
                 g0 += abs(r_w) * nw
                 snw += nw
                 sa += abs(aj)
@@ -206,23 +224,24 @@ def _make(T):
             out[4] = g0
             out[5] = snw
             out[6] = sa
+            out[7] = g2
 
         return neurons
 
     NALG, NERF, NTANH = make_neurons(KIND_ALG), make_neurons(KIND_ERF), make_neurons(KIND_TANH)
 
     @njit
-    def neurons(a, code, h, nrm, phi, A1, reg, lam_a, lam_w, xmax, j0, j1, out):
+    def neurons(a, code, h, nrm, phi, A1, reg, lam_a, lam_w, j0, j1, out):
         """phi, a_j sigma'_j and the chunk's terms (output part, bound terms) into ``out``."""
         p = (P[code, 0], P[code, 1], P[code, 2], P[code, 3], P[code, 4], P[code, 5])
         cn = P[code, 6]
         kind = KIND_OF[code]
         if kind == KIND_ALG:
-            NALG(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, xmax, j0, j1, out)
+            NALG(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, j0, j1, out)
         elif kind == KIND_ERF:
-            NERF(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, xmax, j0, j1, out)
+            NERF(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, j0, j1, out)
         else:
-            NTANH(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, xmax, j0, j1, out)
+            NTANH(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, j0, j1, out)
 
     @njit
     def coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_a, lam_w, r, lr, j0, j1):
@@ -269,7 +288,7 @@ def _make(T):
                lam_ws, fw, losses):
         """Steps t0 .. t1-1 of the run (global step step0 + t); see the module docstring. ``tnorm``: the
         teacher's row norms. Returns (steps done from t0, outcome), outcome -1 for a worker that left."""
-        xs, h, nrm, phi, A1, coef, gw, part, sync, status, _, times = fw
+        xs, h, nrm, phi, A1, coef, gw, part, sync, status, times = fw[0], fw[1], fw[2], fw[3], fw[4], fw[5], fw[6], fw[7], fw[8], fw[9], fw[11]
         mode = _sync.join(sync, n_workers)
         if mode == 0:
             return 0, -1
@@ -307,7 +326,7 @@ def _make(T):
                 rows_lite(W, xs[s % 3], xs[s % 3], coef, h, nrm, zero, j0, j1)
             else:
                 rows(W, xs[s % 3], xs[s % 3], coef, gw, h, nrm, j0, j1)
-            neurons(a, code, h, nrm, phi, A1, reg, lam_as[t0], lam_ws[t0], xmax, j0, j1, part[s % 2, c])
+            neurons(a, code, h, nrm, phi, A1, reg, lam_as[t0], lam_ws[t0], j0, j1, part[s % 2, c])
         for t in range(t0, t1):
             s = step0 + t
             if team:
@@ -321,7 +340,7 @@ def _make(T):
             for c in range(nch):
                 for k in range(NPART):
                     tot[k] += pt[c, k]
-            f, sph, sra, g1, g0, snw, sa = tot[0], tot[1], tot[2], tot[3], tot[4], tot[5], tot[6]
+            f, sph, sra, g1, g0, snw, sa, g2 = tot[0], tot[1], tot[2], tot[3], tot[4], tot[5], tot[6], tot[7]
             r = f - y
             loss = 0.5 * (np.float64(r) * r)
             if not finite(loss):
@@ -331,7 +350,7 @@ def _make(T):
             ar = abs(r)
             lr = ft(lrs[t])
             bga = ar * sph + sra  # bounds on |g_a|, |g_W| entries
-            bgw = ar * g1 + g0
+            bgw = ar * (g1 * xmax + g2) + g0
             if not (bga < big and bgw < big and sa + lr * bga < big and snw + lr * bgw < big):
                 if team:
                     return t - t0, NEED_EXACT
@@ -353,20 +372,315 @@ def _make(T):
                 else:
                     rows(W, xs[s % 3], xn, coef, gw, h, nrm, j0, j1)
                 if not last:
-                    neurons(a, code, h, nrm, phi, A1, reg, lam_as[t + 1], lam_ws[t + 1], xmax, j0, j1,
+                    neurons(a, code, h, nrm, phi, A1, reg, lam_as[t + 1], lam_ws[t + 1], j0, j1,
                             part[(s + 1) % 2, c])
             times[t % 2, me] = _sync.cycles() - tick
             if not last:
                 fill(seed, s + 2, xs[(s + 2) % 3], p0, p1)
         return t1 - t0, DONE
 
+    # ------------------------------------------------------------------------------------------------
+    # The blocked scheme (see the module docstring)
+    # ------------------------------------------------------------------------------------------------
+    two = ft(2.0)
+    KB = BLOCK
+    RW = ROWS
+
+    @njit
+    def update(W, A, B, X, l0, l1, scale, j0, j1):
+        """w_j <- A_j w_j (when ``scale``), then w_j <- w_j - B[l, j] x_l for l = l0 .. l1-1 in that
+        order, one rounding per term, for rows j0 .. j1-1. Four rows and four samples per pass over the
+        rows (each x_l loaded once for four rows, each row stored once per four terms); the grouping never
+        changes a result."""
+        d = W.shape[1]
+        if scale:
+            for j in range(j0, j1):
+                aj = A[j]
+                for i in range(d):
+                    W[j, i] = aj * W[j, i]
+        j = j0
+        while j + 4 <= j1:
+            l = l0
+            while l + 4 <= l1:
+                b0, b1, b2, b3 = B[l, j], B[l + 1, j], B[l + 2, j], B[l + 3, j]
+                e0, e1, e2, e3 = B[l, j + 1], B[l + 1, j + 1], B[l + 2, j + 1], B[l + 3, j + 1]
+                f0, f1, f2, f3 = B[l, j + 2], B[l + 1, j + 2], B[l + 2, j + 2], B[l + 3, j + 2]
+                g0, g1, g2, g3 = B[l, j + 3], B[l + 1, j + 3], B[l + 2, j + 3], B[l + 3, j + 3]
+                for i in range(d):
+                    x0, x1, x2, x3 = X[l, i], X[l + 1, i], X[l + 2, i], X[l + 3, i]
+                    W[j, i] = (((W[j, i] - b0 * x0) - b1 * x1) - b2 * x2) - b3 * x3
+                    W[j + 1, i] = (((W[j + 1, i] - e0 * x0) - e1 * x1) - e2 * x2) - e3 * x3
+                    W[j + 2, i] = (((W[j + 2, i] - f0 * x0) - f1 * x1) - f2 * x2) - f3 * x3
+                    W[j + 3, i] = (((W[j + 3, i] - g0 * x0) - g1 * x1) - g2 * x2) - g3 * x3
+                l += 4
+            while l < l1:
+                b0, e0, f0, g0 = B[l, j], B[l, j + 1], B[l, j + 2], B[l, j + 3]
+                for i in range(d):
+                    x0 = X[l, i]
+                    W[j, i] = W[j, i] - b0 * x0
+                    W[j + 1, i] = W[j + 1, i] - e0 * x0
+                    W[j + 2, i] = W[j + 2, i] - f0 * x0
+                    W[j + 3, i] = W[j + 3, i] - g0 * x0
+                l += 1
+            j += 4
+        while j < j1:
+            for l in range(l0, l1):
+                b0 = B[l, j]
+                for i in range(d):
+                    W[j, i] = W[j, i] - b0 * X[l, i]
+            j += 1
+
+    @njit
+    def dots(W, X, P, k0, k1, j0, j1):
+        """P[k, j] = w_j . x_k for k = k0 .. k1-1 (k0, k1 multiples of 4) and rows j0 .. j1-1: two rows
+        and four samples per pass (eight independent sums)."""
+        wide_vectors()
+        d = W.shape[1]
+        j = j0
+        while j + 2 <= j1:
+            for k in range(k0, k1, 4):
+                z00, z01, z02, z03 = zero, zero, zero, zero
+                z10, z11, z12, z13 = zero, zero, zero, zero
+                for i in range(d):
+                    w0 = W[j, i]
+                    w1 = W[j + 1, i]
+                    x0, x1, x2, x3 = X[k, i], X[k + 1, i], X[k + 2, i], X[k + 3, i]
+                    z00 += w0 * x0
+                    z01 += w0 * x1
+                    z02 += w0 * x2
+                    z03 += w0 * x3
+                    z10 += w1 * x0
+                    z11 += w1 * x1
+                    z12 += w1 * x2
+                    z13 += w1 * x3
+                P[k, j], P[k + 1, j], P[k + 2, j], P[k + 3, j] = z00, z01, z02, z03
+                P[k, j + 1], P[k + 1, j + 1], P[k + 2, j + 1], P[k + 3, j + 1] = z10, z11, z12, z13
+            j += 2
+        if j < j1:
+            for k in range(k0, k1, 4):
+                z00, z01, z02, z03 = zero, zero, zero, zero
+                for i in range(d):
+                    w0 = W[j, i]
+                    z00 += w0 * X[k, i]
+                    z01 += w0 * X[k + 1, i]
+                    z02 += w0 * X[k + 2, i]
+                    z03 += w0 * X[k + 3, i]
+                P[k, j], P[k + 1, j], P[k + 2, j], P[k + 3, j] = z00, z01, z02, z03
+
+    @njit
+    def row_stats(W, q, full, j0, j1):
+        """q_j = |w_j|^2 (``full``), else |w_j| (the starting bound on max_i |w_ij|: a sum of squares
+        vectorizes, a running maximum does not), for rows j0 .. j1-1."""
+        d = W.shape[1]
+        for j in range(j0, j1):
+            v = zero
+            for i in range(d):
+                v += W[j, i] * W[j, i]
+            q[j] = v if full else ft(math.sqrt(v))
+
+    @njit
+    def block_terms(X, kb, L, d, G, Z, Wt, at, tnorm, tcode, noise, me, nt):
+        """The worker's share of the block's sample terms: for the groups of 4 positions that meet kb .. L-1,
+        group g done by worker (g - kb // 4) % nt: G[k, l] = x_k . x_l (every l < KB), the label y_k and
+        max_i |x_k[i]| (columns KB, KB + 1), with the teacher's products Z[k, t] = w*_t . x_k by the same
+        two-rows-by-four-samples kernel as the block's products."""
+        ms = Wt.shape[0]
+        Xd = X[:, :d]
+        for g in range(kb // 4 + me, (L + 3) // 4, nt):
+            k0 = 4 * g
+            dots(Xd, X, G, k0, k0 + 4, 0, KB)
+            dots(Wt, X, Z, k0, k0 + 4, 0, ms)
+            for k in range(max(k0, kb), min(k0 + 4, L)):
+                mx = zero
+                for i in range(d):
+                    mx = max(mx, abs(X[k, i]))
+                f = zero
+                for t in range(ms):
+                    f += at[t] * neuron(tcode, Z[k, t], tnorm[t])
+                G[k, KB] = ft(f + ft(noise) * X[k, d])
+                G[k, KB + 1] = mx
+
+    @njit
+    def block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_a, lam_w, r, lr, mode, k, L, G, j0, j1):
+        """Step at block position k for rows j0 .. j1-1: a_j -= lr g_a[j]; the row update
+        w_j <- alpha_j w_j - c_j x_k (alpha_j = 1 - lr cw_j, c_j = lr r a_j sigma'_j) is recorded as
+        C[k, j] = c_j, Al[k, j] = alpha_j, and applied to the products with the block's later samples,
+        E[l, j] <- alpha_j E[l, j] - c_j x_k . x_l (l > k); q_j follows it: exactly
+        |w'|^2 = alpha^2 |w|^2 - 2 alpha c (w . x_k) + c^2 |x_k|^2 (FULL), or the bound
+        |alpha| q_j + |c_j| max_i |x_k[i]|."""
+        la = ft(lam_a)
+        lw = ft(lam_w)
+        gkk = G[k, k]
+        xmax = G[k, KB + 1]
+        for jj in range(j1 - j0):
+            j = np.uint64(j0 + jj)
+            aj = a[j]
+            nw = nrm[j] if mode == FULL else q[j]
+            a2 = aj * (cn / nw) if nw > zero else zero
+            r_a, r_w = reg_terms(reg, aj, nw, la, lw)
+            c = lr * (r * A1[j])
+            a[j] = aj - lr * (r * phi[j] + r_a)
+            C[k, j] = c
+            if mode == LITE:
+                q[j] = q[j] + abs(c) * xmax
+            else:
+                al = one - lr * (r * a2 + r_w)
+                Al[k, j] = al
+                if mode == FULL:
+                    q[j] = ((al * al) * q[j] - (two * al * c) * E[k, j]) + (c * c) * gkk
+                else:
+                    q[j] = abs(al) * q[j] + abs(c) * xmax
+        for l in range(k + 1, L):
+            g = G[l, k]
+            if mode == LITE:
+                for jj in range(j1 - j0):
+                    j = np.uint64(j0 + jj)
+                    E[l, j] = E[l, j] - C[k, j] * g
+            else:
+                for jj in range(j1 - j0):
+                    j = np.uint64(j0 + jj)
+                    E[l, j] = Al[k, j] * E[l, j] - C[k, j] * g
+
+    @njit
+    def norms_of(q, nrm, j0, j1):
+        """nrm_j = sqrt(q_j) (FULL mode: q_j is |w_j|^2)."""
+        for jj in range(j1 - j0):
+            j = np.uint64(j0 + jj)
+            nrm[j] = ft(math.sqrt(max(q[j], zero)))
+
+    @njit
+    def pending(C, Al, A, kb, k, mode, j0, j1):
+        """The updates of block positions kb .. k-1 as w_j <- A_j w_j - sum_l C[l, j] x_l: C[l, j] becomes
+        c_l times the alphas of the later steps, A_j the product of all (LITE: C as it is, A = 1)."""
+        if mode == LITE:
+            return
+        for jj in range(j1 - j0):
+            j = np.uint64(j0 + jj)
+            A[j] = one
+        for l in range(k - 1, kb - 1, -1):
+            for jj in range(j1 - j0):
+                j = np.uint64(j0 + jj)
+                C[l, j] = C[l, j] * A[j]
+                A[j] = A[j] * Al[l, j]
+
+    @njit
+    def apply_pending(W, A, C, Al, X, kb, k, mode, r0, r1):
+        """W <- the weights after block positions kb .. k-1 (rows r0 .. r1-1)."""
+        pending(C, Al, A, kb, k, mode, r0, r1)
+        for j0 in range(r0, r1, RW):
+            update(W, A, C, X, kb, k, mode != LITE, j0, min(j0 + RW, r1))
+
+    @njit
+    def base_pass(W, X, E, q, full, k0, k1, j0, j1):
+        """The start of a block from the weights in W: q_j and E[k, j] = w_j . x_k for the block positions
+        k0 .. k1-1 (whole groups of 4)."""
+        row_stats(W, q, full, j0, j1)
+        dots(W, X, E, k0 // 4 * 4, min(KB, -(-k1 // 4) * 4), j0, j1)
+
+    @njit
+    def block_worker(w, n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0, t1, lrs, reg,
+                     lam_as, lam_ws, fw, losses):
+        """Steps t0 .. t1-1 of the run (global step step0 + t) by the blocked scheme. Returns (steps done
+        from t0, outcome), outcome -1 for a worker that left."""
+        nrm, phi, A1, part, sync = fw[2], fw[3], fw[4], fw[7], fw[8]
+        X3, E, C, A, q, Al, aux = fw[12], fw[13], fw[14], fw[15], fw[16], fw[17], fw[18]
+        mode_ = _sync.join(sync, n_workers)
+        if mode_ == 0:
+            return 0, -1
+        m, d = W.shape
+        nch = (m + CH - 1) // CH
+        npair = (d + 2) // 2
+        team = mode_ == _sync.TEAM
+        nt = n_workers if team else 1
+        me = w if team else 0
+        c0, c1 = me * nch // nt, (me + 1) * nch // nt
+        r0, r1 = c0 * CH, min(c1 * CH, m)  # the worker's rows
+        writer = not team or w == 0
+        cn = dneuron_dnorm(code)
+        mode = LITE if reg == 0 and cn == zero else (DECAY if reg == 1 and cn == zero else FULL)
+        full = mode == FULL
+        hnorm = nrm if full else q  # the norms the neuron pass sees: |w_j|, or the bound
+        tot = np.empty(NPART, ft)
+        Z = np.empty((KB, max(Wt.shape[0], 1)), ft)  # the teacher's products with the block's samples
+        nb = 0
+        S1 = step0 + t1
+        b = (step0 + t0) // KB
+        kb = step0 + t0 - b * KB  # the run's first position in block b
+        L = min(KB, S1 - b * KB)  # positions < L of block b are in the run
+        Xb = X3[b % 3]
+        for k in range(kb + me, L, nt):  # whole samples: each worker its share
+            fill(seed, b * KB + k, Xb[k], 0, npair)
+        if team:
+            nb += 1
+            _sync.arrive_and_wait(sync, n_workers * nb)
+        for j0 in range(r0, r1, RW):
+            base_pass(W, Xb, E, q, full, kb, L, j0, min(j0 + RW, r1))
+        while True:
+            Ln = min(KB, S1 - (b + 1) * KB)  # positions of block b + 1 in the run
+            Xn = X3[(b + 1) % 3]
+            for k in range(me, Ln, nt):  # drawn now, visible to all after the barrier below
+                fill(seed, (b + 1) * KB + k, Xn[k], 0, npair)
+            G = aux[b % 2]  # written by all workers, read by all after the barrier
+            block_terms(Xb, kb, L, d, G, Z, Wt, at, tnorm, tcode, noise, me, nt)
+            if team:
+                nb += 1
+                _sync.arrive_and_wait(sync, n_workers * nb)
+            for k in range(kb, L):
+                s = b * KB + k
+                t = s - step0
+                y, xmax = G[k, KB], G[k, KB + 1]
+                if full:
+                    norms_of(q, nrm, r0, r1)
+                for c in range(c0, c1):
+                    neurons(a, code, E[k], hnorm, phi, A1, reg, lam_as[t], lam_ws[t], c * CH,
+                            min(c * CH + CH, m), part[s % 2, c])
+                if team:
+                    nb += 1
+                    _sync.arrive_and_wait(sync, n_workers * nb)
+                pt = part[s % 2]
+                tot[:] = zero
+                for c in range(nch):
+                    for u in range(NPART):
+                        tot[u] += pt[c, u]
+                f, sph, sra, g1, g0, snw, sa, g2 = tot[0], tot[1], tot[2], tot[3], tot[4], tot[5], tot[6], tot[7]
+                r = f - y
+                loss = 0.5 * (np.float64(r) * r)
+                lr = ft(lrs[t])
+                ar = abs(r)
+                bga = ar * sph + sra  # bounds on |g_a|, |g_W| entries
+                bgw = ar * (g1 * xmax + g2) + g0
+                ok = finite(loss)
+                if not (ok and bga < big and bgw < big and sa + lr * bga < big and snw + lr * bgw < big):
+                    apply_pending(W, A, C, Al, Xb, kb, k, mode, r0, r1)  # W <- W(s): the weights before step s
+                    if not ok:
+                        if writer:
+                            losses[t] = np.nan
+                        return t - t0, STOP
+                    return t - t0, NEED_EXACT
+                if writer:
+                    losses[t] = loss
+                block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_as[t], lam_ws[t], r, lr, mode, k, L,
+                                   G, r0, r1)
+            pending(C, Al, A, kb, L, mode, r0, r1)
+            for j0 in range(r0, r1, RW):  # the block's updates, then the next block's products
+                j1 = min(j0 + RW, r1)
+                update(W, A, C, Xb, kb, L, mode != LITE, j0, j1)
+                if Ln > 0:
+                    base_pass(W, Xn, E, q, full, 0, Ln, j0, j1)
+            if Ln <= 0:
+                return t1 - t0, DONE
+            b += 1
+            kb = 0
+            L = Ln
+            Xb = Xn
+
     @pnjit
     def team_run(n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0, t1, lrs, reg, lam_as,
                  lam_ws, fw, losses):
         status = fw[9]
         for w in prange(n_workers):
-            done, outcome = worker(np.int64(w), n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0,
-                                   t1, lrs, reg, lam_as, lam_ws, fw, losses)
+            done, outcome = block_worker(np.int64(w), n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed,
+                                         step0, t0, t1, lrs, reg, lam_as, lam_ws, fw, losses)
             status[w, 0] = done
             status[w, 1] = outcome
 
@@ -398,21 +712,21 @@ def _make(T):
                     if status[k, 1] >= 0:
                         done, outcome = status[k, 0], status[k, 1]
                         break
-                t += done
-                if outcome != NEED_EXACT:
-                    return t
+            else:
+                done, outcome = block_worker(0, 1, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, S, lrs,
+                                             reg, lam_as, lam_ws, fw, losses)
+            t += done
+            if outcome == NEED_EXACT:  # the one-step path checks every entry (W holds the weights of step t)
                 done, outcome = worker(0, 1, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, t + 1, lrs,
                                        reg, lam_as, lam_ws, fw, losses)
-            else:
-                done, outcome = worker(0, 1, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, S, lrs, reg,
-                                       lam_as, lam_ws, fw, losses)
-            t += done
+                t += done
             if outcome == STOP:
                 return t
         return t
 
     parts = {"fill": fill, "label": label, "rows": rows, "neurons": neurons, "coefficients": coefficients,
-             "worker": worker, "team_run": team_run}
+             "worker": worker, "team_run": team_run, "update": update, "dots": dots,
+             "block_worker": block_worker}
     return run, parts
 
 
