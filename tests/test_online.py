@@ -311,7 +311,7 @@ def test_batch1_team_bit_identical_to_one_thread_and_when_resumed(name, reg):
     K = _single.BLOCK
     net0, teacher = make(name, m, d, m_star=4, dtype=np.float32, seed=22)
     obj = ff.Online(teacher, batch_size=1, noise=0.3, seed=23)
-    steps = 3 * K + 5
+    steps = 2 * K + 5
     out = []
     for k in (1, 2):
         net = net0.copy()

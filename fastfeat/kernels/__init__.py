@@ -44,9 +44,11 @@ Online SGD (fresh batches from the teacher ``Wt``, ``at`` with activation ``act_
 
 ``online_loss_grad`` gives the unregularized minibatch gradient of global step ``step`` (the batch
 ``online_step`` would use there) without writing W, a; ``online_step`` never stores g_W whole. With
-batch 1, ``online_run`` makes one pass over W per step (``fastfeat.kernels.cpu.online_single``) and
-``online_step`` two (it has no previous step's forward product to reuse), so loop with ``online_run``
-where you can; both give the same weights bit for bit.
+batch 1, ``online_run`` works in blocks of ``BLOCK`` = 20 steps that read and write W once per block
+(``fastfeat.kernels.cpu.online_single``); a call that starts or stops inside a block starts a block of
+its own, so ``online_step`` (a one-step run) makes two passes over W per call. Give ``online_run`` many
+steps per call where you can: calls split at multiples of 20 steps give the same weights bit for bit as
+one call, other splits the same weights up to rounding.
 Return values and the divergence guard are those of the population kernels. These public kernels
 dispatch on ``act`` at run time, so their first call compiles every activation kind of the dtype;
 ``ff.Empirical`` / ``ff.Online`` compile only the one they need.

@@ -29,10 +29,10 @@ Small problems (``B m d < PARALLEL_MIN_WORK``) run a build of the same code with
 fork/join of a parallel region costs more than the work there. The choice depends only on the sizes,
 never on the thread count.
 
-Batch 1 (the usual online SGD of the theory papers) takes another path, ``online_single``: one pass over
-W per step that applies step ``s`` and computes step ``s + 1``'s forward product, run by a persistent
-team of threads with one barrier per step instead of a parallel region per pass. ``step`` and ``run``
-use it for batch 1; ``loss_grad`` (which writes no weights) uses the code above for every batch size.
+Batch 1 (the usual online SGD of the theory papers) takes another path, ``online_single``: blocks of
+steps that read and write W once per block, run by a persistent team of threads with one barrier per
+step instead of a parallel region per pass. ``step`` and ``run`` use it for batch 1; ``loss_grad``
+(which writes no weights) uses the code above for every batch size.
 """
 import math
 
@@ -181,7 +181,7 @@ def _make(T, parallel):
     @jit
     def apply(W, a, xb, dphi, gab, cw, grow, lr, gW, ga, write_grad):
         """W -= lr g_W, a -= lr g_a row by row; or, when ``write_grad``, g_W, g_a into gW, ga.
-        g_W[j] = cw_j w_j + sum_k c_kj x_k is accumulated in that order (one pass for batch 1)."""
+        g_W[j] = cw_j w_j + sum_k c_kj x_k is accumulated in that order."""
         m, d = W.shape
         B = xb.shape[0]
         nch = (m + CH - 1) // CH
@@ -267,7 +267,7 @@ def _make(T, parallel):
     def step(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws):
         """One SGD step on the fresh batch of global step ``step_``; returns the batch loss before it
         (float64), or NaN when the loss or the gradient is not finite (W, a are then unchanged).
-        Batch 1 runs the one-pass path (``online_single``) for one step."""
+        Batch 1 runs the blocked path (``online_single``) for one step."""
         if ws[0].shape[0] == 1:
             sc = ws[11][10]
             sc[0, 0] = lr
@@ -285,7 +285,7 @@ def _make(T, parallel):
     def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses):
         """Steps ``step0 .. step0 + len(lrs) - 1``; losses[s] gets the batch loss before step s.
         Returns the number of steps done (fewer when a non-finite loss or gradient stopped it).
-        Batch 1 runs the one-pass path (``online_single``)."""
+        Batch 1 runs the blocked path (``online_single``)."""
         if ws[0].shape[0] == 1:
             return run1(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws[11], losses)
         for s in range(lrs.shape[0]):

@@ -1,34 +1,47 @@
-"""Online SGD with batch 1: one pass over W per step, by a persistent team of threads.
+"""Online SGD with batch 1: blocks of ``BLOCK`` steps, run by a persistent team of threads.
 
-With one sample per step the work is ``m d`` multiply-adds, a few microseconds, so the cost is in
-touching W (read and written once per step at least) and in synchronisation, not in arithmetic. The
-step ``s`` update and the step ``s + 1`` forward pass share one pass over each row::
+A step is ``m d`` multiply-adds for the product ``h_j = w_j . x_s`` and as many for the rank-one update
+``w_j <- alpha_j w_j - c_j x_s`` (``c_j = lr r a_j sigma'(h_j)``, ``alpha_j = 1 - lr cw_j`` with
+``cw_j`` relu_centered's norm term plus the regularizer's, see ``online``). Done step by step, W crosses
+the cache hierarchy twice per step, which costs more than the arithmetic. But the samples do not depend
+on the weights, so the block's ``BLOCK`` samples are drawn ahead and, within a block starting from
+weights ``W0``:
 
-    w_j <- (w_j - gw_j w_j) - coef_j x_s,        h_j = w_j . x_{s+1},        nrm_j = |w_j|
+- ``E[k, j] = w0_j . x_k`` for every block position k is computed once, at the start of the block;
+- the step at position k reads ``h_j = E[k, j]``, and its update is recorded, not applied: ``C[k, j] =
+  c_j``, ``Al[k, j] = alpha_j``, and ``E[l, j] <- alpha_j E[l, j] - c_j G[l, k]`` for the later positions
+  l, with the block's Gram matrix ``G[l, k] = x_l . x_k``: exactly ``E[l, j] = w_j . x_l`` for the
+  current w_j;
+- ``q_j`` follows ``|w_j|^2`` (``|w'|^2 = alpha^2 |w|^2 - 2 alpha c h + c^2 G[k, k]``) where the step
+  needs the norm (path norm, relu_centered), else a bound on ``max_i |w_ij|`` for the guard;
+- at the end of the block, one pass over each row applies the block's updates, ``w_j <- A_j w0_j -
+  sum_k B[k, j] x_k`` (B the C's times the later alphas, A the product of the alphas), in a kernel that
+  keeps four rows and four samples in registers, and computes the next block's E and q from the new
+  row while it is in L1.
 
-with ``coef_j = lr r a_j sigma'(w_j . x_s)`` and ``gw_j = lr cw_j`` (``cw_j`` is relu_centered's norm
-term plus the regularizer's, see ``online``): two FMAs for the update, two for the product and the norm.
-Sample ``s + 1`` is therefore drawn one step ahead. A run starts with the same pass with
-``gw = coef = 0``, which leaves W as it is and gives exactly the products a previous step's pass would
-have given, so a run split into pieces (logging, checkpoints) gives the same weights bit for bit.
+So W is read and written once per block and the per-step work is a few passes over ``m``-vectors.
+The rounding differs from applying each update as it comes (the references agree to ~1e-12 in
+float64). Blocks start at global steps that are multiples of ``BLOCK``; a run that starts or stops
+inside a block starts a block of its own, so splitting a run at multiples of ``BLOCK`` (``ff.train``
+with ``log_every`` 20, 100, 1000, ...) gives the same weights bit for bit, and splitting it elsewhere
+changes only the rounding.
 
-Rows are split into fixed chunks of ``CHUNK``; for each chunk, the neuron pass after the row pass
-computes phi, the chunk's part of the output ``sum_j a_j phi_j`` and the chunk's terms of the divergence
-bound. The only value a step needs from every chunk is that output, so a team (``_sync``) exchanges the
-chunk partials at one barrier per step and every worker sums them in chunk order: the weights are
-bit-identical for any number of threads, solo or in a team. Each worker owns a contiguous range of
-chunks; the ranges follow the workers' measured speed (``_sync.rebalance``), which moves work between
-cores but never changes a result. The workers also split the Box-Muller pairs of the next sample between
-them. Nothing is allocated per step and no BLAS is called.
+Rows are split into fixed chunks of ``CHUNK``; the neuron pass computes, per chunk, phi and the chunk's
+part of the output ``sum_j a_j phi_j`` and of the divergence bound. A team (``_sync``) exchanges the
+chunk partials at one barrier per step and every worker sums them in chunk order; each worker owns a
+contiguous range of chunks and does every pass on its rows, and the block's sample terms (G, labels)
+and next samples are split by position with one more barrier per block. So the weights are
+bit-identical for any number of threads, solo or in a team. Nothing is allocated per step and no BLAS
+is called.
 
 Divergence guard: with ``xmax = max_i |x_i|``, every entry of g_W is bounded by
 ``B_W = |r| sum_j (|a_j sigma'_j| xmax + |a_j cn / nrm_j| nrm_j) + sum_j |rw_j| nrm_j`` and every g_a by
 ``B_a = |r| sum_j |phi_j| + sum_j |ra_j|``, and every updated weight by ``sum_j nrm_j + lr B_W`` or
-``sum_j |a_j| + lr B_a``; the sums are over all chunks and carry NaN through. When the four bounds are
-below ``max_float / 4`` the step is taken. Otherwise, if the loss is finite, the exact check of every
-entry of the gradient and of the new weights decides (done by one worker: a team hands that step back to
-``run``, which does it solo and then starts the team again; the results are the same). So a refused step
-leaves W, a as they were, and an accepted one never makes them overflow.
+``sum_j |a_j| + lr B_a`` (``nrm_j``: ``|w_j|`` or the bound); the sums are over all chunks and carry NaN
+through. When the four bounds are below ``max_float / 4`` the step is taken. Otherwise the block's
+updates so far are applied to W, and if the loss is finite ``exact_step`` checks every entry of the
+gradient and of the new weights on one thread and takes the step or refuses it; the team then starts
+again. So a refused step leaves W, a as they were, and an accepted one never makes them overflow.
 
 Sample layout (the same numbers as ``online`` draws for batch 1): ``x_s[i] = normal(key_s, i)`` for
 ``i < d``, and the label noise is ``noise * normal(key_s, d)``; numbers ``2p`` and ``2p + 1`` are one
@@ -59,9 +72,9 @@ PART_STRIDE = 16
 #: below this many weights (m d) a run stays on the calling thread
 TEAM_MIN_WEIGHTS = 1 << 14
 #: run outcomes
-DONE, STOP, NEED_EXACT, LEFT = 0, 1, 2, 3
+DONE, STOP, NEED_EXACT = 0, 1, 2
 #: steps per block of the blocked scheme (a multiple of 4: samples are handled in groups of 4)
-BLOCK = 16
+BLOCK = 20
 #: what the blocked scheme tracks per row: LITE (no regularizer, no norm term: A_j = 1, a bound on
 #: max_i |w_ij|), DECAY (weight decay, no norm term: a bound on max_i |w_ij|), FULL (|w_j|^2, needed by
 #: the path norm and relu_centered's norm term)
@@ -69,21 +82,23 @@ LITE, DECAY, FULL = 0, 1, 2
 
 
 def workspace(m, d, dtype):
-    """The batch-1 buffers: ``(xs, h, nrm, phi, A1, coef, gw, part, sync, status, scratch, times, X, P,
-    B, A, q, alpha, aux)``. ``scratch``: the arguments of a single step, so ``online.step`` allocates
-    nothing; ``times``: the one-step path's per-worker times. The blocked scheme's: ``X`` the samples of
-    blocks ``b mod 3`` (row k: the sample at block position k, its entry d the noise number), ``P``, ``B``,
-    ``A``, ``q``, ``alpha`` per row (see ``_make``), ``aux[w]`` worker w's copy of the block's Gram
-    matrix ``G[k, l] = x_k . x_l`` (l <= k), with y_k in column BLOCK and max_i |x_k[i]| in BLOCK + 1."""
+    """The batch-1 buffers: ``(x, h, nrm, phi, A1, coef, gw, part, sync, status, scratch, X, E, C, A, q,
+    Al, aux)``. ``x`` .. ``gw``: the one-step path (``exact_step``); ``part``: per chunk and step parity,
+    the chunk's partial sums (one 64-byte line each); ``sync``, ``status``: the team's; ``scratch``: the
+    arguments of a single step, so ``online.step`` allocates nothing. The blocked scheme's: ``X`` the
+    samples of blocks ``b mod 3`` (row k: the sample at block position k, its entry d the noise number),
+    ``E``, ``C``, ``Al`` (block position by row), ``A``, ``q`` (by row), see ``_make``; ``aux[b mod 2]``
+    the terms of block b's samples: ``G[k, l] = x_k . x_l``, the label y_k in column BLOCK and
+    ``max_i |x_k[i]|`` in BLOCK + 1."""
     dtype = np.dtype(dtype)
     nch = (m + CHUNK - 1) // CHUNK
     npair = (d + 2) // 2
     width = -(-2 * npair // 16) * 16  # whole 64-byte lines per sample: samples never share a line
     nt = max(numba.config.NUMBA_NUM_THREADS, 1)
-    mp = m + 16 if m % 256 == 0 else m  # rows of E, C, Al a multiple of 1 KB apart alias in L1: pad them
+    mp = m + 16 if m % 256 == 0 else m  # rows a multiple of 1 KB apart share L1 sets: pad E, C, Al
     v = [np.zeros(m, dtype) for _ in range(6)]
-    return (np.zeros((3, width), dtype), *v, np.zeros((2, max(nch, 1), PART_STRIDE), dtype), _sync.new_sync(),
-            np.zeros((nt, 2), np.int64), np.zeros((4, 1)), np.zeros((2, nt), np.int64),
+    return (np.zeros((1, width), dtype), *v, np.zeros((2, max(nch, 1), PART_STRIDE), dtype), _sync.new_sync(),
+            np.zeros((nt, 2), np.int64), np.zeros((4, 1)),
             np.zeros((3, BLOCK, width), dtype), np.zeros((BLOCK, mp), dtype), np.zeros((BLOCK, mp), dtype),
             np.ones(m, dtype), np.zeros(m, dtype), np.ones((BLOCK, mp), dtype),
             np.zeros((2, BLOCK, BLOCK + 2), dtype))
@@ -137,32 +152,6 @@ def _make(T):
                 q += w * w
             h[j] = z
             nrm[j] = ft(math.sqrt(q))
-
-    @njit
-    def rows_lite(W, x, xn, coef, h, nrm, xmax, j0, j1):
-        """The row pass when gw = 0 and |w_j| is not needed (no regularizer, an activation without a norm
-        term): w_j <- w_j - coef_j x, h_j = w_j . xn, two FMAs instead of four. nrm_j is then only a bound
-        on max_i |w_ij| for the guard, carried as nrm_j + |coef_j| max_i |x_i| (exact at each run start)."""
-        d = W.shape[1]
-        for j in range(j0, j1):
-            cj = coef[j]
-            z = zero
-            for i in range(d):
-                w = W[j, i] - cj * x[i]
-                W[j, i] = w
-                z += w * xn[i]
-            h[j] = z
-            nrm[j] = nrm[j] + abs(cj) * xmax
-
-    @njit
-    def max_abs_rows(W, nrm, j0, j1):
-        """nrm_j = max_i |w_ij| (the starting bound of ``rows_lite``)."""
-        d = W.shape[1]
-        for j in range(j0, j1):
-            v = zero
-            for i in range(d):
-                v = max(v, abs(W[j, i]))
-            nrm[j] = v
 
     @njit(inline="always")
     def reg_terms(reg, aj, nw, la, lw):
@@ -284,100 +273,39 @@ def _make(T):
         return True
 
     @njit
-    def worker(w, n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0, t1, lrs, reg, lam_as,
-               lam_ws, fw, losses):
-        """Steps t0 .. t1-1 of the run (global step step0 + t); see the module docstring. ``tnorm``: the
-        teacher's row norms. Returns (steps done from t0, outcome), outcome -1 for a worker that left."""
-        xs, h, nrm, phi, A1, coef, gw, part, sync, status, times = fw[0], fw[1], fw[2], fw[3], fw[4], fw[5], fw[6], fw[7], fw[8], fw[9], fw[11]
-        mode = _sync.join(sync, n_workers)
-        if mode == 0:
-            return 0, -1
+    def exact_step(W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, lrs, reg, lam_as, lam_ws, fw, losses):
+        """Step t of the run (global step step0 + t) on the calling thread, where the blocked scheme's
+        bound failed: W holds the weights of step t; the step is taken only when every entry of its
+        gradient and of the new weights is finite. Returns 1 when taken, else 0 (losses[t] = NaN)."""
+        x, h, nrm, phi, A1, coef, gw, part = fw[0][0], fw[1], fw[2], fw[3], fw[4], fw[5], fw[6], fw[7]
         m, d = W.shape
         nch = (m + CH - 1) // CH
-        npair = (d + 2) // 2
-        team = mode == _sync.TEAM
-        nt = n_workers if team else 1
-        bounds = np.empty(nt + 1, np.int64)  # worker k owns chunks bounds[k] .. bounds[k+1]-1
-        for k in range(nt + 1):
-            bounds[k] = k * nch // nt
-        me = w if team else 0
-        c0, c1 = bounds[me], bounds[me + 1]
-        p0, p1 = me * npair // nt, (me + 1) * npair // nt
-        writer = not team or w == 0
+        s = step0 + t
+        fill(seed, s, x, 0, (d + 2) // 2)
+        y, xmax = label(x, d, Wt, at, tnorm, tcode, noise)
         cn = dneuron_dnorm(code)
-        lite = reg == 0 and cn == zero  # then gw = 0 and nrm is only the guard's bound (rows_lite)
-        nb = 0
-        tot = np.empty(NPART, ft)  # the step's sums over all chunks, in chunk order
-
-        s = step0 + t0
-        fill(seed, s, xs[s % 3], p0, p1)
-        fill(seed, s + 1, xs[(s + 1) % 3], p0, p1)
-        if team:
-            nb += 1
-            _sync.arrive_and_wait(sync, n_workers * nb)
-        y, xmax = label(xs[s % 3], d, Wt, at, tnorm, tcode, noise)
-        for c in range(c0, c1):  # the forward pass: the row pass with gw = coef = 0 leaves W as it is
+        tot = np.zeros(NPART, ft)
+        for c in range(nch):  # the forward pass: the row pass with gw = coef = 0 leaves W as it is
             j0, j1 = c * CH, min(c * CH + CH, m)
             for j in range(j0, j1):
                 coef[j] = zero
                 gw[j] = zero
-            if lite:
-                max_abs_rows(W, nrm, j0, j1)
-                rows_lite(W, xs[s % 3], xs[s % 3], coef, h, nrm, zero, j0, j1)
-            else:
-                rows(W, xs[s % 3], xs[s % 3], coef, gw, h, nrm, j0, j1)
-            neurons(a, code, h, nrm, phi, A1, reg, lam_as[t0], lam_ws[t0], j0, j1, part[s % 2, c])
-        for t in range(t0, t1):
-            s = step0 + t
-            if team:
-                nb += 1
-                _sync.arrive_and_wait(sync, n_workers * nb)
-                if t > t0:  # the split follows the workers' speed (it never changes a result)
-                    _sync.rebalance(bounds, times[(t - 1) % 2], 1)
-                    c0, c1 = bounds[me], bounds[me + 1]
-            pt = part[s % 2]
-            tot[:] = zero
-            for c in range(nch):
-                for k in range(NPART):
-                    tot[k] += pt[c, k]
-            f, sph, sra, g1, g0, snw, sa, g2 = tot[0], tot[1], tot[2], tot[3], tot[4], tot[5], tot[6], tot[7]
-            r = f - y
-            loss = 0.5 * (np.float64(r) * r)
-            if not finite(loss):
-                if writer:
-                    losses[t] = np.nan
-                return t - t0, STOP
-            ar = abs(r)
-            lr = ft(lrs[t])
-            bga = ar * sph + sra  # bounds on |g_a|, |g_W| entries
-            bgw = ar * (g1 * xmax + g2) + g0
-            if not (bga < big and bgw < big and sa + lr * bga < big and snw + lr * bgw < big):
-                if team:
-                    return t - t0, NEED_EXACT
-                if not exact_ok(W, xs[s % 3], a, nrm, phi, A1, cn, reg, lam_as[t], lam_ws[t], r, lr, m):
-                    losses[t] = np.nan
-                    return t - t0, STOP
-            if writer:
-                losses[t] = loss
-            xn = xs[(s + 1) % 3]
-            xmax_s = xmax
-            y, xmax = label(xn, d, Wt, at, tnorm, tcode, noise)
-            last = t + 1 == t1
-            tick = _sync.cycles()
-            for c in range(c0, c1):
-                j0, j1 = c * CH, min(c * CH + CH, m)
-                coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_as[t], lam_ws[t], r, lr, j0, j1)
-                if lite:
-                    rows_lite(W, xs[s % 3], xn, coef, h, nrm, xmax_s, j0, j1)
-                else:
-                    rows(W, xs[s % 3], xn, coef, gw, h, nrm, j0, j1)
-                if not last:
-                    neurons(a, code, h, nrm, phi, A1, reg, lam_as[t + 1], lam_ws[t + 1], j0, j1,
-                            part[(s + 1) % 2, c])
-            times[t % 2, me] = _sync.cycles() - tick
-            if not last:
-                fill(seed, s + 2, xs[(s + 2) % 3], p0, p1)
-        return t1 - t0, DONE
+            rows(W, x, x, coef, gw, h, nrm, j0, j1)
+            neurons(a, code, h, nrm, phi, A1, reg, lam_as[t], lam_ws[t], j0, j1, part[0, c])
+            for u in range(NPART):
+                tot[u] += part[0, c, u]
+        r = tot[0] - y
+        loss = 0.5 * (np.float64(r) * r)
+        lr = ft(lrs[t])
+        if not (finite(loss) and exact_ok(W, x, a, nrm, phi, A1, cn, reg, lam_as[t], lam_ws[t], r, lr, m)):
+            losses[t] = np.nan
+            return 0
+        losses[t] = loss
+        for c in range(nch):
+            j0, j1 = c * CH, min(c * CH + CH, m)
+            coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_as[t], lam_ws[t], r, lr, j0, j1)
+            rows(W, x, x, coef, gw, h, nrm, j0, j1)
+        return 1
 
     # ------------------------------------------------------------------------------------------------
     # The blocked scheme (see the module docstring)
@@ -583,7 +511,7 @@ def _make(T):
         """Steps t0 .. t1-1 of the run (global step step0 + t) by the blocked scheme. Returns (steps done
         from t0, outcome), outcome -1 for a worker that left."""
         nrm, phi, A1, part, sync = fw[2], fw[3], fw[4], fw[7], fw[8]
-        X3, E, C, A, q, Al, aux = fw[12], fw[13], fw[14], fw[15], fw[16], fw[17], fw[18]
+        X3, E, C, A, q, Al, aux = fw[11], fw[12], fw[13], fw[14], fw[15], fw[16], fw[17]
         mode_ = _sync.join(sync, n_workers)
         if mode_ == 0:
             return 0, -1
@@ -716,17 +644,19 @@ def _make(T):
                 done, outcome = block_worker(0, 1, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, S, lrs,
                                              reg, lam_as, lam_ws, fw, losses)
             t += done
-            if outcome == NEED_EXACT:  # the one-step path checks every entry (W holds the weights of step t)
-                done, outcome = worker(0, 1, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, t + 1, lrs,
-                                       reg, lam_as, lam_ws, fw, losses)
+            if outcome == NEED_EXACT:  # W holds the weights of step t
+                done = exact_step(W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, lrs, reg, lam_as, lam_ws,
+                                  fw, losses)
+                if done == 0:
+                    return t
                 t += done
-            if outcome == STOP:
+            elif outcome == STOP:
                 return t
         return t
 
     parts = {"fill": fill, "label": label, "rows": rows, "neurons": neurons, "coefficients": coefficients,
-             "worker": worker, "team_run": team_run, "update": update, "dots": dots,
-             "block_worker": block_worker}
+             "exact_step": exact_step, "update": update, "dots": dots, "block_terms": block_terms,
+             "block_coefficients": block_coefficients, "block_worker": block_worker, "team_run": team_run}
     return run, parts
 
 
