@@ -332,6 +332,22 @@ def test_batch1_team_bit_identical_to_one_thread_and_when_resumed(name, reg):
     assert rel(odd.W, whole.W) < 1e-10 and rel(odd.a, whole.a) < 1e-10
 
 
+def test_batch1_long_team_run_bit_identical_to_one_thread():
+    """Ten blocks: the team moves rows between its workers by their measured speed at block starts (the
+    split then follows the noise of the machine); the weights must not notice (float32, 1 vs 2 threads)."""
+    m, d = TEAM_SIZE
+    net0, teacher = make("tanh", m, d, m_star=3, dtype=np.float32, seed=40)
+    obj = ff.Online(teacher, batch_size=1, noise=0.1, seed=41)
+    out = []
+    for k in (1, 2, 2):
+        net = net0.copy()
+        ff.train(net, obj, steps=10 * _single.BLOCK + 3, lr=0.005, reg=ff.PathNorm(1e-4), log_every=1000,
+                 n_threads=k, metrics=())
+        out.append(net)
+    for net in out[1:]:
+        assert np.array_equal(net.W, out[0].W) and np.array_equal(net.a, out[0].a)
+
+
 def test_batch1_public_kernels_step_by_step_match_train():
     """A user loop calling the public ``online_run`` one step at a time (each call starts a block of its
     own) == ``ff.train`` with log_every=1, bit for bit; both agree with one unsplit run to rounding

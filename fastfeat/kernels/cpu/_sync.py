@@ -113,6 +113,34 @@ def cpu_relax(typingctx):
     return sig, codegen
 
 
+@intrinsic
+def cycles(typingctx):
+    """The CPU's cycle counter (``llvm.readcyclecounter``; 0 where the target has none). Only used to
+    balance work between workers, never in results."""
+    sig = types.int64()
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                            "llvm.readcyclecounter")
+        return builder.call(fn, [])
+
+    return sig, codegen
+
+
+@njit
+def rebalance(bounds, times, minimum):
+    """Move each inner boundary of ``bounds`` (worker k owns units bounds[k] .. bounds[k+1]-1) by one
+    unit towards the faster neighbour when the two spent more than 10% apart (``times``: each worker's
+    last measured time). Every worker runs this on the same data, so all agree on the new split."""
+    for k in range(1, bounds.shape[0] - 1):
+        ta = times[k - 1]
+        tb = times[k]
+        if ta * 10 > tb * 11 and bounds[k] - bounds[k - 1] > minimum:
+            bounds[k] -= 1
+        elif tb * 10 > ta * 11 and bounds[k + 1] - bounds[k] > minimum:
+            bounds[k] += 1
+
+
 def _find_sched_yield():
     try:
         fn = ctypes.CDLL(None).sched_yield

@@ -30,8 +30,10 @@ Rows are split into fixed chunks of ``CHUNK``; the neuron pass computes, per chu
 part of the output ``sum_j a_j phi_j`` and of the divergence bound. A team (``_sync``) exchanges the
 chunk partials at one barrier per step and every worker sums them in chunk order; each worker owns a
 contiguous range of chunks and does every pass on its rows, and the block's sample terms (G, labels)
-and next samples are split by position with one more barrier per block. So the weights are
-bit-identical for any number of threads, solo or in a team. Nothing is allocated per step and no BLAS
+and next samples are split by position with one more barrier per block. After that barrier the ranges
+move towards the faster worker (``_sync.rebalance`` on each worker's busy time in the last block: on a
+shared machine one core is often slower for a while); the new owner of a row takes over its E and q.
+So the weights are bit-identical for any number of threads, solo or in a team, however the rows move. Nothing is allocated per step and no BLAS
 is called.
 
 Divergence guard: with ``xmax = max_i |x_i|``, every entry of g_W is bounded by
@@ -62,7 +64,7 @@ from .common import row_norms
 from .empirical import KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, PARAMS32, PARAMS64
 
 #: rows per chunk (the unit of the fixed split, and of the per-chunk partial sums)
-CHUNK = 128
+CHUNK = 64
 #: rows per pass of the blocked scheme's row work (their rows stay in L1 between its two loops)
 ROWS = 32
 #: terms per chunk kept for the step: output part, sum |phi|, sum |ra|, sum |a_j sigma'_j|, the rest of
@@ -83,13 +85,13 @@ LITE, DECAY, FULL = 0, 1, 2
 
 def workspace(m, d, dtype):
     """The batch-1 buffers: ``(x, h, nrm, phi, A1, coef, gw, part, sync, status, scratch, X, E, C, A, q,
-    Al, aux)``. ``x`` .. ``gw``: the one-step path (``exact_step``); ``part``: per chunk and step parity,
+    Al, aux, busy)``. ``x`` .. ``gw``: the one-step path (``exact_step``); ``part``: per chunk and step parity,
     the chunk's partial sums (one 64-byte line each); ``sync``, ``status``: the team's; ``scratch``: the
     arguments of a single step, so ``online.step`` allocates nothing. The blocked scheme's: ``X`` the
     samples of blocks ``b mod 3`` (row k: the sample at block position k, its entry d the noise number),
     ``E``, ``C``, ``Al`` (block position by row), ``A``, ``q`` (by row), see ``_make``; ``aux[b mod 2]``
     the terms of block b's samples: ``G[k, l] = x_k . x_l``, the label y_k in column BLOCK and
-    ``max_i |x_k[i]|`` in BLOCK + 1."""
+    ``max_i |x_k[i]|`` in BLOCK + 1; ``busy[b mod 2, w]`` worker w's time on block b, less its waits."""
     dtype = np.dtype(dtype)
     nch = (m + CHUNK - 1) // CHUNK
     npair = (d + 2) // 2
@@ -101,7 +103,7 @@ def workspace(m, d, dtype):
             np.zeros((nt, 2), np.int64), np.zeros((4, 1)),
             np.zeros((3, BLOCK, width), dtype), np.zeros((BLOCK, mp), dtype), np.zeros((BLOCK, mp), dtype),
             np.ones(m, dtype), np.zeros(m, dtype), np.ones((BLOCK, mp), dtype),
-            np.zeros((2, BLOCK, BLOCK + 2), dtype))
+            np.zeros((2, BLOCK, BLOCK + 2), dtype), np.zeros((2, nt), np.int64))
 
 
 def _make(T):
@@ -169,8 +171,8 @@ def _make(T):
         (it writes only two arrays and indexes them unsigned: no wraparound branch, few alias checks)."""
         fixed = ERF if kind == KIND_ERF else TANH
 
-        @njit
-        def neurons(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, j0, j1, out):
+        @njit(inline="always")
+        def chunk(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, j0, j1, out):
             la = ft(lam_a)
             lw = ft(lam_w)
             pf = zero
@@ -215,22 +217,28 @@ def _make(T):
             out[6] = sa
             out[7] = g2
 
+        @njit
+        def neurons(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part):
+            for c in range(c0, c1):
+                chunk(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c * CH, min(c * CH + CH, m), part[c])
+
         return neurons
 
     NALG, NERF, NTANH = make_neurons(KIND_ALG), make_neurons(KIND_ERF), make_neurons(KIND_TANH)
 
     @njit
-    def neurons(a, code, h, nrm, phi, A1, reg, lam_a, lam_w, j0, j1, out):
-        """phi, a_j sigma'_j and the chunk's terms (output part, bound terms) into ``out``."""
+    def neurons(a, code, h, nrm, phi, A1, reg, lam_a, lam_w, c0, c1, m, part):
+        """phi, a_j sigma'_j and, for each chunk c0 .. c1-1, its terms (output part, bound terms) into
+        ``part[c]``."""
         p = (P[code, 0], P[code, 1], P[code, 2], P[code, 3], P[code, 4], P[code, 5])
         cn = P[code, 6]
         kind = KIND_OF[code]
         if kind == KIND_ALG:
-            NALG(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, j0, j1, out)
+            NALG(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
         elif kind == KIND_ERF:
-            NERF(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, j0, j1, out)
+            NERF(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
         else:
-            NTANH(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, j0, j1, out)
+            NTANH(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
 
     @njit
     def coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_a, lam_w, r, lr, j0, j1):
@@ -291,7 +299,8 @@ def _make(T):
                 coef[j] = zero
                 gw[j] = zero
             rows(W, x, x, coef, gw, h, nrm, j0, j1)
-            neurons(a, code, h, nrm, phi, A1, reg, lam_as[t], lam_ws[t], j0, j1, part[0, c])
+        neurons(a, code, h, nrm, phi, A1, reg, lam_as[t], lam_ws[t], 0, nch, m, part[0])
+        for c in range(nch):
             for u in range(NPART):
                 tot[u] += part[0, c, u]
         r = tot[0] - y
@@ -511,7 +520,7 @@ def _make(T):
         """Steps t0 .. t1-1 of the run (global step step0 + t) by the blocked scheme. Returns (steps done
         from t0, outcome), outcome -1 for a worker that left."""
         nrm, phi, A1, part, sync = fw[2], fw[3], fw[4], fw[7], fw[8]
-        X3, E, C, A, q, Al, aux = fw[11], fw[12], fw[13], fw[14], fw[15], fw[16], fw[17]
+        X3, E, C, A, q, Al, aux, busy = fw[11], fw[12], fw[13], fw[14], fw[15], fw[16], fw[17], fw[18]
         mode_ = _sync.join(sync, n_workers)
         if mode_ == 0:
             return 0, -1
@@ -521,7 +530,10 @@ def _make(T):
         team = mode_ == _sync.TEAM
         nt = n_workers if team else 1
         me = w if team else 0
-        c0, c1 = me * nch // nt, (me + 1) * nch // nt
+        bounds = np.empty(nt + 1, np.int64)  # worker k owns chunks bounds[k] .. bounds[k+1]-1
+        for k in range(nt + 1):
+            bounds[k] = k * nch // nt
+        c0, c1 = bounds[me], bounds[me + 1]
         r0, r1 = c0 * CH, min(c1 * CH, m)  # the worker's rows
         writer = not team or w == 0
         cn = dneuron_dnorm(code)
@@ -543,7 +555,10 @@ def _make(T):
             _sync.arrive_and_wait(sync, n_workers * nb)
         for j0 in range(r0, r1, RW):
             base_pass(W, Xb, E, q, full, kb, L, j0, min(j0 + RW, r1))
+        b0 = b
         while True:
+            tick = _sync.cycles()
+            waited = 0
             Ln = min(KB, S1 - (b + 1) * KB)  # positions of block b + 1 in the run
             Xn = X3[(b + 1) % 3]
             for k in range(me, Ln, nt):  # drawn now, visible to all after the barrier below
@@ -552,19 +567,25 @@ def _make(T):
             block_terms(Xb, kb, L, d, G, Z, Wt, at, tnorm, tcode, noise, me, nt)
             if team:
                 nb += 1
+                w0 = _sync.cycles()
                 _sync.arrive_and_wait(sync, n_workers * nb)
+                waited += _sync.cycles() - w0
+                if b > b0:  # rows move towards the faster worker (it never changes a result)
+                    _sync.rebalance(bounds, busy[(b - 1) % 2], 1)
+                    c0, c1 = bounds[me], bounds[me + 1]
+                    r0, r1 = c0 * CH, min(c1 * CH, m)
             for k in range(kb, L):
                 s = b * KB + k
                 t = s - step0
                 y, xmax = G[k, KB], G[k, KB + 1]
                 if full:
                     norms_of(q, nrm, r0, r1)
-                for c in range(c0, c1):
-                    neurons(a, code, E[k], hnorm, phi, A1, reg, lam_as[t], lam_ws[t], c * CH,
-                            min(c * CH + CH, m), part[s % 2, c])
+                neurons(a, code, E[k], hnorm, phi, A1, reg, lam_as[t], lam_ws[t], c0, c1, m, part[s % 2])
                 if team:
                     nb += 1
+                    w0 = _sync.cycles()
                     _sync.arrive_and_wait(sync, n_workers * nb)
+                    waited += _sync.cycles() - w0
                 pt = part[s % 2]
                 tot[:] = zero
                 for c in range(nch):
@@ -595,6 +616,7 @@ def _make(T):
                 update(W, A, C, Xb, kb, L, mode != LITE, j0, j1)
                 if Ln > 0:
                     base_pass(W, Xn, E, q, full, 0, Ln, j0, j1)
+            busy[b % 2, me] = _sync.cycles() - tick - waited
             if Ln <= 0:
                 return t1 - t0, DONE
             b += 1
