@@ -411,3 +411,12 @@ def update_readme(section, body, path=README):
     parts = ([intro] if intro else []) + [blocks[n] for n in dict.fromkeys(SECTIONS + (section,)) if n in blocks]
     with open(path, "w") as f:
         f.write(text[:i + len(PERF_START)] + "\n" + "\n\n".join(parts) + "\n" + text[j:])
+
+
+def fmt_time(s):
+    """A time in seconds as text in s, ms or µs."""
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s * 1e6:.1f} µs"

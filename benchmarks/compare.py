@@ -370,12 +370,7 @@ def rel_update_diff(W0, a0, Wf, af, Wp, ap):
     return float(np.linalg.norm(p - f) / np.linalg.norm(f))
 
 
-def fmt_time(s):
-    if s >= 1:
-        return f"{s:.2f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.1f} ms"
-    return f"{s * 1e6:.1f} µs"
+fmt_time = C.fmt_time
 
 
 class Result:

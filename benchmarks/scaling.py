@@ -162,8 +162,8 @@ def main(argv=None):
         slopes.append(f"- {name.split()[0]} step against {var}: log–log slope {slope(xs_a[big], ts[big]):.2f} "
                       f"over {var} ≥ {xs[len(xs) // 2]} ({slope(xs_a, ts):.2f} over all sizes; expected ≈ "
                       f"{expect}); GEMMs alone: {slope(xs_a[big], gs[big]):.2f}")
-    threads = [f"- {name} ({', '.join(f'{k}={v}' for k, v in sz.items())}): 1 thread {t1 * 1e3:.2f} ms, "
-               f"2 threads {t2 * 1e3:.2f} ms per step, speedup {t1 / t2:.2f}x" for name, sz, t1, t2 in speed]
+    threads = [f"- {name} ({', '.join(f'{k}={v}' for k, v in sz.items())}): 1 thread {C.fmt_time(t1)}, "
+               f"2 threads {C.fmt_time(t2)} per step, speedup {t1 / t2:.2f}x" for name, sz, t1, t2 in speed]
 
     title = (f"fastfeat scaling, float32 relu, {C.cpu_model()}, {os.cpu_count()} cores "
              f"({time.strftime('%Y-%m-%d', time.gmtime())})")
