@@ -23,6 +23,11 @@ class Online(Objective):
     (``ff.train(start_step=...)``) continues the same stream. The student may use another activation
     than the teacher.
 
+    With ``batch_size=1`` the kernel works in blocks of 20 steps (``fastfeat.kernels.cpu.online_single``):
+    ``ff.train`` runs with ``log_every`` a multiple of 20 (20, 100, 1000, ...) give the same weights bit
+    for bit whatever that multiple; other ``log_every`` values start blocks at other steps and change
+    the weights by rounding only.
+
     ``loss(net)``: the population loss ``1/2 E[(f - y)^2]`` (``noise^2/2`` included), exact
     (``ff.Population``) when the student and teacher share an activation with a closed-form kernel.
     Otherwise (``tanh``, or different activations) it is a Monte Carlo estimate on a *fixed* set of
