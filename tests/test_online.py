@@ -250,7 +250,7 @@ def test_bad_inputs():
 
 
 # --------------------------------------------------------------------------------------------------
-# Batch 1: the one-pass path (fastfeat/kernels/cpu/online_single.py). Below TEAM_MIN_WEIGHTS weights it
+# Batch 1: the blocked path (fastfeat/kernels/cpu/online_single.py). Below TEAM_MIN_WEIGHTS weights it
 # runs on the calling thread; above, a team of threads splits the rows.
 # --------------------------------------------------------------------------------------------------
 from fastfeat.kernels.cpu import online_single as _single  # noqa: E402
@@ -290,7 +290,7 @@ def test_batch1_train_matches_reference_float64(name, m, d):
 @pytest.mark.parametrize("name", ["relu", "abs", "erf", "tanh"])
 @pytest.mark.parametrize("m,d", [(7, 5), TEAM_SIZE])
 def test_batch1_without_regularizer_matches_reference_float64(name, m, d):
-    """No regularizer and no norm term: the two-FMA row pass (``rows_lite``)."""
+    """No regularizer and no norm term: the blocked scheme's LITE mode (no alphas, A_j = 1)."""
     net, teacher = make(name, m, d, m_star=3, seed=30)
     W0, a0 = net.W.copy(), net.a.copy()
     steps = 6

@@ -33,8 +33,8 @@ contiguous range of chunks and does every pass on its rows, and the block's samp
 and next samples are split by position with one more barrier per block. After that barrier the ranges
 move towards the faster worker (``_sync.rebalance`` on each worker's busy time in the last block: on a
 shared machine one core is often slower for a while); the new owner of a row takes over its E and q.
-So the weights are bit-identical for any number of threads, solo or in a team, however the rows move. Nothing is allocated per step and no BLAS
-is called.
+So the weights are bit-identical for any number of threads, solo or in a team, however the rows move.
+Nothing is allocated per step and no BLAS is called.
 
 Divergence guard: with ``xmax = max_i |x_i|``, every entry of g_W is bounded by
 ``B_W = |r| sum_j (|a_j sigma'_j| xmax + |a_j cn / nrm_j| nrm_j) + sum_j |rw_j| nrm_j`` and every g_a by
@@ -469,7 +469,7 @@ def _make(T):
         for jj in range(j1 - j0):
             j = np.uint64(j0 + jj)
             aj = a[j]
-            nw = nrm[j] if mode == FULL else q[j]
+            nw = nrm[j] if mode == FULL else q[j]  # not one array passed for both: q is written here
             a2 = aj * (cn / nw) if nw > zero else zero
             r_a, r_w = reg_terms(reg, aj, nw, la, lw)
             c = lr * (r * A1[j])
