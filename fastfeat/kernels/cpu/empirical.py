@@ -38,18 +38,20 @@ smaller) where ``perm_e = _rng.shuffle(seed, e)`` depends only on (seed, epoch):
 reproduces an uninterrupted run.
 """
 
+import numba
 import numpy as np
 from numba import prange
 
 from ...math.activations import ERF, NAMES, TANH
 from ._blas import gemm_nt, gemm_tn
 from ._finite import finite, isnan
+from . import masked
 from ._jit import TABLE32, TABLE64, njit, pnjit
 from ._rng import shuffle
 from .common import add_reg_grad, row_norms, sgd_update
 
-KIND_ALG, KIND_ERF, KIND_TANH = 0, 1, 2
-#: activation code -> kernel kind
+KIND_ALG, KIND_ERF, KIND_TANH, KIND_STEP = 0, 1, 2, 3
+#: activation code -> formula kind (ALG, ERF or TANH; shared with the online kernels)
 KIND_OF = np.array([KIND_ERF if c == ERF else KIND_TANH if c == TANH else KIND_ALG for c in range(len(NAMES))],
                    np.int64)
 #: rows per parallel task in the elementwise pass (fixed: the g_a partial sums do not depend on threads)
@@ -87,6 +89,12 @@ for _c in range(len(NAMES)):
         _P[_c] = _alg_params(_c)
 PARAMS64 = _P
 PARAMS32 = _P.astype(np.float32)
+#: activation code -> empirical kernel kind: ALG activations whose derivative takes two values,
+#: ``beta`` for z <= 0 and ``alpha`` for z > 0 (c2 = c3 = 0 and sigma'(0) = beta: relu,
+#: relu_centered, linear), get the KIND_STEP kernel, whose weight gradient is a bit-matrix product
+#: (``masked``) instead of a GEMM. abs (sigma'(0) = 0, not beta = -1) stays ALG.
+EMP_KIND_OF = np.array([KIND_STEP if KIND_OF[c] == KIND_ALG and _P[c, 4] == 0 and _P[c, 5] == 0
+                        and _P[c, 1] == _P[c, 2] else KIND_OF[c] for c in range(len(NAMES))], np.int64)
 
 
 def default_tile(m, rows, itemsize=4):
@@ -99,7 +107,10 @@ def workspace(n, m, d, dtype, batch=None, tile=None):
     """Buffers for the empirical kernels on ``n`` samples (allocated once, reused every step).
 
     ``batch``: the minibatch size (None or >= n: full batch). ``tile``: samples per tile (default
-    ``default_tile``). Returns the tuple ``(zbuf, xg, yg, rb, lrow, gpart, gchunk, sh, nrm, perm)``.
+    ``default_tile``). Returns the tuple ``(zbuf, xg, yg, rb, lrow, gpart, gchunk, sh, nrm, perm, bits,
+    S, ybuf, tabs, plan, ypart)``; the last six serve the KIND_STEP kernels (``masked.workspace``:
+    the tile's sign bits, the product ``M^T Y`` over all tiles, the tile's rows ``y_k = (r_k / n) x_k``,
+    the workers' tables and work split) and ``ypart`` the row-chunk partials of ``sum_k y_k``.
     """
     dtype = np.dtype(dtype)
     full = batch is None or batch >= n
@@ -117,6 +128,8 @@ def workspace(n, m, d, dtype, batch=None, tile=None):
         np.empty(m, dtype),                           # shift sh_j = c0 + c_norm |w_j|
         np.empty(m, dtype),                           # |w_j|
         np.empty(0 if full else n, np.int64),         # the epoch's permutation
+        *masked.workspace(m, d, t, dtype, numba.config.NUMBA_NUM_THREADS),
+        np.zeros((nrc, d), np.float64),               # per-row-chunk partials of sum_k y_k
     )
 
 
@@ -159,7 +172,7 @@ def _make(T, kind):
     store_v = kind == KIND_TANH
     RC = ROW_CHUNK
 
-    if kind == KIND_ALG:
+    if kind == KIND_ALG or kind == KIND_STEP:
         @njit(inline="always")
         def fwd(z, sh, p):
             s = p[0] if z > zero else p[1]
@@ -220,12 +233,85 @@ def _make(T, kind):
                 for j in range(m):
                     gp[j] += g[j]
 
+    @pnjit
+    def rows_step(Z, a, sh, p, yt, Xt, inv_n, rb, lrow, gpart, gchunk, bits, ybuf, ypart, want_grad, want_bits,
+                  want_ysum):
+        """The elementwise pass of a KIND_STEP kernel over one tile: ``rows`` without the back-propagated
+        signal. Instead, the sign bits ``[z_kj > 0]`` go to ``bits`` (``masked``'s layout: a chunk of RC
+        rows fills whole bytes) and the rows ``y_k = (r_k / n) x_k`` to ``ybuf``; ``ypart`` sums them
+        per chunk (float64) when ``want_ysum``. Z is only read."""
+        t, m = Z.shape
+        d = Xt.shape[1]
+        nrc = (t + RC - 1) // RC
+        for c in prange(nrc):
+            r0 = c * RC
+            r1 = min(r0 + RC, t)
+            g = gchunk[c]
+            g[:] = zero
+            for r in range(r0, r1):
+                zr = Z[r]
+                f = zero
+                if want_bits:
+                    br = bits[r >> 3]
+                    sft = r & 7
+                    if sft == 0:
+                        for j in range(m):
+                            z = zr[j]
+                            f += a[j] * fwd(z, sh[j], p)[0]
+                            br[j] = np.uint8(z > zero)
+                    else:
+                        for j in range(m):
+                            z = zr[j]
+                            f += a[j] * fwd(z, sh[j], p)[0]
+                            br[j] = br[j] | np.uint8(np.uint8(z > zero) << sft)
+                else:
+                    for j in range(m):
+                        f += a[j] * fwd(zr[j], sh[j], p)[0]
+                res = f - yt[r]
+                lrow[r] = np.float64(res) * res
+                rr = res * inv_n
+                rb[r] = rr
+                if want_grad:
+                    for j in range(m):
+                        g[j] += rr * fwd(zr[j], sh[j], p)[0]
+                    yr = ybuf[r]
+                    xr = Xt[r]
+                    for i in range(d):
+                        yr[i] = rr * xr[i]
+                    if want_ysum:
+                        yp = ypart[c]
+                        for i in range(d):
+                            yp[i] += yr[i]
+            if want_grad:
+                gp = gpart[c]
+                for j in range(m):
+                    gp[j] += g[j]
+
+    @pnjit
+    def step_grad(a, S, ypart, nrc, da, beta, gW):
+        """g_W[j] = a_j (da S[j] + beta sum_k y_k) (the part of the KIND_STEP weight gradient that is not
+        the relu_centered norm term); the chunk partials of sum_k y_k are first added in order into
+        ypart[0]."""
+        m, d = gW.shape
+        if beta != 0:
+            for c in range(1, nrc):
+                for i in range(d):
+                    ypart[0, i] += ypart[c, i]
+        ys = ypart[0]
+        for j in prange(m):
+            aj = a[j]
+            for i in range(d):
+                v = da * S[j, i] if da != 0 else zero
+                if beta != 0:
+                    v += beta * ft(ys[i])
+                gW[j, i] = aj * v
+
     @njit(inline="always")
     def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
         """Empirical loss 1/(2 n_b) sum_k (f(x_k) - y_k)^2 over the samples ``idx`` (all n, in order,
         when ``idx`` is empty); fills gW, ga with its gradient when ``want_grad``. Never writes W, a.
         Returns the loss as float64."""
-        zbuf, xg, yg, rb, lrow, gpart, gchunk, sh, nrm, perm = ws
+        zbuf, xg, yg, rb, lrow, gpart, gchunk, sh, nrm = ws[:9]
         m, d = W.shape
         full = idx.shape[0] == 0
         nb = X.shape[0] if full else idx.shape[0]
@@ -241,6 +327,13 @@ def _make(T, kind):
         nrc = (min(tile, nb) + RC - 1) // RC
         gpart[:nrc] = 0.0
         inv_n = ft(1.0 / nb)
+        bits, S, ybuf, tabs, plan, ypart = ws[10], ws[11], ws[12], ws[13], ws[14], ws[15]
+        da = P[code, 0] - P[code, 1]
+        beta = P[code, 1]
+        want_bits = want_grad and da != 0
+        want_ysum = want_grad and beta != 0
+        if kind == KIND_STEP and want_ysum:
+            ypart[:nrc] = 0.0
         loss = 0.0
         R = 0.0
         for k0 in range(0, nb, tile):
@@ -255,13 +348,22 @@ def _make(T, kind):
                 _gather(X, y, idx, k0, Xt, yt)
             Z = zbuf[: t * m].reshape(t, m)
             gemm_nt(Xt, W, Z, False)
-            rows(Z, a, sh, p, yt, inv_n, rb, lrow, gpart, gchunk, want_grad)
+            if kind == KIND_STEP:
+                rows_step(Z, a, sh, p, yt, Xt, inv_n, rb, lrow, gpart, gchunk, bits, ybuf, ypart, want_grad,
+                          want_bits, want_ysum)
+            else:
+                rows(Z, a, sh, p, yt, inv_n, rb, lrow, gpart, gchunk, want_grad)
             for r in range(t):
                 loss += lrow[r]
                 R += rb[r]
             if want_grad:
-                gemm_tn(Z, Xt, gW, k0 > 0)
+                if kind != KIND_STEP:
+                    gemm_tn(Z, Xt, gW, k0 > 0)
+                elif want_bits:
+                    masked.masked_tn(bits, ybuf, S, tabs, (t + 7) // 8 * 8, k0 > 0, plan)
         if want_grad:
+            if kind == KIND_STEP:
+                step_grad(a, S, ypart, nrc, da, beta, gW)
             _finish(W, a, gW, ga, gpart, nrc, cn, R, nrm)
         return 0.5 * loss / nb
 
@@ -313,30 +415,36 @@ def _make(T, kind):
             return 1
         return run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
 
+    PARTS[(kind, np.dtype(ft))] = {"rows": rows, "rows_step": rows_step, "step_grad": step_grad}
     return loss_grad, step, run, entry
 
 
+#: the passes of each kernel, for profiling: PARTS[(kind, dtype)][name]
+PARTS = {}
 #: KERNELS[(kind, dtype)] = (loss_grad, step, run, entry); compiled lazily on first call
 KERNELS = {}
-for _k in (KIND_ALG, KIND_ERF, KIND_TANH):
+for _k in (KIND_ALG, KIND_ERF, KIND_TANH, KIND_STEP):
     KERNELS[(_k, np.dtype(np.float32))] = _make(TABLE32, _k)
     KERNELS[(_k, np.dtype(np.float64))] = _make(TABLE64, _k)
 
 
 def kernels(code, dtype):
     """(loss_grad, step, run, entry) for activation ``code`` and float ``dtype``."""
-    return KERNELS[(int(KIND_OF[code]), np.dtype(dtype))]
+    return KERNELS[(int(EMP_KIND_OF[code]), np.dtype(dtype))]
 
 
 def _any_kind(dtype):
-    """njit kernels that dispatch on the activation code at run time (compile all three kinds)."""
-    (lg0, st0, rn0, _), (lg1, st1, rn1, _), (lg2, st2, rn2, _) = (KERNELS[(k, np.dtype(dtype))] for k in range(3))
-    kind_of = KIND_OF
+    """njit kernels that dispatch on the activation code at run time (compile all four kinds)."""
+    (lg0, st0, rn0, _), (lg1, st1, rn1, _), (lg2, st2, rn2, _), (lg3, st3, rn3, _) = (
+        KERNELS[(k, np.dtype(dtype))] for k in range(4))
+    kind_of = EMP_KIND_OF
 
     @njit
     def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
         k = kind_of[code]
-        if k == KIND_ALG:
+        if k == KIND_STEP:
+            return lg3(W, a, X, y, idx, code, gW, ga, ws, want_grad)
+        elif k == KIND_ALG:
             return lg0(W, a, X, y, idx, code, gW, ga, ws, want_grad)
         elif k == KIND_ERF:
             return lg1(W, a, X, y, idx, code, gW, ga, ws, want_grad)
@@ -345,7 +453,9 @@ def _any_kind(dtype):
     @njit
     def step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws):
         k = kind_of[code]
-        if k == KIND_ALG:
+        if k == KIND_STEP:
+            return st3(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
+        elif k == KIND_ALG:
             return st0(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
         elif k == KIND_ERF:
             return st1(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
@@ -354,7 +464,9 @@ def _any_kind(dtype):
     @njit
     def run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
         k = kind_of[code]
-        if k == KIND_ALG:
+        if k == KIND_STEP:
+            return rn3(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+        elif k == KIND_ALG:
             return rn0(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
         elif k == KIND_ERF:
             return rn1(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)

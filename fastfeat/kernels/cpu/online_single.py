@@ -58,7 +58,7 @@ from numba import prange
 from ...math.activations import ERF, TANH
 from . import _sync
 from ._finite import finite
-from ._jit import TABLE32, TABLE64, njit, pnjit, wide_vectors
+from ._jit import TABLE32, TABLE64, aligned, njit, pnjit, wide_vectors
 from ._rng import pairs_into, stream_key
 from .common import row_norms
 from .empirical import KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, PARAMS32, PARAMS64
@@ -100,27 +100,12 @@ def workspace(m, d, dtype):
     mp = -(-m // 16) * 16  # rows of E, C, Al start on cache lines ...
     if mp % 256 == 0:      # ... and are not a multiple of 1 KB apart (those share L1 sets)
         mp += 16
-    v = [_lines(m, dtype) for _ in range(6)]
-    return (_lines((1, width), dtype), *v, _lines((2, max(nch, 1), PART_STRIDE), dtype), _sync.new_sync(),
+    v = [aligned(m, dtype) for _ in range(6)]
+    return (aligned((1, width), dtype), *v, aligned((2, max(nch, 1), PART_STRIDE), dtype), _sync.new_sync(),
             np.zeros((nt, 2), np.int64), np.zeros((4, 1)),
-            _lines((3, BLOCK, width), dtype), _lines((BLOCK, mp), dtype), _lines((BLOCK, mp), dtype),
-            _lines(m, dtype, 1.0), _lines(m, dtype), _lines((BLOCK, mp), dtype, 1.0),
-            _lines((2, BLOCK, -(-(BLOCK + 2) // 16) * 16), dtype), np.zeros((2, nt), np.int64))
-
-
-def _lines(shape, dtype, fill=0.0):
-    """A C-contiguous array of ``shape`` filled with ``fill`` that starts on a 64-byte boundary. The
-    workers write disjoint ranges of these arrays, each starting at a multiple of 64 bytes from the
-    start (chunks of CHUNK rows, rows of whole lines): with the start on a line, no two workers write
-    the same cache line (numpy only promises 16-byte alignment, and a line written by both cores
-    bounces between them every step)."""
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape))
-    raw = np.empty(n * dtype.itemsize + 64, np.uint8)
-    off = (-raw.ctypes.data) % 64
-    out = raw[off:off + n * dtype.itemsize].view(dtype).reshape(shape)
-    out[...] = fill
-    return out
+            aligned((3, BLOCK, width), dtype), aligned((BLOCK, mp), dtype), aligned((BLOCK, mp), dtype),
+            aligned(m, dtype, 1.0), aligned(m, dtype), aligned((BLOCK, mp), dtype, 1.0),
+            aligned((2, BLOCK, -(-(BLOCK + 2) // 16) * 16), dtype), np.zeros((2, nt), np.int64))
 
 
 def _make(T):
