@@ -146,15 +146,17 @@ def _gather(X, y, idx, k0, xg, yg):
 
 
 @njit
-def _finish(W, a, gW, ga, gpart, nrc, cn, R, nrm):
-    """g_a = sum of the row-chunk partials (fixed order); the relu_centered norm term of g_W.
-    Serial: O(m (nrc + d)) next to the O(n m d) of the products (and one parallel region less)."""
+def _finish(W, a, gW, ga, gpart, nrc, cn, R, nrm, sum_ga):
+    """g_a = sum of the row-chunk partials (fixed order; only when ``sum_ga``); the relu_centered norm
+    term of g_W. Serial: O(m (nrc + d)) next to the O(n m d) of the products (and one parallel region
+    less)."""
     m, d = W.shape
     for j in range(m):
-        s = 0.0
-        for c in range(nrc):
-            s += gpart[c, j]
-        ga[j] = s
+        if sum_ga:
+            s = 0.0
+            for c in range(nrc):
+                s += gpart[c, j]
+            ga[j] = s
         if cn != 0 and nrm[j] > 0:
             coef = a[j] * (cn * R / nrm[j])
             for i in range(d):
@@ -234,20 +236,17 @@ def _make(T, kind):
                     gp[j] += g[j]
 
     @pnjit
-    def rows_step(Z, a, sh, p, yt, Xt, inv_n, rb, lrow, gpart, gchunk, bits, ybuf, ypart, want_grad, want_bits,
-                  want_ysum):
-        """The elementwise pass of a KIND_STEP kernel over one tile: ``rows`` without the back-propagated
-        signal. Instead, the sign bits ``[z_kj > 0]`` go to ``bits`` (``masked``'s layout: a chunk of RC
-        rows fills whole bytes) and the rows ``y_k = (r_k / n) x_k`` to ``ybuf``; ``ypart`` sums them
-        per chunk (float64) when ``want_ysum``. Z is only read."""
+    def rows_step(Z, a, sh, p, yt, Xt, inv_n, rb, lrow, bits, ybuf, ypart, want_grad, want_bits, want_ysum):
+        """The elementwise pass of a KIND_STEP kernel over one tile: only the forward sweep of ``rows``.
+        The sign bits ``[z_kj > 0]`` go to ``bits`` (``masked``'s layout: a chunk of RC rows fills whole
+        bytes) and the rows ``y_k = (r_k / n) x_k`` to ``ybuf``; ``ypart`` sums them per chunk (float64)
+        when ``want_ysum``. Z is only read, and once: ``step_grad`` gets g_a from the products."""
         t, m = Z.shape
         d = Xt.shape[1]
         nrc = (t + RC - 1) // RC
         for c in prange(nrc):
             r0 = c * RC
             r1 = min(r0 + RC, t)
-            g = gchunk[c]
-            g[:] = zero
             for r in range(r0, r1):
                 zr = Z[r]
                 f = zero
@@ -272,8 +271,6 @@ def _make(T, kind):
                 rr = res * inv_n
                 rb[r] = rr
                 if want_grad:
-                    for j in range(m):
-                        g[j] += rr * fwd(zr[j], sh[j], p)[0]
                     yr = ybuf[r]
                     xr = Xt[r]
                     for i in range(d):
@@ -282,15 +279,14 @@ def _make(T, kind):
                         yp = ypart[c]
                         for i in range(d):
                             yp[i] += yr[i]
-            if want_grad:
-                gp = gpart[c]
-                for j in range(m):
-                    gp[j] += g[j]
 
     @pnjit
-    def step_grad(a, S, ypart, nrc, da, beta, gW):
-        """g_W[j] = a_j (da S[j] + beta sum_k y_k) (the part of the KIND_STEP weight gradient that is not
-        the relu_centered norm term); the chunk partials of sum_k y_k are first added in order into
+    def step_grad(W, a, S, ypart, nrc, da, beta, sh, R, gW, ga):
+        """Both gradients of a KIND_STEP kernel from the products (module docstring of ``masked``): with
+        ``v_j = da S[j] + beta sum_k y_k``, ``g_W[j] = a_j v_j`` (the relu_centered norm term is added by
+        ``_finish``) and ``g_a[j] = sh_j R + w_j . v_j``, because ``phi(z) = sh + beta z + da z [z > 0]``
+        and ``z_kj = w_j . x_k``: ``sum_k r_k/n phi(z_kj) = sh_j R + w_j . (beta sum_k y_k + da S[j])``.
+        ``R = sum_k r_k / n``. The chunk partials of ``sum_k y_k`` are first added in order into
         ypart[0]."""
         m, d = gW.shape
         if beta != 0:
@@ -300,11 +296,14 @@ def _make(T, kind):
         ys = ypart[0]
         for j in prange(m):
             aj = a[j]
+            dot = 0.0
             for i in range(d):
                 v = da * S[j, i] if da != 0 else zero
                 if beta != 0:
                     v += beta * ft(ys[i])
                 gW[j, i] = aj * v
+                dot += np.float64(W[j, i]) * v
+            ga[j] = ft(np.float64(sh[j]) * R + dot)
 
     @njit(inline="always")
     def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
@@ -349,8 +348,7 @@ def _make(T, kind):
             Z = zbuf[: t * m].reshape(t, m)
             gemm_nt(Xt, W, Z, False)
             if kind == KIND_STEP:
-                rows_step(Z, a, sh, p, yt, Xt, inv_n, rb, lrow, gpart, gchunk, bits, ybuf, ypart, want_grad,
-                          want_bits, want_ysum)
+                rows_step(Z, a, sh, p, yt, Xt, inv_n, rb, lrow, bits, ybuf, ypart, want_grad, want_bits, want_ysum)
             else:
                 rows(Z, a, sh, p, yt, inv_n, rb, lrow, gpart, gchunk, want_grad)
             for r in range(t):
@@ -363,8 +361,8 @@ def _make(T, kind):
                     masked.masked_tn(bits, ybuf, S, tabs, (t + 7) // 8 * 8, k0 > 0, plan)
         if want_grad:
             if kind == KIND_STEP:
-                step_grad(a, S, ypart, nrc, da, beta, gW)
-            _finish(W, a, gW, ga, gpart, nrc, cn, R, nrm)
+                step_grad(W, a, S, ypart, nrc, da, beta, sh, R, gW, ga)
+            _finish(W, a, gW, ga, gpart, nrc, cn, R, nrm, kind != KIND_STEP)
         return 0.5 * loss / nb
 
     @njit(inline="always")
