@@ -14,6 +14,7 @@ import sys
 import time
 
 import fastfeat as ff  # first: sets OMP_WAIT_POLICY before any OpenMP runtime starts
+import numba
 import numpy as np
 
 #: issue 2: one population GD step (relu, weight decay)
@@ -159,6 +160,38 @@ def empirical_gemms(n, m, d, dtype, seed=0):
             np.dot(Z.T, X, out)
 
     return gemms
+
+
+def masked_product(rows, m, d, dtype, seed=0):
+    """The weight-gradient product of one tile of fastfeat's relu empirical kernel, two ways, on the same
+    data: ``bits`` (fastfeat.kernels.cpu.masked: ``S = M^T Y`` with M a random 0/1 ``rows x m`` matrix
+    given as sign bits) and ``gemm`` (numpy's BLAS on M stored as 0.0/1.0). Returns (bits, gemm, error):
+    the largest difference of the two results relative to the largest entry."""
+    from fastfeat.kernels.cpu import masked
+
+    rng = np.random.default_rng(seed)
+    rows = max(8, rows // 8 * 8)
+    M = rng.random((rows, m)) < 0.5
+    b, S, Y, tabs, plan = masked.workspace(m, d, rows, dtype, numba.config.NUMBA_NUM_THREADS)
+    for i in range(8):
+        b |= M[i::8].astype(np.uint8) << i
+    Y[:rows, :d] = rng.standard_normal((rows, d))
+    Mf = M.astype(dtype)
+    Yd = np.ascontiguousarray(Y[:rows, :d])
+    out = np.empty((m, d), dtype)
+
+    def bits(k=1):
+        for _ in range(k):
+            masked.masked_tn(b, Y, S, tabs, rows, False, plan)
+
+    def gemm(k=1):
+        for _ in range(k):
+            np.dot(Mf.T, Yd, out)
+
+    bits()
+    gemm()
+    err = float(np.abs(S[:, :d] - out).max() / max(np.abs(out).max(), 1e-300))
+    return bits, gemm, err
 
 
 def online_gemms(batch, m, d, dtype, seed=0):

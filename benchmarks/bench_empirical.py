@@ -53,3 +53,27 @@ class EmpiricalRoof:
 
     def peakmem_step(self, n, dtype):
         self.w.run(1)
+
+
+class MaskedProduct:
+    """The relu kernel's gradient product of one 1024-row tile (m = 2048, d = 256): the bit-matrix sum of
+    table rows against the GEMM it replaces, on the same 0/1 matrix (compiled in setup)."""
+
+    params = (["float32", "float64"],)
+    param_names = ["dtype"]
+    timeout = 600
+
+    def setup(self, dtype):
+        self.bits, self.gemm, self.err = C.masked_product(1024, 2048, 256, dtype)
+
+    def time_bits(self, dtype):
+        self.bits()
+
+    def time_gemm(self, dtype):
+        self.gemm()
+
+    def track_gemm_over_bits(self, dtype):
+        t = C.interleaved_best({"bits": (self.bits, 1, None), "gemm": (self.gemm, 1, None)}, repeat=7)
+        return t["gemm"] / t["bits"]
+
+    track_gemm_over_bits.unit = "x faster than the GEMM"

@@ -64,6 +64,15 @@ def test_empirical_step(benchmark):
     _record(benchmark, w)
 
 
+def test_masked_product(benchmark):
+    rows, m, d = (1024, 2048, 256) if REAL else (40, 33, 17)
+    bits, gemm, err = C.masked_product(rows, m, d, "float32")
+    assert err < 1e-5
+    benchmark(bits)
+    repeat = 5 if REAL else 1
+    benchmark.extra_info["gemm_over_bits"] = (C.best_time(gemm, repeat=repeat) / C.best_time(bits, repeat=repeat))
+
+
 @pytest.mark.skipif(not C.has_online(), reason="ff.Online not available")
 def test_online_steps(benchmark):
     w = C.online(**SIZES["online"], dtype="float32")

@@ -19,6 +19,18 @@ The ``n x m`` matrix never exists: memory is ``O(t m)`` (``t`` chosen so the ``t
 not depend on the thread count. Then the regularizer and the guarded update (``common.add_reg_grad``,
 ``common.sgd_update``).
 
+Activations whose derivative takes two values (relu, relu_centered, linear: ``KIND_STEP``, chosen from
+the activation table by ``EMP_KIND_OF``) replace steps 2 and 3: ``sigma'(z) = beta + (alpha - beta)
+[z > 0]``, so ``g_W[j] = a_j ((alpha - beta) S[j] + beta sum_k y_k)`` with ``y_k = (r_k / n) x_k`` and
+``S = M^T Y``, ``M[k, j] = [z_kj > 0]``. Per tile the pass (``rows_step``) reads Z once and writes only
+the sign bits and the rows ``y_k``; ``masked.masked_tn`` adds ``M^T Y_t`` to ``S`` with 16-entry
+subset-sum tables (one vector addition per 4 multiply-adds of a GEMM, no multiplications). After the
+tiles, ``step_grad`` forms both gradients from ``S`` in ``O(m d)``: also ``g_a``, since
+``phi(z) = sh + beta z + (alpha - beta) z [z > 0]`` and ``z_kj = w_j . x_k`` give
+``g_a[j] = sh_j R + w_j . (beta sum_k y_k + (alpha - beta) S[j])`` (``R = sum_k r_k / n``). At
+n=8192, d=256, m=2048 (float32, 2 cores) this step took 0.78-0.89x the time of the two GEMMs of the
+dense formulation, against 0.96-1.02x for the GEMM path on the same activation.
+
 The elementwise pass has no per-element activation branch: kernels are compiled per *kind*
 (``KIND_OF[code]``), and each kind's formula is branch-free:
 

@@ -19,15 +19,20 @@ Layout:
   ``d``); ``tp``, a multiple of 8, is the number of rows used.
 - ``tabs``: one table set per worker, ``(workers, NIBBLES, 16, COLS)``, starting on a 64-byte line.
 
-Work split: worker ``w`` owns rows ``[w m / nt, (w + 1) m / nt)`` of ``S`` and builds its own tables
-(16 additions per nibble next to the ``m / nt`` of the accumulation). Each ``S[j, c]`` is summed in an
-order fixed by the data alone (row blocks of ``ROWS``, nibbles in order, each table entry as built),
-so the result does not depend on the number of threads.
+Work split: each worker owns a range of rows of ``S`` (units of ``UNIT`` rows; the ranges follow the
+workers' measured speed, ``_split``) and builds its own tables (16 additions per nibble next to the
+accumulation's one per row of S it owns). Each ``S[j, c]`` is summed in an order fixed by the data
+alone (row blocks of ``ROWS``, nibbles in order, each table entry as built), so the result does not
+depend on the number of threads or on the split.
 
-Measured on the 2-core Xeon (AVX-512) of this project, one worker, a 1024 x 2048 bit matrix against
-1024 x 256 float32 rows: 4.2-4.8 ms against 7.8-8.4 ms for OpenBLAS's sgemm of the same product with a
-0/1 float matrix (1.7-1.9x); float64 13.1 against 20.2 ms (1.5x). About 1.2-1.3 cycles per 64-byte
-vector addition, against 0.5 for the machine's two load ports.
+Measured on the 2-core Xeon (AVX-512) of this project, a 1024 x 2048 bit matrix against 1024 x 256
+rows, against OpenBLAS's GEMM of the same product with M stored as 0.0/1.0, in one process:
+
+- float32, one thread: 3.9-5.3 ms against 7.8-8.4 ms (1.6-2.0x), about 1.1-1.4 cycles per 64-byte
+  vector addition (the machine's two load ports would allow 0.5: the loop is bound by its instruction
+  count and by the tables' reads from L2);
+- float32, two threads (this split): 2.6-4.0 ms against 4.3-8.3 ms (1.5-2.1x);
+- float64, two threads: 12.0-13.3 ms against 13.9-19.7 ms (1.15-1.5x).
 """
 import numba
 import numpy as np
