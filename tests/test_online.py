@@ -278,13 +278,20 @@ def test_batch1_train_matches_reference_float64(name, m, d):
     else:
         reg, kind = ff.WeightDecay(lam_a=0.02, lam_w=ff.schedules.geometric(0.05, 0.5, 3)), "wd"
         lams = (np.full(steps, 0.02), ff.schedules.geometric(0.05, 0.5, 3).values(0, steps))
-    obj = ff.Online(teacher, batch_size=1, noise=0.2, seed=21)
-    hist = ff.train(net, obj, steps=steps, lr=lr, reg=reg, log_every=3, metrics=(), n_threads=2)
     Wr, ar = reference_online(name, name, W0, a0, teacher, 1, 0.2, 21, steps, lr.values(0, steps), kind, lams)
-    assert rel(net.W, Wr) < 1e-10 and rel(net.a, ar) < 1e-10
-    assert list(hist.step) == [0, 3, 6, 7]
-    if m * d >= _single.TEAM_MIN_WEIGHTS:  # the team really ran (a worker that left reports -1)
-        assert [int(o) for o in team_outcomes(obj, net)[:2, 1]] == [_single.DONE, _single.DONE]
+    # a worker that arrives late leaves and the other runs alone (same result): on a loaded machine that
+    # can happen, so the team case gets a few tries; every try must match the reference
+    team = m * d >= _single.TEAM_MIN_WEIGHTS
+    for _ in range(5 if team else 1):
+        net.W[...], net.a[...] = W0, a0
+        obj = ff.Online(teacher, batch_size=1, noise=0.2, seed=21)
+        hist = ff.train(net, obj, steps=steps, lr=lr, reg=reg, log_every=3, metrics=(), n_threads=2)
+        assert rel(net.W, Wr) < 1e-10 and rel(net.a, ar) < 1e-10
+        assert list(hist.step) == [0, 3, 6, 7]
+        formed = [int(o) for o in team_outcomes(obj, net)[:2, 1]] == [_single.DONE, _single.DONE]
+        if not team or formed:
+            break
+    assert formed or not team  # the team really ran (a worker that left reports -1)
 
 
 @pytest.mark.parametrize("name", ["relu", "abs", "erf", "tanh"])
