@@ -265,16 +265,11 @@ def _make(T, kind):
                 if want_bits:
                     br = bits[r >> 3]
                     sft = r & 7
-                    if sft == 0:
-                        for j in range(m):
-                            z = zr[j]
-                            f += a[j] * fwd(z, sh[j], p)[0]
-                            br[j] = np.uint8(z > zero)
-                    else:
-                        for j in range(m):
-                            z = zr[j]
-                            f += a[j] * fwd(z, sh[j], p)[0]
-                            br[j] = br[j] | np.uint8(np.uint8(z > zero) << sft)
+                    keep = np.uint8(0 if sft == 0 else 0xFF)  # the group's first row starts the bytes
+                    for j in range(m):
+                        z = zr[j]
+                        f += a[j] * fwd(z, sh[j], p)[0]
+                        br[j] = (br[j] & keep) | np.uint8(np.uint8(z > zero) << sft)
                 else:
                     for j in range(m):
                         f += a[j] * fwd(zr[j], sh[j], p)[0]
@@ -425,12 +420,9 @@ def _make(T, kind):
             return 1
         return run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
 
-    PARTS[(kind, np.dtype(ft))] = {"rows": rows, "rows_step": rows_step, "step_grad": step_grad}
     return loss_grad, step, run, entry
 
 
-#: the passes of each kernel, for profiling: PARTS[(kind, dtype)][name]
-PARTS = {}
 #: KERNELS[(kind, dtype)] = (loss_grad, step, run, entry); compiled lazily on first call
 KERNELS = {}
 for _k in (KIND_ALG, KIND_ERF, KIND_TANH, KIND_STEP):
