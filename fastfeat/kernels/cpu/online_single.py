@@ -8,16 +8,17 @@ on the weights, so the block's ``BLOCK`` samples are drawn ahead and, within a b
 weights ``W0``:
 
 - ``E[k, j] = w0_j . x_k`` for every block position k is computed once, at the start of the block;
-- the step at position k reads ``h_j = E[k, j]``, and its update is recorded, not applied: ``C[k, j] =
-  c_j``, ``Al[k, j] = alpha_j``, and ``E[l, j] <- alpha_j E[l, j] - c_j G[l, k]`` for the later positions
-  l, with the block's Gram matrix ``G[l, k] = x_l . x_k``: exactly ``E[l, j] = w_j . x_l`` for the
-  current w_j;
+- the step at position k records its update instead of applying it: ``C[k, j] = c_j``, ``Al[k, j] =
+  alpha_j``. Its products are brought up to date first (``products_at``): ``E[k, j] <- Al[l, j] E[k, j]
+  - C[l, j] G[k, l]`` for the earlier positions l in order, with the block's Gram matrix ``G[k, l] =
+  x_k . x_l``: exactly ``E[k, j] = w_j . x_k`` for the current w_j. Done at step k rather than at each
+  earlier step, the row E[k] stays in registers while the C and Al rows stream past;
 - ``q_j`` follows ``|w_j|^2`` (``|w'|^2 = alpha^2 |w|^2 - 2 alpha c h + c^2 G[k, k]``) where the step
   needs the norm (path norm, relu_centered), else a bound on ``max_i |w_ij|`` for the guard;
 - at the end of the block, one pass over each row applies the block's updates, ``w_j <- A_j w0_j -
   sum_k B[k, j] x_k`` (B the C's times the later alphas, A the product of the alphas), in a kernel that
-  keeps four rows and four samples in registers, and computes the next block's E and q from the new
-  row while it is in L1.
+  keeps four rows by four vectors of columns in registers while the block's samples stream past, and
+  computes the next block's E and q from the new row while it is in L1.
 
 So W is read and written once per block and the per-step work is a few passes over ``m``-vectors.
 The rounding differs from applying each update as it comes (the references agree to ~1e-12 in
@@ -58,7 +59,7 @@ from numba import prange
 from ...math.activations import ERF, TANH
 from . import _sync
 from ._finite import finite
-from ._jit import TABLE32, TABLE64, aligned, njit, pnjit, wide_vectors
+from ._jit import FASTMATH, TABLE32, TABLE64, aligned, local_array, njit, pnjit, wide_vectors
 from ._rng import pairs_into, stream_key
 from .common import row_norms
 from .empirical import KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, PARAMS32, PARAMS64
@@ -71,6 +72,8 @@ ROWS = 32
 #: the g_W bound, sum |w_j|, sum |a_j|, sum |a2_j| |w_j|; each chunk's terms fill one 64-byte line
 NPART = 8
 PART_STRIDE = 16
+#: ``FASTMATH`` less ``reassoc``: for loops whose sums must stay in order (see ``products_at``)
+ORDERED = FASTMATH - {"reassoc"}
 #: below this many weights (m d) a run stays on the calling thread
 TEAM_MIN_WEIGHTS = 1 << 14
 #: run outcomes
@@ -324,50 +327,62 @@ def _make(T):
     two = ft(2.0)
     KB = BLOCK
     RW = ROWS
+    KL = 64 // np.dtype(ft).itemsize * 4  # products_at: 4 vectors of 512 bits
+
+    LN = 4 * (64 // np.dtype(ft).itemsize)  # columns per register block: 4 vectors of 512 bits
+    NACC = 4 * LN  # 4 rows: 16 vector registers
 
     @njit
     def update(W, A, B, X, l0, l1, scale, j0, j1):
         """w_j <- A_j w_j (when ``scale``), then w_j <- w_j - B[l, j] x_l for l = l0 .. l1-1 in that
-        order, one rounding per term, for rows j0 .. j1-1. Four rows and four samples per pass over the
-        rows (each x_l loaded once for four rows, each row stored once per four terms); the grouping never
-        changes a result."""
+        order, one rounding per term, for rows j0 .. j1-1. Four rows by ``LN`` columns at a time stay in
+        registers (``acc``) while the samples stream past, so each weight is loaded and stored once, not
+        once per sample; the columns left over (d mod LN) and the rows left over (fewer than four) take
+        one pass per sample, with the same arithmetic per weight."""
+        wide_vectors()
         d = W.shape[1]
-        if scale:
-            for j in range(j0, j1):
-                aj = A[j]
-                for i in range(d):
-                    W[j, i] = aj * W[j, i]
+        dw = d - d % LN
+        acc = local_array(W, NACC)
         j = j0
         while j + 4 <= j1:
-            l = l0
-            while l + 4 <= l1:
-                b0, b1, b2, b3 = B[l, j], B[l + 1, j], B[l + 2, j], B[l + 3, j]
-                e0, e1, e2, e3 = B[l, j + 1], B[l + 1, j + 1], B[l + 2, j + 1], B[l + 3, j + 1]
-                f0, f1, f2, f3 = B[l, j + 2], B[l + 1, j + 2], B[l + 2, j + 2], B[l + 3, j + 2]
-                g0, g1, g2, g3 = B[l, j + 3], B[l + 1, j + 3], B[l + 2, j + 3], B[l + 3, j + 3]
-                for i in range(d):
-                    x0, x1, x2, x3 = X[l, i], X[l + 1, i], X[l + 2, i], X[l + 3, i]
-                    W[j, i] = (((W[j, i] - b0 * x0) - b1 * x1) - b2 * x2) - b3 * x3
-                    W[j + 1, i] = (((W[j + 1, i] - e0 * x0) - e1 * x1) - e2 * x2) - e3 * x3
-                    W[j + 2, i] = (((W[j + 2, i] - f0 * x0) - f1 * x1) - f2 * x2) - f3 * x3
-                    W[j + 3, i] = (((W[j + 3, i] - g0 * x0) - g1 * x1) - g2 * x2) - g3 * x3
-                l += 4
-            while l < l1:
-                b0, e0, f0, g0 = B[l, j], B[l, j + 1], B[l, j + 2], B[l, j + 3]
-                for i in range(d):
-                    x0 = X[l, i]
-                    W[j, i] = W[j, i] - b0 * x0
-                    W[j + 1, i] = W[j + 1, i] - e0 * x0
-                    W[j + 2, i] = W[j + 2, i] - f0 * x0
-                    W[j + 3, i] = W[j + 3, i] - g0 * x0
-                l += 1
+            for i0 in range(0, dw, LN):
+                if scale:
+                    a0, a1, a2, a3 = A[j], A[j + 1], A[j + 2], A[j + 3]
+                    for c in range(LN):
+                        acc[c] = a0 * W[j, i0 + c]
+                        acc[LN + c] = a1 * W[j + 1, i0 + c]
+                        acc[2 * LN + c] = a2 * W[j + 2, i0 + c]
+                        acc[3 * LN + c] = a3 * W[j + 3, i0 + c]
+                else:
+                    for c in range(LN):
+                        acc[c] = W[j, i0 + c]
+                        acc[LN + c] = W[j + 1, i0 + c]
+                        acc[2 * LN + c] = W[j + 2, i0 + c]
+                        acc[3 * LN + c] = W[j + 3, i0 + c]
+                for l in range(l0, l1):
+                    b0, b1, b2, b3 = B[l, j], B[l, j + 1], B[l, j + 2], B[l, j + 3]
+                    for c in range(LN):
+                        x = X[l, i0 + c]
+                        acc[c] = acc[c] - b0 * x
+                        acc[LN + c] = acc[LN + c] - b1 * x
+                        acc[2 * LN + c] = acc[2 * LN + c] - b2 * x
+                        acc[3 * LN + c] = acc[3 * LN + c] - b3 * x
+                for c in range(LN):
+                    W[j, i0 + c] = acc[c]
+                    W[j + 1, i0 + c] = acc[LN + c]
+                    W[j + 2, i0 + c] = acc[2 * LN + c]
+                    W[j + 3, i0 + c] = acc[3 * LN + c]
             j += 4
-        while j < j1:
+        for jj in range(j0, j1):
+            i_start = dw if jj < j else 0
+            if scale:
+                aj = A[jj]
+                for i in range(i_start, d):
+                    W[jj, i] = aj * W[jj, i]
             for l in range(l0, l1):
-                b0 = B[l, j]
-                for i in range(d):
-                    W[j, i] = W[j, i] - b0 * X[l, i]
-            j += 1
+                b0 = B[l, jj]
+                for i in range(i_start, d):
+                    W[jj, i] = W[jj, i] - b0 * X[l, i]
 
     @njit
     def dots(W, X, P, k0, k1, j0, j1):
@@ -439,14 +454,53 @@ def _make(T):
                 G[k, KB] = ft(f + ft(noise) * X[k, d])
                 G[k, KB + 1] = mx
 
+    @njit(fastmath=ORDERED)
+    def products_at(E, C, Al, G, kb, k, mode, j0, j1):
+        """E[k, j] <- w_j . x_k for the current weights, rows j0 .. j1-1: E[k, j] holds the product with
+        the block's starting weights, and the recorded updates of positions kb .. k-1 are applied in that
+        order, E <- Al[l, j] E - C[l, j] x_k . x_l (LITE: E - C[l, j] x_k . x_l). ``KL`` rows at a time
+        stay in registers while the positions stream past (one load and one store of E[k] per step).
+        Compiled without ``reassoc``: with it, LLVM takes the loop over positions for a reduction and
+        vectorizes it with gathers, ten times slower than the register block, and out of order."""
+        wide_vectors()
+        if k == kb:
+            return
+        n = j1 - j0
+        nw = n - n % KL
+        acc = local_array(E, KL)
+        for jb in range(j0, j0 + nw, KL):  # unsigned indices below: no wraparound checks (gathers)
+            for c in range(KL):
+                acc[c] = E[k, np.uint64(jb + c)]
+            if mode == LITE:
+                for l in range(kb, k):
+                    g = G[k, l]
+                    for c in range(KL):
+                        acc[c] = acc[c] - C[l, np.uint64(jb + c)] * g
+            else:
+                for l in range(kb, k):
+                    g = G[k, l]
+                    for c in range(KL):
+                        j = np.uint64(jb + c)
+                        acc[c] = Al[l, j] * acc[c] - C[l, j] * g
+            for c in range(KL):
+                E[k, np.uint64(jb + c)] = acc[c]
+        for l in range(kb, k):
+            g = G[k, l]
+            for jj in range(nw, n):
+                j = np.uint64(j0 + jj)
+                if mode == LITE:
+                    E[k, j] = E[k, j] - C[l, j] * g
+                else:
+                    E[k, j] = Al[l, j] * E[k, j] - C[l, j] * g
+
     @njit
-    def block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_a, lam_w, r, lr, mode, k, L, G, j0, j1):
+    def block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_a, lam_w, r, lr, mode, k, G, j0, j1):
         """Step at block position k for rows j0 .. j1-1: a_j -= lr g_a[j]; the row update
         w_j <- alpha_j w_j - c_j x_k (alpha_j = 1 - lr cw_j, c_j = lr r a_j sigma'_j) is recorded as
-        C[k, j] = c_j, Al[k, j] = alpha_j, and applied to the products with the block's later samples,
-        E[l, j] <- alpha_j E[l, j] - c_j x_k . x_l (l > k); q_j follows it: exactly
-        |w'|^2 = alpha^2 |w|^2 - 2 alpha c (w . x_k) + c^2 |x_k|^2 (FULL), or the bound
-        |alpha| q_j + |c_j| max_i |x_k[i]|."""
+        C[k, j] = c_j, Al[k, j] = alpha_j (``products_at`` applies it to the later positions' products);
+        q_j follows it: exactly |w'|^2 = alpha^2 |w|^2 - 2 alpha c (w . x_k) + c^2 |x_k|^2 (FULL), or the
+        bound |alpha| q_j + |c_j| max_i |x_k[i]|."""
+        wide_vectors()
         la = ft(lam_a)
         lw = ft(lam_w)
         gkk = G[k, k]
@@ -469,16 +523,6 @@ def _make(T):
                     q[j] = ((al * al) * q[j] - (two * al * c) * E[k, j]) + (c * c) * gkk
                 else:
                     q[j] = abs(al) * q[j] + abs(c) * xmax
-        for l in range(k + 1, L):
-            g = G[l, k]
-            if mode == LITE:
-                for jj in range(j1 - j0):
-                    j = np.uint64(j0 + jj)
-                    E[l, j] = E[l, j] - C[k, j] * g
-            else:
-                for jj in range(j1 - j0):
-                    j = np.uint64(j0 + jj)
-                    E[l, j] = Al[k, j] * E[l, j] - C[k, j] * g
 
     @njit
     def norms_of(q, nrm, j0, j1):
@@ -580,6 +624,7 @@ def _make(T):
                 s = b * KB + k
                 t = s - step0
                 y, xmax = G[k, KB], G[k, KB + 1]
+                products_at(E, C, Al, G, kb, k, mode, r0, r1)
                 if full:
                     norms_of(q, nrm, r0, r1)
                 neurons(a, code, E[k], hnorm, phi, A1, reg, lam_as[t], lam_ws[t], c0, c1, m, part[s % 2])
@@ -610,8 +655,8 @@ def _make(T):
                     return t - t0, NEED_EXACT
                 if writer:
                     losses[t] = loss
-                block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_as[t], lam_ws[t], r, lr, mode, k, L,
-                                   G, r0, r1)
+                block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_as[t], lam_ws[t], r, lr, mode, k, G,
+                                   r0, r1)
             pending(C, Al, A, kb, L, mode, r0, r1)
             for j0 in range(r0, r1, RW):  # the block's updates, then the next block's products
                 j1 = min(j0 + RW, r1)
@@ -680,7 +725,7 @@ def _make(T):
 
     parts = {"fill": fill, "label": label, "rows": rows, "neurons": neurons, "coefficients": coefficients,
              "exact_step": exact_step, "update": update, "dots": dots, "block_terms": block_terms,
-             "block_coefficients": block_coefficients, "block_worker": block_worker, "team_run": team_run}
+             "block_coefficients": block_coefficients, "products_at": products_at, "block_worker": block_worker, "team_run": team_run}
     return run, parts
 
 
