@@ -3,6 +3,7 @@ import os
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -90,3 +91,69 @@ def aligned(shape, dtype, fill=0.0):
     out = raw[off:off + n * dtype.itemsize].view(dtype).reshape(shape)
     out[...] = fill
     return out
+
+
+def _fold_plan(v):
+    """The shuffles that fold ``v`` vectors of ``v`` lanes into one vector of their ``v`` sums: at each
+    level, pairs of vectors whose lanes form segments of width w become one vector of segments of width
+    w / 2 (``x + y`` with ``x``, ``y`` two shuffles of the pair). Returns (the (x, y) masks per level,
+    the final permutation that puts the sum of vector q in lane q)."""
+    labels = [[q] * v for q in range(v)]
+    levels = []
+    w = v
+    while len(labels) > 1:
+        h = w // 2
+        mx, my = [], []
+        for s in range(v // w):
+            mx += [s * w + t for t in range(h)] + [v + s * w + t for t in range(h)]
+            my += [s * w + h + t for t in range(h)] + [v + s * w + h + t for t in range(h)]
+        folded = []
+        for p in range(len(labels) // 2):
+            both = labels[2 * p] + labels[2 * p + 1]
+            assert [both[i] for i in mx] == [both[i] for i in my]
+            folded.append([both[i] for i in mx])
+        labels = folded
+        levels.append((mx, my))
+        w = h
+    return levels, [labels[0].index(q) for q in range(v)]
+
+
+@intrinsic
+def vector_sums(typingctx, acc, out, n):
+    """``out[q] = sum(acc[q V : (q + 1) V])`` for q < n (a compile-time constant, a multiple of V), V the
+    lanes of a 512-bit vector: the horizontal sums of n accumulators kept as ``local_array``s of n V
+    elements. Each group of V accumulators is folded pairwise, two shuffles and one add per pair and
+    level (2 V - 2 shuffles and V - 1 adds for V sums), where summing them one by one takes log2(V)
+    shuffles and adds each; LLVM does not find the folding by itself. The additions are in a fixed
+    order, so the sums do not depend on anything but the inputs."""
+    if not (isinstance(acc, types.Array) and isinstance(out, types.Array) and isinstance(n, types.IntegerLiteral)
+            and acc.dtype == out.dtype and acc.dtype in (types.float32, types.float64)):
+        return None
+    count = n.literal_value
+    if count % (16 if acc.dtype == types.float32 else 8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        accty, outty, _ = signature.args
+        a_s = context.make_array(accty)(context, builder, args[0])
+        o_s = context.make_array(outty)(context, builder, args[1])
+        elt = context.get_value_type(accty.dtype)
+        size = context.get_abi_sizeof(elt)
+        v = 64 // size
+        vty = ir.VectorType(elt, v)
+        mty = ir.VectorType(ir.IntType(32), v)
+        levels, final = _fold_plan(v)
+        a_v = builder.bitcast(a_s.data, vty.as_pointer())
+        o_v = builder.bitcast(o_s.data, vty.as_pointer())
+        for g in range(count // v):
+            vs = [builder.load(builder.gep(a_v, [ir.Constant(ir.IntType(64), g * v + q)]), align=size)
+                  for q in range(v)]
+            for mx, my in levels:
+                vs = [builder.fadd(builder.shuffle_vector(vs[2 * p], vs[2 * p + 1], ir.Constant(mty, mx)),
+                                   builder.shuffle_vector(vs[2 * p], vs[2 * p + 1], ir.Constant(mty, my)))
+                      for p in range(len(vs) // 2)]
+            res = builder.shuffle_vector(vs[0], vs[0], ir.Constant(mty, final))
+            builder.store(res, builder.gep(o_v, [ir.Constant(ir.IntType(64), g)]), align=size)
+        return context.get_dummy_value()
+
+    return types.void(acc, out, n), codegen

@@ -59,7 +59,7 @@ from numba import prange
 from ...math.activations import ERF, TANH
 from . import _sync
 from ._finite import finite
-from ._jit import FASTMATH, TABLE32, TABLE64, aligned, local_array, njit, pnjit, wide_vectors
+from ._jit import FASTMATH, TABLE32, TABLE64, aligned, local_array, njit, pnjit, vector_sums, wide_vectors
 from ._rng import pairs_into, stream_key
 from .common import row_norms
 from .empirical import KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, PARAMS32, PARAMS64
@@ -169,11 +169,14 @@ def _make(T):
             return (lw * nw if aj > zero else -(lw * nw)), lw * (abs(aj) / nw)
         return zero, zero
 
-    def make_neurons(kind):
+    def make_neurons(kind, plain):
         """The neuron pass of one activation kind (as in ``empirical``: ``ALG`` covers the piecewise
         polynomial activations through their coefficients ``p``, ``ERF`` and ``TANH`` use the table with
         the code fixed at compile time): no per-element branch on the activation, so the loop vectorizes
-        (it writes only two arrays and indexes them unsigned: no wraparound branch, few alias checks)."""
+        (it writes only two arrays and indexes them unsigned: no wraparound branch, few alias checks).
+        ``plain``: for runs without a norm term (cn = 0) and without the path norm, whose terms divide by
+        |w_j|: the vectorized loop would compute those divisions for every neuron (they are a third of
+        the pass) only to multiply them by zero."""
         fixed = ERF if kind == KIND_ERF else TANH
 
         @njit(inline="always")
@@ -201,8 +204,12 @@ def _make(T):
                 else:
                     ph = neuron(fixed, z, nw)
                     a1 = aj * dneuron(fixed, z)
-                a2 = aj * (cn / nw) if nw > zero else zero
-                r_a, r_w = reg_terms(reg, aj, nw, la, lw)
+                if plain:
+                    a2 = zero
+                    r_a, r_w = (la * aj, lw) if reg == 1 else (zero, zero)
+                else:
+                    a2 = aj * (cn / nw) if nw > zero else zero
+                    r_a, r_w = reg_terms(reg, aj, nw, la, lw)
                 phi[j] = ph
                 A1[j] = a1
                 pf += aj * ph
@@ -229,7 +236,8 @@ def _make(T):
 
         return neurons
 
-    NALG, NERF, NTANH = make_neurons(KIND_ALG), make_neurons(KIND_ERF), make_neurons(KIND_TANH)
+    NALG, NERF, NTANH = make_neurons(KIND_ALG, False), make_neurons(KIND_ERF, False), make_neurons(KIND_TANH, False)
+    PALG, PERF, PTANH = make_neurons(KIND_ALG, True), make_neurons(KIND_ERF, True), make_neurons(KIND_TANH, True)
 
     @njit
     def neurons(a, code, h, nrm, phi, A1, reg, lam_a, lam_w, c0, c1, m, part):
@@ -238,7 +246,14 @@ def _make(T):
         p = (P[code, 0], P[code, 1], P[code, 2], P[code, 3], P[code, 4], P[code, 5])
         cn = P[code, 6]
         kind = KIND_OF[code]
-        if kind == KIND_ALG:
+        if cn == zero and reg != 2:
+            if kind == KIND_ALG:
+                PALG(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
+            elif kind == KIND_ERF:
+                PERF(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
+            else:
+                PTANH(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
+        elif kind == KIND_ALG:
             NALG(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
         elif kind == KIND_ERF:
             NERF(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
@@ -384,42 +399,61 @@ def _make(T):
                 for i in range(i_start, d):
                     W[jj, i] = W[jj, i] - b0 * X[l, i]
 
+    VD = 64 // np.dtype(ft).itemsize  # lanes of a 512-bit vector
+    NDOT = 16 * VD  # dots: 16 accumulators of one vector each
+
     @njit
-    def dots(W, X, P, k0, k1, j0, j1):
-        """P[k, j] = w_j . x_k for k = k0 .. k1-1 (k0, k1 multiples of 4) and rows j0 .. j1-1: two rows
-        and four samples per pass (eight independent sums)."""
+    def dots(W, X, P, k0, k1, j0, j1, d):
+        """P[k, j] = w_j[:d] . x_k[:d] for k = k0 .. k1-1 (k0, k1 multiples of 4) and rows j0 .. j1-1: four
+        rows and four samples per pass, 16 vector accumulators folded by ``vector_sums``; the columns left
+        over (d mod VD) are added one by one, and the rows left over (fewer than four) summed one at a
+        time. (``d`` is passed, not sliced off: a sliced array has runtime strides, which LLVM turns into
+        gathers.)"""
         wide_vectors()
-        d = W.shape[1]
+        dv = d - d % VD
+        acc = local_array(W, NDOT)
+        out = local_array(W, 16)
         j = j0
-        while j + 2 <= j1:
+        while j + 4 <= j1:
             for k in range(k0, k1, 4):
-                z00, z01, z02, z03 = zero, zero, zero, zero
-                z10, z11, z12, z13 = zero, zero, zero, zero
+                for c in range(NDOT):
+                    acc[c] = zero
+                for i0 in range(0, dv, VD):
+                    for c in range(VD):
+                        i = np.uint64(i0 + c)
+                        w0, w1, w2, w3 = W[j, i], W[j + 1, i], W[j + 2, i], W[j + 3, i]
+                        x0, x1, x2, x3 = X[k, i], X[k + 1, i], X[k + 2, i], X[k + 3, i]
+                        acc[c] += w0 * x0
+                        acc[VD + c] += w0 * x1
+                        acc[2 * VD + c] += w0 * x2
+                        acc[3 * VD + c] += w0 * x3
+                        acc[4 * VD + c] += w1 * x0
+                        acc[5 * VD + c] += w1 * x1
+                        acc[6 * VD + c] += w1 * x2
+                        acc[7 * VD + c] += w1 * x3
+                        acc[8 * VD + c] += w2 * x0
+                        acc[9 * VD + c] += w2 * x1
+                        acc[10 * VD + c] += w2 * x2
+                        acc[11 * VD + c] += w2 * x3
+                        acc[12 * VD + c] += w3 * x0
+                        acc[13 * VD + c] += w3 * x1
+                        acc[14 * VD + c] += w3 * x2
+                        acc[15 * VD + c] += w3 * x3
+                vector_sums(acc, out, 16)
+                for q in range(16):
+                    r, kk = q // 4, q % 4
+                    z = out[q]
+                    for i in range(dv, d):
+                        z += W[j + r, i] * X[k + kk, i]
+                    P[k + kk, j + r] = z
+            j += 4
+        while j < j1:
+            for k in range(k0, k1):
+                z = zero
                 for i in range(d):
-                    w0 = W[j, i]
-                    w1 = W[j + 1, i]
-                    x0, x1, x2, x3 = X[k, i], X[k + 1, i], X[k + 2, i], X[k + 3, i]
-                    z00 += w0 * x0
-                    z01 += w0 * x1
-                    z02 += w0 * x2
-                    z03 += w0 * x3
-                    z10 += w1 * x0
-                    z11 += w1 * x1
-                    z12 += w1 * x2
-                    z13 += w1 * x3
-                P[k, j], P[k + 1, j], P[k + 2, j], P[k + 3, j] = z00, z01, z02, z03
-                P[k, j + 1], P[k + 1, j + 1], P[k + 2, j + 1], P[k + 3, j + 1] = z10, z11, z12, z13
-            j += 2
-        if j < j1:
-            for k in range(k0, k1, 4):
-                z00, z01, z02, z03 = zero, zero, zero, zero
-                for i in range(d):
-                    w0 = W[j, i]
-                    z00 += w0 * X[k, i]
-                    z01 += w0 * X[k + 1, i]
-                    z02 += w0 * X[k + 2, i]
-                    z03 += w0 * X[k + 3, i]
-                P[k, j], P[k + 1, j], P[k + 2, j], P[k + 3, j] = z00, z01, z02, z03
+                    z += W[j, i] * X[k, i]
+                P[k, j] = z
+            j += 1
 
     @njit
     def row_stats(W, q, full, j0, j1):
@@ -437,13 +471,12 @@ def _make(T):
         """The worker's share of the block's sample terms: for the groups of 4 positions that meet kb .. L-1,
         group g done by worker (g - kb // 4) % nt: G[k, l] = x_k . x_l (every l < KB), the label y_k and
         max_i |x_k[i]| (columns KB, KB + 1), with the teacher's products Z[k, t] = w*_t . x_k by the same
-        two-rows-by-four-samples kernel as the block's products."""
+        four-rows-by-four-samples kernel as the block's products."""
         ms = Wt.shape[0]
-        Xd = X[:, :d]
         for g in range(kb // 4 + me, (L + 3) // 4, nt):
             k0 = 4 * g
-            dots(Xd, X, G, k0, k0 + 4, 0, KB)
-            dots(Wt, X, Z, k0, k0 + 4, 0, ms)
+            dots(X, X, G, k0, k0 + 4, 0, KB, d)
+            dots(Wt, X, Z, k0, k0 + 4, 0, ms, d)
             for k in range(max(k0, kb), min(k0 + 4, L)):
                 mx = zero
                 for i in range(d):
@@ -505,24 +538,36 @@ def _make(T):
         lw = ft(lam_w)
         gkk = G[k, k]
         xmax = G[k, KB + 1]
-        for jj in range(j1 - j0):
-            j = np.uint64(j0 + jj)
-            aj = a[j]
-            nw = nrm[j] if mode == FULL else q[j]  # not one array passed for both: q is written here
-            a2 = aj * (cn / nw) if nw > zero else zero
-            r_a, r_w = reg_terms(reg, aj, nw, la, lw)
-            c = lr * (r * A1[j])
-            a[j] = aj - lr * (r * phi[j] + r_a)
-            C[k, j] = c
-            if mode == LITE:
+        if mode == LITE:  # no regularizer, no norm term
+            for jj in range(j1 - j0):
+                j = np.uint64(j0 + jj)
+                c = lr * (r * A1[j])
+                a[j] = a[j] - lr * (r * phi[j])
+                C[k, j] = c
                 q[j] = q[j] + abs(c) * xmax
-            else:
+        elif mode == DECAY:  # weight decay, no norm term: no division by |w_j|
+            for jj in range(j1 - j0):
+                j = np.uint64(j0 + jj)
+                aj = a[j]
+                c = lr * (r * A1[j])
+                a[j] = aj - lr * (r * phi[j] + la * aj)
+                C[k, j] = c
+                al = one - lr * lw
+                Al[k, j] = al
+                q[j] = abs(al) * q[j] + abs(c) * xmax
+        else:
+            for jj in range(j1 - j0):
+                j = np.uint64(j0 + jj)
+                aj = a[j]
+                nw = nrm[j]
+                a2 = aj * (cn / nw) if nw > zero else zero
+                r_a, r_w = reg_terms(reg, aj, nw, la, lw)
+                c = lr * (r * A1[j])
+                a[j] = aj - lr * (r * phi[j] + r_a)
+                C[k, j] = c
                 al = one - lr * (r * a2 + r_w)
                 Al[k, j] = al
-                if mode == FULL:
-                    q[j] = ((al * al) * q[j] - (two * al * c) * E[k, j]) + (c * c) * gkk
-                else:
-                    q[j] = abs(al) * q[j] + abs(c) * xmax
+                q[j] = ((al * al) * q[j] - (two * al * c) * E[k, j]) + (c * c) * gkk
 
     @njit
     def norms_of(q, nrm, j0, j1):
@@ -558,7 +603,7 @@ def _make(T):
         """The start of a block from the weights in W: q_j and E[k, j] = w_j . x_k for the block positions
         k0 .. k1-1 (whole groups of 4)."""
         row_stats(W, q, full, j0, j1)
-        dots(W, X, E, k0 // 4 * 4, min(KB, -(-k1 // 4) * 4), j0, j1)
+        dots(W, X, E, k0 // 4 * 4, min(KB, -(-k1 // 4) * 4), j0, j1, W.shape[1])
 
     @njit
     def block_worker(w, n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0, t1, lrs, reg,
