@@ -342,10 +342,11 @@ def _make(T):
     two = ft(2.0)
     KB = BLOCK
     RW = ROWS
-    KL = 64 // np.dtype(ft).itemsize * 4  # products_at: 4 vectors of 512 bits
-
-    LN = 4 * (64 // np.dtype(ft).itemsize)  # columns per register block: 4 vectors of 512 bits
-    NACC = 4 * LN  # 4 rows: 16 vector registers
+    VD = 64 // np.dtype(ft).itemsize  # lanes of a 512-bit vector
+    LN = 4 * VD  # update: columns per register block (4 rows by 4 vectors: 16 vector registers)
+    NACC = 4 * LN
+    NDOT = 16 * VD  # dots: 16 accumulators of one vector each
+    KL = 4 * VD  # products_at: rows per register block
 
     @njit
     def update(W, A, B, X, l0, l1, scale, j0, j1):
@@ -398,9 +399,6 @@ def _make(T):
                 b0 = B[l, jj]
                 for i in range(i_start, d):
                     W[jj, i] = W[jj, i] - b0 * X[l, i]
-
-    VD = 64 // np.dtype(ft).itemsize  # lanes of a 512-bit vector
-    NDOT = 16 * VD  # dots: 16 accumulators of one vector each
 
     @njit
     def dots(W, X, P, k0, k1, j0, j1, d):
