@@ -26,7 +26,7 @@ def _sums16(acc, out):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_vector_sums_are_the_sums_of_each_vector(dtype):
-    v = 64 // np.dtype(dtype).itemsize
+    v = _jit.VECTOR_BYTES // np.dtype(dtype).itemsize
     rng = np.random.default_rng(0)
     for _ in range(5):
         acc = rng.standard_normal(16 * v).astype(dtype)

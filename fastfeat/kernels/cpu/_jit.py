@@ -36,6 +36,22 @@ TABLE64 = build(_scalar, np.float64, fast_acos=False)
 WIDE = os.environ.get("FASTFEAT_WIDE_VECTORS", "1") != "0"
 
 
+def _target_has_avx512():
+    """Whether numba compiles for a CPU with AVX-512 (``NUMBA_CPU_FEATURES`` when set, else the host's)."""
+    if numba.config.CPU_FEATURES:
+        return "+avx512f" in numba.config.CPU_FEATURES.split(",")
+    try:
+        from llvmlite import binding
+        return bool(binding.get_host_cpu_features().get("avx512f", False))
+    except Exception:  # pragma: no cover - feature query unavailable: assume the narrower target
+        return False
+
+
+#: the target's vector registers, for kernels that size register blocks: AVX-512 has 32 registers of
+#: 64 bytes, AVX2 16 of 32 (a block sized for the first spills on the second)
+VECTOR_BYTES, VECTOR_REGISTERS = (64, 32) if _target_has_avx512() else (32, 16)
+
+
 @intrinsic
 def wide_vectors(typingctx):
     """Call at the top of an njit function whose loops are long, regular multiply-adds: it lets LLVM
@@ -121,7 +137,7 @@ def _fold_plan(v):
 @intrinsic
 def vector_sums(typingctx, acc, out, n):
     """``out[q] = sum(acc[q V : (q + 1) V])`` for q < n (a compile-time constant, a multiple of V), V the
-    lanes of a 512-bit vector: the horizontal sums of n accumulators kept as ``local_array``s of n V
+    lanes of a vector register (``VECTOR_BYTES``): the horizontal sums of n accumulators kept as ``local_array``s of n V
     elements. Each group of V accumulators is folded pairwise, two shuffles and one add per pair and
     level (2 V - 2 shuffles and V - 1 adds for V sums), where summing them one by one takes log2(V)
     shuffles and adds each; LLVM does not find the folding by itself. The additions are in a fixed
@@ -130,7 +146,7 @@ def vector_sums(typingctx, acc, out, n):
             and acc.dtype == out.dtype and acc.dtype in (types.float32, types.float64)):
         return None
     count = n.literal_value
-    if count % (16 if acc.dtype == types.float32 else 8):
+    if count % (VECTOR_BYTES * 8 // acc.dtype.bitwidth):
         return None
 
     def codegen(context, builder, signature, args):
@@ -139,7 +155,7 @@ def vector_sums(typingctx, acc, out, n):
         o_s = context.make_array(outty)(context, builder, args[1])
         elt = context.get_value_type(accty.dtype)
         size = context.get_abi_sizeof(elt)
-        v = 64 // size
+        v = VECTOR_BYTES // size
         vty = ir.VectorType(elt, v)
         mty = ir.VectorType(ir.IntType(32), v)
         levels, final = _fold_plan(v)

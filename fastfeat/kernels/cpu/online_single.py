@@ -59,7 +59,8 @@ from numba import prange
 from ...math.activations import ERF, TANH
 from . import _sync
 from ._finite import finite
-from ._jit import FASTMATH, TABLE32, TABLE64, aligned, local_array, njit, pnjit, vector_sums, wide_vectors
+from ._jit import (FASTMATH, TABLE32, TABLE64, VECTOR_BYTES, VECTOR_REGISTERS, aligned, local_array, njit, pnjit,
+                   vector_sums, wide_vectors)
 from ._rng import pairs_into, stream_key
 from .common import row_norms
 from .empirical import KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, PARAMS32, PARAMS64
@@ -342,10 +343,12 @@ def _make(T):
     two = ft(2.0)
     KB = BLOCK
     RW = ROWS
-    VD = 64 // np.dtype(ft).itemsize  # lanes of a 512-bit vector
-    LN = 4 * VD  # update: columns per register block (4 rows by 4 vectors: 16 vector registers)
+    # register blocks of 16 accumulators, for targets with 32 vector registers (AVX-512); with 16 (AVX2)
+    # they would spill, and update and dots fall back to update_rows and dots_pairs below
+    VD = VECTOR_BYTES // np.dtype(ft).itemsize  # lanes of a vector register
+    LN = 4 * VD  # update: columns per register block (4 rows by 4 vectors)
     NACC = 4 * LN
-    NDOT = 16 * VD  # dots: 16 accumulators of one vector each
+    NDOT = 16 * VD  # dots: 4 rows by 4 samples, one vector each
     KL = 4 * VD  # products_at: rows per register block
 
     @njit
@@ -452,6 +455,88 @@ def _make(T):
                     z += W[j, i] * X[k, i]
                 P[k, j] = z
             j += 1
+
+    @njit
+    def update_rows(W, A, B, X, l0, l1, scale, j0, j1):
+        """``update`` for targets with 16 vector registers (AVX2), where its register block would spill:
+        four rows and four samples per pass over the rows (each x_l loaded once for four rows, each row
+        stored once per four terms)."""
+        d = W.shape[1]
+        if scale:
+            for j in range(j0, j1):
+                aj = A[j]
+                for i in range(d):
+                    W[j, i] = aj * W[j, i]
+        j = j0
+        while j + 4 <= j1:
+            l = l0
+            while l + 4 <= l1:
+                b0, b1, b2, b3 = B[l, j], B[l + 1, j], B[l + 2, j], B[l + 3, j]
+                e0, e1, e2, e3 = B[l, j + 1], B[l + 1, j + 1], B[l + 2, j + 1], B[l + 3, j + 1]
+                f0, f1, f2, f3 = B[l, j + 2], B[l + 1, j + 2], B[l + 2, j + 2], B[l + 3, j + 2]
+                g0, g1, g2, g3 = B[l, j + 3], B[l + 1, j + 3], B[l + 2, j + 3], B[l + 3, j + 3]
+                for i in range(d):
+                    x0, x1, x2, x3 = X[l, i], X[l + 1, i], X[l + 2, i], X[l + 3, i]
+                    W[j, i] = (((W[j, i] - b0 * x0) - b1 * x1) - b2 * x2) - b3 * x3
+                    W[j + 1, i] = (((W[j + 1, i] - e0 * x0) - e1 * x1) - e2 * x2) - e3 * x3
+                    W[j + 2, i] = (((W[j + 2, i] - f0 * x0) - f1 * x1) - f2 * x2) - f3 * x3
+                    W[j + 3, i] = (((W[j + 3, i] - g0 * x0) - g1 * x1) - g2 * x2) - g3 * x3
+                l += 4
+            while l < l1:
+                b0, e0, f0, g0 = B[l, j], B[l, j + 1], B[l, j + 2], B[l, j + 3]
+                for i in range(d):
+                    x0 = X[l, i]
+                    W[j, i] = W[j, i] - b0 * x0
+                    W[j + 1, i] = W[j + 1, i] - e0 * x0
+                    W[j + 2, i] = W[j + 2, i] - f0 * x0
+                    W[j + 3, i] = W[j + 3, i] - g0 * x0
+                l += 1
+            j += 4
+        while j < j1:
+            for l in range(l0, l1):
+                b0 = B[l, j]
+                for i in range(d):
+                    W[j, i] = W[j, i] - b0 * X[l, i]
+            j += 1
+
+    @njit
+    def dots_pairs(W, X, P, k0, k1, j0, j1, d):
+        """``dots`` for targets with 16 vector registers (AVX2), where 16 accumulators would spill: two
+        rows and four samples per pass (eight independent sums, each reduced by LLVM)."""
+        wide_vectors()
+        j = j0
+        while j + 2 <= j1:
+            for k in range(k0, k1, 4):
+                z00, z01, z02, z03 = zero, zero, zero, zero
+                z10, z11, z12, z13 = zero, zero, zero, zero
+                for i in range(d):
+                    w0 = W[j, i]
+                    w1 = W[j + 1, i]
+                    x0, x1, x2, x3 = X[k, i], X[k + 1, i], X[k + 2, i], X[k + 3, i]
+                    z00 += w0 * x0
+                    z01 += w0 * x1
+                    z02 += w0 * x2
+                    z03 += w0 * x3
+                    z10 += w1 * x0
+                    z11 += w1 * x1
+                    z12 += w1 * x2
+                    z13 += w1 * x3
+                P[k, j], P[k + 1, j], P[k + 2, j], P[k + 3, j] = z00, z01, z02, z03
+                P[k, j + 1], P[k + 1, j + 1], P[k + 2, j + 1], P[k + 3, j + 1] = z10, z11, z12, z13
+            j += 2
+        if j < j1:
+            for k in range(k0, k1, 4):
+                z00, z01, z02, z03 = zero, zero, zero, zero
+                for i in range(d):
+                    w0 = W[j, i]
+                    z00 += w0 * X[k, i]
+                    z01 += w0 * X[k + 1, i]
+                    z02 += w0 * X[k + 2, i]
+                    z03 += w0 * X[k + 3, i]
+                P[k, j], P[k + 1, j], P[k + 2, j], P[k + 3, j] = z00, z01, z02, z03
+
+    if VECTOR_REGISTERS < 32:  # AVX2: the register blocks above would spill
+        update, dots = update_rows, dots_pairs
 
     @njit
     def row_stats(W, q, full, j0, j1):
