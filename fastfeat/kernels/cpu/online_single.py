@@ -853,7 +853,8 @@ def _make(T):
 
     parts = {"fill": fill, "label": label, "rows": rows, "neurons": neurons, "coefficients": coefficients,
              "exact_step": exact_step, "update": update, "dots": dots, "block_terms": block_terms,
-             "block_coefficients": block_coefficients, "products_at": products_at, "block_worker": block_worker, "team_run": team_run}
+             "block_coefficients": block_coefficients, "products_at": products_at, "block_worker": block_worker,
+             "team_run": team_run}
     return run, parts
 
 
