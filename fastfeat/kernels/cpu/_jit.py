@@ -138,9 +138,9 @@ def _fold_plan(v):
 def vector_sums(typingctx, acc, out, n):
     """``out[q] = sum(acc[q V : (q + 1) V])`` for q < n (a compile-time constant, a multiple of V), V the
     lanes of a vector register (``VECTOR_BYTES``): the horizontal sums of n accumulators kept as
-    ``local_array``s of n V elements. Each group of V accumulators is folded pairwise, two shuffles and one add per pair and
-    level (2 V - 2 shuffles and V - 1 adds for V sums), where summing them one by one takes log2(V)
-    shuffles and adds each; LLVM does not find the folding by itself. The additions are in a fixed
+    ``local_array``s of n V elements. Each group of V accumulators is folded pairwise, two shuffles and
+    one add per pair and level (2 V - 2 shuffles and V - 1 adds for V sums), where summing them one by
+    one takes log2(V) shuffles and adds each; LLVM does not find the folding by itself. The additions are in a fixed
     order, so the sums do not depend on anything but the inputs."""
     if not (isinstance(acc, types.Array) and isinstance(out, types.Array) and isinstance(n, types.IntegerLiteral)
             and acc.dtype == out.dtype and acc.dtype in (types.float32, types.float64)):

@@ -237,8 +237,22 @@ def _make(T):
 
         return neurons
 
-    NALG, NERF, NTANH = make_neurons(KIND_ALG, False), make_neurons(KIND_ERF, False), make_neurons(KIND_TANH, False)
-    PALG, PERF, PTANH = make_neurons(KIND_ALG, True), make_neurons(KIND_ERF, True), make_neurons(KIND_TANH, True)
+    def make_by_kind(plain):
+        """The neuron pass that picks its activation kind's variant (``make_neurons``)."""
+        alg, erf, tanh = make_neurons(KIND_ALG, plain), make_neurons(KIND_ERF, plain), make_neurons(KIND_TANH, plain)
+
+        @njit
+        def by_kind(kind, a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part):
+            if kind == KIND_ALG:
+                alg(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
+            elif kind == KIND_ERF:
+                erf(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
+            else:
+                tanh(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
+
+        return by_kind
+
+    PLAIN, GENERAL = make_by_kind(True), make_by_kind(False)
 
     @njit
     def neurons(a, code, h, nrm, phi, A1, reg, lam_a, lam_w, c0, c1, m, part):
@@ -246,20 +260,10 @@ def _make(T):
         ``part[c]``."""
         p = (P[code, 0], P[code, 1], P[code, 2], P[code, 3], P[code, 4], P[code, 5])
         cn = P[code, 6]
-        kind = KIND_OF[code]
         if cn == zero and reg != 2:
-            if kind == KIND_ALG:
-                PALG(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
-            elif kind == KIND_ERF:
-                PERF(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
-            else:
-                PTANH(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
-        elif kind == KIND_ALG:
-            NALG(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
-        elif kind == KIND_ERF:
-            NERF(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
+            PLAIN(KIND_OF[code], a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
         else:
-            NTANH(a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
+            GENERAL(KIND_OF[code], a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
 
     @njit
     def coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_a, lam_w, r, lr, j0, j1):
