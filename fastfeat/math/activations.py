@@ -18,18 +18,52 @@ The neuron of ``relu_centered`` is ``phi(w, x) = relu(w.x) - w.x/2 - |w|/sqrt(2 
 coefficient of ``w/|w|`` in ``grad_w phi`` (the part that is not ``sigma'(z) x``).
 """
 import math
+from collections import namedtuple
 
 import numpy as np
 
-NAMES = ("relu", "abs", "relu_centered", "erf", "linear", "he2", "he3", "tanh")
-RELU, ABS, RELU_CENTERED, ERF, LINEAR, HE2, HE3, TANH = range(len(NAMES))
+#: One row per activation: every encoding the kernels use is derived from this table.
+#:   name         the public name (``ff.ACTIVATIONS``)
+#:   even         w and -w are the same neuron (angle metrics use |cos|)
+#:   homogeneous  positively homogeneous neuron (norm balancing keeps the function)
+#:   kernel       the population kernel's family: "angular" (K = |u||v| kappa(rho), with ``angular``
+#:                its constants (off, scale, shift), see ``homog_consts``), "erf", "polynomial", or
+#:                None (no closed form: empirical and online objectives only)
+#:   pointwise    how the CPU kernels evaluate sigma in their vectorized loops: "alg" (piecewise
+#:                polynomial, coefficients ``ALG_PARAMS`` derived from the scalar functions below),
+#:                "erf" or "tanh" (the scalar functions with the code fixed at compile time)
+Activation = namedtuple("Activation", "name even homogeneous kernel angular pointwise")
+_PI = math.pi
+SPEC = (
+    Activation("relu", False, True, "angular", (_PI, 1.0 / (2 * _PI), 0.0), "alg"),
+    Activation("abs", True, True, "angular", (_PI / 2, 2.0 / _PI, 0.0), "alg"),
+    Activation("relu_centered", True, True, "angular", (_PI / 2, 1.0 / (2 * _PI), -1.0), "alg"),
+    Activation("erf", False, False, "erf", None, "erf"),
+    Activation("linear", False, True, "polynomial", None, "alg"),
+    Activation("he2", True, False, "polynomial", None, "alg"),
+    Activation("he3", False, False, "polynomial", None, "alg"),
+    Activation("tanh", False, False, None, None, "tanh"),
+)
+
+NAMES = tuple(a.name for a in SPEC)
 CODES = {name: code for code, name in enumerate(NAMES)}
+#: named codes (the integers the kernels take)
+RELU, ABS, RELU_CENTERED, ERF, LINEAR, HE2, HE3, TANH = (CODES[n] for n in (
+    "relu", "abs", "relu_centered", "erf", "linear", "he2", "he3", "tanh"))
 #: activations whose population kernel has a closed form
-HAS_KERNEL = frozenset(n for n in NAMES if n != "tanh")
+HAS_KERNEL = frozenset(a.name for a in SPEC if a.kernel is not None)
 #: activations for which w and -w are the same neuron (angle metrics use |cos|)
-EVEN = frozenset(("abs", "relu_centered", "he2"))
+EVEN = frozenset(a.name for a in SPEC if a.even)
 #: positively homogeneous neurons (norm balancing keeps the function)
-HOMOGENEOUS = frozenset(("relu", "abs", "relu_centered", "linear"))
+HOMOGENEOUS = frozenset(a.name for a in SPEC if a.homogeneous)
+#: codes whose kernel is of the angular form |u||v| kappa(rho)
+ANGULAR_CODES = tuple(CODES[a.name] for a in SPEC if a.kernel == "angular")
+#: pointwise kinds of the CPU kernels' vectorized loops, and each code's kind
+KIND_ALG, KIND_ERF, KIND_TANH = 0, 1, 2
+_KIND = {"alg": KIND_ALG, "erf": KIND_ERF, "tanh": KIND_TANH}
+KIND_OF = np.array([_KIND[a.pointwise] for a in SPEC], np.int64)
+#: the activation of each pointwise kind that is not ALG (its code is fixed at compile time there)
+KIND_CODE = {KIND_ERF: ERF, KIND_TANH: TANH}
 
 
 def code_of(name, *, argname="activation"):
@@ -78,38 +112,38 @@ def build(jit, ftype, fast_acos=False):
 
     def neuron(code, z, nw):
         """phi(w, x) given z = w.x and nw = |w| (the norm only matters for relu_centered)."""
-        if code == 0:
+        if code == RELU:
             return z if z > zero else zero
-        elif code == 1:
+        elif code == ABS:
             return abs(z)
-        elif code == 2:
+        elif code == RELU_CENTERED:
             return (z if z > zero else zero) - half * z - inv_sqrt2pi * nw
-        elif code == 3:
+        elif code == ERF:
             return math.erf(z * inv_sqrt2)
-        elif code == 4:
+        elif code == LINEAR:
             return z
-        elif code == 5:
+        elif code == HE2:
             return z * z - one
-        elif code == 6:
+        elif code == HE3:
             return z * z * z - three * z
         else:
             return math.tanh(z)
 
     def dneuron(code, z):
         """Coefficient of x in grad_w phi(w, x): sigma'(z) (sigma'(0) = 0 for relu and abs)."""
-        if code == 0:
+        if code == RELU:
             return one if z > zero else zero
-        elif code == 1:
+        elif code == ABS:
             return one if z > zero else (-one if z < zero else zero)
-        elif code == 2:
+        elif code == RELU_CENTERED:
             return half if z > zero else -half
-        elif code == 3:
+        elif code == ERF:
             return two_over_sqrtpi_sqrt2 * math.exp(-half * z * z)
-        elif code == 4:
+        elif code == LINEAR:
             return one
-        elif code == 5:
+        elif code == HE2:
             return two * z
-        elif code == 6:
+        elif code == HE3:
             return three * z * z - three
         else:
             t = math.tanh(z)
@@ -117,19 +151,22 @@ def build(jit, ftype, fast_acos=False):
 
     def dneuron_dnorm(code):
         """Coefficient of w/|w| in grad_w phi (only relu_centered has one)."""
-        if code == 2:
+        if code == RELU_CENTERED:
             return -inv_sqrt2pi
         return zero
 
+    consts = {CODES[a.name]: tuple(ft(v) for v in a.angular) for a in SPEC if a.kernel == "angular"}
+    (o0, s0, h0), (o1, s1, h1), (o2, s2, h2) = (consts[c] for c in (RELU, ABS, RELU_CENTERED))
+
     def homog_consts(code):
-        """(off, scale, shift) of the homogeneous kernels relu (0), abs (1), relu_centered (2):
-        with theta = off - arccos(rho):  kappa = scale (sqrt(1-rho^2) + rho theta + shift),
-        kappa' = scale theta,  kappa - rho kappa' = scale (sqrt(1-rho^2) + shift)."""
-        if code == 0:
-            return pi, inv_2pi, zero
-        elif code == 1:
-            return half_pi, two_over_pi, zero
-        return half_pi, inv_2pi, -one
+        """(off, scale, shift) of the angular kernels (``SPEC``): with theta = off - arccos(rho),
+        kappa = scale (sqrt(1-rho^2) + rho theta + shift), kappa' = scale theta,
+        kappa - rho kappa' = scale (sqrt(1-rho^2) + shift)."""
+        if code == RELU:
+            return o0, s0, h0
+        elif code == ABS:
+            return o1, s1, h1
+        return o2, s2, h2
 
     def homog_terms(rho, off, scale, shift):
         """(kappa, kappa', kappa - rho kappa') at rho in [-1, 1]; branch-free so loops vectorize."""
@@ -139,7 +176,7 @@ def build(jit, ftype, fast_acos=False):
 
     def pair(code, nu, nv, c):
         """(K, alpha_u, alpha_v, beta) of the population kernel; see the module docstring."""
-        if code <= 2:  # positively homogeneous, K = |u||v| kappa(rho)
+        if code == RELU or code == ABS or code == RELU_CENTERED:  # angular: K = |u||v| kappa(rho)
             if nu == zero or nv == zero:
                 return zero, zero, zero, zero
             rho = c / (nu * nv)
@@ -153,7 +190,7 @@ def build(jit, ftype, fast_acos=False):
             return nu * nv * kap, nv * perp / nu, nu * perp / nv, dkap
         qu = nu * nu
         qv = nv * nv
-        if code == 3:
+        if code == ERF:
             den = math.sqrt((one + qu) * (one + qv))
             s = c / den
             if s > one:
@@ -162,11 +199,11 @@ def build(jit, ftype, fast_acos=False):
                 s = -one
             g = two_over_pi / math.sqrt(one - s * s)
             return two_over_pi * (half_pi - acos(s)), -g * s / (one + qu), -g * s / (one + qv), g / den
-        elif code == 4:
+        elif code == LINEAR:
             return c, zero, zero, one
-        elif code == 5:
+        elif code == HE2:
             return qu * qv + two * c * c - qu - qv + one, two * qv - two, two * qu - two, four * c
-        elif code == 6:
+        elif code == HE3:
             k = nine * qu * qv * c + six * c * c * c - nine * qu * c - nine * qv * c + nine * c
             beta = nine * qu * qv + eighteen * c * c - nine * qu - nine * qv + nine
             return k, eighteen * c * (qv - one), eighteen * c * (qu - one), beta
@@ -217,3 +254,39 @@ def kernel_matrix(name, U, V):
     if name == "he3":
         return 9 * qu * qv * c + 6 * c**3 - 9 * qu * c - 9 * qv * c + 9 * c
     raise ValueError(f"activation {name!r} has no closed-form population kernel")
+
+
+def _alg_params(code):
+    """(alpha, beta, gamma, c0, c2, c3, c_norm) of an ALG activation, derived from the scalar functions
+    (plain Python, float64) and checked: phi(z) = c0 + c_norm |w| + z (s(z) + z (c2 + z c3)) with
+    s(z) = alpha if z > 0 else beta, and sigma'(z) = (alpha | beta | gamma at z = 0) + z (2 c2 + 3 c3 z)."""
+    T = build(lambda f: f, np.float64)
+    phi = lambda z: float(T.neuron(code, np.float64(z), np.float64(0.0)))  # noqa: E731
+    dphi = lambda z: float(T.dneuron(code, np.float64(z)))  # noqa: E731
+    c0 = phi(0.0)
+    alpha, c2, c3 = np.linalg.solve(np.array([[1.0, 1, 1], [2, 4, 8], [1, 2, 3]]),
+                                    np.array([phi(1.0) - c0, phi(2.0) - c0, dphi(1.0)]))
+    beta = c2 - c3 - (phi(-1.0) - c0)
+    gamma = dphi(0.0)
+    p = np.round(np.array([alpha, beta, gamma, c0, c2, c3, 0.0]), 12)  # simple rationals: drop the
+    p[6] = float(T.dneuron_dnorm(code))                                  # solve's rounding
+    for z in (-2.5, -0.7, 0.0, 0.4, 1.9, 3.1):
+        s = p[0] if z > 0 else p[1]
+        ds = p[0] if z > 0 else (p[1] if z < 0 else p[2])
+        if not (abs(p[3] + z * (s + z * (p[4] + z * p[5])) - phi(z)) <= 1e-12 * (1 + abs(phi(z)))
+                and abs(ds + z * (2 * p[4] + 3 * p[5] * z) - dphi(z)) <= 1e-12 * (1 + abs(dphi(z)))):
+            raise AssertionError(f"activation {NAMES[code]!r} is not piecewise polynomial as SPEC says")
+    return p
+
+
+#: ALG_PARAMS[code] = (alpha, beta, gamma, c0, c2, c3, c_norm) for the "alg" activations (zeros for the
+#: others), derived from the scalar functions and checked at import
+ALG_PARAMS = np.zeros((len(NAMES), 7))
+for _c in range(len(NAMES)):
+    if KIND_OF[_c] == KIND_ALG:
+        ALG_PARAMS[_c] = _alg_params(_c)
+ALG_PARAMS.setflags(write=False)
+#: codes whose sigma' takes two values, beta for z <= 0 and alpha for z > 0 (an "alg" activation with
+#: c2 = c3 = 0 and sigma'(0) = beta: relu, relu_centered, linear; abs has sigma'(0) = 0, not beta = -1)
+TWO_VALUED_DERIVATIVE = tuple(c for c in range(len(NAMES)) if KIND_OF[c] == KIND_ALG and ALG_PARAMS[c, 4] == 0
+                              and ALG_PARAMS[c, 5] == 0 and ALG_PARAMS[c, 1] == ALG_PARAMS[c, 2])

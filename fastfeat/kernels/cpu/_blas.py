@@ -21,21 +21,20 @@ import os
 
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (numba_xxgemm imports ?gemm from it on first call)
+from llvmlite import binding as ll
+from llvmlite import ir
 from numba import _helperlib, prange, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic
 
+from .. import _cache
 from ._jit import njit, pnjit
 
-_N, _T = np.int8(ord("n")), np.int8(ord("t"))
-_S, _D = np.int8(ord("s")), np.int8(ord("d"))
-# alpha/beta slots: [1, 0]; numba freezes these global arrays into the compiled code
-_ONE_ZERO32 = np.array([1.0, 0.0], np.float32)
-_ONE_ZERO64 = np.array([1.0, 0.0], np.float64)
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 def _numpy_cblas():
-    """(sgemm, dgemm) CBLAS functions of numpy's bundled OpenBLAS as ctypes objects, or None."""
+    """(sgemm address, dgemm address, integer bits, path) of numpy's bundled OpenBLAS CBLAS, or None."""
     if os.environ.get("FASTFEAT_BLAS", "").lower() == "scipy":
         return None
     root = os.path.dirname(os.path.abspath(np.__file__))
@@ -47,74 +46,105 @@ def _numpy_cblas():
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for prefix, suffix, itype in (("scipy_cblas_", "64_", ctypes.c_int64), ("cblas_", "64_", ctypes.c_int64),
-                                      ("scipy_cblas_", "", ctypes.c_int32), ("cblas_", "", ctypes.c_int32)):
+        for prefix, suffix, bits in (("scipy_cblas_", "64_", 64), ("cblas_", "64_", 64),
+                                     ("scipy_cblas_", "", 32), ("cblas_", "", 32)):
             try:
                 fs = getattr(lib, f"{prefix}sgemm{suffix}")
                 fd = getattr(lib, f"{prefix}dgemm{suffix}")
             except AttributeError:
                 continue
-            for f, real in ((fs, ctypes.c_float), (fd, ctypes.c_double)):
-                f.restype = None
-                f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, itype, itype, itype, real, ctypes.c_void_p,
-                              itype, ctypes.c_void_p, itype, real, ctypes.c_void_p, itype]
-            return fs, fd, path
+            addr = lambda f: ctypes.cast(f, ctypes.c_void_p).value  # noqa: E731
+            return addr(fs), addr(fd), bits, path
     return None
 
 
+# The kernels call BLAS through symbols linked by name (registered with LLVM here, at import, before
+# any kernel is compiled or loaded from the cache): machine code that holds a function's address
+# cannot be cached, code that names a symbol can. Which library and which integer width they were
+# compiled for is part of every cache entry's stamp (``_cache.TAGS``).
 _found = _numpy_cblas()
-#: where the GEMMs come from: the path of numpy's OpenBLAS, or "scipy.linalg.cython_blas"
-BLAS_SOURCE = _found[2] if _found else "scipy.linalg.cython_blas"
-
-
-def _pick(C):  # pragma: no cover - only its overloads run
-    raise NotImplementedError
-
-
 if _found:
-    _sgemm, _dgemm, _ = _found
-
-    @overload(_pick, jit_options={"nogil": True})
-    def _pick_ov(C):
-        """The CBLAS ?gemm of C's dtype and its scalar type, chosen at compile time."""
-        if C.dtype == types.float32:
-            return lambda C: (_sgemm, np.float32(1.0), np.float32(0.0))
-        return lambda C: (_dgemm, 1.0, 0.0)
-
-    @njit
-    def _gemm_rm(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):
-        """Row-major C (p, q) = op(A) op(B) (+ C when ``accumulate``)."""
-        f, one, zero = _pick(C)
-        f(_ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, p, q, k, one, A.ctypes.data, lda,
-          B.ctypes.data, ldb, one if accumulate else zero, C.ctypes.data, q)
+    ll.add_symbol("fastfeat_cblas_sgemm", _found[0])
+    ll.add_symbol("fastfeat_cblas_dgemm", _found[1])
+    _INT_BITS = _found[2]
+    #: where the GEMMs come from: the path of numpy's OpenBLAS, or "scipy.linalg.cython_blas"
+    BLAS_SOURCE = _found[3]
+    _cache.TAGS["blas"] = f"numpy-cblas-i{_INT_BITS}"
 else:
-    _proto = ctypes.CFUNCTYPE(
-        ctypes.c_int,
-        ctypes.c_int8, ctypes.c_int8, ctypes.c_int8,              # kind, transa, transb
-        ctypes.c_ssize_t, ctypes.c_ssize_t, ctypes.c_ssize_t,     # m, n, k (column-major)
-        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ssize_t,       # alpha, a, lda
-        ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p,       # b, ldb, beta
-        ctypes.c_void_p, ctypes.c_ssize_t,                        # c, ldc
-    )
-    _xxgemm = _proto(_helperlib.c_helpers["xxgemm"])
+    ll.add_symbol("fastfeat_xxgemm", _helperlib.c_helpers["xxgemm"])
+    _INT_BITS = 0
+    BLAS_SOURCE = "scipy.linalg.cython_blas"
+    _cache.TAGS["blas"] = "scipy-xxgemm"
 
-    @overload(_pick, jit_options={"nogil": True})
-    def _pick_ov(C):
-        """(BLAS kind letter, [1, 0] of C's dtype), chosen at compile time."""
-        if C.dtype == types.float32:
-            return lambda C: (_S, _ONE_ZERO32)
-        return lambda C: (_D, _ONE_ZERO64)
 
-    @njit
-    def _gemm_rm(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):
-        """Row-major C (p, q) = op(A) op(B) (+ C when ``accumulate``), as the column-major product
-        C^T = op(B)^T op(A)^T of the same memory."""
-        kind, c = _pick(C)
-        beta = c[0:1] if accumulate else c[1:2]
-        r = _xxgemm(kind, _T if tb else _N, _T if ta else _N, q, p, k, c[0:1].ctypes, B.ctypes, ldb, A.ctypes, lda,
-                    beta.ctypes, C.ctypes, q)
-        if r != 0:
-            raise RuntimeError("BLAS ?gemm is not available (scipy.linalg.cython_blas)")
+def _data(context, builder, aryty, ary):
+    return builder.bitcast(context.make_array(aryty)(context, builder, ary).data, ir.IntType(8).as_pointer())
+
+
+@intrinsic
+def _gemm_call(typingctx, ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):
+    """Row-major ``C (p, q) = op(A) op(B)`` (+ C when ``accumulate``) through the linked BLAS symbol;
+    returns the BLAS status (0; the scipy helper returns -1 when scipy's BLAS cannot be loaded)."""
+    if not (isinstance(C, types.Array) and C.dtype in (types.float32, types.float64)):
+        return None
+    sig = types.int32(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate)
+    single = C.dtype == types.float32
+
+    def codegen(context, builder, signature, args):
+        ta_, tb_, p_, q_, k_, A_, lda_, B_, ldb_, C_, acc_ = args
+        st = signature.args
+        i8p = ir.IntType(8).as_pointer()
+        ft = ir.FloatType() if single else ir.DoubleType()
+        one, zero = ir.Constant(ft, 1.0), ir.Constant(ft, 0.0)
+        acc = context.cast(builder, acc_, st[10], types.boolean)
+        beta = builder.select(acc, one, zero)
+        a_p = _data(context, builder, st[5], A_)
+        b_p = _data(context, builder, st[7], B_)
+        c_p = _data(context, builder, st[9], C_)
+        if _INT_BITS:
+            it = ir.IntType(_INT_BITS)
+            nt = types.int64 if _INT_BITS == 64 else types.int32
+
+            def n(v, t):
+                return context.cast(builder, v, t, nt)
+
+            i32 = ir.IntType(32)
+            tr = lambda v, t: builder.select(context.cast(builder, v, t, types.boolean),  # noqa: E731
+                                             ir.Constant(i32, _TRANS), ir.Constant(i32, _NO_TRANS))
+            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, it, it, it, ft, i8p, it, i8p, it, ft, i8p, it])
+            fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                                "fastfeat_cblas_sgemm" if single else "fastfeat_cblas_dgemm")
+            builder.call(fn, [ir.Constant(i32, _ROW_MAJOR), tr(ta_, st[0]), tr(tb_, st[1]), n(p_, st[2]),
+                              n(q_, st[3]), n(k_, st[4]), one, a_p, n(lda_, st[6]), b_p, n(ldb_, st[8]), beta, c_p,
+                              n(q_, st[3])])
+            return ir.Constant(ir.IntType(32), 0)
+        # numba's helper (what np.dot lowers to): column-major, so C^T = op(B)^T op(A)^T of the same memory
+        i8, sz = ir.IntType(8), context.get_value_type(types.intp)
+
+        def n(v, t):
+            return context.cast(builder, v, t, types.intp)
+
+        def letter(v, t):
+            return builder.select(context.cast(builder, v, t, types.boolean), ir.Constant(i8, ord("t")),
+                                  ir.Constant(i8, ord("n")))
+
+        fnty = ir.FunctionType(ir.IntType(32), [i8, i8, i8, sz, sz, sz, i8p, i8p, sz, i8p, sz, i8p, i8p, sz])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "fastfeat_xxgemm")
+        alpha = cgutils.alloca_once_value(builder, one)
+        beta_p = cgutils.alloca_once_value(builder, beta)
+        return builder.call(fn, [ir.Constant(i8, ord("s" if single else "d")), letter(tb_, st[1]), letter(ta_, st[0]),
+                                 n(q_, st[3]), n(p_, st[2]), n(k_, st[4]), builder.bitcast(alpha, i8p), b_p,
+                                 n(ldb_, st[8]), a_p, n(lda_, st[6]), builder.bitcast(beta_p, i8p), c_p,
+                                 n(q_, st[3])])
+
+    return sig, codegen
+
+
+@njit
+def _gemm_rm(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):
+    """Row-major C (p, q) = op(A) op(B) (+ C when ``accumulate``)."""
+    if _gemm_call(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate) != 0:
+        raise RuntimeError("BLAS ?gemm is not available (scipy.linalg.cython_blas)")
 
 
 @njit

@@ -1,4 +1,9 @@
-"""Shared compilation settings and the CPU builds of the activation table."""
+"""Shared compilation settings and the CPU builds of the activation table.
+
+``njit`` / ``pnjit`` compile with the project's fast-math set, ``nogil`` and, for module-level functions,
+``cache=True`` (``fastfeat.kernels._cache``: cached on disk, never stale). Functions made inside other
+functions are compiled into the module-level kernels that call them and are not cached on their own.
+"""
 import os
 
 import numba
@@ -9,6 +14,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ...math.activations import build
+from .. import _cache  # noqa: F401  (installs the cache locator before any kernel is defined)
 
 #: the safe fastmath set: no nnan/ninf, so isfinite checks keep working
 FASTMATH = set({"nsz", "arcp", "contract", "afn", "reassoc"})
@@ -18,7 +24,16 @@ def njit(*args, **kw):
     kw.setdefault("fastmath", FASTMATH)
     kw.setdefault("nogil", True)
     kw.setdefault("error_model", "numpy")
-    return numba.njit(*args, **kw)
+
+    def wrap(fn):
+        opts = dict(kw)
+        # module-level functions are cached on disk; a closure's cache key would hold its cells
+        opts.setdefault("cache", "<locals>" not in fn.__qualname__)
+        return numba.njit(**opts)(fn)
+
+    if args and callable(args[0]):
+        return wrap(args[0])
+    return wrap
 
 
 def pnjit(*args, **kw):

@@ -22,6 +22,7 @@ import ctypes
 import platform
 
 import numpy as np
+from llvmlite import binding as ll
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -146,14 +147,30 @@ def _find_sched_yield():
         fn = ctypes.CDLL(None).sched_yield
     except (OSError, AttributeError, TypeError):
         return None
-    fn.restype = ctypes.c_int
-    fn.argtypes = []
-    return fn
+    return ctypes.cast(fn, ctypes.c_void_p).value
 
 
-_sched_yield = _find_sched_yield()
+# linked by name (registered with LLVM before any kernel is compiled or loaded from the cache): code
+# holding a ctypes function's address cannot be cached
+_yield_address = _find_sched_yield()
+if _yield_address is not None:
+    ll.add_symbol("fastfeat_sched_yield", _yield_address)
 
-if _sched_yield is not None:
+
+@intrinsic
+def _sched_yield(typingctx):
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
+                                            "fastfeat_sched_yield")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+if _yield_address is not None:
     @njit
     def yield_core():
         _sched_yield()

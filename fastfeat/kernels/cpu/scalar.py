@@ -1,0 +1,111 @@
+"""Scalar building blocks of the CPU kernels, generic in the float type.
+
+The activation table (``fastfeat.math.activations.build``) is compiled once per float type, so float32
+code keeps float32 constants (a Python float literal would turn a float32 expression into float64). The
+functions here pick the build of their arguments' type when the calling kernel is compiled: kernels are
+written once, for both float types, and numba's dispatch on argument types does the rest.
+
+- ``like(x, v)``: ``v`` as a number of ``x``'s float type (``x`` a float or an array of floats);
+- ``neuron(code, z, nw)``, ``dneuron(code, z)``, ``dneuron_dnorm(code, x)``, ``pair(code, nu, nv, c)``,
+  ``homog_consts(code, x)``, ``homog_terms(rho, off, scale, shift)``, ``acos(x)``: the table's functions;
+- ``reg_terms(reg, aj, nw, lam_a, lam_w, zero)``, ``reg_value(...)``: ``fastfeat.math.regularizer``'s.
+"""
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from ...math import regularizer as _reg
+from ._jit import FASTMATH, TABLE32, TABLE64, _scalar
+
+_OPTS = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True}
+
+
+def _float_of(t):
+    """The numba float type of a scalar or array type, or None."""
+    t = t.dtype if isinstance(t, types.Array) else t
+    return t if isinstance(t, types.Float) else None
+
+
+def _is32_py(x):
+    return np.asarray(x).dtype == np.float32
+
+
+def like(x, v):
+    """``v`` as a number of ``x``'s float type."""
+    return np.asarray(x).dtype.type(v)
+
+
+@overload(like, inline="always", jit_options=_OPTS)
+def _like(x, v):
+    t = _float_of(x)
+    if t is None:
+        return None
+    if t == types.float32:
+        return lambda x, v: np.float32(v)
+    return lambda x, v: np.float64(v)
+
+
+def _generic(name, by):
+    """A function that calls ``TABLE32.<name>`` or ``TABLE64.<name>`` by the float type of argument
+    ``by`` (its position)."""
+    f32, f64 = getattr(TABLE32, name), getattr(TABLE64, name)
+
+    def stub(*args):
+        # without the JIT (NUMBA_DISABLE_JIT=1) the tables are plain Python functions
+        return (f32 if _is32_py(args[by]) else f64)(*args)
+
+    stub.__name__ = stub.__qualname__ = name
+
+    @overload(stub, jit_options=_OPTS)
+    def _ov(*args):
+        t = _float_of(args[by])
+        if t is None:
+            return None
+        impl = f32 if t == types.float32 else f64
+
+        def f(*args):
+            return impl(*args)
+
+        return f
+
+    return stub
+
+
+neuron = _generic("neuron", 1)
+dneuron = _generic("dneuron", 1)
+pair = _generic("pair", 1)
+homog_terms = _generic("homog_terms", 0)
+acos = _generic("acos", 0)
+
+
+def dneuron_dnorm(code, x):
+    """The coefficient of w/|w| in grad_w phi (only relu_centered has one), in ``x``'s float type."""
+    return (TABLE32 if _is32_py(x) else TABLE64).dneuron_dnorm(code)
+
+
+@overload(dneuron_dnorm, jit_options=_OPTS)
+def _dneuron_dnorm(code, x):
+    t = _float_of(x)
+    if t is None:
+        return None
+    impl = TABLE32.dneuron_dnorm if t == types.float32 else TABLE64.dneuron_dnorm
+    return lambda code, x: impl(code)
+
+
+def homog_consts(code, x):
+    """(off, scale, shift) of an angular kernel, in ``x``'s float type."""
+    return (TABLE32 if _is32_py(x) else TABLE64).homog_consts(code)
+
+
+@overload(homog_consts, jit_options=_OPTS)
+def _homog_consts(code, x):
+    t = _float_of(x)
+    if t is None:
+        return None
+    impl = TABLE32.homog_consts if t == types.float32 else TABLE64.homog_consts
+    return lambda code, x: impl(code)
+
+
+#: the regularizer's terms (``fastfeat.math.regularizer``), compiled for the CPU
+reg_terms = _scalar(_reg.reg_terms)
+reg_value = _scalar(_reg.reg_value)
