@@ -1,7 +1,8 @@
 """Regularizers added to the loss (DESIGN.md section 1)."""
 import numpy as np
 
-from .kernels.cpu.common import REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY, reg_value
+from .kernels.cpu.common import reg_value
+from .math.regularizer import REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY
 from .schedules import as_schedule, evaluate
 
 

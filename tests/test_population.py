@@ -56,6 +56,29 @@ def test_regularized_grad_float64(name, kind):
     assert rel(ga, gar + ra) < 1e-10
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_regularizer_value_and_float32_grad(dtype):
+    """Regularizer values and the regularized gradient in both float types against numpy (float64)."""
+    net, teacher = make("relu", 33, 7, 3, dtype=dtype, seed=5)
+    net.a[4] = 0.0
+    net.W[6] = 0.0
+    W, a = net.W.astype(np.float64), net.a.astype(np.float64)
+    nw = np.linalg.norm(W, axis=1)
+    tol = 1e-13 if dtype == np.float64 else 1e-6
+    pop = ff.Population(teacher, tile=8)
+    g0W, g0a = pop.grad(net)
+    for reg, kind, lam_a, lam_w, value in (
+            (ff.WeightDecay(lam_a=0.03, lam_w=0.07), "wd", 0.03, 0.07,
+             0.5 * (0.03 * a @ a + 0.07 * (W * W).sum())),
+            (ff.PathNorm(0.05), "path", 0.05, 0.05, 0.05 * np.abs(a) @ nw)):
+        assert abs(reg.value(net) - value) <= tol * value
+        gW, ga = pop.grad(net, reg=reg)
+        assert gW.dtype == dtype and ga.dtype == dtype
+        rW, ra = reg_grad(kind, W, a, lam_a, lam_w)
+        assert rel(gW - g0W.astype(np.float64), rW) < 10 * tol
+        assert rel(ga - g0a.astype(np.float64), ra) < 10 * tol
+
+
 @pytest.mark.parametrize("name", ["relu", "abs", "relu_centered"])
 def test_zero_norm_neuron_has_zero_gradient(name):
     net, teacher = make(name, 17, 5, 2, seed=4)

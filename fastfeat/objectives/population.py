@@ -7,12 +7,6 @@ from ..networks import check_pair, check_teacher
 from .base import Objective
 
 
-def _kernels(dtype):
-    if dtype == np.float32:
-        return _pop.LOSS_GRAD32, _pop.RUN32
-    return _pop.LOSS_GRAD64, _pop.RUN64
-
-
 class Population(Objective):
     """``L = 1/2 E_x[(f(x) - f*(x) - noise)^2]`` for ``x ~ N(0, I_d)``, in closed form.
 
@@ -50,20 +44,23 @@ class Population(Objective):
     def loss(self, net):
         """The population loss at ``net`` (float; includes noise^2/2, excludes any regularizer)."""
         self._check(net)
-        lg, _ = _kernels(net.dtype)
         ga = np.empty_like(net.a)
-        L = lg(net.W, net.a, self.teacher.W, self.teacher.a, net.code, net.W[:0], ga, self._workspace(net), False)
+        L = _pop.loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, net.code, net.W[:0], ga,
+                           self._workspace(net), False)
         return float(L) + 0.5 * self.noise**2
 
     def _grad(self, net, gW, ga):
-        lg, _ = _kernels(net.dtype)
-        return lg(net.W, net.a, self.teacher.W, self.teacher.a, net.code, gW, ga, self._workspace(net), True)
+        return _pop.loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, net.code, gW, ga,
+                              self._workspace(net), True)
+
+    def _kernel_loss_is_loss(self, net):
+        return True  # the runner's losses are the exact loss (noise included) before each step
 
     def _runner(self, net, device="cpu"):
         if device == "cuda":
-            from ..kernels.cuda import population_runner
+            from ..gpu import population_runner
             return population_runner(self, net)
-        _, run = _kernels(net.dtype)
+        run = _pop.run
         ws = self._workspace(net)
         gW = np.empty_like(net.W)
         ga = np.empty_like(net.a)

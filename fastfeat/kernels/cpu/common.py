@@ -1,18 +1,24 @@
-"""Kernels every objective shares: row norms, the regularizer gradient, the guarded update.
+"""Kernels every objective shares: row norms, the regularizer gradient and value, the guarded update.
 
-Regularizer codes: 0 none, 1 weight decay ``lam_a/2 |a|^2 + lam_w/2 |W|_F^2``,
-2 path norm ``lam_w * sum_j |a_j| |w_j|`` (subgradient 0 where ``a_j = 0`` or ``w_j = 0``).
+Generic in the float type (float32 or float64 arrays, one type per call) and cached on disk. The
+regularizer's terms come from ``scalar.reg_terms`` / ``scalar.reg_value``, the one definition in
+``fastfeat.math.regularizer``, whose codes are re-exported here: ``REG_NONE``; ``REG_WEIGHT_DECAY``,
+``lam_a/2 |a|^2 + lam_w/2 |W|_F^2``; ``REG_PATH_NORM``, ``lam_w * sum_j |a_j| |w_j|`` (subgradient 0
+where ``a_j = 0`` or ``w_j = 0``).
 """
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
+from ...math.regularizer import REG_NONE, REG_PATH_NORM, REG_SPEC, REG_WEIGHT_DECAY  # noqa: F401
 from ._finite import finite
 from ._jit import njit, pnjit
+from .scalar import like, reg_terms
+from .scalar import reg_value as _neuron_reg_value
 
-REG_NONE, REG_WEIGHT_DECAY, REG_PATH_NORM = 0, 1, 2
+#: per regularizer code: whether its terms need |w_j| (``REG_SPEC[code].needs_norm``)
+_NEEDS_NORM = np.array([REG_SPEC[c].needs_norm for c in range(len(REG_SPEC))], np.bool_)
 
 
 @pnjit
@@ -28,25 +34,25 @@ def row_norms(W, out):
 
 @pnjit
 def add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w):
-    """gW, ga += gradient of the regularizer; returns True when every entry of gW, ga is finite."""
+    """gW, ga += gradient of the regularizer; returns True when every entry of gW, ga is finite.
+
+    The terms (``dR/da_j``, and ``c_j`` with ``dR/dw_j = c_j w_j``) are computed in float64 from the
+    float64 norm |w_j| (only for codes that need it) and added to the arrays' entries."""
     m, d = W.shape
+    needs_norm = 0 <= reg < _NEEDS_NORM.size and _NEEDS_NORM[reg]
     bad = 0
     for j in prange(m):
-        aj = a[j]
-        if reg == 1:
-            ga[j] += lam_a * aj
-            for i in range(d):
-                gW[j, i] += lam_w * W[j, i]
-        elif reg == 2:
-            s = 0.0
-            for i in range(d):
-                s += np.float64(W[j, i]) * W[j, i]
-            nw = math.sqrt(s)
-            if aj != 0 and nw > 0:
-                ga[j] += lam_w * nw * (1.0 if aj > 0 else -1.0)
-                c = lam_w * abs(aj) / nw
+        if reg != REG_NONE:
+            nw = 0.0
+            if needs_norm:
+                s = 0.0
                 for i in range(d):
-                    gW[j, i] += c * W[j, i]
+                    s += np.float64(W[j, i]) * W[j, i]
+                nw = math.sqrt(s)
+            da, c = reg_terms(reg, a[j], nw, lam_a, lam_w, 0.0)
+            ga[j] += da
+            for i in range(d):
+                gW[j, i] += c * W[j, i]
         ok = finite(ga[j])
         for i in range(d):
             ok = ok and finite(gW[j, i])
@@ -57,9 +63,9 @@ def add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w):
 
 @pnjit
 def sgd_update(W, a, gW, ga, lr):
-    """W -= lr gW, a -= lr ga, in place."""
+    """W -= lr gW, a -= lr ga, in place (``lr`` converted to the arrays' float type)."""
     m, d = W.shape
-    lr_ = W.dtype.type(lr)
+    lr_ = like(W, lr)
     for j in prange(m):
         a[j] -= lr_ * ga[j]
         for i in range(d):
@@ -68,21 +74,14 @@ def sgd_update(W, a, gW, ga, lr):
 
 @njit
 def reg_value(W, a, reg, lam_a, lam_w):
-    """The regularizer's value (float64)."""
-    if reg == 0:
+    """The regularizer's value (float64): the sum over neurons of ``scalar.reg_value``."""
+    if reg == REG_NONE:
         return 0.0
     m, d = W.shape
-    sa = 0.0
-    sw = 0.0
+    total = 0.0
     for j in range(m):
         s = 0.0
         for i in range(d):
             s += np.float64(W[j, i]) * W[j, i]
-        if reg == 1:
-            sa += np.float64(a[j]) * a[j]
-            sw += s
-        else:
-            sw += abs(np.float64(a[j])) * math.sqrt(s)
-    if reg == 1:
-        return 0.5 * (lam_a * sa + lam_w * sw)
-    return lam_w * sw
+        total += _neuron_reg_value(reg, np.float64(a[j]), math.sqrt(s), lam_a, lam_w)
+    return total

@@ -14,19 +14,42 @@ any prange; one parallel elementwise pass turns them, in place, into ``B`` while
 for the tile's rows and, by symmetry, for the later rows (each column chunk is owned by one thread, so
 no two threads write the same entry); then ``g_W[I] += B_II W_I + B_I> W_>``, ``g_W[>] += B_I>^T W_I``.
 Each unordered pair of distinct tiles is visited once: 3 m^2 d flops of BLAS instead of the 4 m^2 d of
-the two full products, and m^2/2 kernel evaluations. Products accumulate straight into g_W (GEMM with beta = 1), so memory is O(tile * m); below
-``_blas.SMALL_WORK`` multiply-adds per tile compiled loops replace BLAS (see ``workspace``).
+the two full products, and m^2/2 kernel evaluations. Products accumulate straight into g_W (GEMM with
+beta = 1), so memory is O(tile * m); below ``_blas.SMALL_WORK`` multiply-adds per tile compiled loops
+replace BLAS (see ``workspace``).
+
+Every function here is module-level and generic in the float type (float32 or float64, one type per
+call): numba compiles one version per argument types and caches it on disk. Float32 calls keep float32
+arithmetic in the elementwise passes (constants come from ``scalar.like`` and the float32 build of the
+activation table, whose arccos is the vectorizable polynomial). The angular kernels (``ANGULAR_CODES``,
+``K = |u||v| kappa(rho)``) take branch-free passes (``*_h``) that vectorize; the others go through
+``scalar.pair``.
 """
+from collections import namedtuple
+
 import numpy as np
 from numba import prange
 
+from ...math.activations import ANGULAR_CODES
 from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
 from ._finite import finite, isnan
-from ._jit import TABLE32, TABLE64, njit, pnjit
+from ._jit import njit, pnjit
 from .common import add_reg_grad, row_norms, sgd_update
+from .scalar import homog_consts, homog_terms, like, pair
 
 DEFAULT_TILE = 256
 _CHUNK = 64  # columns per parallel task in the off-diagonal pass
+
+#: Buffers of the population kernels (``workspace``):
+#:   gbuf    (tile * m,)        Gram / B block of the current tile
+#:   gsbuf   (tile * max(m*, 1),) student-teacher Gram / -B* block
+#:   nrm3    (3, m)             student norms |w_j|, inverse norms (0 at w_j = 0), masks (1 where w_j != 0)
+#:   tnorms  (max(m*, 1),)      teacher norms
+#:   S, T, A (m,)               the sums of the module docstring
+#:   part    (2, nch, tile)     per-chunk partial row sums of the off-diagonal pass
+#:   tile    int                rows of W per tile
+#:   blas    bool               BLAS (True) or the compiled loops of ``_blas`` (False) for the products
+PopulationWorkspace = namedtuple("PopulationWorkspace", "gbuf gsbuf nrm3 tnorms S T A part tile blas")
 
 
 def workspace(m, m_star, d, dtype, tile=DEFAULT_TILE, blas=None):
@@ -34,291 +57,302 @@ def workspace(m, m_star, d, dtype, tile=DEFAULT_TILE, blas=None):
 
     ``blas``: use BLAS for the Gram blocks and products (True), the compiled loops of ``_blas`` (False),
     or decide by size (None: BLAS when a full tile's product has at least ``_blas.SMALL_WORK``
-    multiply-adds). Returns a tuple ``(gbuf, gsbuf, nrm3, tnorms, S, T, A, part, opts)``.
+    multiply-adds). Returns a ``PopulationWorkspace``.
     """
     dtype = np.dtype(dtype)
     tile = int(max(1, min(tile, m)))
     nch = (m + _CHUNK - 1) // _CHUNK
     if blas is None:
         blas = tile * m * d >= SMALL_WORK
-    return (
-        np.empty(tile * m, dtype),               # Gram / B block of the tile
-        np.empty(tile * max(m_star, 1), dtype),  # teacher Gram / -B* block
-        np.empty((3, m), dtype),                 # student norms, inverse norms (0 at w = 0), masks
-        np.empty(max(m_star, 1), dtype),         # teacher norms
-        np.empty(m, dtype),                      # S
-        np.empty(m, dtype),                      # T
-        np.empty(m, dtype),                      # A
-        np.empty((2, nch, tile), dtype),         # per-chunk partial row sums
-        np.array([1 if blas else 0], np.int64),  # options: [use BLAS]
+    return PopulationWorkspace(
+        gbuf=np.empty(tile * m, dtype),
+        gsbuf=np.empty(tile * max(m_star, 1), dtype),
+        nrm3=np.empty((3, m), dtype),
+        tnorms=np.empty(max(m_star, 1), dtype),
+        S=np.empty(m, dtype),
+        T=np.empty(m, dtype),
+        A=np.empty(m, dtype),
+        part=np.empty((2, nch, tile), dtype),
+        tile=tile,
+        blas=bool(blas),
     )
 
 
-def _make(T):
-    pair = T.pair
-    homog_consts = T.homog_consts
-    homog_terms = T.homog_terms
-    ft = T.ftype
-    zero = ft(0.0)
-    one = ft(1.0)
+@pnjit
+def norms3(W, nrm3):
+    """nrm3[0] = |w_j|, nrm3[1] = 1/|w_j| (0 at w_j = 0), nrm3[2] = 1 if w_j != 0 else 0."""
+    m, d = W.shape
+    zero = like(nrm3, 0.0)
+    one = like(nrm3, 1.0)
+    for j in prange(m):
+        s = 0.0
+        for i in range(d):
+            s += np.float64(W[j, i]) * W[j, i]
+        n = np.sqrt(s)
+        nrm3[0, j] = n
+        nrm3[1, j] = 1.0 / n if n > 0 else 0.0
+        nrm3[2, j] = one if n > 0 else zero
 
-    @pnjit
-    def norms3(W, nrm3):
-        """nrm3[0] = |w_j|, nrm3[1] = 1/|w_j| (0 at w_j = 0), nrm3[2] = 1 if w_j != 0 else 0."""
-        m, d = W.shape
-        for j in prange(m):
-            s = 0.0
-            for i in range(d):
-                s += np.float64(W[j, i]) * W[j, i]
-            n = np.sqrt(s)
-            nrm3[0, j] = n
-            nrm3[1, j] = 1.0 / n if n > 0 else 0.0
-            nrm3[2, j] = one if n > 0 else zero
 
-    @pnjit
-    def diag_block_h(G, nrm3, a, i0, code, S, A):
-        """diag_block for the homogeneous kernels: branch-free inner loop that vectorizes."""
-        off, scale, shift = homog_consts(code)
-        t = G.shape[0]
-        for r in prange(t):
+@pnjit
+def diag_block_h(G, nrm3, a, i0, code, S, A):
+    """diag_block for the angular kernels: branch-free inner loop that vectorizes."""
+    off, scale, shift = homog_consts(code, G)
+    zero = like(G, 0.0)
+    one = like(G, 1.0)
+    t = G.shape[0]
+    for r in prange(t):
+        j = i0 + r
+        nj = nrm3[0, j]
+        ij = nrm3[1, j]
+        bj = a[j] * nrm3[2, j]
+        sK = zero
+        sA = zero
+        for k in range(t):
+            kk = i0 + k
+            rho = min(max(G[r, k] * ij * nrm3[1, kk], -one), one)
+            kap, dkap, perp = homog_terms(rho, off, scale, shift)
+            nk = nrm3[0, kk]
+            ak = a[kk]
+            sK += ak * nk * kap
+            sA += ak * nk * perp
+            G[r, k] = bj * ak * nrm3[2, kk] * dkap
+        S[j] += sK * nj
+        A[j] += sA * ij
+
+
+@pnjit
+def off_block_h(G, nrm3, a, i0, i1, code, S, A, part):
+    """off_block for the angular kernels: branch-free inner loop that vectorizes."""
+    off, scale, shift = homog_consts(code, G)
+    zero = like(G, 0.0)
+    one = like(G, 1.0)
+    t, mo = G.shape
+    nch = (mo + _CHUNK - 1) // _CHUNK
+    for ch in prange(nch):
+        k0 = ch * _CHUNK
+        k1 = min(k0 + _CHUNK, mo)
+        for r in range(t):
             j = i0 + r
             nj = nrm3[0, j]
             ij = nrm3[1, j]
-            bj = a[j] * nrm3[2, j]
+            aj = a[j]
+            bj = aj * nrm3[2, j]
             sK = zero
             sA = zero
-            for k in range(t):
-                kk = i0 + k
-                rho = min(max(G[r, k] * ij * nrm3[1, kk], -one), one)
+            for k in range(k0, k1):
+                kk = i1 + k
+                ik = nrm3[1, kk]
+                rho = min(max(G[r, k] * ij * ik, -one), one)
                 kap, dkap, perp = homog_terms(rho, off, scale, shift)
                 nk = nrm3[0, kk]
                 ak = a[kk]
                 sK += ak * nk * kap
                 sA += ak * nk * perp
+                S[kk] += aj * nj * nk * kap
+                A[kk] += aj * nj * perp * ik
                 G[r, k] = bj * ak * nrm3[2, kk] * dkap
-            S[j] += sK * nj
-            A[j] += sA * ij
+            part[0, ch, r] = sK * nj
+            part[1, ch, r] = sA * ij
+    for r in prange(t):
+        sK = zero
+        sA = zero
+        for ch in range(nch):
+            sK += part[0, ch, r]
+            sA += part[1, ch, r]
+        S[i0 + r] += sK
+        A[i0 + r] += sA
 
-    @pnjit
-    def off_block_h(G, nrm3, a, i0, i1, code, S, A, part):
-        """off_block for the homogeneous kernels: branch-free inner loop that vectorizes."""
-        off, scale, shift = homog_consts(code)
-        t, mo = G.shape
-        nch = (mo + _CHUNK - 1) // _CHUNK
-        for ch in prange(nch):
-            k0 = ch * _CHUNK
-            k1 = min(k0 + _CHUNK, mo)
-            for r in range(t):
-                j = i0 + r
-                nj = nrm3[0, j]
-                ij = nrm3[1, j]
-                aj = a[j]
-                bj = aj * nrm3[2, j]
-                sK = zero
-                sA = zero
-                for k in range(k0, k1):
-                    kk = i1 + k
-                    ik = nrm3[1, kk]
-                    rho = min(max(G[r, k] * ij * ik, -one), one)
-                    kap, dkap, perp = homog_terms(rho, off, scale, shift)
-                    nk = nrm3[0, kk]
-                    ak = a[kk]
-                    sK += ak * nk * kap
-                    sA += ak * nk * perp
-                    S[kk] += aj * nj * nk * kap
-                    A[kk] += aj * nj * perp * ik
-                    G[r, k] = bj * ak * nrm3[2, kk] * dkap
-                part[0, ch, r] = sK * nj
-                part[1, ch, r] = sA * ij
-        for r in prange(t):
-            sK = zero
-            sA = zero
-            for ch in range(nch):
-                sK += part[0, ch, r]
-                sA += part[1, ch, r]
-            S[i0 + r] += sK
-            A[i0 + r] += sA
 
-    @pnjit
-    def diag_block(G, nrm3, a, i0, code, S, A):
-        """Diagonal tile: G (t x t) -> B in place; S, A for the tile rows (both triangles visited)."""
-        t = G.shape[0]
-        for r in prange(t):
+@pnjit
+def diag_block(G, nrm3, a, i0, code, S, A):
+    """Diagonal tile: G (t x t) -> B in place; S, A for the tile rows (both triangles visited)."""
+    zero = like(G, 0.0)
+    t = G.shape[0]
+    for r in prange(t):
+        j = i0 + r
+        nj = nrm3[0, j]
+        aj = a[j]
+        sK = zero
+        sA = zero
+        for k in range(t):
+            K, au, av, b = pair(code, nj, nrm3[0, i0 + k], G[r, k])
+            ak = a[i0 + k]
+            sK += ak * K
+            sA += ak * au
+            G[r, k] = aj * ak * b
+        S[j] += sK
+        A[j] += sA
+
+
+@pnjit
+def off_block(G, nrm3, a, i0, i1, code, S, A, part):
+    """Off-diagonal tile: G (t x (m - i1)) -> B in place; row sums for the tile rows via per-chunk
+    partials, column sums straight into S, A of the later rows (each chunk owns its columns)."""
+    zero = like(G, 0.0)
+    t, mo = G.shape
+    nch = (mo + _CHUNK - 1) // _CHUNK
+    for ch in prange(nch):
+        k0 = ch * _CHUNK
+        k1 = min(k0 + _CHUNK, mo)
+        for r in range(t):
             j = i0 + r
             nj = nrm3[0, j]
             aj = a[j]
             sK = zero
             sA = zero
-            for k in range(t):
-                K, au, av, b = pair(code, nj, nrm3[0, i0 + k], G[r, k])
-                ak = a[i0 + k]
+            for k in range(k0, k1):
+                kk = i1 + k
+                ak = a[kk]
+                K, au, av, b = pair(code, nj, nrm3[0, kk], G[r, k])
                 sK += ak * K
                 sA += ak * au
+                S[kk] += aj * K
+                A[kk] += aj * av
                 G[r, k] = aj * ak * b
-            S[j] += sK
-            A[j] += sA
+            part[0, ch, r] = sK
+            part[1, ch, r] = sA
+    for r in prange(t):
+        sK = zero
+        sA = zero
+        for ch in range(nch):
+            sK += part[0, ch, r]
+            sA += part[1, ch, r]
+        S[i0 + r] += sK
+        A[i0 + r] += sA
 
-    @pnjit
-    def off_block(G, nrm3, a, i0, i1, code, S, A, part):
-        """Off-diagonal tile: G (t x (m - i1)) -> B in place; row sums for the tile rows via per-chunk
-        partials, column sums straight into S, A of the later rows (each chunk owns its columns)."""
-        t, mo = G.shape
-        nch = (mo + _CHUNK - 1) // _CHUNK
-        for ch in prange(nch):
-            k0 = ch * _CHUNK
-            k1 = min(k0 + _CHUNK, mo)
-            for r in range(t):
-                j = i0 + r
-                nj = nrm3[0, j]
-                aj = a[j]
-                sK = zero
-                sA = zero
-                for k in range(k0, k1):
-                    kk = i1 + k
-                    ak = a[kk]
-                    K, au, av, b = pair(code, nj, nrm3[0, kk], G[r, k])
-                    sK += ak * K
-                    sA += ak * au
-                    S[kk] += aj * K
-                    A[kk] += aj * av
-                    G[r, k] = aj * ak * b
-                part[0, ch, r] = sK
-                part[1, ch, r] = sA
-        for r in prange(t):
-            sK = zero
-            sA = zero
-            for ch in range(nch):
-                sK += part[0, ch, r]
-                sA += part[1, ch, r]
-            S[i0 + r] += sK
-            A[i0 + r] += sA
 
-    @pnjit
-    def teacher_block(G, nrm3, tnrm, a, at, i0, code, T, A):
-        """Student-teacher tile: G (t x m*) -> -B* in place; T and the teacher part of A."""
-        t, ms = G.shape
-        for r in prange(t):
-            j = i0 + r
-            nj = nrm3[0, j]
-            aj = a[j]
-            sK = zero
-            sA = zero
-            for i in range(ms):
-                K, au, av, b = pair(code, nj, tnrm[i], G[r, i])
-                sK += at[i] * K
-                sA += at[i] * au
-                G[r, i] = -aj * at[i] * b
-            T[j] = sK
-            A[j] -= sA
-
-    @njit
-    def teacher_energy(Wt, at, tnrm, code):
-        """a*^T K(W*, W*) a* (float64)."""
-        ms = Wt.shape[0]
-        e = 0.0
+@pnjit
+def teacher_block(G, nrm3, tnrm, a, at, i0, code, T, A):
+    """Student-teacher tile: G (t x m*) -> -B* in place; T and the teacher part of A."""
+    zero = like(G, 0.0)
+    t, ms = G.shape
+    for r in prange(t):
+        j = i0 + r
+        nj = nrm3[0, j]
+        aj = a[j]
+        sK = zero
+        sA = zero
         for i in range(ms):
-            for k in range(ms):
-                c = zero
-                for l in range(Wt.shape[1]):
-                    c += Wt[i, l] * Wt[k, l]
-                K, au, av, b = pair(code, tnrm[i], tnrm[k], c)
-                e += np.float64(at[i]) * at[k] * K
-        return e
+            K, au, av, b = pair(code, nj, tnrm[i], G[r, i])
+            sK += at[i] * K
+            sA += at[i] * au
+            G[r, i] = -aj * at[i] * b
+        T[j] = sK
+        A[j] -= sA
 
-    @pnjit
-    def finish(W, a, gW, ga, S, T, A, want_grad):
-        """g_a = S - T; g_W[j] += a_j A_j w_j; returns 1/2 a^T K a - a^T K* a* (float64)."""
-        m, d = W.shape
-        total = 0.0
-        for j in prange(m):
-            ga[j] = S[j] - T[j]
-            if want_grad:
-                c = a[j] * A[j]
-                for i in range(d):
-                    gW[j, i] += c * W[j, i]
-            total += np.float64(a[j]) * (0.5 * np.float64(S[j]) - np.float64(T[j]))
-        return total
 
-    @njit
-    def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
-        """Population loss (without noise) at (W, a); fills gW, ga with its gradient if want_grad.
+@njit
+def teacher_energy(Wt, at, tnrm, code):
+    """a*^T K(W*, W*) a* (float64)."""
+    zero = like(Wt, 0.0)
+    ms = Wt.shape[0]
+    e = 0.0
+    for i in range(ms):
+        for k in range(ms):
+            c = zero
+            for l in range(Wt.shape[1]):
+                c += Wt[i, l] * Wt[k, l]
+            K, au, av, b = pair(code, tnrm[i], tnrm[k], c)
+            e += np.float64(at[i]) * at[k] * K
+    return e
 
-        W (m, d), a (m,), Wt (m*, d), at (m*,) of one float dtype; ``ws`` from ``workspace``.
-        Never modifies W or a. Returns the loss as float64.
-        """
-        gbuf, gsbuf, nrm3, tnrm, S, T, A, part, opts = ws
-        m, d = W.shape
-        ms = Wt.shape[0]
-        tile = gbuf.size // m
-        blas = opts[0] != 0
-        norms3(W, nrm3)
-        row_norms(Wt, tnrm)
-        homog = code <= 2
-        S[:] = 0
-        A[:] = 0
-        T[:] = 0
+
+@pnjit
+def finish(W, a, gW, ga, S, T, A, want_grad):
+    """g_a = S - T; g_W[j] += a_j A_j w_j; returns 1/2 a^T K a - a^T K* a* (float64)."""
+    m, d = W.shape
+    total = 0.0
+    for j in prange(m):
+        ga[j] = S[j] - T[j]
         if want_grad:
-            gW[:, :] = 0
-        for i0 in range(0, m, tile):
-            i1 = min(i0 + tile, m)
-            t = i1 - i0
-            WI = W[i0:i1]
-            gI = gW[i0:i1]
-            # diagonal block: both triangles, rows of this tile only
-            Gd = gbuf[: t * t].reshape(t, t)
-            matmul_nt(WI, WI, Gd, False, blas)
-            if homog:
-                diag_block_h(Gd, nrm3, a, i0, code, S, A)
-            else:
-                diag_block(Gd, nrm3, a, i0, code, S, A)
+            c = a[j] * A[j]
+            for i in range(d):
+                gW[j, i] += c * W[j, i]
+        total += np.float64(a[j]) * (0.5 * np.float64(S[j]) - np.float64(T[j]))
+    return total
+
+
+@njit
+def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
+    """Population loss (without noise) at (W, a); fills gW, ga with its gradient if want_grad.
+
+    W (m, d), a (m,), Wt (m*, d), at (m*,) of one float dtype; ``ws`` from ``workspace``.
+    Never modifies W or a. Returns the loss as float64.
+    """
+    m, d = W.shape
+    ms = Wt.shape[0]
+    tile = ws.tile
+    blas = ws.blas
+    S, T, A = ws.S, ws.T, ws.A
+    nrm3 = ws.nrm3
+    tnrm = ws.tnorms
+    norms3(W, nrm3)
+    row_norms(Wt, tnrm)
+    angular = code in ANGULAR_CODES
+    S[:] = 0
+    A[:] = 0
+    T[:] = 0
+    if want_grad:
+        gW[:, :] = 0
+    for i0 in range(0, m, tile):
+        i1 = min(i0 + tile, m)
+        t = i1 - i0
+        WI = W[i0:i1]
+        gI = gW[i0:i1]
+        # diagonal block: both triangles, rows of this tile only
+        Gd = ws.gbuf[: t * t].reshape(t, t)
+        matmul_nt(WI, WI, Gd, False, blas)
+        if angular:
+            diag_block_h(Gd, nrm3, a, i0, code, S, A)
+        else:
+            diag_block(Gd, nrm3, a, i0, code, S, A)
+        if want_grad:
+            matmul_nn(Gd, WI, gI, True, blas)              # g_W[I] += B_II W_I
+        if ms > 0:
+            Gs = ws.gsbuf[: t * ms].reshape(t, ms)
+            matmul_nt(WI, Wt, Gs, False, blas)
+            teacher_block(Gs, nrm3, tnrm, a, at, i0, code, T, A)
             if want_grad:
-                matmul_nn(Gd, WI, gI, True, blas)              # g_W[I] += B_II W_I
-            if ms > 0:
-                Gs = gsbuf[: t * ms].reshape(t, ms)
-                matmul_nt(WI, Wt, Gs, False, blas)
-                teacher_block(Gs, nrm3, tnrm, a, at, i0, code, T, A)
-                if want_grad:
-                    matmul_nn(Gs, Wt, gI, True, blas)          # g_W[I] -= B*_I W*
-            mo = m - i1
-            if mo > 0:
-                # upper off-diagonal block: each pair of tiles once, by symmetry
-                Go = gbuf[: t * mo].reshape(t, mo)
-                WO = W[i1:]
-                matmul_nt(WI, WO, Go, False, blas)
-                if homog:
-                    off_block_h(Go, nrm3, a, i0, i1, code, S, A, part)
-                else:
-                    off_block(Go, nrm3, a, i0, i1, code, S, A, part)
-                if want_grad:
-                    matmul_nn(Go, WO, gI, True, blas)          # g_W[I] += B_I> W_>
-                    matmul_tn(Go, WI, gW[i1:], True, blas)     # g_W[>] += B_I>^T W_I
-        loss = finish(W, a, gW, ga, S, T, A, want_grad)
-        return loss + 0.5 * teacher_energy(Wt, at, tnrm, code)
-
-    @njit
-    def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
-        """One gradient step in place; returns the loss before the step (float64, NaN when the step
-        was refused because the loss or the gradient is not finite: W, a are then unchanged)."""
-        loss = loss_grad(W, a, Wt, at, code, gW, ga, ws, True)
-        ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
-        if not (ok and finite(loss)):
-            return np.nan
-        sgd_update(W, a, gW, ga, lr)
-        return loss
-
-    @njit
-    def run(W, a, Wt, at, code, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
-        """len(lrs) steps; losses[s] gets the loss before step s. Returns the number of steps done
-        (fewer when a non-finite loss or gradient stopped it; W, a keep their last finite values)."""
-        for s in range(lrs.shape[0]):
-            loss = step(W, a, Wt, at, code, lrs[s], reg, lam_as[s], lam_ws[s], gW, ga, ws)
-            losses[s] = loss
-            if isnan(loss):
-                return s
-        return lrs.shape[0]
-
-    return loss_grad, step, run
+                matmul_nn(Gs, Wt, gI, True, blas)          # g_W[I] -= B*_I W*
+        mo = m - i1
+        if mo > 0:
+            # upper off-diagonal block: each pair of tiles once, by symmetry
+            Go = ws.gbuf[: t * mo].reshape(t, mo)
+            WO = W[i1:]
+            matmul_nt(WI, WO, Go, False, blas)
+            if angular:
+                off_block_h(Go, nrm3, a, i0, i1, code, S, A, ws.part)
+            else:
+                off_block(Go, nrm3, a, i0, i1, code, S, A, ws.part)
+            if want_grad:
+                matmul_nn(Go, WO, gI, True, blas)          # g_W[I] += B_I> W_>
+                matmul_tn(Go, WI, gW[i1:], True, blas)     # g_W[>] += B_I>^T W_I
+    loss = finish(W, a, gW, ga, S, T, A, want_grad)
+    return loss + 0.5 * teacher_energy(Wt, at, tnrm, code)
 
 
-LOSS_GRAD32, STEP32, RUN32 = _make(TABLE32)
-LOSS_GRAD64, STEP64, RUN64 = _make(TABLE64)
+@njit
+def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
+    """One gradient step in place; returns the loss before the step (float64, NaN when the step
+    was refused because the loss or the gradient is not finite: W, a are then unchanged)."""
+    # np.bool_(True), a run-time bool: the loss_grad the objective calls from Python, not a second
+    # compilation for the literal True
+    loss = loss_grad(W, a, Wt, at, code, gW, ga, ws, np.bool_(True))
+    ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
+    if not (ok and finite(loss)):
+        return np.nan
+    sgd_update(W, a, gW, ga, lr)
+    return loss
+
+
+@njit
+def run(W, a, Wt, at, code, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
+    """len(lrs) steps; losses[s] gets the loss before step s. Returns the number of steps done
+    (fewer when a non-finite loss or gradient stopped it; W, a keep their last finite values)."""
+    for s in range(lrs.shape[0]):
+        loss = step(W, a, Wt, at, code, lrs[s], reg, lam_as[s], lam_ws[s], gW, ga, ws)
+        losses[s] = loss
+        if isnan(loss):
+            return s
+    return lrs.shape[0]
