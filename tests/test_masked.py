@@ -5,8 +5,6 @@ import numba
 import numpy as np
 import pytest
 
-import fastfeat as ff
-
 from fastfeat.kernels.cpu import empirical as emp
 from fastfeat.kernels.cpu import masked
 from fastfeat.math.activations import CODES
@@ -109,8 +107,9 @@ def test_step_kernel_is_chosen_from_the_activation_table():
 @pytest.mark.parametrize("name", ["relu", "relu_centered", "linear"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_step_kernel_matches_gemm_kernel(name, dtype):
-    """The same loss and gradients as the GEMM kernel (KIND_ALG) on the same activation. (The objective
-    picks its kernel through EMP_KIND_OF; the ALG kernels are compiled anyway for abs and he2/he3.)"""
+    """The same loss and gradients as the GEMM kernel (KIND_ALG) on the same activation, each kind's entry
+    point called as ff.Empirical calls the one ``emp.entry_for`` picks. (The ALG kernels are compiled anyway
+    for abs and he2/he3.)"""
     code = CODES[name]
     rng = np.random.default_rng(5)
     n, m, d = 301, 45, 70
@@ -118,16 +117,13 @@ def test_step_kernel_matches_gemm_kernel(name, dtype):
     y = rng.standard_normal(n).astype(dtype)
     W = (rng.standard_normal((m, d)) / np.sqrt(d)).astype(dtype)
     a = (rng.standard_normal(m) / np.sqrt(m)).astype(dtype)
-    net = ff.TwoLayer(W, a, activation=name)
+    assert emp.entry_for(code) is emp.ENTRIES[emp.KIND_STEP]
     out = {}
-    old = emp.EMP_KIND_OF[code]
-    try:
-        for kind in (emp.KIND_STEP, emp.KIND_ALG):
-            emp.EMP_KIND_OF[code] = kind
-            obj = ff.Empirical(X, y, tile=56)
-            out[kind] = (obj.loss(net), *obj.grad(net))
-    finally:
-        emp.EMP_KIND_OF[code] = old
+    for kind in (emp.KIND_STEP, emp.KIND_ALG):
+        ws = emp.workspace(n, m, d, dtype, tile=56)
+        gW, ga, loss, z = np.empty_like(W), np.empty_like(a), np.empty(1), np.empty(0)
+        assert emp.ENTRIES[kind](W, a, X, y, code, 0, n, 0, z, 0, z, z, gW, ga, ws, loss, 1) == 1
+        out[kind] = (loss[0], gW, ga)
     tol = 1e-13 if dtype == np.float64 else 2e-5
     (l0, gW0, ga0), (l1, gW1, ga1) = out[emp.KIND_ALG], out[emp.KIND_STEP]
     assert abs(l1 - l0) <= tol * abs(l0)

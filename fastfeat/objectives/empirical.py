@@ -31,7 +31,7 @@ class Empirical(Objective):
     ``loss(net)`` is the loss over the whole data set; ``grad(net, reg)`` the full-batch gradient; the
     losses a minibatch run logs per step in the kernel are minibatch losses, while the ``"loss"``
     metric of ``ff.train`` is always ``loss(net)``. ``tile`` (samples per tile of the fused kernel)
-    defaults to about 32 MB / (m * itemsize), at most n.
+    defaults to about 8 MB / (m * itemsize), at most n (``fastfeat.kernels.cpu.empirical.default_tile``).
     """
 
     name = "empirical"
@@ -110,7 +110,7 @@ class Empirical(Objective):
         return self._ws[key]
 
     def _full(self, net, gW, ga, mode):
-        entry = _emp.kernels(net.code, net.dtype)[3]
+        entry = _emp.entry_for(net.code)
         out = np.empty(1)
         z = np.empty(0)
         entry(net.W, net.a, self.X, self.y, net.code, 0, self.n, self.seed, z, 0, z, z, gW, ga,
@@ -125,11 +125,14 @@ class Empirical(Objective):
     def _grad(self, net, gW, ga):
         return self._full(net, gW, ga, 1)
 
+    def _kernel_loss_is_loss(self, net):
+        return self._batch() >= self.n  # full batch: the runner's losses are the data set's loss
+
     def _runner(self, net, device="cpu"):
         if device == "cuda":
-            from ..kernels.cuda import empirical_runner
+            from ..gpu import empirical_runner
             return empirical_runner(self, net)
-        entry = _emp.kernels(net.code, net.dtype)[3]
+        entry = _emp.entry_for(net.code)
         batch = self._batch()
         ws = self._workspace(net, batch)
         gW = np.empty_like(net.W)

@@ -31,16 +31,26 @@ tiles, ``step_grad`` forms both gradients from ``S`` in ``O(m d)``: also ``g_a``
 n=8192, d=256, m=2048 (float32, 2 cores) this step took 0.78-0.89x the time of the two GEMMs of the
 dense formulation, against 0.96-1.02x for the GEMM path on the same activation.
 
-The elementwise pass has no per-element activation branch: kernels are compiled per *kind*
-(``KIND_OF[code]``), and each kind's formula is branch-free:
+The elementwise pass has no per-element activation branch: it is built per *kind* (``EMP_KIND_OF[code]``),
+and each kind's formula is branch-free:
 
-- ``ALG`` (relu, abs, relu_centered, linear, he2, he3): ``phi = sh_j + z (s(z) + z (c2 + z c3))`` with
-  ``s(z) = alpha if z > 0 else beta`` and ``sigma' = (alpha | beta | gamma at z = 0) + z (2 c2 + 3 c3 z)``,
-  ``sh_j = c0 + c_norm |w_j|``. The coefficients are derived from the activation table
-  (``fastfeat.math.activations``) at import and checked against it there, so the table stays the one
-  definition.
+- ``ALG`` (abs, he2, he3; also relu, relu_centered, linear through ``KIND_STEP``):
+  ``phi = sh_j + z (s(z) + z (c2 + z c3))`` with ``s(z) = alpha if z > 0 else beta`` and
+  ``sigma' = (alpha | beta | gamma at z = 0) + z (2 c2 + 3 c3 z)``, ``sh_j = c0 + c_norm |w_j|``. The
+  coefficients are the activation table's ``ALG_PARAMS`` (``fastfeat.math.activations``: derived from
+  the table's scalar functions and checked against them there).
 - ``ERF`` and ``TANH``: the table's ``neuron`` / ``dneuron`` with the code fixed at compile time
   (``tanh`` stores ``tanh z`` in the first sweep and gets ``sigma' = 1 - tanh^2`` from it).
+
+Compilation: every function is generic in the float type (numba compiles one version per argument
+types) and cached on disk. The kind-specific pieces (the elementwise pass, and the loss, step and run
+built on it) are closures made per kind by ``_make``; they are not cached on their own but compiled into
+small module-level entry points, which are, so a process compiles (or loads) only the kind it uses:
+
+- ``entry_alg``, ``entry_erf``, ``entry_tanh``, ``entry_step`` (``entry_for(code)`` picks one): what
+  ``ff.Empirical`` calls, one compilation for its loss, gradient and runs (``mode``);
+- ``loss_grad``, ``step``, ``run``: the public kernels (``ff.kernels.empirical_*``), which take any
+  activation code and dispatch on its kind at run time (their first compilation covers all four kinds).
 
 Minibatches: ``idx`` lists the samples of the batch (rows are gathered tile by tile into a ``t x d``
 buffer); an empty ``idx`` means the whole data set in order. ``run`` draws the batches: with ``B`` the
@@ -50,22 +60,31 @@ smaller) where ``perm_e = _rng.shuffle(seed, e)`` depends only on (seed, epoch):
 reproduces an uninterrupted run.
 """
 
+from collections import namedtuple
+
 import numba
 import numpy as np
 from numba import prange
 
-from ...math.activations import ERF, NAMES, TANH
+from ...math.activations import (
+    ALG_PARAMS, ERF, KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, NAMES, TANH, TWO_VALUED_DERIVATIVE,
+)
+from . import masked
 from ._blas import gemm_nt, gemm_tn
 from ._finite import finite, isnan
-from . import masked
-from ._jit import TABLE32, TABLE64, njit, pnjit
+from ._jit import njit, pnjit
 from ._rng import shuffle
 from .common import add_reg_grad, row_norms, sgd_update
+from .scalar import dneuron, like, neuron
 
-KIND_ALG, KIND_ERF, KIND_TANH, KIND_STEP = 0, 1, 2, 3
-#: activation code -> formula kind (ALG, ERF or TANH; shared with the online kernels)
-KIND_OF = np.array([KIND_ERF if c == ERF else KIND_TANH if c == TANH else KIND_ALG for c in range(len(NAMES))],
-                   np.int64)
+#: the empirical kernels' own kind: ALG activations whose derivative takes two values (see the module
+#: docstring and ``TWO_VALUED_DERIVATIVE``), whose weight gradient is a bit-matrix product (``masked``)
+KIND_STEP = 3
+#: activation code -> empirical kernel kind: the table's pointwise kind (``KIND_OF``), KIND_STEP for the
+#: codes of ``TWO_VALUED_DERIVATIVE`` (relu, relu_centered, linear; abs, with sigma'(0) = 0, stays ALG)
+EMP_KIND_OF = np.array([KIND_STEP if c in TWO_VALUED_DERIVATIVE else KIND_OF[c] for c in range(len(NAMES))],
+                       np.int64)
+EMP_KIND_OF.setflags(write=False)  # compiled into the cached public kernels: a constant
 #: rows per parallel task in the elementwise pass (fixed: the g_a partial sums do not depend on threads)
 ROW_CHUNK = 16
 #: bytes of the per-tile pre-activation block (t * m entries) the default tile aims for. Measured at
@@ -74,39 +93,21 @@ ROW_CHUNK = 16
 #: cache and memory small (with scipy's BLAS, 4 MB tiles had measured 1.3-1.5 against 1.1-1.2 for 32 MB)
 TILE_BYTES = 1 << 23
 
-
-def _alg_params(code):
-    """(alpha, beta, gamma, c0, c2, c3, c_norm) of an ALG activation, from the float64 table; checked."""
-    T = TABLE64
-    phi = lambda z: float(T.neuron.py_func(code, np.float64(z), np.float64(0.0)))  # noqa: E731
-    dphi = lambda z: float(T.dneuron.py_func(code, np.float64(z)))  # noqa: E731
-    c0 = phi(0.0)
-    alpha, c2, c3 = np.linalg.solve(np.array([[1.0, 1, 1], [2, 4, 8], [1, 2, 3]]),
-                                    np.array([phi(1.0) - c0, phi(2.0) - c0, dphi(1.0)]))
-    beta = c2 - c3 - (phi(-1.0) - c0)
-    gamma = dphi(0.0)
-    p = np.round(np.array([alpha, beta, gamma, c0, c2, c3, 0.0]), 12)  # simple rationals: drop the
-    p[6] = float(T.dneuron_dnorm.py_func(code))                            # solve's rounding
-    for z in (-2.5, -0.7, 0.0, 0.4, 1.9, 3.1):
-        s = p[0] if z > 0 else p[1]
-        ds = p[0] if z > 0 else (p[1] if z < 0 else p[2])
-        assert abs(p[3] + z * (s + z * (p[4] + z * p[5])) - phi(z)) <= 1e-12 * (1 + abs(phi(z))), (code, z)
-        assert abs(ds + z * (2 * p[4] + 3 * p[5] * z) - dphi(z)) <= 1e-12 * (1 + abs(dphi(z))), (code, z)
-    return p
-
-
-_P = np.zeros((len(NAMES), 7))
-for _c in range(len(NAMES)):
-    if KIND_OF[_c] == KIND_ALG:
-        _P[_c] = _alg_params(_c)
-PARAMS64 = _P
-PARAMS32 = _P.astype(np.float32)
-#: activation code -> empirical kernel kind: ALG activations whose derivative takes two values,
-#: ``beta`` for z <= 0 and ``alpha`` for z > 0 (c2 = c3 = 0 and sigma'(0) = beta: relu,
-#: relu_centered, linear), get the KIND_STEP kernel, whose weight gradient is a bit-matrix product
-#: (``masked``) instead of a GEMM. abs (sigma'(0) = 0, not beta = -1) stays ALG.
-EMP_KIND_OF = np.array([KIND_STEP if KIND_OF[c] == KIND_ALG and _P[c, 4] == 0 and _P[c, 5] == 0
-                        and _P[c, 1] == _P[c, 2] else KIND_OF[c] for c in range(len(NAMES))], np.int64)
+#: The buffers of the empirical kernels (``workspace``), allocated once and reused every step:
+#:   z       (t m,) the Z / D block of one tile
+#:   xg, yg  (t, d), (t,) the gathered rows and labels of a minibatch tile (xg is (1, d) for full batches)
+#:   rb      (t,) r_k / n of the tile
+#:   lrow    (t,) float64 r_k^2 of the tile
+#:   gpart   (nrc, m) float64 per-row-chunk partials of g_a (all tiles)
+#:   gchunk  (nrc, m) the same for the current tile, in the working precision
+#:   sh, nrm (m,) the shift sh_j = c0 + c_norm |w_j|, and |w_j|
+#:   perm    (n,) int64 the epoch's permutation (empty for full batches)
+#:   bits, S, ybuf, tabs, plan: the KIND_STEP product (``masked.workspace``: the tile's sign bits, the
+#:           product M^T Y over all tiles, the tile's rows y_k = (r_k / n) x_k, the workers' tables and
+#:           work split)
+#:   ypart   (nrc, d) float64 per-row-chunk partials of sum_k y_k (KIND_STEP)
+#: (``t`` samples per tile, ``nrc = ceil(t / ROW_CHUNK)``)
+Workspace = namedtuple("Workspace", "z xg yg rb lrow gpart gchunk sh nrm perm bits S ybuf tabs plan ypart")
 
 
 def default_tile(m, rows, itemsize=4):
@@ -116,32 +117,22 @@ def default_tile(m, rows, itemsize=4):
 
 
 def workspace(n, m, d, dtype, batch=None, tile=None):
-    """Buffers for the empirical kernels on ``n`` samples (allocated once, reused every step).
+    """A ``Workspace`` for the empirical kernels on ``n`` samples, ``m`` neurons, ``d`` inputs.
 
     ``batch``: the minibatch size (None or >= n: full batch). ``tile``: samples per tile (default
-    ``default_tile``). Returns the tuple ``(zbuf, xg, yg, rb, lrow, gpart, gchunk, sh, nrm, perm, bits,
-    S, ybuf, tabs, plan, ypart)``; the last six serve the KIND_STEP kernels (``masked.workspace``:
-    the tile's sign bits, the product ``M^T Y`` over all tiles, the tile's rows ``y_k = (r_k / n) x_k``,
-    the workers' tables and work split) and ``ypart`` the row-chunk partials of ``sum_k y_k``.
-    """
+    ``default_tile``)."""
     dtype = np.dtype(dtype)
     full = batch is None or batch >= n
     rows = n if full else batch
     t = default_tile(m, rows, dtype.itemsize) if tile is None else int(max(1, min(tile, rows)))
     nrc = (t + ROW_CHUNK - 1) // ROW_CHUNK
-    return (
-        np.empty(t * m, dtype),                       # Z / D block of one tile
-        np.empty((t if not full else 1, d), dtype),   # gathered rows of a minibatch tile
-        np.empty(t, dtype),                           # gathered labels / tile labels
-        np.empty(t, dtype),                           # r_k / n of the tile
-        np.empty(t, np.float64),                      # r_k^2 of the tile
-        np.empty((nrc, m), np.float64),               # per-row-chunk partials of g_a (all tiles)
-        np.empty((nrc, m), dtype),                    # the same for the current tile
-        np.empty(m, dtype),                           # shift sh_j = c0 + c_norm |w_j|
-        np.empty(m, dtype),                           # |w_j|
-        np.empty(0 if full else n, np.int64),         # the epoch's permutation
-        *masked.workspace(m, d, t, dtype, numba.config.NUMBA_NUM_THREADS),
-        np.zeros((nrc, d), np.float64),               # per-row-chunk partials of sum_k y_k
+    bits, S, ybuf, tabs, plan = masked.workspace(m, d, t, dtype, numba.config.NUMBA_NUM_THREADS)
+    return Workspace(
+        z=np.empty(t * m, dtype), xg=np.empty((t if not full else 1, d), dtype), yg=np.empty(t, dtype),
+        rb=np.empty(t, dtype), lrow=np.empty(t, np.float64), gpart=np.empty((nrc, m), np.float64),
+        gchunk=np.empty((nrc, m), dtype), sh=np.empty(m, dtype), nrm=np.empty(m, dtype),
+        perm=np.empty(0 if full else n, np.int64), bits=bits, S=S, ybuf=ybuf, tabs=tabs, plan=plan,
+        ypart=np.zeros((nrc, d), np.float64),
     )
 
 
@@ -175,50 +166,58 @@ def _finish(W, a, gW, ga, gpart, nrc, cn, R, nrm, sum_ga):
                 gW[j, i] += coef * W[j, i]
 
 
-def _make(T, kind):
-    ft = T.ftype
-    zero = ft(0.0)
-    one = ft(1.0)
-    three = ft(3.0)
-    neuron = T.neuron
-    dneuron = T.dneuron
-    P = PARAMS32 if ft == np.float32 else PARAMS64
+# The pointwise formulas of each kind: ``fwd(z, sh, p) -> (phi, v)`` (``v`` is what the backward sweep
+# needs of z: z itself, or tanh z) and ``bwd(v, sh, p) -> (phi, sigma')``; ``p`` holds the ALG
+# coefficients (alpha, beta, gamma, c0, c2, c3) in the working precision.
+
+@njit(inline="always")
+def _alg_fwd(z, sh, p):
+    s = p[0] if z > like(z, 0.0) else p[1]
+    return sh + z * (s + z * (p[4] + z * p[5])), z
+
+
+@njit(inline="always")
+def _alg_bwd(z, sh, p):
+    zero = like(z, 0.0)
+    s = p[0] if z > zero else p[1]
+    ds = p[0] if z > zero else (p[1] if z < zero else p[2])
+    return sh + z * (s + z * (p[4] + z * p[5])), ds + z * (p[4] + p[4] + like(z, 3.0) * p[5] * z)
+
+
+@njit(inline="always")
+def _erf_fwd(z, sh, p):
+    return neuron(ERF, z, like(z, 0.0)), z
+
+
+@njit(inline="always")
+def _erf_bwd(z, sh, p):
+    return neuron(ERF, z, like(z, 0.0)), dneuron(ERF, z)
+
+
+@njit(inline="always")
+def _tanh_fwd(z, sh, p):
+    t = neuron(TANH, z, like(z, 0.0))
+    return t, t
+
+
+@njit(inline="always")
+def _tanh_bwd(t, sh, p):
+    return t, like(t, 1.0) - t * t
+
+
+_POINTWISE = {KIND_ALG: (_alg_fwd, _alg_bwd), KIND_ERF: (_erf_fwd, _erf_bwd), KIND_TANH: (_tanh_fwd, _tanh_bwd)}
+
+
+def _make_rows(kind):
+    """The fused elementwise pass over one tile (module docstring, step 2) for an ALG, ERF or TANH kind."""
+    fwd, bwd = _POINTWISE[kind]
     store_v = kind == KIND_TANH
     RC = ROW_CHUNK
 
-    if kind == KIND_ALG or kind == KIND_STEP:
-        @njit(inline="always")
-        def fwd(z, sh, p):
-            s = p[0] if z > zero else p[1]
-            return sh + z * (s + z * (p[4] + z * p[5])), z
-
-        @njit(inline="always")
-        def bwd(z, sh, p):
-            s = p[0] if z > zero else p[1]
-            ds = p[0] if z > zero else (p[1] if z < zero else p[2])
-            return sh + z * (s + z * (p[4] + z * p[5])), ds + z * (p[4] + p[4] + three * p[5] * z)
-    elif kind == KIND_ERF:
-        @njit(inline="always")
-        def fwd(z, sh, p):
-            return neuron(ERF, z, zero), z
-
-        @njit(inline="always")
-        def bwd(z, sh, p):
-            return neuron(ERF, z, zero), dneuron(ERF, z)
-    else:
-        @njit(inline="always")
-        def fwd(z, sh, p):
-            t = neuron(TANH, z, zero)
-            return t, t
-
-        @njit(inline="always")
-        def bwd(t, sh, p):
-            return t, one - t * t
-
     @pnjit
     def rows(Z, a, sh, p, yt, inv_n, rb, lrow, gpart, gchunk, want_grad):
-        """The fused elementwise pass over one tile (see the module docstring)."""
         t, m = Z.shape
+        zero = like(Z, 0.0)
         nrc = (t + RC - 1) // RC
         for c in prange(nrc):
             r0 = c * RC
@@ -247,99 +246,116 @@ def _make(T, kind):
                 for j in range(m):
                     gp[j] += g[j]
 
-    @pnjit
-    def rows_step(Z, a, sh, p, yt, Xt, inv_n, rb, lrow, bits, ybuf, ypart, want_grad, want_bits, want_ysum):
-        """The elementwise pass of a KIND_STEP kernel over one tile: only the forward sweep of ``rows``.
-        The sign bits ``[z_kj > 0]`` go to ``bits`` (``masked``'s layout: a chunk of RC rows fills whole
-        bytes) and the rows ``y_k = (r_k / n) x_k`` to ``ybuf``; ``ypart`` sums them per chunk (float64)
-        when ``want_ysum``. Z is only read, and once: ``step_grad`` gets g_a from the products."""
-        t, m = Z.shape
-        d = Xt.shape[1]
-        nrc = (t + RC - 1) // RC
-        for c in prange(nrc):
-            r0 = c * RC
-            r1 = min(r0 + RC, t)
-            for r in range(r0, r1):
-                zr = Z[r]
-                f = zero
-                if want_bits:
-                    br = bits[r >> 3]
-                    sft = r & 7
-                    keep = np.uint8(0 if sft == 0 else 0xFF)  # the group's first row starts the bytes
-                    for j in range(m):
-                        z = zr[j]
-                        f += a[j] * fwd(z, sh[j], p)[0]
-                        br[j] = (br[j] & keep) | np.uint8(np.uint8(z > zero) << sft)
-                else:
-                    for j in range(m):
-                        f += a[j] * fwd(zr[j], sh[j], p)[0]
-                res = f - yt[r]
-                lrow[r] = np.float64(res) * res
-                rr = res * inv_n
-                rb[r] = rr
-                if want_grad:
-                    yr = ybuf[r]
-                    xr = Xt[r]
-                    for i in range(d):
-                        yr[i] = rr * xr[i]
-                    if want_ysum:
-                        yp = ypart[c]
-                        for i in range(d):
-                            yp[i] += yr[i]
+    return rows
 
-    @pnjit
-    def step_grad(W, a, S, ypart, nrc, da, beta, sh, R, gW, ga):
-        """Both gradients of a KIND_STEP kernel from the products (module docstring of ``masked``): with
-        ``v_j = da S[j] + beta sum_k y_k``, ``g_W[j] = a_j v_j`` (the relu_centered norm term is added by
-        ``_finish``) and ``g_a[j] = sh_j R + w_j . v_j``, because ``phi(z) = sh + beta z + da z [z > 0]``
-        and ``z_kj = w_j . x_k``: ``sum_k r_k/n phi(z_kj) = sh_j R + w_j . (beta sum_k y_k + da S[j])``.
-        ``R = sum_k r_k / n``. The chunk partials of ``sum_k y_k`` are first added in order into
-        ypart[0]."""
-        m, d = gW.shape
-        if beta != 0:
-            for c in range(1, nrc):
+
+@pnjit
+def rows_step(Z, a, sh, p, yt, Xt, inv_n, rb, lrow, bits, ybuf, ypart, want_grad, want_bits, want_ysum):
+    """The elementwise pass of a KIND_STEP kernel over one tile: only the forward sweep of ``rows``.
+    The sign bits ``[z_kj > 0]`` go to ``bits`` (``masked``'s layout: a chunk of ROW_CHUNK rows fills
+    whole bytes) and the rows ``y_k = (r_k / n) x_k`` to ``ybuf``; ``ypart`` sums them per chunk
+    (float64) when ``want_ysum``. Z is only read, and once: ``step_grad`` gets g_a from the products."""
+    t, m = Z.shape
+    d = Xt.shape[1]
+    zero = like(Z, 0.0)
+    nrc = (t + ROW_CHUNK - 1) // ROW_CHUNK
+    for c in prange(nrc):
+        r0 = c * ROW_CHUNK
+        r1 = min(r0 + ROW_CHUNK, t)
+        for r in range(r0, r1):
+            zr = Z[r]
+            f = zero
+            if want_bits:
+                br = bits[r >> 3]
+                sft = r & 7
+                keep = np.uint8(0 if sft == 0 else 0xFF)  # the group's first row starts the bytes
+                for j in range(m):
+                    z = zr[j]
+                    f += a[j] * _alg_fwd(z, sh[j], p)[0]
+                    br[j] = (br[j] & keep) | np.uint8(np.uint8(z > zero) << sft)
+            else:
+                for j in range(m):
+                    f += a[j] * _alg_fwd(zr[j], sh[j], p)[0]
+            res = f - yt[r]
+            lrow[r] = np.float64(res) * res
+            rr = res * inv_n
+            rb[r] = rr
+            if want_grad:
+                yr = ybuf[r]
+                xr = Xt[r]
                 for i in range(d):
-                    ypart[0, i] += ypart[c, i]
-        ys = ypart[0]
-        for j in prange(m):
-            aj = a[j]
-            dot = 0.0
+                    yr[i] = rr * xr[i]
+                if want_ysum:
+                    yp = ypart[c]
+                    for i in range(d):
+                        yp[i] += yr[i]
+
+
+@pnjit
+def step_grad(W, a, S, ypart, nrc, da, beta, sh, R, gW, ga):
+    """Both gradients of a KIND_STEP kernel from the products (module docstring of ``masked``): with
+    ``v_j = da S[j] + beta sum_k y_k``, ``g_W[j] = a_j v_j`` (the relu_centered norm term is added by
+    ``_finish``) and ``g_a[j] = sh_j R + w_j . v_j``, because ``phi(z) = sh + beta z + da z [z > 0]``
+    and ``z_kj = w_j . x_k``: ``sum_k r_k/n phi(z_kj) = sh_j R + w_j . (beta sum_k y_k + da S[j])``.
+    ``R = sum_k r_k / n``. The chunk partials of ``sum_k y_k`` are first added in order into
+    ypart[0]."""
+    m, d = gW.shape
+    zero = like(gW, 0.0)
+    if beta != 0:
+        for c in range(1, nrc):
             for i in range(d):
-                v = da * S[j, i] if da != 0 else zero
-                if beta != 0:
-                    v += beta * ft(ys[i])
-                gW[j, i] = aj * v
-                dot += np.float64(W[j, i]) * v
-            ga[j] = ft(np.float64(sh[j]) * R + dot)
+                ypart[0, i] += ypart[c, i]
+    ys = ypart[0]
+    for j in prange(m):
+        aj = a[j]
+        dot = 0.0
+        for i in range(d):
+            v = da * S[j, i] if da != 0 else zero
+            if beta != 0:
+                v += beta * like(gW, ys[i])
+            gW[j, i] = aj * v
+            dot += np.float64(W[j, i]) * v
+        ga[j] = like(ga, np.float64(sh[j]) * R + dot)
+
+
+def _make(kind):
+    """``(loss_grad, step, run, entry)`` of one kernel kind: functions inlined into the module-level
+    entry points that call them (the kind is fixed at compile time; the float type is the arguments')."""
+    is_step = kind == KIND_STEP
+    rows = None if is_step else _make_rows(kind)
+    RC = ROW_CHUNK
 
     @njit(inline="always")
     def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
         """Empirical loss 1/(2 n_b) sum_k (f(x_k) - y_k)^2 over the samples ``idx`` (all n, in order,
         when ``idx`` is empty); fills gW, ga with its gradient when ``want_grad``. Never writes W, a.
         Returns the loss as float64."""
-        zbuf, xg, yg, rb, lrow, gpart, gchunk, sh, nrm = ws[:9]
         m, d = W.shape
         full = idx.shape[0] == 0
         nb = X.shape[0] if full else idx.shape[0]
-        tile = yg.shape[0]
-        p = (P[code, 0], P[code, 1], P[code, 2], P[code, 3], P[code, 4], P[code, 5])
-        cn = P[code, 6]
+        tile = ws.yg.shape[0]
+        P = ALG_PARAMS
+        p = (like(W, P[code, 0]), like(W, P[code, 1]), like(W, P[code, 2]), like(W, P[code, 3]),
+             like(W, P[code, 4]), like(W, P[code, 5]))
+        c0 = p[3]
+        cn = like(W, P[code, 6])
+        sh = ws.sh
+        nrm = ws.nrm
         if cn != 0:
             row_norms(W, nrm)
             for j in range(m):
-                sh[j] = P[code, 3] + cn * nrm[j]
+                sh[j] = c0 + cn * nrm[j]
         else:
-            sh[:] = P[code, 3]
+            sh[:] = c0
         nrc = (min(tile, nb) + RC - 1) // RC
-        gpart[:nrc] = 0.0
-        inv_n = ft(1.0 / nb)
-        bits, S, ybuf, tabs, plan, ypart = ws[10], ws[11], ws[12], ws[13], ws[14], ws[15]
-        da = P[code, 0] - P[code, 1]
-        beta = P[code, 1]
+        ws.gpart[:nrc] = 0.0
+        inv_n = like(W, 1.0 / nb)
+        da = p[0] - p[1]
+        beta = p[1]
         want_bits = want_grad and da != 0
         want_ysum = want_grad and beta != 0
-        if kind == KIND_STEP and want_ysum:
-            ypart[:nrc] = 0.0
+        if is_step and want_ysum:
+            ws.ypart[:nrc] = 0.0
         loss = 0.0
         R = 0.0
         for k0 in range(0, nb, tile):
@@ -349,27 +365,28 @@ def _make(T, kind):
                 Xt = X[k0:k1]
                 yt = y[k0:k1]
             else:
-                Xt = xg[:t]
-                yt = yg[:t]
+                Xt = ws.xg[:t]
+                yt = ws.yg[:t]
                 _gather(X, y, idx, k0, Xt, yt)
-            Z = zbuf[: t * m].reshape(t, m)
+            Z = ws.z[: t * m].reshape(t, m)
             gemm_nt(Xt, W, Z, False)
-            if kind == KIND_STEP:
-                rows_step(Z, a, sh, p, yt, Xt, inv_n, rb, lrow, bits, ybuf, ypart, want_grad, want_bits, want_ysum)
+            if is_step:
+                rows_step(Z, a, sh, p, yt, Xt, inv_n, ws.rb, ws.lrow, ws.bits, ws.ybuf, ws.ypart, want_grad,
+                          want_bits, want_ysum)
             else:
-                rows(Z, a, sh, p, yt, inv_n, rb, lrow, gpart, gchunk, want_grad)
+                rows(Z, a, sh, p, yt, inv_n, ws.rb, ws.lrow, ws.gpart, ws.gchunk, want_grad)
             for r in range(t):
-                loss += lrow[r]
-                R += rb[r]
+                loss += ws.lrow[r]
+                R += ws.rb[r]
             if want_grad:
-                if kind != KIND_STEP:
+                if not is_step:
                     gemm_tn(Z, Xt, gW, k0 > 0)
                 elif want_bits:
-                    masked.masked_tn(bits, ybuf, S, tabs, (t + 7) // 8 * 8, k0 > 0, plan)
+                    masked.masked_tn(ws.bits, ws.ybuf, ws.S, ws.tabs, (t + 7) // 8 * 8, k0 > 0, ws.plan)
         if want_grad:
-            if kind == KIND_STEP:
-                step_grad(W, a, S, ypart, nrc, da, beta, sh, R, gW, ga)
-            _finish(W, a, gW, ga, gpart, nrc, cn, R, nrm, kind != KIND_STEP)
+            if is_step:
+                step_grad(W, a, ws.S, ws.ypart, nrc, da, beta, sh, R, gW, ga)
+            _finish(W, a, gW, ga, ws.gpart, nrc, cn, R, nrm, not is_step)
         return 0.5 * loss / nb
 
     @njit(inline="always")
@@ -388,7 +405,7 @@ def _make(T, kind):
         """len(lrs) steps starting at global step ``step0``: full batch when ``batch >= n``, else the
         minibatches of the module docstring. losses[s] gets the (minibatch) loss before step s.
         Returns the number of steps done (fewer when a non-finite loss or gradient stopped it)."""
-        perm = ws[9]
+        perm = ws.perm
         n = X.shape[0]
         full = batch >= n
         nb = (n + batch - 1) // batch
@@ -407,75 +424,104 @@ def _make(T, kind):
                 return s
         return lrs.shape[0]
 
-    @njit
+    @njit(inline="always")
     def entry(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
-        """What the objective calls: ``mode`` 0 the full-data loss into losses[0], 1 the loss and the
-        full-batch gradient, 2 ``run``. Returns ``run``'s count (1 for modes 0 and 1).
-
-        Numba re-generates machine code for every compiled caller of a function, so the kernels above
-        are inlined into this one entry point: one compilation serves ``Empirical.loss``, ``grad`` and
-        ``ff.train`` (the public ``loss_grad``/``step``/``run`` compile on demand)."""
+        """``mode`` 0: the full-data loss into losses[0]; 1: the loss and the full-batch gradient; 2:
+        ``run``. Returns ``run``'s count (1 for modes 0 and 1). One function for the three, so that one
+        compilation serves ``Empirical.loss``, ``grad`` and ``ff.train``."""
         if mode < 2:
-            losses[0] = loss_grad(W, a, X, y, ws[9][:0], code, gW, ga, ws, mode == 1)
+            losses[0] = loss_grad(W, a, X, y, ws.perm[:0], code, gW, ga, ws, mode == 1)
             return 1
         return run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
 
     return loss_grad, step, run, entry
 
 
-#: KERNELS[(kind, dtype)] = (loss_grad, step, run, entry); compiled lazily on first call
-KERNELS = {}
-for _k in (KIND_ALG, KIND_ERF, KIND_TANH, KIND_STEP):
-    KERNELS[(_k, np.dtype(np.float32))] = _make(TABLE32, _k)
-    KERNELS[(_k, np.dtype(np.float64))] = _make(TABLE64, _k)
+_lg_alg, _st_alg, _rn_alg, _en_alg = _make(KIND_ALG)
+_lg_erf, _st_erf, _rn_erf, _en_erf = _make(KIND_ERF)
+_lg_tanh, _st_tanh, _rn_tanh, _en_tanh = _make(KIND_TANH)
+_lg_step, _st_step, _rn_step, _en_step = _make(KIND_STEP)
 
 
-def kernels(code, dtype):
-    """(loss_grad, step, run, entry) for activation ``code`` and float ``dtype``."""
-    return KERNELS[(int(EMP_KIND_OF[code]), np.dtype(dtype))]
+# The entry points ff.Empirical calls, one per kind (``entry_for``), each compiled (or loaded from the
+# cache) only when a net of its kind is trained. Arguments: ``(W, a, X, y, code, step0, batch, seed,
+# lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)``: ``mode`` 0 puts the full-data loss in
+# losses[0], 1 also fills gW, ga with the full-batch gradient (both return 1), 2 runs ``len(lrs)``
+# steps as ``run`` does and returns their count.
+
+@njit
+def entry_alg(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+    """The ALG kind's entry (abs, he2, he3)."""
+    return _en_alg(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
 
 
-def _any_kind(dtype):
-    """njit kernels that dispatch on the activation code at run time (compile all four kinds)."""
-    (lg0, st0, rn0, _), (lg1, st1, rn1, _), (lg2, st2, rn2, _), (lg3, st3, rn3, _) = (
-        KERNELS[(k, np.dtype(dtype))] for k in range(4))
-    kind_of = EMP_KIND_OF
-
-    @njit
-    def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
-        k = kind_of[code]
-        if k == KIND_STEP:
-            return lg3(W, a, X, y, idx, code, gW, ga, ws, want_grad)
-        elif k == KIND_ALG:
-            return lg0(W, a, X, y, idx, code, gW, ga, ws, want_grad)
-        elif k == KIND_ERF:
-            return lg1(W, a, X, y, idx, code, gW, ga, ws, want_grad)
-        return lg2(W, a, X, y, idx, code, gW, ga, ws, want_grad)
-
-    @njit
-    def step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws):
-        k = kind_of[code]
-        if k == KIND_STEP:
-            return st3(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
-        elif k == KIND_ALG:
-            return st0(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
-        elif k == KIND_ERF:
-            return st1(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
-        return st2(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
-
-    @njit
-    def run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
-        k = kind_of[code]
-        if k == KIND_STEP:
-            return rn3(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
-        elif k == KIND_ALG:
-            return rn0(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
-        elif k == KIND_ERF:
-            return rn1(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
-        return rn2(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
-
-    return loss_grad, step, run
+@njit
+def entry_erf(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+    """The ERF kind's entry."""
+    return _en_erf(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
 
 
-LOSS_GRAD32, STEP32, RUN32 = _any_kind(np.float32)
-LOSS_GRAD64, STEP64, RUN64 = _any_kind(np.float64)
+@njit
+def entry_tanh(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+    """The TANH kind's entry."""
+    return _en_tanh(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
+
+
+@njit
+def entry_step(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+    """The KIND_STEP entry (relu, relu_centered, linear)."""
+    return _en_step(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
+
+
+#: kernel kind -> its entry point
+ENTRIES = {KIND_ALG: entry_alg, KIND_ERF: entry_erf, KIND_TANH: entry_tanh, KIND_STEP: entry_step}
+
+
+def entry_for(code):
+    """The entry point of activation ``code``'s kernel kind (``EMP_KIND_OF``, read at each call)."""
+    return ENTRIES[int(EMP_KIND_OF[code])]
+
+
+# The public kernels (``ff.kernels.empirical_*``): any activation code, dispatched on its kind at run time.
+
+@njit
+def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
+    """Empirical loss 1/(2 n_b) sum_k (f(x_k) - y_k)^2 over the samples ``idx`` (all n, in order, when
+    ``idx`` is empty) as float64; fills gW, ga with its gradient when ``want_grad``. Never writes W, a."""
+    k = EMP_KIND_OF[code]
+    if k == KIND_STEP:
+        return _lg_step(W, a, X, y, idx, code, gW, ga, ws, want_grad)
+    elif k == KIND_ALG:
+        return _lg_alg(W, a, X, y, idx, code, gW, ga, ws, want_grad)
+    elif k == KIND_ERF:
+        return _lg_erf(W, a, X, y, idx, code, gW, ga, ws, want_grad)
+    return _lg_tanh(W, a, X, y, idx, code, gW, ga, ws, want_grad)
+
+
+@njit
+def step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws):
+    """One regularized gradient step on the samples ``idx`` (empty: all) in place; returns the loss before
+    it (float64), or NaN when the loss or gradient is not finite (W, a are then left unchanged)."""
+    k = EMP_KIND_OF[code]
+    if k == KIND_STEP:
+        return _st_step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
+    elif k == KIND_ALG:
+        return _st_alg(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
+    elif k == KIND_ERF:
+        return _st_erf(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
+    return _st_tanh(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
+
+
+@njit
+def run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
+    """``len(lrs)`` steps from global step ``step0`` (full batch when ``batch >= n``, else the minibatches
+    of the module docstring); losses[s] gets the loss before step s. Returns the number of steps done
+    (fewer when a non-finite loss or gradient stopped the run)."""
+    k = EMP_KIND_OF[code]
+    if k == KIND_STEP:
+        return _rn_step(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+    elif k == KIND_ALG:
+        return _rn_alg(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+    elif k == KIND_ERF:
+        return _rn_erf(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+    return _rn_tanh(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)

@@ -25,6 +25,9 @@ accumulation's one per row of S it owns). Each ``S[j, c]`` is summed in an order
 alone (row blocks of ``ROWS``, nibbles in order, each table entry as built), so the result does not
 depend on the number of threads or on the split.
 
+Every function is generic in the float type of ``Y``/``S`` (float32 or float64) and cached on disk; the
+thread count comes from the threading layer's symbol (``_num_threads``), not numba's ctypes call.
+
 Measured on the 2-core Xeon (AVX-512) of this project, a 1024 x 2048 bit matrix against 1024 x 256
 rows, against OpenBLAS's GEMM of the same product with M stored as 0.0/1.0, in one process:
 
@@ -34,12 +37,18 @@ rows, against OpenBLAS's GEMM of the same product with M stored as 0.0/1.0, in o
 - float32, two threads (this split): 2.6-4.0 ms against 4.3-8.3 ms (1.5-2.1x);
 - float64, two threads: 12.0-13.3 ms against 13.9-19.7 ms (1.15-1.5x).
 """
+from collections import namedtuple
+
 import numba
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from . import _sync
 from ._jit import aligned, local_array, njit, pnjit, wide_vectors
+from .scalar import like
 
 #: columns per block: the accumulator of one row of S, 4 (float32) or 8 (float64) 512-bit registers
 COLS = 64
@@ -50,16 +59,20 @@ COLS = 64
 ROWS = 64
 NIBBLES = ROWS // 4
 
+#: the buffers of ``masked_tn`` (``workspace``): ``bits`` (tp / 8, m) uint8, ``S`` (m, dp), ``Y`` (tp, dp),
+#: ``tabs`` (workers, NIBBLES, 16, COLS), ``plan`` (2 workers + 2,) int64
+Workspace = namedtuple("Workspace", "bits S Y tabs plan")
+
 
 def workspace(m, d, rows, dtype, workers):
-    """``(bits, S, Y, tabs, plan)`` for products of at most ``rows`` rows (rounded up to 8) and ``d``
-    columns (padded to a multiple of COLS), for up to ``workers`` workers; Y's padding is zero.
-    ``plan`` keeps the split of S's rows among the workers and their last times (``_split``)."""
+    """A ``Workspace`` for products of at most ``rows`` rows (rounded up to 8: ``tp``) and ``d`` columns
+    (padded to a multiple of COLS: ``dp``), for up to ``workers`` workers; Y's padding is zero. ``plan``
+    keeps the split of S's rows among the workers and their last times (``_split``)."""
     dp = max(COLS, -(-d // COLS) * COLS)
     tp = max(8, -(-rows // 8) * 8)
     nw = max(workers, 1)
-    return (np.zeros((tp // 8, m), np.uint8), aligned((m, dp), dtype), aligned((tp, dp), dtype),
-            aligned((nw, NIBBLES, 16, COLS), dtype), np.zeros(2 * nw + 2, np.int64))
+    return Workspace(bits=np.zeros((tp // 8, m), np.uint8), S=aligned((m, dp), dtype), Y=aligned((tp, dp), dtype),
+                     tabs=aligned((nw, NIBBLES, 16, COLS), dtype), plan=np.zeros(2 * nw + 2, np.int64))
 
 
 @njit
@@ -120,7 +133,7 @@ def _accumulate(bits, g0, nb, T, S, c0, j0, j1, load):
     False: the sum starts at 0, S's old values are ignored)."""
     wide_vectors()
     acc = local_array(S, COLS)  # in registers once the c loops are unrolled
-    zero = S.dtype.type(0)
+    zero = like(S, 0.0)
     lo = np.uint64(15)
     four = np.uint64(4)
     for j in range(j0, j1):
@@ -147,13 +160,33 @@ def _accumulate(bits, g0, nb, T, S, c0, j0, j1, load):
 UNIT = 8
 
 
+@intrinsic
+def _num_threads(typingctx):
+    """``numba.get_num_threads()``, calling the threading layer's ``get_num_threads`` by its
+    symbol name: numba's own version calls it through a ctypes function pointer, and numba cannot cache
+    code that holds one. The threading layer registers the symbol with LLVM when it starts (below, at
+    the first compilation; before cached parallel code is loaded, by numba)."""
+    numba.get_num_threads()  # starts the threading layer
+
+    def codegen(context, builder, signature, args):
+        # declared as numba's parallel code declares it (the two declarations meet in one module)
+        fnty = ir.FunctionType(context.get_value_type(types.intp), [])
+        return builder.call(cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads"), [])
+
+    return types.intp(), codegen
+
+
+if numba.config.DISABLE_JIT:  # intrinsics run only compiled; plain Python calls numba's function
+    _num_threads = numba.get_num_threads  # noqa: F811
+
+
 @pnjit
 def masked_tn(bits, Y, S, tabs, tp, accumulate, plan):
     """``S (+)= M^T Y[:tp]`` with M given by ``bits[:tp // 8]`` (module docstring); ``accumulate``
     False overwrites S. ``tp`` must be a multiple of 8. ``plan``: the workspace's split state."""
     m, dp = S.shape
     units = (m + UNIT - 1) // UNIT
-    nt = max(1, min(numba.get_num_threads(), tabs.shape[0], units))
+    nt = max(1, min(_num_threads(), tabs.shape[0], units))
     _split(plan, nt, units)
     for w in prange(nt):
         t0 = _sync.cycles()
