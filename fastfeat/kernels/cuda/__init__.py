@@ -1,5 +1,9 @@
 """CUDA kernels (numba-cuda) behind ``ff.train(..., device="cuda")``: population, empirical, online.
 
+This package holds what needs nothing above the kernels: the device kernels (``_build``), the availability
+check (``require``, ``available``, ``CudaUnavailableError``), the launch settings and device nets
+(``to_device``). The runners that drive the kernels from an objective live in ``fastfeat.gpu``.
+
 Importing this package is free: ``numba.cuda`` is imported on the first ``device="cuda"`` use (the
 ``[cuda]`` extra, ``pip install fastfeat[cuda]``). Without numba-cuda or without a usable NVIDIA GPU that
 first use raises ``CudaUnavailableError`` naming the extra.
@@ -116,18 +120,3 @@ def to_host(net):
     """An ordinary ``ff.TwoLayer`` with a copy of a device net's weights (a host net is returned as is)."""
     from .device_net import DeviceNet
     return net.to_host() if isinstance(net, DeviceNet) else net
-
-
-def population_runner(objective, net):
-    from .runners import PopulationRunner
-    return PopulationRunner(objective, net)
-
-
-def empirical_runner(objective, net):
-    from .runners import EmpiricalRunner
-    return EmpiricalRunner(objective, net)
-
-
-def online_runner(objective, net):
-    from .runners import OnlineRunner
-    return OnlineRunner(objective, net)

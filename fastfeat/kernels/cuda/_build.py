@@ -1,8 +1,9 @@
 """The CUDA kernels, compiled per (float type, TILE, REG_BLOCK) on first use.
 
-The scalar math is not rewritten here: ``fastfeat.math.activations.build`` and ``fastfeat.math.random.build``
-compile the same plain functions as the CPU kernels with ``cuda.jit(device=True)``; the kernels below call
-them through closure names (no attribute access inside a kernel).
+The scalar math is not rewritten here: ``fastfeat.math.activations.build``, ``fastfeat.math.random.build`` and
+``fastfeat.math.regularizer.reg_terms`` are the same plain functions as the CPU kernels use, compiled with
+``cuda.jit(device=True)``; the kernels below call them through closure names (no attribute access inside a
+kernel).
 
 Conventions shared by all kernels: ``state`` is an int32 device array, ``state[0] != 0`` once a step was
 refused (every kernel then returns at once, so the rest of a chunk costs only launches), ``state[1] != 0``
@@ -28,6 +29,7 @@ import numpy as np
 
 from ...math.activations import build as build_table
 from ...math.random import build as build_random
+from ...math.regularizer import reg_terms as reg_terms_py
 
 #: largest block of the single-block reductions (shared-memory size, compile time)
 MAX_REDUCE_THREADS = 1024
@@ -63,22 +65,14 @@ def _make(ft, T, RB):
     neuron = tab.neuron
     dneuron = tab.dneuron
     dneuron_dnorm = tab.dneuron_dnorm
+    reg_terms = cuda.jit(device=True)(reg_terms_py)  # (extra g_a[j], extra coefficient of w_j in g_W[j])
     rnd = _random()
     stream_key = rnd.stream_key
     normal_keyed = rnd.normal_keyed
     nbt = numba.from_dtype(np.dtype(ft))
     f64 = numba.float64
-    zero, one, half = ft(0.0), ft(1.0), ft(0.5)
+    zero, half = ft(0.0), ft(0.5)
     NR = MAX_REDUCE_THREADS
-
-    @cuda.jit(device=True)
-    def reg_terms(reg, aj, nj, lam_a, lam_w):
-        """(extra g_a[j], extra coefficient of w_j in g_W[j]) of the regularizer."""
-        if reg == 1:
-            return lam_a * aj, lam_w
-        if reg == 2 and aj != zero and nj > zero:
-            return lam_w * nj * (one if aj > zero else -one), lam_w * abs(aj) / nj
-        return zero, zero
 
     @cuda.jit
     def row_norms(W, out, off, state):
@@ -316,7 +310,7 @@ def _make(ft, T, RB):
             lrow[j] = aj * sL
             ga[j] = sK
             if want_grad:
-                ra, rw = reg_terms(reg, aj, nrm[j], lam_a, lam_w)
+                ra, rw = reg_terms(reg, aj, nrm[j], lam_a, lam_w, zero)
                 gaj = sK + ra
                 ga[j] = gaj
                 cw = aj * sA + rw
@@ -497,7 +491,7 @@ def _make(ft, T, RB):
         for j in range(cuda.grid(1), m, cuda.gridsize(1)):
             aj = a[j]
             nj = nrm[j]
-            ra, rw = reg_terms(reg, aj, nj, lam_a, lam_w)
+            ra, rw = reg_terms(reg, aj, nj, lam_a, lam_w, zero)
             gaj = scale * ga[j] + ra
             ga[j] = gaj
             if want_grad:

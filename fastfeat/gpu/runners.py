@@ -1,4 +1,5 @@
-"""Host side of the CUDA kernels: the runners ``ff.train`` drives (``Objective._runner(net, "cuda")``).
+"""The runners ``ff.train(..., device="cuda")`` drives (``Objective._runner(net, "cuda")``): the host side of
+the CUDA kernels of ``fastfeat.kernels.cuda``.
 
 A runner holds the weights on the device for its whole life (a ``DeviceNet``: the net's own device
 arrays, or device copies of a host net that ``finish()`` writes back), plus all scratch buffers, allocated
@@ -17,11 +18,16 @@ import math
 
 import numpy as np
 
-from ...math.activations import kernel_matrix
-from ...regularizers import check_reg, reg_arrays
-from . import require
-from ._build import MAX_REDUCE_THREADS, kernels
-from .device_net import DeviceNet
+from ..kernels import cuda as settings
+from ..kernels.cpu._rng import shuffle
+from ..kernels.cuda import require
+from ..kernels.cuda._build import MAX_REDUCE_THREADS, kernels
+from ..kernels.cuda.device_net import DeviceNet
+from ..math.activations import kernel_matrix
+from ..objectives.empirical import Empirical
+from ..objectives.online import LOSS_SEED
+from ..objectives.population import Population
+from ..regularizers import check_reg, reg_arrays
 
 
 #: the CUDA limit on gridDim.y (rows of tiles)
@@ -34,7 +40,7 @@ def _cdiv(a, b):
 
 class _Runner:
     def __init__(self, objective, net):
-        from .. import cuda as settings  # read the settings now: tests change them between runs
+        # the settings are read now, per runner: tests change them between runs
         self.cuda = cuda = require()
         self.tpb = int(settings.THREADS_PER_BLOCK)
         self.T = int(settings.TILE)
@@ -248,7 +254,6 @@ class EmpiricalRunner(_SampleRunner):
             return self.all_idx, 0, self.n
         e, b = divmod(int(step), self.nbatches)
         if e != self._epoch:
-            from ..cpu._rng import shuffle
             shuffle(self._perm_host, self.seed, e)  # the CPU kernel's own permutation
             self.perm.copy_to_device(self._perm_host)
             self._epoch = e
@@ -300,12 +305,9 @@ class OnlineRunner(_SampleRunner):
         obj = self.objective
         if self._loss_runner is None:
             if obj.exact_loss(self.dnet):
-                from ...objectives.population import Population
                 self._loss_runner = PopulationRunner(Population(obj.teacher, noise=obj.noise), self.dnet)
                 self._loss_extra = 0.0
             else:
-                from ...objectives.empirical import Empirical
-                from ...objectives.online import LOSS_SEED
                 rng = np.random.default_rng(LOSS_SEED)
                 X = rng.standard_normal((obj.loss_samples, obj.teacher.d))
                 mc = Empirical(X.astype(self.dtype), obj.teacher(X).astype(self.dtype))
