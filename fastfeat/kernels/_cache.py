@@ -60,9 +60,9 @@ def _direct_imports(path):
     package = me if path.endswith("__init__.py") else me.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(tree):
-        names = []
+        mods = []
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
+            mods = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -70,15 +70,15 @@ def _direct_imports(path):
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            names = [mod] + [f"{mod}.{a.name}" for a in node.names]
-        for n in names:
+            for a in node.names:  # a submodule, or a name defined in the module's own file
+                mods.append(f"{mod}.{a.name}" if _module_file(f"{mod}.{a.name}") else mod)
+        for n in mods:
+            # the module itself; the packages on the way run too, but a kernel only reaches the code
+            # of modules it imports names from, so their files are not followed
             if n == _PKG or n.startswith(_PKG + "."):
-                # every package on the way is imported too
-                parts = n.split(".")
-                for k in range(1, len(parts) + 1):
-                    f = _module_file(".".join(parts[:k]))
-                    if f is not None:
-                        found.add(f)
+                f = _module_file(n)
+                if f is not None:
+                    found.add(f)
     found.discard(path)
     _imports[path] = found
     return found
