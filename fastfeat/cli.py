@@ -244,6 +244,10 @@ def info(file=None):
         layer = f"unknown ({exc})"
     lines.append(f"numba threading layer: {layer}")
     lines.append(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
+    from .kernels import _cache
+    dirs = _cache.cache_dirs()
+    lines.append(f"kernel cache: {', '.join(dirs) if dirs else 'none'} (NUMBA_CACHE_DIR="
+                 f"{os.environ.get('NUMBA_CACHE_DIR', '')}; fill it with `fastfeat warmup`)")
     try:
         from numba import cuda
 
@@ -270,10 +274,29 @@ def main(argv=None):
     p_run.add_argument("--out", default="fastfeat-run", help="output folder (default: fastfeat-run)")
     p_run.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     p_run.add_argument("--quiet", action="store_true", help="no progress output")
-    sub.add_parser("info", help="versions, threads, threading layer, CUDA")
+    sub.add_parser("info", help="versions, threads, threading layer, CUDA, where the kernels are cached")
+    p_warm = sub.add_parser("warmup", help="compile every kernel for both float types into the disk cache")
+    p_warm.add_argument("--dtype", choices=("float32", "float64"), action="append",
+                        help="only this float type (repeatable; default both)")
+    p_warm.add_argument("--task", action="append", help="only this warm-up task (repeatable; default all)")
+    p_warm.add_argument("--processes", type=int, default=None,
+                        help="worker processes (default: the CPU count; 1 compiles in this process)")
+    p_warm.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args.config, args.out, plots=not args.no_plots, progress=not args.quiet)
+    elif args.command == "warmup":
+        from .kernels.warmup import DTYPES, TASKS, warmup
+
+        import fastfeat  # noqa: F401  (registers the tasks)
+        if args.processes is not None and args.processes < 1:
+            _fail(f"--processes must be >= 1, got {args.processes}")
+        if args.task and any(t not in TASKS for t in args.task):
+            _fail(f"--task: unknown task; choose from {sorted(TASKS)}")
+        try:
+            warmup(tuple(args.dtype or DTYPES), tasks=args.task, processes=args.processes, progress=not args.quiet)
+        except RuntimeError as exc:
+            _fail(str(exc))
     else:
         info()
     return 0

@@ -1,0 +1,99 @@
+"""fastfeat's warm-up tasks (``ff.kernels.warmup``): each calls a part of the package as users do, on tiny
+inputs, so that every compiled kernel it reaches lands in the disk cache with the argument types that
+real runs use. Every activation is visited where the kernels specialize on its kind."""
+import numpy as np
+
+from .kernels.warmup import register
+from .math.activations import HAS_KERNEL, NAMES
+
+
+def _teacher(act, dtype, d=5, m_star=2):
+    from .networks import Teacher
+    return Teacher.random(d, m_star, activation=act, seed=0, dtype=dtype)
+
+
+def _net(act, dtype, d=5, m=6):
+    from .networks import TwoLayer
+    return TwoLayer.init(d, m, activation=act, seed=1, dtype=dtype)
+
+
+def _regs():
+    from .regularizers import PathNorm, WeightDecay
+    return (None, WeightDecay(1e-3), PathNorm(1e-3))
+
+
+def _train_all(net, obj, **kw):
+    from .training import train
+    for reg in _regs():
+        train(net, obj, steps=2, lr=1e-3, reg=reg, log_every=1, **kw)
+
+
+def population(dtype):
+    from .objectives import Population
+    for act in NAMES:
+        if act not in HAS_KERNEL:
+            continue
+        t = _teacher(act, dtype)
+        net = _net(act, dtype)
+        obj = Population(t)
+        _train_all(net, obj, metrics=("loss", "alignment"))
+        obj.loss(net)
+        obj.grad(net)
+
+
+def empirical(dtype):
+    from .objectives import Empirical
+    for act in NAMES:
+        t = _teacher(act, dtype)
+        net = _net(act, dtype)
+        for batch in (None, 4):
+            obj = Empirical.sample(t, 17, seed=2, batch_size=batch)
+            _train_all(net, obj)
+            obj.loss(net)
+            obj.grad(net)
+
+
+def online(dtype):
+    from .objectives import Online
+    for act in NAMES:
+        t = _teacher(act, dtype)
+        net = _net(act, dtype)
+        for batch in (1, 3):
+            obj = Online(t, batch_size=batch, seed=3, loss_samples=64)
+            _train_all(net, obj, metrics=("batch_loss", "loss"))
+            obj.grad(net)
+            obj.grad(net, step=5)
+
+
+def paper(dtype):
+    from .paper import three_stage
+    t = _teacher("relu_centered", dtype, d=6, m_star=2)
+    three_stage(t, 8, epochs=1, epoch_steps=3, log_every=2, dtype=dtype)
+    three_stage(t, 8, n=64, epochs=1, epoch_steps=3, log_every=2, dtype=dtype)
+
+
+def kernels(dtype):
+    """The public ``ff.kernels`` entry points called from Python with the documented argument types
+    (code from your own ``@njit`` function with the same types finds them in the cache too)."""
+    from . import kernels as k
+    t = _teacher("relu", dtype)
+    net = _net("relu", dtype)
+    W, a = net.W, net.a
+    gW, ga = np.empty_like(W), np.empty_like(a)
+    lrs = np.full(2, 1e-3)
+    lams = np.zeros(2)
+    losses = np.empty(2)
+    code = k.ACTIVATION_CODES["relu"]
+    ws = k.population_workspace(net.m, t.m, net.d, W.dtype)
+    k.population_loss_grad(W, a, t.W, t.a, code, gW, ga, ws, True)
+    k.population_step(W, a, t.W, t.a, code, 1e-3, k.REG_WEIGHT_DECAY, 1e-3, 1e-3, gW, ga, ws)
+    k.population_run(W, a, t.W, t.a, code, lrs, k.REG_WEIGHT_DECAY, lams, lams, gW, ga, ws, losses)
+    ows = k.online_workspace(1, net.m, net.d, W.dtype)
+    k.online_run(W, a, t.W, t.a, code, code, 0.0, 0, 0, lrs, k.REG_NONE, lams, lams, ows, losses)
+    k.row_norms(W, np.empty(net.m, W.dtype))
+
+
+# the biggest first: parallel workers then finish together
+for _name, _fn in (("online", online), ("empirical", empirical), ("population", population), ("paper", paper),
+                   ("kernels", kernels)):
+    register(_name, _fn)
