@@ -414,7 +414,7 @@ PERF_START, PERF_END = "<!-- perf:start -->", "<!-- perf:end -->"
 
 
 #: the order of the script-written blocks inside the perf region
-SECTIONS = ("compare", "scaling")
+SECTIONS = ("compare", "scaling", "overhead")
 
 
 def _markers(section):

@@ -3,7 +3,7 @@ inputs, so that every compiled kernel it reaches lands in the disk cache with th
 real runs use. Every activation is visited where the kernels specialize on its kind."""
 import numpy as np
 
-from .kernels.warmup import register
+from .kernels._warmup import register
 from .math.activations import HAS_KERNEL, NAMES
 
 

@@ -286,7 +286,7 @@ def main(argv=None):
     if args.command == "run":
         run(args.config, args.out, plots=not args.no_plots, progress=not args.quiet)
     elif args.command == "warmup":
-        from .kernels.warmup import DTYPES, TASKS, warmup
+        from .kernels._warmup import DTYPES, TASKS, warmup
 
         import fastfeat  # noqa: F401  (registers the tasks)
         if args.processes is not None and args.processes < 1:

@@ -1,0 +1,138 @@
+"""Compile once: the kernels load from numba's disk cache in a new process, a source change never loads
+stale machine code, and ``fastfeat warmup`` covers what the objectives call."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastfeat as ff
+from fastfeat.kernels import _cache
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ff.__file__)))
+
+
+def _python(code, env=None, cwd=None, timeout=600):
+    """Run ``code`` in a new interpreter; returns its stdout (fails the test on a non-zero exit)."""
+    full = dict(os.environ)
+    full.update(env or {})
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full,
+                       cwd=cwd, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+# counts, over every dispatcher defined in a fastfeat module, the signatures compiled in this process
+# (cache misses) and loaded from the cache (hits)
+_STATS = """
+import sys, json
+def _stats():
+    hits = misses = 0
+    missed = []
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith("fastfeat"):
+            continue
+        for v in vars(mod).values():
+            st = getattr(v, "stats", None)
+            py = getattr(v, "py_func", None)
+            if st is None or py is None or py.__module__ != name or not hasattr(st, "cache_hits"):
+                continue
+            hits += sum(st.cache_hits.values())
+            misses += sum(st.cache_misses.values())
+            missed += [f"{name}.{py.__name__}{k}" for k in st.cache_misses]
+    return {"hits": hits, "misses": misses, "missed": missed[:20]}
+"""
+
+_SMALL_RUNS = _STATS + """
+import numpy as np
+import fastfeat as ff
+t = ff.Teacher.random(6, 2, activation="relu", seed=0)
+ff.train(ff.TwoLayer.init(6, 8, seed=1), ff.Population(t), steps=3, lr=0.1, reg=ff.WeightDecay(1e-3), log_every=1)
+t32 = t.astype("float32")
+ff.train(ff.TwoLayer.init(6, 8, seed=1, dtype="float32"), ff.Empirical.sample(t32, 40, seed=1), steps=3, lr=0.1)
+ff.train(ff.TwoLayer.init(6, 8, seed=1, dtype="float32"), ff.Online(t32), steps=40, lr=0.01, log_every=20)
+print(json.dumps(_stats()))
+"""
+
+
+def test_locator_covers_the_package_and_hashes_imports():
+    """Every module-level kernel is cached through fastfeat's locator; the stamp of a kernel module covers
+    the modules it imports (the activation table, the regularizer terms) and not unrelated ones."""
+    from fastfeat.kernels.cpu import common, population
+    assert isinstance(population.run._cache._impl.locator, _cache.FastfeatCacheLocator)
+    deps = {os.path.relpath(p, os.path.dirname(ff.__file__)) for p in _cache.dependencies(population.__file__)}
+    assert {os.path.join("math", "activations.py"), os.path.join("math", "regularizer.py"),
+            os.path.join("kernels", "cpu", "scalar.py"), os.path.join("kernels", "cpu", "_blas.py")} <= deps
+    assert not deps & {"paper.py", "cli.py", os.path.join("training", "train.py")}
+    assert os.path.join("kernels", "cpu", "online_single.py") not in {
+        os.path.relpath(p, os.path.dirname(ff.__file__)) for p in _cache.dependencies(common.__file__)}
+
+
+def test_warm_cache_after_warmup():
+    """In the test process's own cache (CI runs ``fastfeat warmup`` first): a new process running the small
+    runs compiles nothing. Without a prior warm-up the first run of this test fills the cache itself."""
+    _python(_SMALL_RUNS)
+    stats = json.loads(_python(_SMALL_RUNS).strip().splitlines()[-1])
+    assert stats["misses"] == 0, stats["missed"]
+
+
+_REG_VALUE = """
+import numpy as np, json
+from fastfeat.kernels.cpu import common
+W = np.ones((3, 4)); a = np.full(3, 2.0)
+v = common.reg_value(W, a, common.REG_WEIGHT_DECAY, 1.0, 1.0)
+st = common.reg_value.stats
+print(json.dumps({"value": float(v), "hits": sum(st.cache_hits.values()), "misses": sum(st.cache_misses.values())}))
+"""
+
+
+def test_source_change_in_a_dependency_never_loads_stale_code(tmp_path):
+    """A copy of the package with its own cache: after editing the regularizer's terms (a file the cached
+    kernel only imports), the kernel is compiled anew and returns the new value; after editing a module it
+    does not import, the cache entry is still used."""
+    pkg = tmp_path / "src"
+    shutil.copytree(os.path.join(ROOT, "fastfeat"), pkg / "fastfeat",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(pkg)}
+    run = lambda: json.loads(_python(_REG_VALUE, env, cwd=str(tmp_path)).strip().splitlines()[-1])  # noqa: E731
+    first = run()
+    assert first["value"] == pytest.approx(0.5 * (12 + 3 * 4)) and first["misses"] == 1
+    assert run()["hits"] == 1
+    # an edit of a module the kernel does not import: still cached
+    paper = pkg / "fastfeat" / "paper.py"
+    paper.write_text(paper.read_text() + "\n# edited\n")
+    again = run()
+    assert again["hits"] == 1 and again["misses"] == 0
+    # the one definition of the terms, edited: R = lam_a/4 |a|^2 + ... must show at once
+    reg = pkg / "fastfeat" / "math" / "regularizer.py"
+    src = reg.read_text()
+    assert "return 0.5 * (lam_a * aj * aj + lam_w * nw * nw)" in src
+    reg.write_text(src.replace("return 0.5 * (lam_a * aj * aj + lam_w * nw * nw)",
+                               "return 0.25 * (lam_a * aj * aj + lam_w * nw * nw)"))
+    edited = run()
+    assert edited["misses"] == 1 and edited["value"] == pytest.approx(0.25 * (12 + 3 * 4))
+
+
+def test_warmup_cli(tmp_path):
+    """``fastfeat warmup`` runs its tasks with a progress line per task; bad options are clear errors."""
+    r = subprocess.run([sys.executable, "-m", "fastfeat.cli", "warmup", "--task", "kernels", "--dtype", "float64",
+                        "--processes", "1"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "fastfeat warmup [1/1] kernels float64:" in r.stderr
+    bad = subprocess.run([sys.executable, "-m", "fastfeat.cli", "warmup", "--task", "nope"], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "fastfeat: error: --task" in bad.stderr and "Traceback" not in bad.stderr
+    with pytest.raises(ValueError, match="tasks"):
+        ff.kernels.warmup(tasks=["nope"])
+    with pytest.raises(ValueError, match="dtypes"):
+        ff.kernels.warmup(dtypes=["float16"])
+
+
+def test_cache_dirs_reported():
+    dirs = _cache.cache_dirs()
+    assert dirs and all(os.path.isdir(d) for d in dirs)
+    assert np.all([isinstance(d, str) for d in dirs])
