@@ -1,7 +1,9 @@
 """Metrics ``ff.train`` can log, and the feature-learning diagnostics.
 
 ``REGISTRY`` maps a metric name to ``fn(net, objective, teacher, reg, step)``, returning a float or a
-dict of numbers/arrays (logged as ``name.key``). Add your own with ``register``.
+dict of numbers/arrays (logged as ``name.key``). Add your own with ``register``. ``"batch_loss"`` (the
+mean minibatch loss of the steps since the last row) comes from the kernel inside ``ff.train``; logged
+anywhere else (no steps taken) it is NaN.
 """
 import numpy as np
 
@@ -11,6 +13,11 @@ from .alignment import alignment_metric as _alignment_metric
 
 def _loss(net, objective, teacher, reg, step):
     return objective.loss(net)
+
+
+def _batch_loss(net, objective, teacher, reg, step):
+    # ff.train fills this in from the kernel's minibatch losses; anywhere else no steps were taken
+    return np.nan
 
 
 def _reg(net, objective, teacher, reg, step):
@@ -34,6 +41,7 @@ def _weight_norms(net, objective, teacher, reg, step):
 
 REGISTRY = {
     "loss": _loss,
+    "batch_loss": _batch_loss,
     "reg": _reg,
     "objective": _objective,
     "population_loss": _population_loss,

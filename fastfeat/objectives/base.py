@@ -20,6 +20,13 @@ from ..regularizers import check_reg, reg_arrays
 class Objective:
     #: objects of these activations cannot be handled (Population: tanh)
     name = "objective"
+    #: what ``ff.train(metrics=None)`` logs
+    default_metrics = ("loss",)
+
+    def _kernel_loss_is_loss(self, net):
+        """Whether the losses the runner returns are ``loss(net)`` before each step (then ``ff.train``
+        logs them instead of computing the loss again)."""
+        return False
 
     def _check(self, net):
         """Validate ``net`` against this objective; raise ValueError/TypeError naming the problem."""

@@ -16,6 +16,35 @@ class History:
         self.metrics = {k: np.asarray(v) for k, v in (metrics or {}).items()}
         self.info = dict(info or {})
 
+    # Rows logged by train() are kept in lists and turned into arrays when read, so logging costs
+    # O(1) per row instead of copying every array at every row.
+    @property
+    def step(self):
+        if self._new_steps:
+            self._step = np.concatenate([self._step, np.asarray(self._new_steps, np.int64)])
+            self._new_steps = []
+        return self._step
+
+    @step.setter
+    def step(self, value):
+        self._step = np.asarray(value, dtype=np.int64)
+        self._new_steps = []
+
+    @property
+    def metrics(self):
+        if self._new_rows:
+            for k, rows in self._new_rows.items():
+                new = np.asarray(rows, dtype=float)
+                old = self._metrics.get(k)
+                self._metrics[k] = new if old is None or len(old) == 0 else np.concatenate([old, new])
+            self._new_rows = {}
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, value):
+        self._metrics = dict(value)
+        self._new_rows = {}
+
     def __len__(self):
         return len(self.step)
 
@@ -54,11 +83,9 @@ class History:
 
     # used by train() while logging
     def _append(self, step, values):
-        self.step = np.append(self.step, step)
+        self._new_steps.append(int(step))
         for k, v in values.items():
-            v = np.asarray(v, dtype=float)
-            old = self.metrics.get(k)
-            self.metrics[k] = v[None] if old is None or len(old) == 0 else np.concatenate([old, v[None]])
+            self._new_rows.setdefault(k, []).append(v)
 
     @staticmethod
     def concat(histories):

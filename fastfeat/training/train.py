@@ -11,7 +11,7 @@ from .._validation import check_int
 from ..networks import check_net, check_teacher
 from ..objectives.base import Objective
 from ..regularizers import check_reg, reg_arrays
-from ..schedules import as_schedule, evaluate
+from ..schedules import as_schedule, constant, evaluate
 from .checkpoint import Checkpoint
 from .history import History
 
@@ -33,7 +33,9 @@ class TrainingDiverged(FloatingPointError):
             f"weights from before step {step}. Lower lr or add regularization.")
 
 
-def _check_metrics(metrics, teacher):
+def _check_metrics(metrics, teacher, objective=None):
+    if metrics is None:
+        metrics = objective.default_metrics if objective is not None else ("loss",)
     if isinstance(metrics, str):
         metrics = (metrics,)
     try:
@@ -48,9 +50,15 @@ def _check_metrics(metrics, teacher):
     return metrics
 
 
-def _log_values(metrics, net, objective, teacher, reg, step):
+def _log_values(metrics, net, objective, teacher, reg, step, known=None):
+    """The values of ``metrics`` at ``net``; ``known`` holds values train() already has (from the kernel)
+    and metrics it will fill in later (``None``: left out of the row for now)."""
     out = {}
     for name in metrics:
+        if known is not None and name in known:
+            if known[name] is not None:
+                out[name] = known[name]
+            continue
         v = _metrics.REGISTRY[name](net, objective, teacher, reg, step)
         if isinstance(v, dict):
             for k, x in v.items():
@@ -79,14 +87,20 @@ class _Progress:
         sys.stderr.flush()
 
 
-def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, metrics=("loss",),
+def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, metrics=None,
           progress=False, n_threads=None, device="cpu", callback=None, start_step=0, checkpoint=None,
           checkpoint_every=None, resume=False):
     """Run ``steps`` gradient steps of ``objective`` (+ ``reg``) on ``net``, in place.
 
     lr and the regularizer's lam may be floats or schedules (step -> value), evaluated at every step.
     Steps run ``log_every`` at a time inside one compiled call; after each call ``metrics`` are logged
-    (and at step 0). ``callback(step, net, values)`` is called after each logging; return ``False``
+    (and at step 0). ``metrics=None`` logs the objective's ``default_metrics``: ``("loss",)``, except
+    ``ff.Online``: ``("batch_loss",)``. ``"batch_loss"`` is the mean of the minibatch losses of the steps
+    since the last row (what SGD saw; NaN in the first row), free; ``"loss"`` is ``objective.loss(net)``
+    (for ``ff.Online`` the exact population loss, O(m (m + m*) d) per row). Where the kernel computes that
+    loss anyway (``ff.Population``, full-batch ``ff.Empirical``), each row takes it from the next compiled
+    call (the loss before its first step) instead of computing it again; with a ``callback`` or a
+    ``checkpoint`` every row is complete when it is logged, so it is computed then. ``callback(step, net, values)`` is called after each logging; return ``False``
     from it to stop early. ``start_step`` offsets the global step (schedules, random streams), so a run
     continued from a checkpoint reproduces the uninterrupted one. Raises ``ff.TrainingDiverged`` (the
     net keeps its last finite weights) when the loss or gradient stops being finite.
@@ -111,7 +125,7 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
         teacher = getattr(objective, "teacher", None)
     else:
         check_teacher(teacher)
-    metrics = _check_metrics(metrics, teacher)
+    metrics = _check_metrics(metrics, teacher, objective)
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if getattr(net, "on_device", False) and device != "cuda":
@@ -154,25 +168,62 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
         # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
         # through runner.view (the loss is computed on the device, weights are copied only when read)
         log_net, log_obj = getattr(runner, "view", (net, objective))
+        # "loss" from the kernel: the row of step s gets the loss the next call computes before step s
+        lagged = ("loss" in metrics and callback is None and checkpoint is None and device == "cpu"
+                  and objective._kernel_loss_is_loss(net))
+        batch = "batch_loss" in metrics
+        pending = None  # (step, values) of a row still waiting for its "loss"
+
+        def row(step, losses, done):
+            known = {}
+            if lagged:
+                known["loss"] = None
+            if batch:
+                known["batch_loss"] = float(np.mean(losses[:done])) if done > 0 else np.nan
+            return _log_values(metrics, log_net, log_obj, teacher, reg, step, known)
+
+        def complete(loss):
+            values = pending[1]
+            values["loss"] = loss
+            history._append(pending[0], values)
+            return values
+
         if previous is None:
-            values = _log_values(metrics, log_net, log_obj, teacher, reg, start_step)
-            history._append(start_step, values)
-            if callback is not None and callback(start_step, log_net, values) is False:
-                return history
+            values = row(start_step, None, 0)
+            if lagged:
+                pending = (start_step, values)
+            else:
+                history._append(start_step, values)
+                if callback is not None and callback(start_step, log_net, values) is False:
+                    return history
         done_total = 0
+        const_lr = lr_s.values(0, 1)[0] if isinstance(lr_s, constant) else None
         while done_total < steps:
             n = min(log_every, steps - done_total)
             s0 = start_step + done_total
-            lrs = evaluate(lr_s, s0, n, "lr", positive=True)
+            lrs = np.full(n, const_lr) if const_lr is not None else evaluate(lr_s, s0, n, "lr", positive=True)
             code, la, lw = reg_arrays(reg, s0, n)
             done, losses = runner(s0, lrs, code, la, lw)
             done_total += done
+            if pending is not None:  # the loss before this call's first step is the pending row's
+                complete(float(losses[0]) if done > 0 else objective.loss(net))
+                pending = None
             if done < n:
-                values = _log_values(metrics, log_net, log_obj, teacher, reg, s0 + done)
+                values = row(s0 + done, losses, done)
+                if lagged:
+                    values["loss"] = objective.loss(net)
                 history._append(s0 + done, values)
                 raise TrainingDiverged(s0 + done, history)
-            values = _log_values(metrics, log_net, log_obj, teacher, reg, s0 + n)
-            history._append(s0 + n, values)
+            values = row(s0 + n, losses, n)
+            if lagged:
+                pending = (s0 + n, values)
+                if done_total < steps:
+                    bar.update(done_total, values)
+                    continue
+                values = complete(objective.loss(net))
+                pending = None
+            else:
+                history._append(s0 + n, values)
             if checkpoint is not None and ((s0 + n - origin) % checkpoint_every == 0 or done_total == steps):
                 Checkpoint.of(log_net, s0 + n, history, {"objective": objective.name}).save(checkpoint)
             bar.update(done_total, values)

@@ -1,0 +1,82 @@
+"""Logging costs what it says: the "loss" metric reuses the kernel's loss where the kernel has it, and
+``ff.Online`` logs the mean minibatch loss by default; the logged values are those computed directly."""
+import numpy as np
+import pytest
+
+import fastfeat as ff
+
+
+def _pair(act="relu", d=7, m=17, dtype="float64"):
+    t = ff.Teacher.random(d, 3, activation=act, seed=0, dtype=dtype)
+    return t, ff.TwoLayer.init(d, m, activation=act, seed=1, scale=0.7, dtype=dtype)
+
+
+def _copy(net):
+    return ff.TwoLayer(net.W.copy(), net.a.copy(), activation=net.activation)
+
+
+@pytest.mark.parametrize("kind", ["population", "empirical"])
+@pytest.mark.parametrize("log_every", [1, 3, 10])
+def test_reused_loss_equals_computed_loss(kind, log_every):
+    """Rows logged from the next call's loss (no callback) equal rows computed at logging time (a callback
+    forces that), at every step, with the same weights at the end; steps not a multiple of log_every."""
+    t, net = _pair()
+    obj = ff.Population(t) if kind == "population" else ff.Empirical.sample(t, 65, seed=3)
+    a, b = _copy(net), _copy(net)
+    reg = ff.WeightDecay(1e-3)
+    h1 = ff.train(a, obj, steps=23, lr=0.05, reg=reg, log_every=log_every, metrics=("loss", "norms"))
+    h2 = ff.train(b, obj, steps=23, lr=0.05, reg=reg, log_every=log_every, metrics=("loss", "norms"),
+                  callback=lambda step, net, values: None)
+    np.testing.assert_array_equal(h1.step, h2.step)
+    np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-12)
+    np.testing.assert_array_equal(h1["norms.W"], h2["norms.W"])
+    np.testing.assert_array_equal(a.W, b.W)
+    # and each row is the objective's loss at that step
+    c = _copy(net)
+    direct = [obj.loss(c)]
+    for s in range(1, 24):
+        ff.train(c, obj, steps=1, lr=0.05, reg=reg, start_step=s - 1, metrics=())
+        if s in h1.step:
+            direct.append(obj.loss(c))
+    np.testing.assert_allclose(h1["loss"], direct, rtol=1e-10)
+
+
+def test_reused_loss_on_divergence_keeps_rows_complete():
+    """A diverging run raises with every row complete, the last one at the refused step."""
+    t, net = _pair("relu", d=4, m=5)
+    obj = ff.Population(t)
+    with pytest.raises(ff.TrainingDiverged) as info:
+        ff.train(net, obj, steps=400, lr=1e6, log_every=7)
+    h = info.value.history
+    assert h.step[-1] == info.value.step
+    assert len(h["loss"]) == len(h.step)
+    assert np.isfinite(h["loss"][0])
+
+
+def test_online_default_metric_is_the_mean_minibatch_loss():
+    """ff.Online logs batch_loss by default: NaN at the first row, then the mean over the steps since the
+    previous row of the loss of each step's batch at the weights before that step."""
+    t, net = _pair("erf", d=6, m=9)
+    obj = ff.Online(t, batch_size=3, seed=4)
+    assert obj.default_metrics == ("batch_loss",)
+    c = _copy(net)
+    h = ff.train(net, obj, steps=12, lr=0.05, log_every=4)
+    assert list(h.metrics) == ["batch_loss"] and np.isnan(h["batch_loss"][0])
+    expected = []
+    losses = []
+    for s in range(12):
+        losses.append(obj._grad(c, np.empty_like(c.W), np.empty_like(c.a), step=s))
+        ff.train(c, obj, steps=1, lr=0.05, start_step=s, metrics=())
+        if (s + 1) % 4 == 0:
+            expected.append(np.mean(losses))
+            losses = []
+    np.testing.assert_allclose(h["batch_loss"][1:], expected, rtol=1e-10)
+    np.testing.assert_array_equal(net.W, c.W)
+    # the exact population loss on request
+    h2 = ff.train(_copy(c), obj, steps=4, lr=0.05, log_every=4, metrics=("loss", "batch_loss"))
+    assert h2["loss"][0] == pytest.approx(obj.loss(c), rel=1e-12)
+
+
+def test_batch_loss_outside_training_is_nan():
+    t, net = _pair()
+    assert np.isnan(ff.metrics.REGISTRY["batch_loss"](net, ff.Population(t), t, None, 0))
