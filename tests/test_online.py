@@ -253,6 +253,7 @@ def test_bad_inputs():
 # Batch 1: the blocked path (fastfeat/kernels/cpu/online_single.py). Below TEAM_MIN_WEIGHTS weights it
 # runs on the calling thread; above, a team of threads splits the rows.
 # --------------------------------------------------------------------------------------------------
+from fastfeat.kernels.cpu import _jit  # noqa: E402
 from fastfeat.kernels.cpu import online_single as _single  # noqa: E402
 from fastfeat.kernels.cpu.common import row_norms  # noqa: E402
 
@@ -262,7 +263,7 @@ assert TEAM_SIZE[0] * TEAM_SIZE[1] >= _single.TEAM_MIN_WEIGHTS and TEAM_SIZE[0] 
 
 def team_outcomes(obj, net):
     """(done, outcome) of every worker of the last team run of ``obj`` (-1: left, never ran)."""
-    return obj._workspace(net)[11][9]
+    return obj._workspace(net).single.status
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -383,17 +384,17 @@ def test_batch1_team_that_cannot_form_goes_solo():
     the first worker goes solo after waiting, the second leaves; the result is the same."""
     m, d = TEAM_SIZE
     net0, teacher = make("abs", m, d, m_star=2, dtype=np.float32, seed=24)
-    run_team = _single.PARTS32["team_run"]
+    run_team = _single.team_run
     steps = 6
     lrs, lam = np.full(steps, 0.01), np.full(steps, 1e-3)
     ref = net0.copy()
     ws = _onl.workspace(1, m, d, np.float32)
-    assert _single.RUN32(ref.W, ref.a, teacher.W, teacher.a, ref.code, teacher.code, 0.1, 3, 0, lrs, 1, lam, lam,
-                         ws[11], np.empty(steps)) == steps
+    assert _single.run(ref.W, ref.a, teacher.W, teacher.a, ref.code, teacher.code, 0.1, 3, 0, lrs, 1, lam, lam,
+                       ws.single, np.empty(steps)) == steps
     net = net0.copy()
-    fw = ws[11]
-    fw[8][:] = 0
-    fw[9][:] = 0
+    fw = ws.single
+    fw.sync[:] = 0
+    fw.status[:] = 0
     tnorm = np.empty(teacher.W.shape[0])
     row_norms(teacher.W, tnorm)
     import numba
@@ -404,7 +405,7 @@ def test_batch1_team_that_cannot_form_goes_solo():
                  lam, fw, np.empty(steps))
     finally:
         numba.set_num_threads(before)
-    assert [int(v) for v in fw[9][0]] == [steps, _single.DONE] and int(fw[9][1, 1]) == -1
+    assert [int(v) for v in fw.status[0]] == [steps, _single.DONE] and int(fw.status[1, 1]) == -1
     assert np.array_equal(net.W, ref.W) and np.array_equal(net.a, ref.a)
 
 
@@ -436,3 +437,33 @@ def test_batch1_divergence_keeps_last_finite_weights():
         ff.train(net, obj, steps=300, lr=50.0, log_every=300, n_threads=2, metrics=())
     assert np.all(np.isfinite(net.W)) and np.all(np.isfinite(net.a))
     assert 0 < info.value.step < 300
+
+
+@pytest.mark.parametrize("isa", [_jit.AVX2, _jit.AVX512], ids=["avx2", "avx512"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch1_both_register_block_variants_match_reference(dtype, isa):
+    """Both instruction-set variants of the blocked path (the ``isa`` argument: AVX-512 register blocks or
+    the AVX2 row kernels), whatever this CPU is, against the float64 reference: awkward sizes (d = 129
+    leaves a tail in every register block, m = 130 leaves rows in every split), a team of two, a run that
+    starts inside a block and ends inside the next, and the three tracking modes (weight decay, path norm
+    with relu_centered's norm term, no regularizer)."""
+    m, d = 130, 129
+    assert m * d >= _single.TEAM_MIN_WEIGHTS and m >= 2 * _single.CHUNK
+    start, steps = 7, 23
+    tol = 1e-10 if dtype == np.float64 else 2e-5  # float32: the rounding of 23 steps of sums of ~130 terms
+    for name, kind, lam in [("relu", "wd", 0.02), ("relu_centered", "pn", 0.01), ("erf", None, 0.0)]:
+        net, teacher = make(name, m, d, m_star=3, dtype=dtype, seed=50)
+        W0, a0 = net.W.copy(), net.a.copy()
+        lrs = np.full(steps, 0.01)
+        lams = np.full(steps, lam)
+        K = ff.kernels
+        code = {"wd": K.REG_WEIGHT_DECAY, "pn": K.REG_PATH_NORM, None: K.REG_NONE}[kind]
+        ws = K.online_workspace(1, m, d, dtype)
+        losses = np.empty(steps)
+        done = _single.run(net.W, net.a, teacher.W, teacher.a, net.code, teacher.code, 0.2, 51, start, lrs, code,
+                           lams, lams, ws.single, losses, isa)
+        assert done == steps
+        Wr, ar = reference_online(name, name, W0, a0, teacher, 1, 0.2, 51, steps, lrs, kind, (lams, lams),
+                                  start=start)
+        assert rel(net.W, Wr) < tol and rel(net.a, ar) < tol, (name, rel(net.W, Wr), rel(net.a, ar))
+        assert rel(W0, Wr) > 100 * tol  # the run moved the weights far more than the tolerance

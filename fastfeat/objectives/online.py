@@ -42,6 +42,9 @@ class Online(Objective):
     """
 
     name = "online"
+    #: the exact population loss costs O(m (m + m*) d) per row, many steps of batch 1: log the mean
+    #: minibatch loss by default (free), "loss" on request
+    default_metrics = ("batch_loss",)
 
     def __init__(self, teacher, *, batch_size=1, noise=0.0, seed=0, loss_samples=8192):
         self.teacher = check_teacher(teacher)
@@ -93,11 +96,8 @@ class Online(Objective):
         if step is None:
             step = GRAD_STREAM + self._grad_calls
             self._grad_calls += 1
-        entry = _onl.kernels(self.batch_size, net.m, net.d, net.dtype)[3]
-        out = np.empty(1)
-        z = np.empty(0)
-        entry(net.W, net.a, *self._args(net), step, z, 0, z, z, gW, ga, self._workspace(net), out, 0)
-        return float(out[0])
+        loss_grad = _onl.kernels_for(self.batch_size, net.m, net.d)[0]
+        return float(loss_grad(net.W, net.a, *self._args(net), step, gW, ga, self._workspace(net)))
 
     def grad(self, net, reg=None, *, step=None):
         """(g_W, g_a) on one fresh batch (of training step ``step`` when given), plus ``reg``'s gradient."""
@@ -118,17 +118,15 @@ class Online(Objective):
 
     def _runner(self, net, device="cpu"):
         if device == "cuda":
-            from ..kernels.cuda import online_runner
+            from ..gpu import online_runner
             return online_runner(self, net)
-        entry = _onl.kernels(self.batch_size, net.m, net.d, net.dtype)[3]
+        run = _onl.kernels_for(self.batch_size, net.m, net.d)[1]
         ws = self._workspace(net)
         args = self._args(net)
-        gW = net.W[:0]
-        ga = net.a[:0]
 
         def runner(step0, lrs, reg_code, lam_as, lam_ws):
             losses = np.empty(lrs.shape[0])
-            done = entry(net.W, net.a, *args, step0, lrs, reg_code, lam_as, lam_ws, gW, ga, ws, losses, 1)
+            done = run(net.W, net.a, *args, step0, lrs, reg_code, lam_as, lam_ws, ws, losses)
             return done, losses[:done]
 
         return runner

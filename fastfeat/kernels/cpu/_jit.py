@@ -62,9 +62,44 @@ def _target_has_avx512():
         return False
 
 
-#: the target's vector registers, for kernels that size register blocks: AVX-512 has 32 registers of
-#: 64 bytes, AVX2 16 of 32 (a block sized for the first spills on the second)
-VECTOR_BYTES, VECTOR_REGISTERS = (64, 32) if _target_has_avx512() else (32, 16)
+#: the instruction-set variants of the kernels that size register blocks by the vector registers: AVX-512
+#: has 32 registers of 64 bytes, AVX2 16 of 32 (a block sized for the first spills on the second). The
+#: variant is a compile-time argument (``isa``) of those kernels, so both build and run on any x86 CPU
+#: (LLVM splits vectors wider than the target's); ``HOST_ISA`` is the one the kernels use by default.
+AVX2, AVX512 = 0, 1
+VECTOR_BYTES = {AVX2: 32, AVX512: 64}
+VECTOR_REGISTERS = {AVX2: 16, AVX512: 32}
+HOST_ISA = AVX512 if _target_has_avx512() else AVX2
+
+
+def isa_value(isa):
+    """The variant a numba type stands for: a literal integer, or an omitted argument's default (a
+    parameter ``isa=HOST_ISA`` that the caller left out); None for a value known only at run time."""
+    if isinstance(isa, types.IntegerLiteral):
+        v = isa.literal_value
+    elif isinstance(isa, types.Omitted) and isinstance(isa.value, int):
+        v = isa.value
+    else:
+        return None
+    if v not in VECTOR_BYTES:
+        raise ValueError(f"unknown instruction-set variant {v}")
+    return v
+
+
+@intrinsic
+def lanes(typingctx, like, isa):
+    """The lanes of a vector register of variant ``isa`` (a compile-time constant) for ``like``'s float
+    type (an array or a scalar): a constant of the compiled code, for loop bounds LLVM unrolls."""
+    t = like.dtype if isinstance(like, types.Array) else like
+    v = isa_value(isa)
+    if v is None or not isinstance(t, types.Float):
+        return None
+    n = VECTOR_BYTES[v] * 8 // t.bitwidth
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.intp, n)
+
+    return types.intp(like, isa), codegen
 
 
 @intrinsic
@@ -87,15 +122,8 @@ def wide_vectors(typingctx):
     return sig, codegen
 
 
-@intrinsic
-def local_array(typingctx, like, n):
-    """A 1-d array of ``n`` elements (a compile-time constant) of ``like``'s dtype on the stack frame of
-    the calling function, uninitialized. Meant for a few accumulators that LLVM should keep in
-    registers: once the loops that index it are unrolled, the array is promoted to registers, which it
-    cannot be when it comes from ``np.empty`` (a heap allocation). Never return it or keep a view."""
-    if not isinstance(n, types.IntegerLiteral) or not isinstance(like, types.Array):
-        return None
-    size = n.literal_value
+def _stack_array(like, size):
+    """The codegen of a 1-d C array of ``size`` elements of ``like``'s dtype on the stack frame."""
     arrty = types.Array(like.dtype, 1, "C")
 
     def codegen(context, builder, signature, args):
@@ -108,7 +136,30 @@ def local_array(typingctx, like, n):
                                itemsize=itemsize, meminfo=None)
         return ary._getvalue()
 
+    return arrty, codegen
+
+
+@intrinsic
+def local_array(typingctx, like, n):
+    """A 1-d array of ``n`` elements (a compile-time constant) of ``like``'s dtype on the stack frame of
+    the calling function, uninitialized. Meant for a few accumulators that LLVM should keep in
+    registers: once the loops that index it are unrolled, the array is promoted to registers, which it
+    cannot be when it comes from ``np.empty`` (a heap allocation). Never return it or keep a view."""
+    if not isinstance(n, types.IntegerLiteral) or not isinstance(like, types.Array):
+        return None
+    arrty, codegen = _stack_array(like, n.literal_value)
     return arrty(like, n), codegen
+
+
+@intrinsic
+def local_vectors(typingctx, like, n, isa):
+    """``local_array`` of ``n`` vector registers of variant ``isa`` (both compile-time constants):
+    ``n * lanes(like, isa)`` elements."""
+    v = isa_value(isa)
+    if v is None or not isinstance(n, types.IntegerLiteral) or not isinstance(like, types.Array):
+        return None
+    arrty, codegen = _stack_array(like, n.literal_value * VECTOR_BYTES[v] * 8 // like.dtype.bitwidth)
+    return arrty(like, n, isa), codegen
 
 
 def aligned(shape, dtype, fill=0.0):
@@ -150,27 +201,28 @@ def _fold_plan(v):
 
 
 @intrinsic
-def vector_sums(typingctx, acc, out, n):
+def vector_sums(typingctx, acc, out, n, isa):
     """``out[q] = sum(acc[q V : (q + 1) V])`` for q < n (a compile-time constant, a multiple of V), V the
-    lanes of a vector register (``VECTOR_BYTES``): the horizontal sums of n accumulators kept as
-    ``local_array``s of n V elements. Each group of V accumulators is folded pairwise, two shuffles and
+    lanes of a vector register of variant ``isa`` (a compile-time constant, ``lanes``): the horizontal
+    sums of n accumulators kept as ``local_vectors``. Each group of V accumulators is folded pairwise, two shuffles and
     one add per pair and level (2 V - 2 shuffles and V - 1 adds for V sums), where summing them one by
     one takes log2(V) shuffles and adds each; LLVM does not find the folding by itself. The additions are in a fixed
     order, so the sums do not depend on anything but the inputs."""
     if not (isinstance(acc, types.Array) and isinstance(out, types.Array) and isinstance(n, types.IntegerLiteral)
             and acc.dtype == out.dtype and acc.dtype in (types.float32, types.float64)):
         return None
+    variant = isa_value(isa)
     count = n.literal_value
-    if count % (VECTOR_BYTES * 8 // acc.dtype.bitwidth):
+    if variant is None or count % (VECTOR_BYTES[variant] * 8 // acc.dtype.bitwidth):
         return None
 
     def codegen(context, builder, signature, args):
-        accty, outty, _ = signature.args
+        accty, outty = signature.args[:2]
         a_s = context.make_array(accty)(context, builder, args[0])
         o_s = context.make_array(outty)(context, builder, args[1])
         elt = context.get_value_type(accty.dtype)
         size = context.get_abi_sizeof(elt)
-        v = VECTOR_BYTES // size
+        v = VECTOR_BYTES[variant] // size
         vty = ir.VectorType(elt, v)
         mty = ir.VectorType(ir.IntType(32), v)
         levels, final = _fold_plan(v)
@@ -187,4 +239,22 @@ def vector_sums(typingctx, acc, out, n):
             builder.store(res, builder.gep(o_v, [ir.Constant(ir.IntType(64), g)]), align=size)
         return context.get_dummy_value()
 
-    return types.void(acc, out, n), codegen
+    return types.void(acc, out, n, isa), codegen
+
+
+if numba.config.DISABLE_JIT:  # intrinsics run only compiled; plain Python gets these
+    def lanes(like, isa):  # noqa: F811
+        return VECTOR_BYTES[isa] // np.asarray(like).dtype.itemsize
+
+    def local_vectors(like, n, isa):  # noqa: F811
+        return np.empty(n * lanes(like, isa), np.asarray(like).dtype)
+
+    def vector_sums(acc, out, n, isa):  # noqa: F811
+        v = lanes(acc, isa)
+        out[:n] = acc[:n * v].reshape(n, v).sum(axis=1)
+
+    def wide_vectors():  # noqa: F811
+        pass
+
+    def local_array(like, n):  # noqa: F811
+        return np.empty(n, np.asarray(like).dtype)

@@ -27,66 +27,119 @@ path computes every entry and checks it before anything is written.
 
 Small problems (``B m d < PARALLEL_MIN_WORK``) run a build of the same code without ``prange``: the
 fork/join of a parallel region costs more than the work there. The choice depends only on the sizes,
-never on the thread count.
+never on the thread count. The two builds are made by one factory (``_build(parallel)``). The module-level
+kernels, generic in the float type and cached on disk: ``loss_grad``, ``step``, ``run`` (public, any
+sizes: they pick the build, or the batch-1 path, when they run, so they compile all of them), and the
+objective's, which compile only what they run: ``loss_grad_serial`` / ``loss_grad_parallel``,
+``run_serial`` / ``run_parallel`` (batch > 1) and ``run_single`` (batch 1); ``kernels_for`` picks them.
 
 Batch 1 (the usual online SGD of the theory papers) takes another path, ``online_single``: blocks of
 steps that read and write W once per block, run by a persistent team of threads with one barrier per
-step instead of a parallel region per pass. ``step`` and ``run`` use it for batch 1; ``loss_grad``
-(which writes no weights) uses the code above for every batch size.
+step instead of a parallel region per pass. ``step`` and ``run`` use it for batch 1 (their argument
+``isa``, default the CPU's, picks its register-block variant); ``loss_grad`` (which writes no weights)
+uses the code above for every batch size.
 """
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import prange
 
+from ...math.regularizer import REG_NONE
 from . import online_single as _single
 from ._finite import finite, isnan
-from ._jit import TABLE32, TABLE64, njit, pnjit
+from ._jit import HOST_ISA, njit, pnjit
 from ._rng import normal_keyed, normals, stream_key
+from .online_single import guard_limit
+from .scalar import dneuron, dneuron_dnorm, like, neuron, reg_terms
 
 NEURON_CHUNK = 32
 #: below this many multiply-adds per step (B * m * d) the serial build is used
 PARALLEL_MIN_WORK = 1 << 20
 
+#: the buffers of the online kernels (``workspace``)
+OnlineWorkspace = namedtuple("OnlineWorkspace", "xb yb xmax phi dphi part rb nrm gab cw grow single")
+
 
 def workspace(batch, m, d, dtype):
-    """Buffers for the online kernels (allocated once, reused every step). Returns the tuple
-    ``(xb, yb, xmax, phi, dphi, part, rb, nrm, gab, cw, grow, single)``; ``single`` holds the buffers of
-    the batch-1 path (``online_single``; empty arrays for other batch sizes)."""
+    """Buffers for the online kernels (allocated once, reused every step), an ``OnlineWorkspace``: ``xb``
+    the batch (B, d), ``yb`` its labels, ``xmax`` max_i |x_k[i]|, ``phi`` phi(w_j, x_k) (B, m), ``dphi``
+    sigma'(w_j . x_k), then c_kj, ``part`` the per-chunk partial outputs, ``rb`` r_k / B, ``nrm`` |w_j|
+    (filled only when needed), ``gab`` g_a, ``cw`` cw_j, ``grow`` one gradient row per chunk; ``single``
+    the buffers of the batch-1 path (``online_single.workspace``; empty arrays for other batch sizes)."""
     dtype = np.dtype(dtype)
     nch = (m + NEURON_CHUNK - 1) // NEURON_CHUNK
-    return (
-        np.empty((batch, d), dtype),     # the batch
-        np.empty(batch, dtype),          # its labels
-        np.empty(batch, dtype),          # max_i |x_k[i]|
-        np.empty((batch, m), dtype),     # phi(w_j, x_k)
-        np.empty((batch, m), dtype),     # sigma'(w_j . x_k), then c_kj
-        np.empty((batch, nch), dtype),   # per-chunk partial outputs
-        np.empty(batch, dtype),          # r_k / B
-        np.zeros(m, dtype),              # |w_j| (only filled when needed)
-        np.empty(m, dtype),              # g_a
-        np.empty(m, dtype),              # cw_j
-        np.empty((nch, d), dtype),       # one gradient row per chunk
-        _single.workspace(m if batch == 1 else 0, d, dtype),
-    )
+    return OnlineWorkspace(
+        xb=np.empty((batch, d), dtype), yb=np.empty(batch, dtype), xmax=np.empty(batch, dtype),
+        phi=np.empty((batch, m), dtype), dphi=np.empty((batch, m), dtype), part=np.empty((batch, nch), dtype),
+        rb=np.empty(batch, dtype), nrm=np.zeros(m, dtype), gab=np.empty(m, dtype), cw=np.empty(m, dtype),
+        grow=np.empty((nch, d), dtype), single=_single.workspace(m if batch == 1 else 0, d, dtype))
 
 
-def _make(T, parallel):
+@njit
+def coefficients(W, a, code, rb, R, xmax, phi, dphi, nrm, reg, lam_a, lam_w, gab, cw):
+    """g_a, cw, and c_kj (into dphi); returns (g_a finite, the bound on |g_W| holds)."""
+    m, d = W.shape
+    B = rb.shape[0]
+    zero = like(W, 0.0)
+    big = guard_limit(W)
+    cn = dneuron_dnorm(code, zero)
+    la = like(W, lam_a)
+    lw = like(W, lam_w)
+    ga_ok = True
+    bound_ok = True
+    for j in range(m):
+        aj = a[j]
+        nw = nrm[j]
+        g = zero
+        bound = zero
+        for k in range(B):
+            g += rb[k] * phi[k, j]
+            ck = rb[k] * aj * dphi[k, j]
+            dphi[k, j] = ck
+            bound += abs(ck) * xmax[k]
+        c = zero
+        if cn != zero and nw > zero:
+            c = aj * like(W, cn * R / nw)
+        r_a, r_w = reg_terms(reg, aj, nw, la, lw, zero)
+        g += r_a
+        c += r_w
+        gab[j] = g
+        cw[j] = c
+        bound += abs(c) * nw
+        if not finite(g):
+            ga_ok = False
+        if not bound < big:  # also False for NaN
+            bound_ok = False
+    return ga_ok, bound_ok
+
+
+@njit
+def all_finite(W, xb, dphi, cw):
+    """The slow exact check of every g_W entry (only when the bound failed)."""
+    m, d = W.shape
+    B = xb.shape[0]
+    for j in range(m):
+        for i in range(d):
+            g = cw[j] * W[j, i]
+            for k in range(B):
+                g += dphi[k, j] * xb[k, i]
+            if not finite(g):
+                return False
+    return True
+
+
+def _build(parallel):
+    """The kernels of one build: with ``prange`` over samples and neuron chunks (``parallel``), or without.
+    Returns (loss_grad, step, run, entry)."""
     jit = pnjit if parallel else njit
-    ft = T.ftype
-    zero = ft(0.0)
-    one = ft(1.0)
-    big = ft(np.finfo(ft).max / 4)
-    neuron = T.neuron
-    dneuron = T.dneuron
-    dneuron_dnorm = T.dneuron_dnorm
     CH = NEURON_CHUNK
-    run1 = _single.RUN32 if ft == np.float32 else _single.RUN64
 
     def draw(key, Wt, at, tcode, noise, xb, yb, xmax):
         """The batch of this step: x, the teacher's labels plus noise, max |x|."""
         B, d = xb.shape
         ms = Wt.shape[0]
+        zero = like(xb, 0.0)
         for k in prange(B):
             base = np.uint64(k) * np.uint64(d + 1)
             xk = xb[k]
@@ -102,8 +155,8 @@ def _make(T, parallel):
                 for i in range(d):
                     z += Wt[t, i] * xb[k, i]
                     s += Wt[t, i] * Wt[t, i]
-                f += at[t] * neuron(tcode, z, ft(math.sqrt(s)))
-            yb[k] = f + ft(noise) * ft(normal_keyed(key, base + np.uint64(d)))
+                f += at[t] * neuron(tcode, z, like(xb, math.sqrt(s)))
+            yb[k] = f + like(xb, noise) * like(xb, normal_keyed(key, base + np.uint64(d)))
 
     draw_par = jit(draw)
     draw = njit(draw)
@@ -113,6 +166,7 @@ def _make(T, parallel):
         m, d = W.shape
         B = xb.shape[0]
         nch = (m + CH - 1) // CH
+        zero = like(W, 0.0)
         for c in prange(nch):
             j0 = c * CH
             j1 = min(j0 + CH, m)
@@ -126,7 +180,7 @@ def _make(T, parallel):
                     for i in range(d):
                         z += W[j, i] * xb[0, i]
                         s += W[j, i] * W[j, i]
-                    nw = ft(math.sqrt(s))
+                    nw = like(W, math.sqrt(s))
                     nrm[j] = nw
                 else:
                     for i in range(d):
@@ -142,42 +196,6 @@ def _make(T, parallel):
                     dphi[k, j] = dneuron(code, z)
                     part[k, c] += aj * ph
 
-    @njit
-    def coefficients(W, a, code, rb, R, xmax, phi, dphi, nrm, reg, lam_a, lam_w, gab, cw):
-        """g_a, cw, and c_kj (into dphi); returns (g_a finite, the bound on |g_W| holds)."""
-        m, d = W.shape
-        B = rb.shape[0]
-        cn = dneuron_dnorm(code)
-        ga_ok = True
-        bound_ok = True
-        for j in range(m):
-            aj = a[j]
-            nw = nrm[j]
-            g = zero
-            bound = zero
-            for k in range(B):
-                g += rb[k] * phi[k, j]
-                ck = rb[k] * aj * dphi[k, j]
-                dphi[k, j] = ck
-                bound += abs(ck) * xmax[k]
-            c = zero
-            if cn != zero and nw > zero:
-                c = aj * ft(cn * R / nw)
-            if reg == 1:
-                g += ft(lam_a) * aj
-                c += ft(lam_w)
-            elif reg == 2 and aj != zero and nw > zero:
-                g += ft(lam_w) * nw * (one if aj > zero else -one)
-                c += ft(lam_w) * abs(aj) / nw
-            gab[j] = g
-            cw[j] = c
-            bound += abs(c) * nw
-            if not finite(g):
-                ga_ok = False
-            if not bound < big:  # also False for NaN
-                bound_ok = False
-        return ga_ok, bound_ok
-
     @jit
     def apply(W, a, xb, dphi, gab, cw, grow, lr, gW, ga, write_grad):
         """W -= lr g_W, a -= lr g_a row by row; or, when ``write_grad``, g_W, g_a into gW, ga.
@@ -185,7 +203,7 @@ def _make(T, parallel):
         m, d = W.shape
         B = xb.shape[0]
         nch = (m + CH - 1) // CH
-        lr_ = ft(lr)
+        lr_ = like(W, lr)
         for c in prange(nch):
             g = grow[c]
             for j in range(c * CH, min(c * CH + CH, m)):
@@ -212,34 +230,21 @@ def _make(T, parallel):
                         W[j, i] -= lr_ * g[i]
 
     @njit
-    def all_finite(W, xb, dphi, cw):
-        """The slow exact check of every g_W entry (only when the bound failed)."""
-        m, d = W.shape
-        B = xb.shape[0]
-        for j in range(m):
-            for i in range(d):
-                g = cw[j] * W[j, i]
-                for k in range(B):
-                    g += dphi[k, j] * xb[k, i]
-                if not finite(g):
-                    return False
-        return True
-
-    @njit
     def batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, reg, lam_a, lam_w, ws):
         """Draw the batch of ``step``, forward, residuals, coefficients. Returns (loss, ok)."""
-        xb, yb, xmax, phi, dphi, part, rb, nrm, gab, cw, grow, _ = ws
+        xb, yb, xmax, phi, dphi, part, rb = ws.xb, ws.yb, ws.xmax, ws.phi, ws.dphi, ws.part, ws.rb
         B = xb.shape[0]
+        zero = like(W, 0.0)
         key = stream_key(seed, step)
         if parallel and B >= 4:
             draw_par(key, Wt, at, tcode, noise, xb, yb, xmax)
         else:
             draw(key, Wt, at, tcode, noise, xb, yb, xmax)
-        need_norm = reg != 0 or dneuron_dnorm(code) != zero
-        forward(W, a, code, xb, need_norm, nrm, phi, dphi, part)
+        need_norm = reg != REG_NONE or dneuron_dnorm(code, zero) != zero
+        forward(W, a, code, xb, need_norm, ws.nrm, phi, dphi, part)
         loss = 0.0
         R = 0.0
-        inv_b = ft(1.0 / B)
+        inv_b = like(W, 1.0 / B)
         for k in range(B):
             f = zero
             for c in range(part.shape[1]):
@@ -249,45 +254,35 @@ def _make(T, parallel):
             rb[k] = r * inv_b
             R += rb[k]
         loss = 0.5 * loss / B
-        ga_ok, bound_ok = coefficients(W, a, code, rb, R, xmax, phi, dphi, nrm, reg, lam_a, lam_w, gab, cw)
+        ga_ok, bound_ok = coefficients(W, a, code, rb, R, xmax, phi, dphi, ws.nrm, reg, lam_a, lam_w, ws.gab, ws.cw)
         ok = ga_ok and finite(loss)
         if ok and not bound_ok:
-            ok = all_finite(W, xb, dphi, cw)
+            ok = all_finite(W, xb, dphi, ws.cw)
         return loss, ok
 
     @njit(inline="always")
     def loss_grad(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
         """The minibatch loss and gradient (unregularized) of global step ``step``: the batch that
         ``step``/``run`` use at that step. Fills gW, ga; never writes W, a. Returns the loss."""
-        loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, 0, 0.0, 0.0, ws)
-        apply(W, a, ws[0], ws[4], ws[8], ws[9], ws[10], 0.0, gW, ga, True)
+        loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, np.int64(REG_NONE), 0.0, 0.0, ws)
+        apply(W, a, ws.xb, ws.dphi, ws.gab, ws.cw, ws.grow, 0.0, gW, ga, True)
         return loss
 
     @njit(inline="always")
     def step(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws):
-        """One SGD step on the fresh batch of global step ``step_``; returns the batch loss before it
-        (float64), or NaN when the loss or the gradient is not finite (W, a are then unchanged).
-        Batch 1 runs the blocked path (``online_single``) for one step."""
-        if ws[0].shape[0] == 1:
-            sc = ws[11][10]
-            sc[0, 0] = lr
-            sc[1, 0] = lam_a
-            sc[2, 0] = lam_w
-            done = run1(W, a, Wt, at, code, tcode, noise, seed, step_, sc[0], reg, sc[1], sc[2], ws[11], sc[3])
-            return sc[3, 0] if done == 1 else np.nan
+        """One SGD step on the fresh batch of global step ``step_`` by the batch path (any batch size);
+        returns the batch loss before it (float64), or NaN when the loss or the gradient is not finite
+        (W, a are then unchanged)."""
         loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step_, reg, lam_a, lam_w, ws)
         if not ok:
             return np.nan
-        apply(W, a, ws[0], ws[4], ws[8], ws[9], ws[10], lr, W, a, False)
+        apply(W, a, ws.xb, ws.dphi, ws.gab, ws.cw, ws.grow, lr, W, a, False)
         return loss
 
     @njit(inline="always")
     def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses):
-        """Steps ``step0 .. step0 + len(lrs) - 1``; losses[s] gets the batch loss before step s.
-        Returns the number of steps done (fewer when a non-finite loss or gradient stopped it).
-        Batch 1 runs the blocked path (``online_single``)."""
-        if ws[0].shape[0] == 1:
-            return run1(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws[11], losses)
+        """Steps ``step0 .. step0 + len(lrs) - 1`` by the batch path; losses[s] gets the batch loss before
+        step s. Returns the number of steps done (fewer when a non-finite loss or gradient stopped it)."""
         for s in range(lrs.shape[0]):
             loss = step(W, a, Wt, at, code, tcode, noise, seed, step0 + s, lrs[s], reg, lam_as[s], lam_ws[s], ws)
             losses[s] = loss
@@ -295,16 +290,7 @@ def _make(T, parallel):
                 return s
         return lrs.shape[0]
 
-    @njit
-    def entry(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
-        """What the objective calls (one compilation, see ``empirical.entry``): ``mode`` 0 the
-        minibatch gradient of step ``step0`` into gW, ga and its loss into losses[0]; 1 ``run``."""
-        if mode == 0:
-            losses[0] = loss_grad(W, a, Wt, at, code, tcode, noise, seed, step0, gW, ga, ws)
-            return 1
-        return run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
-
-    return loss_grad, step, run, entry
+    return loss_grad, step, run
 
 
 def use_parallel(batch, m, d):
@@ -312,41 +298,92 @@ def use_parallel(batch, m, d):
     return batch * m * d >= PARALLEL_MIN_WORK
 
 
-#: KERNELS[(parallel, dtype)] = (loss_grad, step, run, entry); compiled lazily on first call
-KERNELS = {(p, np.dtype(t)): _make(T, p) for p in (False, True) for t, T in ((np.float32, TABLE32),
-                                                                           (np.float64, TABLE64))}
+_lg0, _st0, _rn0 = _build(False)
+_lg1, _st1, _rn1 = _build(True)
 
 
-def kernels(batch, m, d, dtype):
-    """(loss_grad, step, run, entry) for these sizes and float ``dtype``."""
-    return KERNELS[(use_parallel(batch, m, d), np.dtype(dtype))]
+# the objective's kernels: one build each, so a run compiles only what it uses
 
 
-def _sized(dtype):
-    """njit kernels that pick the serial or parallel build from the sizes at run time."""
-    (lg0, st0, rn0, _), (lg1, st1, rn1, _) = KERNELS[(False, np.dtype(dtype))], KERNELS[(True, np.dtype(dtype))]
-    pmin = PARALLEL_MIN_WORK
-
-    @njit
-    def loss_grad(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
-        if ws[0].shape[0] * W.shape[0] * W.shape[1] >= pmin:
-            return lg1(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
-        return lg0(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
-
-    @njit
-    def step(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws):
-        if ws[0].shape[0] * W.shape[0] * W.shape[1] >= pmin:
-            return st1(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws)
-        return st0(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws)
-
-    @njit
-    def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses):
-        if ws[0].shape[0] * W.shape[0] * W.shape[1] >= pmin:
-            return rn1(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
-        return rn0(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
-
-    return loss_grad, step, run
+@njit
+def loss_grad_serial(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
+    """``loss_grad`` by the serial build (sizes below ``PARALLEL_MIN_WORK``)."""
+    return _lg0(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
 
 
-LOSS_GRAD32, STEP32, RUN32 = _sized(np.float32)
-LOSS_GRAD64, STEP64, RUN64 = _sized(np.float64)
+@njit
+def loss_grad_parallel(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
+    """``loss_grad`` by the ``prange`` build."""
+    return _lg1(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
+
+
+@njit
+def run_serial(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses):
+    """``run`` by the serial build of the batch path (batch > 1, sizes below ``PARALLEL_MIN_WORK``)."""
+    return _rn0(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+
+
+@njit
+def run_parallel(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses):
+    """``run`` by the ``prange`` build of the batch path (batch > 1)."""
+    return _rn1(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+
+
+@njit
+def run_single(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa=HOST_ISA):
+    """``run`` by the blocked batch-1 path (``online_single.run``; ``ws`` built for batch 1)."""
+    return _single.run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws.single, losses,
+                       isa)
+
+
+def kernels_for(batch, m, d):
+    """(loss_grad, run) for the objective: the build its sizes select, and the blocked path for batch 1.
+    ``loss_grad(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)``;
+    ``run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)``."""
+    par = use_parallel(batch, m, d)
+    run = run_single if batch == 1 else (run_parallel if par else run_serial)
+    return (loss_grad_parallel if par else loss_grad_serial), run
+
+
+# the public kernels (``fastfeat.kernels``): any sizes; they pick the build when they run, so their first
+# call compiles both builds (and, for step and run, the blocked batch-1 path)
+
+
+@njit
+def loss_grad(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
+    """The unregularized minibatch loss and gradient of global step ``step`` into gW, ga (W, a unchanged);
+    returns the loss."""
+    if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
+        return _lg1(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
+    return _lg0(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
+
+
+@njit
+def step(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws, isa=HOST_ISA):
+    """One SGD step on the fresh batch of global step ``step_``; returns the batch loss before it (float64),
+    or NaN when the loss or the gradient is not finite (W, a are then unchanged). Batch 1 runs the blocked
+    path (``online_single``) for one step, register-block variant ``isa``."""
+    if ws.xb.shape[0] == 1:
+        fw = ws.single
+        sc = fw.scratch
+        sc[0, 0] = lr
+        sc[1, 0] = lam_a
+        sc[2, 0] = lam_w
+        done = _single.run(W, a, Wt, at, code, tcode, noise, seed, step_, sc[0], reg, sc[1], sc[2], fw, sc[3], isa)
+        return sc[3, 0] if done == 1 else np.nan
+    if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
+        return _st1(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws)
+    return _st0(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws)
+
+
+@njit
+def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa=HOST_ISA):
+    """Steps ``step0 .. step0 + len(lrs) - 1``; losses[s] gets the batch loss before step s. Returns the
+    number of steps done (fewer when a non-finite loss or gradient stopped it). Batch 1 runs the blocked
+    path (``online_single``), register-block variant ``isa``."""
+    if ws.xb.shape[0] == 1:
+        return _single.run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws.single,
+                           losses, isa)
+    if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
+        return _rn1(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+    return _rn0(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
