@@ -63,6 +63,12 @@ def online(dtype):
             _train_all(net, obj, metrics=("batch_loss", "loss"))
             obj.grad(net)
             obj.grad(net, step=5)
+    # the parallel build of batches > 1 (chosen from batch * m * d >= 2^20)
+    t = _teacher("relu", dtype, d=128)
+    net = _net("relu", dtype, d=128, m=128)
+    obj = Online(t, batch_size=64, seed=3)
+    _train_all(net, obj)
+    obj.grad(net)
 
 
 def paper(dtype):
@@ -88,8 +94,18 @@ def kernels(dtype):
     k.population_loss_grad(W, a, t.W, t.a, code, gW, ga, ws, True)
     k.population_step(W, a, t.W, t.a, code, 1e-3, k.REG_WEIGHT_DECAY, 1e-3, 1e-3, gW, ga, ws)
     k.population_run(W, a, t.W, t.a, code, lrs, k.REG_WEIGHT_DECAY, lams, lams, gW, ga, ws, losses)
-    ows = k.online_workspace(1, net.m, net.d, W.dtype)
-    k.online_run(W, a, t.W, t.a, code, code, 0.0, 0, 0, lrs, k.REG_NONE, lams, lams, ows, losses)
+    for batch in (1, 3):
+        ows = k.online_workspace(batch, net.m, net.d, W.dtype)
+        k.online_loss_grad(W, a, t.W, t.a, code, code, 0.0, 0, 0, gW, ga, ows)
+        k.online_step(W, a, t.W, t.a, code, code, 0.0, 0, 0, 1e-3, k.REG_NONE, 0.0, 0.0, ows)
+        k.online_run(W, a, t.W, t.a, code, code, 0.0, 0, 0, lrs, k.REG_NONE, lams, lams, ows, losses)
+    X = np.ones((9, net.d), W.dtype)
+    y = np.ones(9, W.dtype)
+    ews = k.empirical_workspace(9, net.m, net.d, W.dtype)
+    idx = np.empty(0, np.int64)
+    k.empirical_loss_grad(W, a, X, y, idx, code, gW, ga, ews, True)
+    k.empirical_step(W, a, X, y, idx, code, 1e-3, k.REG_NONE, 0.0, 0.0, gW, ga, ews)
+    k.empirical_run(W, a, X, y, code, 0, 9, 0, lrs, k.REG_NONE, lams, lams, gW, ga, ews, losses)
     k.row_norms(W, np.empty(net.m, W.dtype))
 
 

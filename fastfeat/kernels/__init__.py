@@ -1,7 +1,9 @@
 """The compiled kernels, callable from your own ``@numba.njit`` code.
 
 Every kernel works in place on C-contiguous float32 or float64 arrays of one dtype, allocates nothing
-per step, and dispatches on the dtype at compile time. Integer codes select the activation
+per step, and is one module-level function for both float types (numba compiles it per argument types)
+whose machine code is cached on disk: ``warmup()`` (``fastfeat warmup``) compiles every kernel for both
+float types once per machine, and a process that finds them in the cache starts at once. Integer codes select the activation
 (``ACTIVATION_CODES``) and the regularizer (``REG_NONE``, ``REG_WEIGHT_DECAY``, ``REG_PATH_NORM``:
 ``lam_a/2 |a|^2 + lam_w/2 |W|^2``, or ``lam_w sum_j |a_j||w_j|``).
 
@@ -48,15 +50,17 @@ batch 1, ``online_run`` works in blocks of ``BLOCK`` = 20 steps that read and wr
 (``fastfeat.kernels.cpu.online_single``); a call that starts or stops inside a block starts a block of
 its own, so ``online_step`` (a one-step run) makes two passes over W per call. Give ``online_run`` many
 steps per call where you can: calls split at multiples of 20 steps give the same weights bit for bit as
-one call, other splits the same weights up to rounding.
-Return values and the divergence guard are those of the population kernels. These public kernels
-dispatch on ``act`` at run time, so their first call compiles every activation kind of the dtype;
-``ff.Empirical`` / ``ff.Online`` compile only the one they need.
-"""
-import numba
-from numba import types
-from numba.extending import overload
+one call, other splits the same weights up to rounding. ``online_step`` and ``online_run`` take an optional
+last argument ``isa``, the batch-1 path's register-block variant (``fastfeat.kernels.cpu._jit.AVX2`` or
+``AVX512``; default: the CPU's); leave it out, or pass a constant from njit code, to compile only one.
+Return values and the divergence guard are those of the population kernels. The public empirical
+kernels dispatch on ``act`` at run time, so their first call compiles every activation kind of the
+dtype; ``ff.Empirical`` compiles only the one it needs.
 
+Warm-up: ``warmup(dtypes=("float32", "float64"), tasks=None, processes=None, progress=True)`` runs the
+tasks of ``WARMUP_TASKS`` (each calls part of the package as users do); ``register_warmup(name, fn)``
+adds one (``fn(dtype)``).
+"""
 from ..math.activations import CODES as ACTIVATION_CODES  # noqa: F401
 from . import cuda  # noqa: F401  (ff.kernels.cuda; free: numba.cuda is imported on first device="cuda" use)
 from .cpu import empirical as _emp
@@ -67,81 +71,19 @@ from .cpu.common import (  # noqa: F401
 )
 
 population_workspace = _pop.workspace
-
-
-def _by_dtype(k32, k64):
-    """An njit-callable stub that picks the float32 or float64 build from the first argument."""
-
-    def stub(*args):  # pragma: no cover - only its overload runs
-        raise NotImplementedError
-
-    @overload(stub, jit_options={"nogil": True})
-    def _ov(*args):
-        impl = k32 if args[0].dtype == types.float32 else k64
-
-        def f(*args):
-            return impl(*args)
-
-        return f
-
-    return stub
-
-
-_lg = _by_dtype(_pop.LOSS_GRAD32, _pop.LOSS_GRAD64)
-_st = _by_dtype(_pop.STEP32, _pop.STEP64)
-_rn = _by_dtype(_pop.RUN32, _pop.RUN64)
-
-
-@numba.njit(nogil=True)
-def population_loss_grad(W, a, Wt, at, act, gW, ga, ws, want_grad):
-    return _lg(W, a, Wt, at, act, gW, ga, ws, want_grad)
-
-
-@numba.njit(nogil=True)
-def population_step(W, a, Wt, at, act, lr, reg, lam_a, lam_w, gW, ga, ws):
-    return _st(W, a, Wt, at, act, lr, reg, lam_a, lam_w, gW, ga, ws)
-
-
-@numba.njit(nogil=True)
-def population_run(W, a, Wt, at, act, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
-    return _rn(W, a, Wt, at, act, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
-
+population_loss_grad = _pop.loss_grad
+population_step = _pop.step
+population_run = _pop.run
 
 empirical_workspace = _emp.workspace
+empirical_loss_grad = _emp.loss_grad
+empirical_step = _emp.step
+empirical_run = _emp.run
 online_workspace = _onl.workspace
-_elg = _by_dtype(_emp.LOSS_GRAD32, _emp.LOSS_GRAD64)
-_est = _by_dtype(_emp.STEP32, _emp.STEP64)
-_ern = _by_dtype(_emp.RUN32, _emp.RUN64)
-_olg = _by_dtype(_onl.LOSS_GRAD32, _onl.LOSS_GRAD64)
-_ost = _by_dtype(_onl.STEP32, _onl.STEP64)
-_orn = _by_dtype(_onl.RUN32, _onl.RUN64)
+online_loss_grad = _onl.loss_grad
+online_step = _onl.step
+online_run = _onl.run
 
-
-@numba.njit(nogil=True)
-def empirical_loss_grad(W, a, X, y, idx, act, gW, ga, ws, want_grad):
-    return _elg(W, a, X, y, idx, act, gW, ga, ws, want_grad)
-
-
-@numba.njit(nogil=True)
-def empirical_step(W, a, X, y, idx, act, lr, reg, lam_a, lam_w, gW, ga, ws):
-    return _est(W, a, X, y, idx, act, lr, reg, lam_a, lam_w, gW, ga, ws)
-
-
-@numba.njit(nogil=True)
-def empirical_run(W, a, X, y, act, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
-    return _ern(W, a, X, y, act, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
-
-
-@numba.njit(nogil=True)
-def online_loss_grad(W, a, Wt, at, act, act_t, noise, seed, step, gW, ga, ws):
-    return _olg(W, a, Wt, at, act, act_t, noise, seed, step, gW, ga, ws)
-
-
-@numba.njit(nogil=True)
-def online_step(W, a, Wt, at, act, act_t, noise, seed, step, lr, reg, lam_a, lam_w, ws):
-    return _ost(W, a, Wt, at, act, act_t, noise, seed, step, lr, reg, lam_a, lam_w, ws)
-
-
-@numba.njit(nogil=True)
-def online_run(W, a, Wt, at, act, act_t, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses):
-    return _orn(W, a, Wt, at, act, act_t, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+from ._warmup import TASKS as WARMUP_TASKS  # noqa: E402,F401
+from ._warmup import register as register_warmup  # noqa: E402,F401
+from ._warmup import warmup  # noqa: E402,F401

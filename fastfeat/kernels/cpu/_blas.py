@@ -19,6 +19,7 @@ import ctypes
 import glob
 import os
 
+import numba
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (numba_xxgemm imports ?gemm from it on first call)
 from llvmlite import binding as ll
@@ -235,3 +236,9 @@ def _blas_or_loops(blas, loops, name):
 matmul_nt = _blas_or_loops(gemm_nt, _own_nt, "matmul_nt")
 matmul_nn = _blas_or_loops(gemm_nn, _own_nn, "matmul_nn")
 matmul_tn = _blas_or_loops(gemm_tn, _own_tn, "matmul_tn")
+
+
+if numba.config.DISABLE_JIT:  # intrinsics run only compiled; plain Python (NUMBA_DISABLE_JIT=1) gets this
+    def _gemm_rm(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):  # noqa: F811
+        prod = ((A.T if ta else A) @ (B.T if tb else B)).astype(C.dtype)
+        C[...] = C + prod if accumulate else prod

@@ -6,6 +6,8 @@ is ``inf``), which disarmed the divergence guard. These tests compare the IEEE b
 integers, where no fast-math flag applies. Integer and float64/float32 arguments are accepted (integers
 are always finite).
 """
+import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
@@ -49,3 +51,11 @@ def isnan(typingctx, x):
     if _layout(x) is None:
         return None
     return _magnitude_vs_inf(x, ">")
+
+
+if numba.config.DISABLE_JIT:  # intrinsics run only compiled; plain Python (NUMBA_DISABLE_JIT=1) gets these
+    def finite(x):  # noqa: F811
+        return bool(np.isfinite(x))
+
+    def isnan(x):  # noqa: F811
+        return bool(np.isnan(x))

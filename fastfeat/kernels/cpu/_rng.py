@@ -1,4 +1,7 @@
 """The CPU build of the counter-based generator (``fastfeat.math.random``), shared by the kernels."""
+import warnings
+
+import numba
 import numpy as np
 
 from ...math.random import _C1, build
@@ -28,3 +31,9 @@ def shuffle(perm, seed, epoch):
         t = perm[i]
         perm[i] = perm[j]
         perm[j] = t
+
+if numba.config.DISABLE_JIT:
+    # run as Python (NUMBA_DISABLE_JIT=1) the generator's uint64 arithmetic wraps as it does compiled,
+    # which numpy reports as an overflow
+    warnings.filterwarnings("ignore", "overflow encountered in scalar", RuntimeWarning,
+                            r"fastfeat\.(math\.random|kernels\.cpu\._rng)")

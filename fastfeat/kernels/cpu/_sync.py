@@ -21,6 +21,7 @@ Waiting spins with the x86 ``pause`` instruction and, after ``SPIN`` rounds, yie
 import ctypes
 import platform
 
+import numba
 import numpy as np
 from llvmlite import binding as ll
 from llvmlite import ir
@@ -180,6 +181,22 @@ else:  # pragma: no cover - platforms without sched_yield keep spinning
         cpu_relax()
 
 
+@intrinsic
+def num_threads(typingctx):
+    """``numba.get_num_threads()``, calling the threading layer's ``get_num_threads`` by its symbol name:
+    numba's own version calls it through a ctypes function pointer, and numba cannot cache code that
+    holds one. The threading layer registers the symbol with LLVM when it starts (here, at the first
+    compilation; before cached parallel code is loaded, numba starts it)."""
+    numba.get_num_threads()  # starts the threading layer
+
+    def codegen(context, builder, signature, args):
+        # declared as numba's parallel code declares it (the two declarations meet in one module)
+        fnty = ir.FunctionType(context.get_value_type(types.intp), [])
+        return builder.call(cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads"), [])
+
+    return types.intp(), codegen
+
+
 @njit
 def wait_at_least(sync, slot, target):
     """Spin until ``sync[slot] >= target`` (acquire)."""
@@ -228,3 +245,38 @@ def join(sync, n_workers):
 def new_sync():
     """A fresh ``sync`` array (zeroed before every team run)."""
     return np.zeros(SYNC_SIZE, np.int64)
+
+
+if numba.config.DISABLE_JIT:  # intrinsics run only compiled; plain Python (NUMBA_DISABLE_JIT=1) gets these
+    import os as _os
+    import time as _time
+
+    def atomic_add(arr, idx, val):  # noqa: F811
+        old = int(arr[idx])
+        arr[idx] += val
+        return old
+
+    def atomic_load(arr, idx):  # noqa: F811
+        return int(arr[idx])
+
+    def atomic_cas(arr, idx, expected, new):  # noqa: F811
+        if arr[idx] == expected:
+            arr[idx] = new
+            return True
+        return False
+
+    def cpu_relax():  # noqa: F811
+        pass
+
+    def cycles():  # noqa: F811
+        return _time.perf_counter_ns()
+
+    def yield_core():  # noqa: F811
+        _os.sched_yield()
+
+    def num_threads():  # noqa: F811
+        return numba.get_num_threads()
+
+    def join(sync, n_workers):  # noqa: F811
+        # prange runs its iterations one after another here: the first goes solo, the others leave
+        return SOLO if atomic_add(sync, ARRIVED, 1) == 0 else 0

@@ -26,7 +26,7 @@ alone (row blocks of ``ROWS``, nibbles in order, each table entry as built), so 
 depend on the number of threads or on the split.
 
 Every function is generic in the float type of ``Y``/``S`` (float32 or float64) and cached on disk; the
-thread count comes from the threading layer's symbol (``_num_threads``), not numba's ctypes call.
+thread count comes from the threading layer's symbol (``_sync.num_threads``), not numba's ctypes call.
 
 Measured on the 2-core Xeon (AVX-512) of this project, a 1024 x 2048 bit matrix against 1024 x 256
 rows, against OpenBLAS's GEMM of the same product with M stored as 0.0/1.0, in one process:
@@ -39,12 +39,8 @@ rows, against OpenBLAS's GEMM of the same product with M stored as 0.0/1.0, in o
 """
 from collections import namedtuple
 
-import numba
 import numpy as np
-from llvmlite import ir
-from numba import prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import prange
 
 from . import _sync
 from ._jit import aligned, local_array, njit, pnjit, wide_vectors
@@ -160,24 +156,6 @@ def _accumulate(bits, g0, nb, T, S, c0, j0, j1, load):
 UNIT = 8
 
 
-@intrinsic
-def _num_threads(typingctx):
-    """``numba.get_num_threads()``, calling the threading layer's ``get_num_threads`` by its
-    symbol name: numba's own version calls it through a ctypes function pointer, and numba cannot cache
-    code that holds one. The threading layer registers the symbol with LLVM when it starts (below, at
-    the first compilation; before cached parallel code is loaded, by numba)."""
-    numba.get_num_threads()  # starts the threading layer
-
-    def codegen(context, builder, signature, args):
-        # declared as numba's parallel code declares it (the two declarations meet in one module)
-        fnty = ir.FunctionType(context.get_value_type(types.intp), [])
-        return builder.call(cgutils.get_or_insert_function(builder.module, fnty, "get_num_threads"), [])
-
-    return types.intp(), codegen
-
-
-if numba.config.DISABLE_JIT:  # intrinsics run only compiled; plain Python calls numba's function
-    _num_threads = numba.get_num_threads  # noqa: F811
 
 
 @pnjit
@@ -186,7 +164,7 @@ def masked_tn(bits, Y, S, tabs, tp, accumulate, plan):
     False overwrites S. ``tp`` must be a multiple of 8. ``plan``: the workspace's split state."""
     m, dp = S.shape
     units = (m + UNIT - 1) // UNIT
-    nt = max(1, min(_num_threads(), tabs.shape[0], units))
+    nt = max(1, min(_sync.num_threads(), tabs.shape[0], units))
     _split(plan, nt, units)
     for w in prange(nt):
         t0 = _sync.cycles()
