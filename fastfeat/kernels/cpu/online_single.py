@@ -76,7 +76,6 @@ from ._finite import finite
 from ._jit import (AVX2, AVX512, FASTMATH, HOST_ISA, VECTOR_REGISTERS, aligned, isa_value, lanes, local_array,
                    local_vectors, njit, pnjit, vector_sums, wide_vectors)
 from ._rng import pairs_into, stream_key
-from .common import row_norms
 from .scalar import dneuron, dneuron_dnorm, like, neuron, reg_terms
 
 #: rows per chunk (the unit of the fixed split, and of the per-chunk partial sums)
@@ -1017,7 +1016,11 @@ def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws,
     if m * d < TEAM_MIN_WEIGHTS or m < 2 * CHUNK:
         n_workers = 1
     tnorm = np.empty(Wt.shape[0], np.float64)
-    row_norms(Wt, tnorm)
+    for t_ in range(Wt.shape[0]):  # the teacher's few rows: serial (a parallel region costs ~30 us a call)
+        s_ = 0.0
+        for i in range(d):
+            s_ += np.float64(Wt[t_, i]) * Wt[t_, i]
+        tnorm[t_] = np.sqrt(s_)
     t = np.int64(0)  # (not the literal 0: the callees would be compiled for it too)
     while t < S:
         if n_workers > 1:
