@@ -154,6 +154,13 @@ def off_block_h(G, nrm3, a, i0, i1, code, S, A, part):
                 G[r, k] = bj * ak * nrm3[2, kk] * dkap
             part[0, ch, r] = sK * nj
             part[1, ch, r] = sA * ij
+    _fold_partials(part, t, nch, i0, S, A)
+
+
+@pnjit
+def _fold_partials(part, t, nch, i0, S, A):
+    """S, A of the tile's rows += their per-chunk partial row sums (in chunk order)."""
+    zero = like(S, 0.0)
     for r in prange(t):
         sK = zero
         sA = zero
@@ -212,14 +219,7 @@ def off_block(G, nrm3, a, i0, i1, code, S, A, part):
                 G[r, k] = aj * ak * b
             part[0, ch, r] = sK
             part[1, ch, r] = sA
-    for r in prange(t):
-        sK = zero
-        sA = zero
-        for ch in range(nch):
-            sK += part[0, ch, r]
-            sA += part[1, ch, r]
-        S[i0 + r] += sK
-        A[i0 + r] += sA
+    _fold_partials(part, t, nch, i0, S, A)
 
 
 @pnjit

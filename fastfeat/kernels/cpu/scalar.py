@@ -79,32 +79,31 @@ homog_terms = _generic("homog_terms", 0)
 acos = _generic("acos", 0)
 
 
-def dneuron_dnorm(code, x):
-    """The coefficient of w/|w| in grad_w phi (only relu_centered has one), in ``x``'s float type."""
-    return (TABLE32 if _is32_py(x) else TABLE64).dneuron_dnorm(code)
+def _by_second(name, doc):
+    """``name(code, x)``: ``TABLE32.<name>(code)`` or ``TABLE64.<name>(code)`` by the float type of ``x``
+    (for the table's functions of the code alone)."""
+    f32, f64 = getattr(TABLE32, name), getattr(TABLE64, name)
+
+    def stub(code, x):
+        return (f32 if _is32_py(x) else f64)(code)
+
+    stub.__name__ = stub.__qualname__ = name
+    stub.__doc__ = doc
+
+    @overload(stub, jit_options=_OPTS)
+    def _ov(code, x):
+        t = _float_of(x)
+        if t is None:
+            return None
+        impl = f32 if t == types.float32 else f64
+        return lambda code, x: impl(code)
+
+    return stub
 
 
-@overload(dneuron_dnorm, jit_options=_OPTS)
-def _dneuron_dnorm(code, x):
-    t = _float_of(x)
-    if t is None:
-        return None
-    impl = TABLE32.dneuron_dnorm if t == types.float32 else TABLE64.dneuron_dnorm
-    return lambda code, x: impl(code)
-
-
-def homog_consts(code, x):
-    """(off, scale, shift) of an angular kernel, in ``x``'s float type."""
-    return (TABLE32 if _is32_py(x) else TABLE64).homog_consts(code)
-
-
-@overload(homog_consts, jit_options=_OPTS)
-def _homog_consts(code, x):
-    t = _float_of(x)
-    if t is None:
-        return None
-    impl = TABLE32.homog_consts if t == types.float32 else TABLE64.homog_consts
-    return lambda code, x: impl(code)
+dneuron_dnorm = _by_second("dneuron_dnorm", "The coefficient of w/|w| in grad_w phi (only relu_centered has one), "
+                                            "in ``x``'s float type.")
+homog_consts = _by_second("homog_consts", "(off, scale, shift) of an angular kernel, in ``x``'s float type.")
 
 
 #: the regularizer's terms (``fastfeat.math.regularizer``), compiled for the CPU and inlined by numba into
