@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import fastfeat as ff  # noqa: E402
+from fastfeat import gpu as ffgpu  # noqa: E402
 from fastfeat.kernels import cuda as fc  # noqa: E402
 
 RESULTS = {"correctness": [], "timings": []}
@@ -80,7 +81,7 @@ def correctness(smoke=False):
                       _rel(hs[1].metrics["loss"], hs[0].metrics["loss"]))
             _report(f"train 12 steps {oname} {dtype}", err, 10 * tol)
         host = ff.TwoLayer.init(d, m, seed=6)
-        dnet = fc.to_device(ff.TwoLayer.init(d, m, seed=6))
+        dnet = ffgpu.to_device(ff.TwoLayer.init(d, m, seed=6))
         obj = ff.Population(t)
         ff.train(host, obj, steps=6, lr=0.05, log_every=3)
         ff.train(dnet, obj, steps=3, lr=0.05, log_every=3, device="cuda")

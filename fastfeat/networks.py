@@ -120,7 +120,7 @@ class Teacher(_Network):
 def check_net(net, name="net"):
     if not isinstance(net, TwoLayer):
         raise TypeError(f"{name} must be an ff.TwoLayer, got {type(net).__name__}")
-    if getattr(net, "on_device", False):  # weights on the GPU (ff.kernels.cuda.to_device)
+    if getattr(net, "on_device", False):  # weights on the GPU (ff.gpu.to_device)
         return net._validate(name)
     # the arrays may have been replaced or modified since construction
     check_array(net.W, f"{name}.W", 2, writable=True, contiguous=True)

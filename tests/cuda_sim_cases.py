@@ -13,6 +13,7 @@ import contextlib
 import numpy as np
 
 import fastfeat as ff
+from fastfeat import gpu as ffgpu
 from fastfeat.kernels import cuda as fc  # importing it is free: numba.cuda is imported on first use
 
 D, M, MS, N = 5, 5, 2, 7
@@ -110,8 +111,7 @@ def pop_resident(device):
         ff.train(net, obj, device="cpu", steps=2, lr=0.2, log_every=2)
         h = ff.train(net, obj, device="cpu", steps=2, lr=0.2, log_every=2, start_step=2)
         return {"W": net.W, "a": net.a, "m.loss": h.metrics["loss"]}
-    from fastfeat.kernels import cuda as fc
-    dnet = fc.to_device(net)
+    dnet = ffgpu.to_device(net)
     ff.train(dnet, obj, device="cuda", steps=2, lr=0.2, log_every=2)
     h = ff.train(dnet, obj, device="cuda", steps=2, lr=0.2, log_every=2, start_step=2)
     refused = 0
@@ -191,7 +191,7 @@ def pop_checkpoint_resume(device):
         first = _net("relu_centered")
         second = _net("relu_centered", seed=9)  # other weights: resume must replace them
         if device == "cuda":
-            first, second = fc.to_device(first), fc.to_device(second)
+            first, second = ffgpu.to_device(first), ffgpu.to_device(second)
         ff.train(first, obj, device=device, steps=2, lr=0.2, log_every=2, checkpoint=path)
         h = ff.train(second, obj, device=device, steps=3, lr=0.2, log_every=2, checkpoint=path, resume=True)
     return {"W": np.array(second.W), "a": np.array(second.a), "m.loss": h.metrics["loss"], "step": h.step}
@@ -206,7 +206,7 @@ def pop_device_arrays(device):
         return {"W": net.W, "a": net.a}
     from numba import cuda
     W, a = cuda.to_device(net.W), cuda.to_device(net.a)
-    ff.train(fc.to_device(W, a, "linear"), obj, device="cuda", steps=2, lr=0.1, log_every=2)
+    ff.train(ffgpu.to_device(W, a, "linear"), obj, device="cuda", steps=2, lr=0.1, log_every=2)
     return {"W": W.copy_to_host(), "a": a.copy_to_host()}
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fastfeat as ff
+from fastfeat import gpu as ffgpu
 from fastfeat.kernels import cuda as fc
 
 import cuda_sim_cases
@@ -105,7 +106,7 @@ def test_missing_numba_cuda_names_the_extra(monkeypatch):
     np.testing.assert_array_equal(net.W, W0)
     assert not fc.available()
     with pytest.raises(fc.CudaUnavailableError, match="numba-cuda"):
-        fc.to_device(net)
+        ffgpu.to_device(net)
 
 
 def test_no_gpu_names_the_extra(monkeypatch):

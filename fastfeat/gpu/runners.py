@@ -22,7 +22,7 @@ from ..kernels import cuda as settings
 from ..kernels.cpu._rng import shuffle
 from ..kernels.cuda import require
 from ..kernels.cuda._build import MAX_REDUCE_THREADS, kernels
-from ..kernels.cuda.device_net import DeviceNet
+from .device_net import DeviceNet
 from ..math.activations import kernel_matrix
 from ..objectives.empirical import Empirical
 from ..objectives.online import LOSS_SEED

@@ -67,7 +67,7 @@ class Checkpoint:
             raise ValueError(f"checkpoint activation {self.activation!r} differs from {name}'s {net.activation!r}")
         net.W[...] = self.W
         net.a[...] = self.a
-        if getattr(net, "on_device", False):  # a GPU net (ff.kernels.cuda.to_device): W, a are host copies
+        if getattr(net, "on_device", False):  # a GPU net (ff.gpu.to_device): W, a are host copies
             net.push()
         return net
 

@@ -129,7 +129,7 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if getattr(net, "on_device", False) and device != "cuda":
-        raise ValueError("net lives on the GPU (ff.kernels.cuda.to_device): train it with device='cuda', "
+        raise ValueError("net lives on the GPU (ff.gpu.to_device): train it with device='cuda', "
                          "or bring it back with net.to_host()")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable(step, net, values)")

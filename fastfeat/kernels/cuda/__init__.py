@@ -109,14 +109,11 @@ def available():
     return True
 
 
-def to_device(net, a=None, activation=None):
-    """A device net: ``to_device(net)`` copies an ``ff.TwoLayer`` to the GPU; ``to_device(W, a, activation)``
-    wraps device arrays (numba, or anything with ``__cuda_array_interface__``) without copying."""
-    from .device_net import DeviceNet
-    return DeviceNet.create(net, a, activation)
-
-
-def to_host(net):
-    """An ordinary ``ff.TwoLayer`` with a copy of a device net's weights (a host net is returned as is)."""
-    from .device_net import DeviceNet
-    return net.to_host() if isinstance(net, DeviceNet) else net
+def __getattr__(name):
+    # device nets moved to fastfeat.gpu (the host side); the old names keep working
+    if name in ("to_device", "to_host", "DeviceNet"):
+        import warnings
+        warnings.warn(f"fastfeat.kernels.cuda.{name} moved to fastfeat.gpu.{name}", DeprecationWarning, stacklevel=2)
+        from ... import gpu
+        return getattr(gpu, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

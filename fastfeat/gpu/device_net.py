@@ -1,9 +1,9 @@
-"""``DeviceNet``: an ``ff.TwoLayer`` whose weights live on the GPU (see ``fastfeat.kernels.cuda``)."""
+"""``DeviceNet``: an ``ff.TwoLayer`` whose weights live on the GPU (``fastfeat.gpu.to_device``)."""
 import numpy as np
 
-from ...math.activations import code_of
-from ...networks import TwoLayer, check_net
-from . import require
+from ..kernels.cuda import require
+from ..math.activations import code_of
+from ..networks import TwoLayer, check_net
 
 
 class DeviceNet(TwoLayer):
