@@ -17,7 +17,7 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 __version__ = "0.1.0"
 
 from . import kernels, metrics, schedules  # noqa: E402,F401
-from . import paper  # noqa: E402,F401
+from . import gpu, paper  # noqa: E402,F401
 from .math.activations import NAMES as ACTIVATIONS  # noqa: E402,F401
 from .networks import Teacher, TwoLayer  # noqa: E402,F401
 from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F401

@@ -1,8 +1,8 @@
 """CUDA kernels (numba-cuda) behind ``ff.train(..., device="cuda")``: population, empirical, online.
 
 This package holds what needs nothing above the kernels: the device kernels (``_build``), the availability
-check (``require``, ``available``, ``CudaUnavailableError``), the launch settings and device nets
-(``to_device``). The runners that drive the kernels from an objective live in ``fastfeat.gpu``.
+check (``require``, ``available``, ``CudaUnavailableError``) and the launch settings. Device nets
+(``to_device``) and the runners that drive the kernels from an objective live in ``fastfeat.gpu``.
 
 Importing this package is free: ``numba.cuda`` is imported on the first ``device="cuda"`` use (the
 ``[cuda]`` extra, ``pip install fastfeat[cuda]``). Without numba-cuda or without a usable NVIDIA GPU that
@@ -21,7 +21,7 @@ its value comes back. Metrics and callbacks that read the weights get them copie
 
 To keep the weights on the GPU across calls, train a device net::
 
-    dnet = ff.kernels.cuda.to_device(net)        # a TwoLayer whose weights live on the GPU
+    dnet = ff.gpu.to_device(net)                 # a TwoLayer whose weights live on the GPU
     ff.train(dnet, obj, steps=1000, lr=0.1, device="cuda")
     ff.train(dnet, obj, steps=1000, lr=0.01, device="cuda")   # no host <-> device copy of the weights
     net = dnet.to_host()                         # an ordinary ff.TwoLayer again
