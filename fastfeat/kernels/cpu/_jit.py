@@ -51,10 +51,19 @@ TABLE64 = build(_scalar, np.float64, fast_acos=False)
 WIDE = os.environ.get("FASTFEAT_WIDE_VECTORS", "1") != "0"
 
 
+#: LLVM CPU names (prefixes) with AVX-512, for ``NUMBA_CPU_NAME`` given without ``NUMBA_CPU_FEATURES``
+_AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake", "tigerlake", "rocketlake",
+                "sapphirerapids", "emeraldrapids", "graniterapids", "knl", "knm", "znver4", "znver5", "x86-64-v4")
+
+
 def _target_has_avx512():
-    """Whether numba compiles for a CPU with AVX-512 (``NUMBA_CPU_FEATURES`` when set, else the host's)."""
+    """Whether numba compiles for a CPU with AVX-512: ``NUMBA_CPU_FEATURES`` when set, else the CPU that
+    ``NUMBA_CPU_NAME`` names (e.g. ``haswell`` to build the AVX2 code on any x86 machine), else the host."""
     if numba.config.CPU_FEATURES:
         return "+avx512f" in numba.config.CPU_FEATURES.split(",")
+    name = (numba.config.CPU_NAME or "host").lower()
+    if name not in ("host", "generic"):
+        return name.startswith(_AVX512_CPUS)
     try:
         from llvmlite import binding
         return bool(binding.get_host_cpu_features().get("avx512f", False))
