@@ -11,10 +11,17 @@ An objective knows its target (a teacher, or data) and offers
   was applied; the weights are then those before that step. ``losses[s]`` is the loss the kernel saw
   before step s (the minibatch loss for stochastic objectives).
 """
+import threading
+
 import numpy as np
 
 from ..networks import check_net
 from ..regularizers import check_reg, reg_arrays
+
+
+_WS_LOCK = threading.Lock()
+#: workspaces an objective keeps (older ones are dropped; a run in progress holds its own reference)
+_WS_KEEP = 8
 
 
 class Objective:
@@ -22,6 +29,21 @@ class Objective:
     name = "objective"
     #: what ``ff.train(metrics=None)`` logs
     default_metrics = ("loss",)
+
+    def _workspace_for(self, key, make):
+        """The kernels' scratch buffers for ``key`` (sizes, dtype, ...), one set per thread: kernels run
+        without the GIL, so two threads sharing an objective must never share buffers."""
+        key = (threading.get_ident(),) + tuple(key)
+        with _WS_LOCK:
+            cache = self.__dict__.setdefault("_ws", {})
+            ws = cache.get(key)
+        if ws is None:
+            ws = make()
+            with _WS_LOCK:
+                cache[key] = ws
+                while len(cache) > _WS_KEEP:
+                    del cache[next(iter(cache))]
+        return ws
 
     def _kernel_loss_is_loss(self, net):
         """Whether the losses the runner returns are ``loss(net)`` before each step (then ``ff.train``

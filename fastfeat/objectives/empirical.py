@@ -102,12 +102,8 @@ class Empirical(Objective):
         return self.n if self.batch_size is None else self.batch_size
 
     def _workspace(self, net, batch):
-        key = (net.m, net.dtype, batch)
-        if key not in self._ws:
-            if len(self._ws) > 2:
-                self._ws.clear()
-            self._ws[key] = _emp.workspace(self.n, net.m, self.d, net.dtype, batch=batch, tile=self.tile)
-        return self._ws[key]
+        return self._workspace_for((net.m, net.dtype, batch), lambda: _emp.workspace(
+            self.n, net.m, self.d, net.dtype, batch=batch, tile=self.tile))
 
     def _full(self, net, gW, ga, mode):
         entry = _emp.entry_for(net.code)

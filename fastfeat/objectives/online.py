@@ -69,11 +69,8 @@ class Online(Objective):
         return net.activation == self.teacher.activation and self.teacher.has_population_kernel
 
     def _workspace(self, net):
-        key = (net.m, net.d, net.dtype)
-        if key not in self._ws:
-            self._ws.clear()
-            self._ws[key] = _onl.workspace(self.batch_size, net.m, net.d, net.dtype)
-        return self._ws[key]
+        return self._workspace_for((net.m, net.d, net.dtype),
+                                   lambda: _onl.workspace(self.batch_size, net.m, net.d, net.dtype))
 
     def loss(self, net):
         """The population loss at ``net`` (see the class docstring: exact, or a fixed Monte Carlo estimate)."""

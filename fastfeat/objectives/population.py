@@ -35,11 +35,8 @@ class Population(Objective):
         check_pair(net, self.teacher)
 
     def _workspace(self, net):
-        key = (net.m, net.d, net.dtype)
-        if key not in self._ws:
-            self._ws.clear()
-            self._ws[key] = _pop.workspace(net.m, self.teacher.m, net.d, net.dtype, tile=self.tile, blas=self.blas)
-        return self._ws[key]
+        return self._workspace_for((net.m, net.d, net.dtype), lambda: _pop.workspace(
+            net.m, self.teacher.m, net.d, net.dtype, tile=self.tile, blas=self.blas))
 
     def loss(self, net):
         """The population loss at ``net`` (float; includes noise^2/2, excludes any regularizer)."""

@@ -1,6 +1,7 @@
 """``ff.train``: many steps per compiled call, schedules per step, metrics every ``log_every`` steps."""
 import os
 import sys
+import threading
 import time
 
 import numba
@@ -16,6 +17,9 @@ from .checkpoint import Checkpoint
 from .history import History
 
 DEVICES = ("cpu", "cuda")
+#: ids of the nets being trained right now (two calls updating one net at once would corrupt it)
+_TRAINING = set()
+_TRAINING_LOCK = threading.Lock()
 
 
 class TrainingDiverged(FloatingPointError):
@@ -155,6 +159,21 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
         start_step = saved.step
         if steps == 0:
             return previous
+    with _TRAINING_LOCK:
+        if id(net) in _TRAINING:
+            raise ValueError("net is already being trained by another ff.train call (in another thread); "
+                             "train a copy, or wait for that call to return")
+        _TRAINING.add(id(net))
+    try:
+        return _train(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progress, n_threads, device,
+                      callback, start_step, checkpoint, checkpoint_every, previous, origin)
+    finally:
+        with _TRAINING_LOCK:
+            _TRAINING.discard(id(net))
+
+
+def _train(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
+           start_step, checkpoint, checkpoint_every, previous, origin):
     old_threads = numba.get_num_threads()
     history = History(info={"objective": objective.name, "device": device, "start_step": start_step})
     if previous is not None:  # continue the saved history (it ends with the row of start_step)
