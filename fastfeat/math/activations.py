@@ -86,7 +86,7 @@ def build(jit, ftype, fast_acos=False):
     zero, one, two, half = ft(0.0), ft(1.0), ft(2.0), ft(0.5)
     three, four, six, nine, eighteen = ft(3.0), ft(4.0), ft(6.0), ft(9.0), ft(18.0)
     pi, half_pi = ft(math.pi), ft(math.pi / 2)
-    inv_2pi, two_over_pi = ft(1.0 / (2.0 * math.pi)), ft(2.0 / math.pi)
+    two_over_pi = ft(2.0 / math.pi)
     inv_sqrt2, inv_sqrt2pi = ft(1.0 / math.sqrt(2.0)), ft(1.0 / math.sqrt(2.0 * math.pi))
     two_over_sqrtpi_sqrt2 = ft(math.sqrt(2.0 / math.pi))  # d/dz erf(z/sqrt2) = sqrt(2/pi) exp(-z^2/2)
     c0, c1, c2, c3 = ft(1.5707963050), ft(-0.2145988016), ft(0.0889789874), ft(-0.0501743046)

@@ -9,6 +9,8 @@ here, and its user-facing class in ``fastfeat.regularizers``.
 """
 from collections import namedtuple
 
+import numpy as np
+
 REG_NONE, REG_WEIGHT_DECAY, REG_PATH_NORM = 0, 1, 2
 
 #: per code: the name, and whether its terms need |w_j| (kernels that can avoid the norm do)
@@ -18,6 +20,8 @@ REG_SPEC = {
     REG_WEIGHT_DECAY: Regularizer("weight_decay", False),
     REG_PATH_NORM: Regularizer("path_norm", True),
 }
+#: NEEDS_NORM[code] = REG_SPEC[code].needs_norm, as an array the kernels index
+NEEDS_NORM = np.array([REG_SPEC[c].needs_norm for c in range(len(REG_SPEC))], np.bool_)
 
 
 def reg_terms(reg, aj, nw, lam_a, lam_w, zero):

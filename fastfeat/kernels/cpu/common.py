@@ -11,14 +11,12 @@ import math
 import numpy as np
 from numba import prange
 
-from ...math.regularizer import REG_NONE, REG_PATH_NORM, REG_SPEC, REG_WEIGHT_DECAY  # noqa: F401
+from ...math.regularizer import NEEDS_NORM, REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY  # noqa: F401
 from ._finite import finite
 from ._jit import njit, pnjit
 from .scalar import like, reg_terms
 from .scalar import reg_value as _neuron_reg_value
 
-#: per regularizer code: whether its terms need |w_j| (``REG_SPEC[code].needs_norm``)
-_NEEDS_NORM = np.array([REG_SPEC[c].needs_norm for c in range(len(REG_SPEC))], np.bool_)
 
 
 @pnjit
@@ -39,7 +37,7 @@ def add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w):
     The terms (``dR/da_j``, and ``c_j`` with ``dR/dw_j = c_j w_j``) are computed in float64 from the
     float64 norm |w_j| (only for codes that need it) and added to the arrays' entries."""
     m, d = W.shape
-    needs_norm = 0 <= reg < _NEEDS_NORM.size and _NEEDS_NORM[reg]
+    needs_norm = 0 <= reg < NEEDS_NORM.size and NEEDS_NORM[reg]
     bad = 0
     for j in prange(m):
         if reg != REG_NONE:

@@ -67,7 +67,7 @@ import numpy as np
 from numba import prange
 
 from ...math.activations import (
-    ALG_PARAMS, ERF, KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, NAMES, TANH, TWO_VALUED_DERIVATIVE,
+    ERF, KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, NAMES, TANH, TWO_VALUED_DERIVATIVE,
 )
 from . import masked
 from ._blas import gemm_nt, gemm_tn
@@ -75,7 +75,7 @@ from ._finite import finite, isnan
 from ._jit import njit, pnjit
 from ._rng import shuffle
 from .common import add_reg_grad, row_norms, sgd_update
-from .scalar import dneuron, like, neuron
+from .scalar import alg_params, dneuron, like, neuron
 
 #: the empirical kernels' own kind: ALG activations whose derivative takes two values (see the module
 #: docstring and ``TWO_VALUED_DERIVATIVE``), whose weight gradient is a bit-matrix product (``masked``)
@@ -334,11 +334,8 @@ def _make(kind):
         full = idx.shape[0] == 0
         nb = X.shape[0] if full else idx.shape[0]
         tile = ws.yg.shape[0]
-        P = ALG_PARAMS
-        p = (like(W, P[code, 0]), like(W, P[code, 1]), like(W, P[code, 2]), like(W, P[code, 3]),
-             like(W, P[code, 4]), like(W, P[code, 5]))
+        p, cn = alg_params(code, W)
         c0 = p[3]
-        cn = like(W, P[code, 6])
         sh = ws.sh
         nrm = ws.nrm
         if cn != 0:

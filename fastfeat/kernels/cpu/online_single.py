@@ -69,14 +69,14 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ...math.activations import ALG_PARAMS, KIND_ALG, KIND_CODE, KIND_ERF, KIND_OF, KIND_TANH
-from ...math.regularizer import REG_NONE, REG_SPEC
+from ...math.activations import KIND_ALG, KIND_CODE, KIND_ERF, KIND_OF, KIND_TANH
+from ...math.regularizer import NEEDS_NORM, REG_NONE
 from . import _sync
 from ._finite import finite
 from ._jit import (AVX2, AVX512, FASTMATH, HOST_ISA, VECTOR_REGISTERS, aligned, isa_value, lanes, local_array,
                    local_vectors, njit, pnjit, vector_sums, wide_vectors)
 from ._rng import pairs_into, stream_key
-from .scalar import dneuron, dneuron_dnorm, like, neuron, reg_terms
+from .scalar import alg_params, dneuron, dneuron_dnorm, like, neuron, reg_terms
 
 #: rows per chunk (the unit of the fixed split, and of the per-chunk partial sums)
 CHUNK = 64
@@ -98,10 +98,6 @@ BLOCK = 20
 #: max_i |w_ij|), DECAY (a regularizer whose terms need no |w_j| (weight decay), no norm term: a bound on
 #: max_i |w_ij|), FULL (|w_j|^2, needed by the path norm and relu_centered's norm term)
 LITE, DECAY, FULL = 0, 1, 2
-#: NEEDS_NORM[reg]: the regularizer's terms need |w_j| (``REG_SPEC``)
-NEEDS_NORM = np.array([REG_SPEC[c].needs_norm for c in range(max(REG_SPEC) + 1)])
-#: the piecewise-polynomial activations' coefficients in float32 (float32 kernels read these)
-ALG_PARAMS32 = ALG_PARAMS.astype(np.float32)
 
 _OPTS = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True}
 
@@ -155,25 +151,6 @@ def _guard_limit(x):
     else:
         return None
     return lambda x: v
-
-
-def alg_params(code, x):
-    """(the six coefficients of sigma, c_norm) of activation ``code`` (``ALG_PARAMS``) in ``x``'s float type."""
-    P = ALG_PARAMS32 if np.asarray(x).dtype == np.float32 else ALG_PARAMS
-    return (P[code, 0], P[code, 1], P[code, 2], P[code, 3], P[code, 4], P[code, 5]), P[code, 6]
-
-
-@overload(alg_params, inline="always", jit_options=_OPTS)
-def _alg_params(code, x):
-    t = x.dtype if isinstance(x, types.Array) else x
-    if t not in (types.float32, types.float64):
-        return None
-    P = ALG_PARAMS32 if t == types.float32 else ALG_PARAMS
-
-    def impl(code, x):
-        return (P[code, 0], P[code, 1], P[code, 2], P[code, 3], P[code, 4], P[code, 5]), P[code, 6]
-
-    return impl
 
 
 @njit

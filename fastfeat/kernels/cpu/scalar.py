@@ -8,6 +8,7 @@ written once, for both float types, and numba's dispatch on argument types does 
 - ``like(x, v)``: ``v`` as a number of ``x``'s float type (``x`` a float or an array of floats);
 - ``neuron(code, z, nw)``, ``dneuron(code, z)``, ``dneuron_dnorm(code, x)``, ``pair(code, nu, nv, c)``,
   ``homog_consts(code, x)``, ``homog_terms(rho, off, scale, shift)``, ``acos(x)``: the table's functions;
+- ``alg_params(code, x)``: the piecewise-polynomial coefficients (``ALG_PARAMS``) in ``x``'s float type;
 - ``reg_terms(reg, aj, nw, lam_a, lam_w, zero)``, ``reg_value(...)``: ``fastfeat.math.regularizer``'s.
 """
 import numba
@@ -16,6 +17,7 @@ from numba import types
 from numba.extending import overload
 
 from ...math import regularizer as _reg
+from ...math.activations import ALG_PARAMS
 from ._jit import FASTMATH, TABLE32, TABLE64, _scalar
 
 _OPTS = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True}
@@ -104,6 +106,15 @@ def _by_second(name, doc):
 dneuron_dnorm = _by_second("dneuron_dnorm", "The coefficient of w/|w| in grad_w phi (only relu_centered has one), "
                                             "in ``x``'s float type.")
 homog_consts = _by_second("homog_consts", "(off, scale, shift) of an angular kernel, in ``x``'s float type.")
+
+
+@numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy", cache=False)
+def alg_params(code, x):
+    """((alpha, beta, gamma, c0, c2, c3), c_norm) of a piecewise-polynomial activation (``ALG_PARAMS``)
+    in ``x``'s float type."""
+    P = ALG_PARAMS
+    return ((like(x, P[code, 0]), like(x, P[code, 1]), like(x, P[code, 2]), like(x, P[code, 3]),
+             like(x, P[code, 4]), like(x, P[code, 5])), like(x, P[code, 6]))
 
 
 #: the regularizer's terms (``fastfeat.math.regularizer``), compiled for the CPU and inlined by numba into
