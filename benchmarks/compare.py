@@ -633,9 +633,9 @@ def main(argv=None):
            if dv > args.tolerance]
     cmd = "python benchmarks/compare.py" + (" --quick" if args.quick else "")
     machine = C.machine_description(versions)
-    out = (f"Measured by `{cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}), best of "
+    out = (f"Measured by `{cmd}`, best of "
            f"{QUICK_REPEAT if args.quick else REPEAT} round-robin repeats, all in one process:\n\n{machine}\n\n{body}\n\n"
-           f"Targets (issues 2, 3):\n\n{checks}\n\nInterference check (peers loaded in the same process):\n\n"
+           f"Targets:\n\n{checks}\n\nInterference check (peers loaded in the same process):\n\n"
            f"{interference}\n\n"
            "`time / GEMMs` is the time divided by that of the GEMMs the step contains, measured in the same "
            "run (1.0 = the machine's GEMM roof; fastfeat's population step does only 3 m²d of the 4 m²d "

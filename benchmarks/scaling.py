@@ -165,8 +165,7 @@ def main(argv=None):
     threads = [f"- {name} ({', '.join(f'{k}={v}' for k, v in sz.items())}): 1 thread {C.fmt_time(t1)}, "
                f"2 threads {C.fmt_time(t2)} per step, speedup {t1 / t2:.2f}x" for name, sz, t1, t2 in speed]
 
-    title = (f"fastfeat scaling, float32 relu, {C.cpu_model()}, {os.cpu_count()} cores "
-             f"({time.strftime('%Y-%m-%d', time.gmtime())})")
+    title = f"fastfeat scaling, float32 relu, {C.cpu_model()}, {os.cpu_count()} cores"
     emp = rows[1] if have_emp else None
     pop_panel = ("population GD step (m*=16, d=128)", ms, pt, pg, "width m", 2)
     panels = [pop_panel]
@@ -178,7 +177,7 @@ def main(argv=None):
     rel_png = os.path.relpath(args.png, ROOT)
 
     cmd = "python benchmarks/scaling.py" + (" --quick" if args.quick else "")
-    out = (f"Measured by `{cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}), best of {repeat} "
+    out = (f"Measured by `{cmd}`, best of {repeat} "
            f"round-robin repeats; {C.cpu_model()}, {os.cpu_count()} cores.\n\n"
            f"![time per step against width]({rel_png})\n\n" + "\n".join(slopes) + "\n\n"
            "Thread speedup (1 thread: numba and BLAS both limited to one):\n\n" + "\n".join(threads) + "\n\n"
