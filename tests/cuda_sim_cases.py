@@ -103,6 +103,24 @@ def pop_diverge(device):
     return {"step": np.array(-1), "W": net.W, "a": net.a}
 
 
+def overflow_guard(device):
+    """A step whose update would overflow the weights (float32, lr 3e38) is refused at step 0 by every
+    objective: the weights stay as they were."""
+    out = {}
+    t = _teacher("abs", "float32")
+    objs = {"pop": ff.Population(t), "emp": ff.Empirical.sample(t, N, seed=2),
+            "onl": ff.Online(t, batch_size=3, seed=1)}
+    for name, obj in objs.items():
+        net = _net("abs", dtype="float32", scale=2.0)
+        try:
+            ff.train(net, obj, device=device, steps=3, lr=3e38, log_every=3, metrics=())
+            out[name + ".step"] = np.array(-1)
+        except ff.TrainingDiverged as exc:
+            out[name + ".step"] = np.array(exc.step)
+        out[name + ".W"], out[name + ".a"] = np.asarray(net.W), np.asarray(net.a)
+    return out
+
+
 def pop_resident(device):
     """Two ff.train calls on a device net (weights stay on the GPU between them) equal one CPU call."""
     obj = ff.Population(_teacher("abs"))
@@ -218,6 +236,7 @@ CASES["pop_zero_rows"] = pop_zero_rows
 CASES["pop_train"] = pop_train
 CASES["pop_train_f32"] = pop_train_f32
 CASES["pop_diverge"] = pop_diverge
+CASES["overflow_guard"] = overflow_guard
 CASES["pop_resident"] = pop_resident
 CASES["pop_device_arrays"] = pop_device_arrays
 CASES["pop_checkpoint_resume"] = pop_checkpoint_resume
@@ -231,4 +250,5 @@ CASES["online_train"] = online_train
 CASES["online_train_mc"] = online_train_mc
 
 #: expected values that are not a CPU result (device-only checks)
-EXPECT = {"pop_resident": {"refused": 1, "untouched": 1}}
+EXPECT = {"pop_resident": {"refused": 1, "untouched": 1},
+          "overflow_guard": {"pop.step": 0, "emp.step": 0, "onl.step": 0}}

@@ -5,8 +5,8 @@ A runner holds the weights on the device for its whole life (a ``DeviceNet``: th
 arrays, or device copies of a host net that ``finish()`` writes back), plus all scratch buffers, allocated
 once. ``runner(step0, lrs, reg_code, lam_as, lam_ws) -> (done, losses)`` follows the protocol of
 ``fastfeat.objectives.base``: it launches the kernels of ``len(lrs)`` steps without waiting for them,
-then copies back only the ``len(lrs)`` losses. A step whose loss or gradient is not finite is refused on
-the device (the weights keep their values) and turns every later kernel of the chunk into a no-op.
+then copies back only the ``len(lrs)`` losses. A step whose loss or gradient is not finite, or after which
+a weight could reach ``max_float / 4``, is refused on the device (the weights keep their values) and turns every later kernel of the chunk into a no-op.
 
 ``runner.view`` is ``(net, objective)`` as metrics and callbacks should see them: the device net (whose
 ``W``, ``a`` are copied from the device on first access) and a shallow copy of the objective whose
@@ -102,7 +102,7 @@ class _Runner:
         return done, h[:done]
 
     def _step(self, step, s, lr, reg, lam_a, lam_w, losses):
-        self._eval(step, True, reg, lam_a, lam_w, self.state, losses, s)
+        self._eval(step, True, reg, lam_a, lam_w, self.state, losses, s, lr=lr)
         blocks, threads = self.g1(self.m * self.d + self.m)
         self.k.sgd[blocks, threads](self.dnet.W_device, self.dnet.a_device, self.gW, self.ga, lr, self.state)
 
@@ -162,7 +162,7 @@ class PopulationRunner(_Runner):
         energy = float(at64 @ kernel_matrix(t.activation, Wt64, Wt64) @ at64)
         self.const = 0.5 * energy + 0.5 * float(objective.noise) ** 2
 
-    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False):
+    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False, lr=0.0):
         k = self.k
         W, a = self.dnet.W_device, self.dnet.a_device
         m, d, N = self.m, self.d, self.N
@@ -176,7 +176,7 @@ class PopulationRunner(_Runner):
             if want_grad:
                 k.pop_bv[self.g2(d, rows)](self.B, W, self.Wt, i0, rows, self.gW, state)
             k.pop_rows[self.g1(rows)](W, a, self.nrm, self.part, i0, rows, self.gW, self.ga, self.lrow,
-                                      want_grad, reg, lam_a, lam_w, state)
+                                      want_grad, reg, lam_a, lam_w, self.ft(lr), state)
         k.reduce_sums[1, self.tpb](self.lrow, m, self.sums, state)
         k.commit_loss[1, 1](self.sums, 0, 1.0, self.const, losses, s, state)
         return 0, 1.0, self.const
@@ -197,8 +197,9 @@ class _SampleRunner(_Runner):
         self.r = cuda.device_array(max_batch, self.dtype)
         self.nrm = cuda.device_array(self.m, self.dtype)
 
-    def _batch_grad(self, X, y, idx, off0, nb, want_grad, reg, lam_a, lam_w, state, losses, s):
-        """Loss (and gradient into gW, ga) on samples idx[off0 : off0 + nb] of (X, y)."""
+    def _batch_grad(self, X, y, idx, off0, nb, want_grad, reg, lam_a, lam_w, state, losses, s, lr):
+        """Loss (and gradient into gW, ga) on samples idx[off0 : off0 + nb] of (X, y); ``lr`` is the rate of
+        the step that follows (for the guard; 0 when no step follows)."""
         k = self.k
         W, a = self.dnet.W_device, self.dnet.a_device
         m, d, S = self.m, self.d, self.S
@@ -218,7 +219,7 @@ class _SampleRunner(_Runner):
         k.reduce_sums[1, self.tpb](self.r, nb, self.sums, state)
         if want_grad:
             k.emp_finish[self.g1(m)](W, a, self.nrm, self.gW, self.ga, self.sums, self.ft(1.0 / nb), self.code,
-                                     True, reg, lam_a, lam_w, state)
+                                     True, reg, lam_a, lam_w, self.ft(lr), state)
         k.commit_loss[1, 1](self.sums, 1, 0.5 / nb, 0.0, losses, s, state)
         return 1, 0.5 / nb, 0.0
 
@@ -260,12 +261,12 @@ class EmpiricalRunner(_SampleRunner):
         off = b * self.batch
         return self.perm, off, min(self.batch, self.n - off)
 
-    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False):
+    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False, lr=0.0):
         if full:
             idx, off, nb = self.all_idx, 0, self.n
         else:
             idx, off, nb = self._batch_of(step)
-        return self._batch_grad(self.X, self.y, idx, off, nb, want_grad, reg, lam_a, lam_w, state, losses, s)
+        return self._batch_grad(self.X, self.y, idx, off, nb, want_grad, reg, lam_a, lam_w, state, losses, s, lr)
 
 
 class OnlineRunner(_SampleRunner):
@@ -291,13 +292,14 @@ class OnlineRunner(_SampleRunner):
         self._sample_buffers(B)
         self._loss_runner = None  # built on the first loss(): the objective's own loss, on the device
 
-    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False):
+    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False, lr=0.0):
         k = self.k
         B = self.B
         k.online_draw[self.g1(B * (self.d + 1))](np.uint64(self.seed), np.uint64(step), B, self.noise, self.Xb,
                                                  self.yb, state)
         k.teacher_labels[self.g1(B)](self.Xb, self.Wt, self.at, self.tnrm, self.tcode, self.yb, state)
-        return self._batch_grad(self.Xb, self.yb, self.idx, 0, B, want_grad, reg, lam_a, lam_w, state, losses, s)
+        return self._batch_grad(self.Xb, self.yb, self.idx, 0, B, want_grad, reg, lam_a, lam_w, state, losses, s,
+                                lr)
 
     def _loss_now(self):
         """Online.loss on the device: the exact population loss when the student and the teacher share an

@@ -1,5 +1,10 @@
 """Kernels every objective shares: row norms, the regularizer gradient and value, the guarded update.
 
+The divergence guard: a step is taken only when every updated weight stays below ``guard_limit``
+(``max_float / 4``) in magnitude, checked as ``|w| + lr |g| < limit`` for every entry before anything is
+written (``guarded_update``). The bound holds whatever the rounding of ``w - lr g`` (fused or not), is
+false for NaN and inf gradients, and so keeps every weight finite; a refused step leaves W, a as they were.
+
 Generic in the float type (float32 or float64 arrays, one type per call) and cached on disk. The
 regularizer's terms come from ``scalar.reg_terms`` / ``scalar.reg_value``, the one definition in
 ``fastfeat.math.regularizer``, whose codes are re-exported here: ``REG_NONE``; ``REG_WEIGHT_DECAY``,
@@ -14,7 +19,7 @@ from numba import prange
 from ...math.regularizer import NEEDS_NORM, REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY  # noqa: F401
 from ._finite import finite
 from ._jit import njit, pnjit
-from .scalar import like, reg_terms
+from .scalar import guard_limit, like, reg_terms
 from .scalar import reg_value as _neuron_reg_value
 
 
@@ -68,6 +73,31 @@ def sgd_update(W, a, gW, ga, lr):
         a[j] -= lr_ * ga[j]
         for i in range(d):
             W[j, i] -= lr_ * gW[j, i]
+
+
+@pnjit
+def update_fits(W, a, gW, ga, lr):
+    """Whether every entry of W - lr gW and a - lr ga stays below ``guard_limit`` (``|w| + lr |g| < limit``;
+    false when an entry of gW, ga is NaN or inf)."""
+    m, d = W.shape
+    lr_ = like(W, lr)
+    big = guard_limit(W)
+    bad = 0
+    for j in prange(m):
+        nb = 0 if abs(a[j]) + lr_ * abs(ga[j]) < big else 1
+        for i in range(d):  # counted, not short-circuited, so that the loop vectorizes
+            nb += 0 if abs(W[j, i]) + lr_ * abs(gW[j, i]) < big else 1
+        bad += nb
+    return bad == 0
+
+
+@njit
+def guarded_update(W, a, gW, ga, lr):
+    """``sgd_update`` when ``update_fits``; returns whether the step was taken (W, a unchanged if not)."""
+    if not update_fits(W, a, gW, ga, lr):
+        return False
+    sgd_update(W, a, gW, ga, lr)
+    return True
 
 
 @njit

@@ -17,7 +17,7 @@ term.) Strategy (DESIGN.md section 5): the samples are processed in tiles of ``t
 The ``n x m`` matrix never exists: memory is ``O(t m)`` (``t`` chosen so the ``t x m`` block is about
 ``TILE_BYTES`` = 8 MB). The row chunks are fixed (``ROW_CHUNK`` rows), so apart from BLAS the sums do
 not depend on the thread count. Then the regularizer and the guarded update (``common.add_reg_grad``,
-``common.sgd_update``).
+``common.guarded_update``).
 
 Activations whose derivative takes two values (relu, relu_centered, linear: ``KIND_STEP``, chosen from
 the activation table by ``EMP_KIND_OF``) replace steps 2 and 3: ``sigma'(z) = beta + (alpha - beta)
@@ -74,7 +74,7 @@ from ._blas import gemm_nt, gemm_tn
 from ._finite import finite, isnan
 from ._jit import njit, pnjit
 from ._rng import shuffle
-from .common import add_reg_grad, row_norms, sgd_update
+from .common import add_reg_grad, guarded_update, row_norms
 from .scalar import alg_params, dneuron, like, neuron
 
 #: the empirical kernels' own kind: ALG activations whose derivative takes two values (see the module
@@ -140,9 +140,11 @@ def workspace(n, m, d, dtype, batch=None, tile=None):
 def _gather(X, y, idx, k0, xg, yg):
     """Rows idx[k0:k0+t] of X, y into xg, yg (serial: a t x d copy next to t m d multiply-adds)."""
     t = yg.shape[0]
-    d = X.shape[1]
+    n, d = X.shape
     for r in range(t):
         k = idx[k0 + r]
+        if k < 0 or k >= n:
+            raise IndexError("empirical kernels: a sample index in idx is outside 0 .. n - 1")
         yg[r] = y[k]
         for i in range(d):
             xg[r, i] = X[k, i]
@@ -334,6 +336,9 @@ def _make(kind):
         full = idx.shape[0] == 0
         nb = X.shape[0] if full else idx.shape[0]
         tile = ws.yg.shape[0]
+        if not full and ws.xg.shape[0] < min(tile, nb):  # a gather buffer too small: never write past it
+            raise ValueError("empirical kernels: idx given, but the workspace was built for the full data set; "
+                             "build it with workspace(..., batch=len(idx))")
         p, cn = alg_params(code, W)
         c0 = p[3]
         sh = ws.sh
@@ -389,12 +394,12 @@ def _make(kind):
     @njit(inline="always")
     def step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws):
         """One gradient step on the samples ``idx`` (empty: all) in place; returns the loss before it
-        (float64), or NaN when the loss or gradient is not finite (W, a are then left unchanged)."""
+        (float64), or NaN when the loss or gradient is not finite or an updated weight would reach
+        ``guard_limit`` (W, a are then left unchanged)."""
         loss = loss_grad(W, a, X, y, idx, code, gW, ga, ws, True)
         ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
-        if not (ok and finite(loss)):
+        if not (ok and finite(loss) and guarded_update(W, a, gW, ga, lr)):
             return np.nan
-        sgd_update(W, a, gW, ga, lr)
         return loss
 
     @njit(inline="always")

@@ -19,11 +19,14 @@ per chunk, ``w_j . x_k``, ``phi``, ``sigma'`` and the chunk's partial output ``s
 phi_kj``; the partials are summed serially in chunk order, so the outputs, and hence the weights, are
 bit-identical for any thread count. The update is parallel over the same chunks (each owns its rows).
 
-Divergence guard (as in the other kernels: a step whose loss or gradient is not finite is refused and
-returns NaN, leaving W, a unchanged): with ``xmax_k = max_i |x_k[i]|``,
-``|g_W[j, i]| <= sum_k |c_kj| xmax_k + |cw_j| |w_j|``; when that bound is finite and below
-``max_float / 4`` for every row (and ``g_a`` is finite) the gradient is finite; otherwise the rare slow
-path computes every entry and checks it before anything is written.
+Divergence guard (as in the other kernels: a step whose loss or gradient is not finite, or after which
+a weight could reach ``guard_limit`` = ``max_float / 4``, is refused and returns NaN, leaving W, a
+unchanged): with ``xmax_k = max_i |x_k[i]|`` and ``wabs_j = sum_i |w_j[i]|`` (taken in the forward pass;
+a sum, which vectorizes, where a max would not),
+``|g_W[j, i]| <= b_j = sum_k |c_kj| xmax_k + |cw_j| |w_j|``; when ``wabs_j + lr b_j`` and
+``|a_j| + lr |g_a[j]|`` are below the limit for every row, every updated weight is; otherwise the rare
+slow path computes every entry of the gradient and checks ``|w - lr g| < limit`` before anything is
+written.
 
 Small problems (``B m d < PARALLEL_MIN_WORK``) run a build of the same code without ``prange``: the
 fork/join of a parallel region costs more than the work there. The choice depends only on the sizes,
@@ -50,39 +53,40 @@ from . import online_single as _single
 from ._finite import finite, isnan
 from ._jit import HOST_ISA, njit, pnjit
 from ._rng import normal_keyed, normals, stream_key
-from .online_single import guard_limit
-from .scalar import dneuron, dneuron_dnorm, like, neuron, reg_terms
+from .scalar import dneuron, dneuron_dnorm, guard_limit, like, neuron, reg_terms
 
 NEURON_CHUNK = 32
 #: below this many multiply-adds per step (B * m * d) the serial build is used
 PARALLEL_MIN_WORK = 1 << 20
 
 #: the buffers of the online kernels (``workspace``)
-OnlineWorkspace = namedtuple("OnlineWorkspace", "xb yb xmax phi dphi part rb nrm gab cw grow single")
+OnlineWorkspace = namedtuple("OnlineWorkspace", "xb yb xmax phi dphi part rb nrm wabs gab cw grow single")
 
 
 def workspace(batch, m, d, dtype):
     """Buffers for the online kernels (allocated once, reused every step), an ``OnlineWorkspace``: ``xb``
     the batch (B, d), ``yb`` its labels, ``xmax`` max_i |x_k[i]|, ``phi`` phi(w_j, x_k) (B, m), ``dphi``
     sigma'(w_j . x_k), then c_kj, ``part`` the per-chunk partial outputs, ``rb`` r_k / B, ``nrm`` |w_j|
-    (filled only when needed), ``gab`` g_a, ``cw`` cw_j, ``grow`` one gradient row per chunk; ``single``
-    the buffers of the batch-1 path (``online_single.workspace``; empty arrays for other batch sizes)."""
+    (filled only when needed), ``wabs`` sum_i |w_j[i]|, ``gab`` g_a, ``cw`` cw_j, ``grow`` one gradient
+    row per chunk; ``single`` the buffers of the batch-1 path (``online_single.workspace``; empty arrays
+    for other batch sizes)."""
     dtype = np.dtype(dtype)
     nch = (m + NEURON_CHUNK - 1) // NEURON_CHUNK
     return OnlineWorkspace(
         xb=np.empty((batch, d), dtype), yb=np.empty(batch, dtype), xmax=np.empty(batch, dtype),
         phi=np.empty((batch, m), dtype), dphi=np.empty((batch, m), dtype), part=np.empty((batch, nch), dtype),
-        rb=np.empty(batch, dtype), nrm=np.zeros(m, dtype), gab=np.empty(m, dtype), cw=np.empty(m, dtype),
-        grow=np.empty((nch, d), dtype), single=_single.workspace(m if batch == 1 else 0, d, dtype))
+        rb=np.empty(batch, dtype), nrm=np.zeros(m, dtype), wabs=np.empty(m, dtype), gab=np.empty(m, dtype),
+        cw=np.empty(m, dtype), grow=np.empty((nch, d), dtype), single=_single.workspace(m if batch == 1 else 0, d, dtype))
 
 
 @njit
-def coefficients(W, a, code, rb, R, xmax, phi, dphi, nrm, reg, lam_a, lam_w, gab, cw):
-    """g_a, cw, and c_kj (into dphi); returns (g_a finite, the bound on |g_W| holds)."""
+def coefficients(W, a, code, rb, R, xmax, phi, dphi, nrm, wabs, reg, lam_a, lam_w, gab, cw, lr):
+    """g_a, cw, and c_kj (into dphi); returns (g_a finite, the bound on the updated weights holds)."""
     m, d = W.shape
     B = rb.shape[0]
     zero = like(W, 0.0)
     big = guard_limit(W)
+    lr_ = like(W, lr)
     cn = dneuron_dnorm(code, zero)
     la = like(W, lam_a)
     lw = like(W, lam_w)
@@ -109,22 +113,27 @@ def coefficients(W, a, code, rb, R, xmax, phi, dphi, nrm, reg, lam_a, lam_w, gab
         bound += abs(c) * nw
         if not finite(g):
             ga_ok = False
-        if not bound < big:  # also False for NaN
+        if not (wabs[j] + lr_ * bound < big and abs(aj) + lr_ * abs(g) < big):  # also False for NaN
             bound_ok = False
     return ga_ok, bound_ok
 
 
 @njit
-def all_finite(W, xb, dphi, cw):
-    """The slow exact check of every g_W entry (only when the bound failed)."""
+def all_finite(W, a, xb, dphi, gab, cw, lr):
+    """The slow exact check (only when the bound failed): every g_W entry finite and every updated
+    weight below ``guard_limit``."""
     m, d = W.shape
     B = xb.shape[0]
+    lr_ = like(W, lr)
+    big = guard_limit(W)
     for j in range(m):
+        if not abs(a[j] - lr_ * gab[j]) < big:
+            return False
         for i in range(d):
             g = cw[j] * W[j, i]
             for k in range(B):
                 g += dphi[k, j] * xb[k, i]
-            if not finite(g):
+            if not (finite(g) and abs(W[j, i] - lr_ * g) < big):
                 return False
     return True
 
@@ -162,7 +171,7 @@ def _build(parallel):
     draw = njit(draw)
 
     @jit
-    def forward(W, a, code, xb, need_norm, nrm, phi, dphi, part):
+    def forward(W, a, code, xb, need_norm, nrm, wabs, phi, dphi, part):
         m, d = W.shape
         B = xb.shape[0]
         nch = (m + CH - 1) // CH
@@ -175,16 +184,20 @@ def _build(parallel):
             for j in range(j0, j1):
                 z = zero
                 nw = zero
-                if need_norm:  # |w_j| rides along with the first sample's product
+                mx = zero
+                if need_norm:  # |w_j| and sum_i |w_j[i]| ride along with the first sample's product
                     s = zero
                     for i in range(d):
                         z += W[j, i] * xb[0, i]
                         s += W[j, i] * W[j, i]
+                        mx += abs(W[j, i])
                     nw = like(W, math.sqrt(s))
                     nrm[j] = nw
                 else:
                     for i in range(d):
                         z += W[j, i] * xb[0, i]
+                        mx += abs(W[j, i])
+                wabs[j] = mx
                 aj = a[j]
                 for k in range(B):
                     if k > 0:
@@ -230,8 +243,9 @@ def _build(parallel):
                         W[j, i] -= lr_ * g[i]
 
     @njit
-    def batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, reg, lam_a, lam_w, ws):
-        """Draw the batch of ``step``, forward, residuals, coefficients. Returns (loss, ok)."""
+    def batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, reg, lam_a, lam_w, ws, lr):
+        """Draw the batch of ``step``, forward, residuals, coefficients. Returns (loss, ok): ok when the
+        step with rate ``lr`` may be taken (the divergence guard)."""
         xb, yb, xmax, phi, dphi, part, rb = ws.xb, ws.yb, ws.xmax, ws.phi, ws.dphi, ws.part, ws.rb
         B = xb.shape[0]
         zero = like(W, 0.0)
@@ -241,7 +255,7 @@ def _build(parallel):
         else:
             draw(key, Wt, at, tcode, noise, xb, yb, xmax)
         need_norm = reg != REG_NONE or dneuron_dnorm(code, zero) != zero
-        forward(W, a, code, xb, need_norm, ws.nrm, phi, dphi, part)
+        forward(W, a, code, xb, need_norm, ws.nrm, ws.wabs, phi, dphi, part)
         loss = 0.0
         R = 0.0
         inv_b = like(W, 1.0 / B)
@@ -254,26 +268,27 @@ def _build(parallel):
             rb[k] = r * inv_b
             R += rb[k]
         loss = 0.5 * loss / B
-        ga_ok, bound_ok = coefficients(W, a, code, rb, R, xmax, phi, dphi, ws.nrm, reg, lam_a, lam_w, ws.gab, ws.cw)
+        ga_ok, bound_ok = coefficients(W, a, code, rb, R, xmax, phi, dphi, ws.nrm, ws.wabs, reg, lam_a, lam_w,
+                                       ws.gab, ws.cw, lr)
         ok = ga_ok and finite(loss)
         if ok and not bound_ok:
-            ok = all_finite(W, xb, dphi, ws.cw)
+            ok = all_finite(W, a, xb, dphi, ws.gab, ws.cw, lr)
         return loss, ok
 
     @njit(inline="always")
     def loss_grad(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
         """The minibatch loss and gradient (unregularized) of global step ``step``: the batch that
         ``step``/``run`` use at that step. Fills gW, ga; never writes W, a. Returns the loss."""
-        loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, np.int64(REG_NONE), 0.0, 0.0, ws)
+        loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, np.int64(REG_NONE), 0.0, 0.0, ws, 0.0)
         apply(W, a, ws.xb, ws.dphi, ws.gab, ws.cw, ws.grow, 0.0, gW, ga, True)
         return loss
 
     @njit(inline="always")
     def step(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws):
         """One SGD step on the fresh batch of global step ``step_`` by the batch path (any batch size);
-        returns the batch loss before it (float64), or NaN when the loss or the gradient is not finite
-        (W, a are then unchanged)."""
-        loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step_, reg, lam_a, lam_w, ws)
+        returns the batch loss before it (float64), or NaN when the loss or the gradient is not finite or
+        an updated weight would reach ``guard_limit`` (W, a are then unchanged)."""
+        loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step_, reg, lam_a, lam_w, ws, lr)
         if not ok:
             return np.nan
         apply(W, a, ws.xb, ws.dphi, ws.gab, ws.cw, ws.grow, lr, W, a, False)

@@ -76,7 +76,7 @@ from ._finite import finite
 from ._jit import (AVX2, AVX512, FASTMATH, HOST_ISA, VECTOR_REGISTERS, aligned, isa_value, lanes, local_array,
                    local_vectors, njit, pnjit, vector_sums, wide_vectors)
 from ._rng import pairs_into, stream_key
-from .scalar import alg_params, dneuron, dneuron_dnorm, like, neuron, reg_terms
+from .scalar import alg_params, dneuron, dneuron_dnorm, guard_limit, like, neuron, reg_terms
 
 #: rows per chunk (the unit of the fixed split, and of the per-chunk partial sums)
 CHUNK = 64
@@ -134,23 +134,6 @@ def workspace(m, d, dtype):
         aux=aligned((2, BLOCK, -(-(BLOCK + 2) // 16) * 16), dtype), busy=np.zeros((2, nt), np.int64))
 
 
-
-
-def guard_limit(x):
-    """The divergence guard's threshold, max_float / 4, in the float type of ``x`` (a float or an array)."""
-    return like(x, np.finfo(np.asarray(x).dtype).max / 4)
-
-
-@overload(guard_limit, inline="always", jit_options=_OPTS)
-def _guard_limit(x):
-    t = x.dtype if isinstance(x, types.Array) else x
-    if t == types.float32:
-        v = np.float32(np.finfo(np.float32).max / 4)
-    elif t == types.float64:
-        v = np.float64(np.finfo(np.float64).max / 4)
-    else:
-        return None
-    return lambda x: v
 
 
 @njit

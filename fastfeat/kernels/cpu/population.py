@@ -34,7 +34,7 @@ from ...math.activations import ANGULAR_CODES
 from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
 from ._finite import finite, isnan
 from ._jit import njit, pnjit
-from .common import add_reg_grad, row_norms, sgd_update
+from .common import add_reg_grad, guarded_update, row_norms
 from .scalar import homog_consts, homog_terms, like, pair
 
 DEFAULT_TILE = 256
@@ -335,14 +335,14 @@ def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
 @njit
 def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
     """One gradient step in place; returns the loss before the step (float64, NaN when the step
-    was refused because the loss or the gradient is not finite: W, a are then unchanged)."""
+    was refused because the loss or the gradient is not finite or an updated weight would reach
+    ``guard_limit``: W, a are then unchanged)."""
     # np.bool_(True), a run-time bool: the loss_grad the objective calls from Python, not a second
     # compilation for the literal True
     loss = loss_grad(W, a, Wt, at, code, gW, ga, ws, np.bool_(True))
     ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
-    if not (ok and finite(loss)):
+    if not (ok and finite(loss) and guarded_update(W, a, gW, ga, lr)):
         return np.nan
-    sgd_update(W, a, gW, ga, lr)
     return loss
 
 

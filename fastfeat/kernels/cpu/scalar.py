@@ -6,6 +6,7 @@ functions here pick the build of their arguments' type when the calling kernel i
 written once, for both float types, and numba's dispatch on argument types does the rest.
 
 - ``like(x, v)``: ``v`` as a number of ``x``'s float type (``x`` a float or an array of floats);
+- ``guard_limit(x)``: the divergence guard's threshold, ``max_float / 4`` in ``x``'s float type;
 - ``neuron(code, z, nw)``, ``dneuron(code, z)``, ``dneuron_dnorm(code, x)``, ``pair(code, nu, nv, c)``,
   ``homog_consts(code, x)``, ``homog_terms(rho, off, scale, shift)``, ``acos(x)``: the table's functions;
 - ``alg_params(code, x)``: the piecewise-polynomial coefficients (``ALG_PARAMS``) in ``x``'s float type;
@@ -46,6 +47,24 @@ def _like(x, v):
     if t == types.float32:
         return lambda x, v: np.float32(v)
     return lambda x, v: np.float64(v)
+
+
+def guard_limit(x):
+    """The divergence guard's threshold, max_float / 4, in the float type of ``x`` (a float or an array):
+    every kernel refuses a step after which a weight could reach it (so weights never overflow)."""
+    return like(x, np.finfo(np.asarray(x).dtype).max / 4)
+
+
+@overload(guard_limit, inline="always", jit_options=_OPTS)
+def _guard_limit(x):
+    t = _float_of(x)
+    if t == types.float32:
+        v = np.float32(np.finfo(np.float32).max / 4)
+    elif t == types.float64:
+        v = np.float64(np.finfo(np.float64).max / 4)
+    else:
+        return None
+    return lambda x: v
 
 
 def _generic(name, by):

@@ -7,7 +7,9 @@ kernel).
 
 Conventions shared by all kernels: ``state`` is an int32 device array, ``state[0] != 0`` once a step was
 refused (every kernel then returns at once, so the rest of a chunk costs only launches), ``state[1] != 0``
-when the current step produced a non-finite gradient entry. One-dimensional kernels use grid-stride loops
+when the current step produced a non-finite gradient entry or would move a weight to ``max_float / 4`` or
+beyond (the divergence guard of the CPU kernels, ``fastfeat.kernels.cpu.common``: ``|w| + lr |g| < limit``
+for every entry, checked by the kernels that finish the gradient rows, before ``sgd`` writes anything). One-dimensional kernels use grid-stride loops
 (any grid size is correct); the row reductions use one thread block per row (grid-stride over rows)
 and a shared-memory tree; the products use ``TILE x TILE`` thread blocks in which each thread keeps a
 ``RB x RB`` block of outputs in registers (a ``TILE RB`` square output tile per block, shared-memory
@@ -72,6 +74,7 @@ def _make(ft, T, RB):
     nbt = numba.from_dtype(np.dtype(ft))
     f64 = numba.float64
     zero, half = ft(0.0), ft(0.5)
+    big = ft(np.finfo(ft).max / 4)  # the divergence guard's limit
     NR = MAX_REDUCE_THREADS
 
     @cuda.jit
@@ -296,8 +299,9 @@ def _make(ft, T, RB):
                     gW[i0 + rr, li] = acc[u, v]
 
     @cuda.jit
-    def pop_rows(W, a, nrm, part, i0, rows, gW, ga, lrow, want_grad, reg, lam_a, lam_w, state):
-        """Per row: g_a, the loss row, g_W += a_j A_j w_j + regularizer; flags non-finite gradients."""
+    def pop_rows(W, a, nrm, part, i0, rows, gW, ga, lrow, want_grad, reg, lam_a, lam_w, lr, state):
+        """Per row: g_a, the loss row, g_W += a_j A_j w_j + regularizer; flags non-finite gradients and
+        updates (rate ``lr``) that fail the guard."""
         if state[0] != 0:
             return
         d = W.shape[1]
@@ -314,11 +318,12 @@ def _make(ft, T, RB):
                 gaj = sK + ra
                 ga[j] = gaj
                 cw = aj * sA + rw
-                ok = math.isfinite(gaj)
+                ok = math.isfinite(gaj) and abs(aj) + lr * abs(gaj) < big
                 for i in range(d):
-                    g = gW[j, i] + cw * W[j, i]
+                    w = W[j, i]
+                    g = gW[j, i] + cw * w
                     gW[j, i] = g
-                    ok = ok and math.isfinite(g)
+                    ok = ok and math.isfinite(g) and abs(w) + lr * abs(g) < big
                 if not ok:
                     state[1] = 1
 
@@ -481,8 +486,9 @@ def _make(ft, T, RB):
                         gW[jj, li] += acc[u, v]
 
     @cuda.jit
-    def emp_finish(W, a, nrm, gW, ga, sums, scale, code, want_grad, reg, lam_a, lam_w, state):
-        """g_a = scale gacc + reg; g_W[j] = a_j scale (acc_j + dnorm sum(r) w_j/|w_j|) + reg."""
+    def emp_finish(W, a, nrm, gW, ga, sums, scale, code, want_grad, reg, lam_a, lam_w, lr, state):
+        """g_a = scale gacc + reg; g_W[j] = a_j scale (acc_j + dnorm sum(r) w_j/|w_j|) + reg; flags
+        non-finite gradients and updates (rate ``lr``) that fail the guard."""
         if state[0] != 0:
             return
         m, d = W.shape
@@ -499,11 +505,12 @@ def _make(ft, T, RB):
                 cw = rw
                 if nj > zero:
                     cw += cg * dn * rsum / nj
-                ok = math.isfinite(gaj)
+                ok = math.isfinite(gaj) and abs(aj) + lr * abs(gaj) < big
                 for i in range(d):
-                    g = cg * gW[j, i] + cw * W[j, i]
+                    w = W[j, i]
+                    g = cg * gW[j, i] + cw * w
                     gW[j, i] = g
-                    ok = ok and math.isfinite(g)
+                    ok = ok and math.isfinite(g) and abs(w) + lr * abs(g) < big
                 if not ok:
                     state[1] = 1
 
@@ -569,13 +576,13 @@ def signatures(dtype):
         "pop_gram": (A2, A2, i64, i64, A2, st),
         "pop_pairs": (A1, A1, A1, i64, i64, i64, A2, A2, b1, st),
         "pop_bv": (A2, A2, A2, i64, i64, A2, st),
-        "pop_rows": (A2, A1, A1, A2, i64, i64, A2, A1, A1, b1, i64, ft, ft, st),
+        "pop_rows": (A2, A1, A1, A2, i64, i64, A2, A1, A1, b1, i64, ft, ft, ft, st),
         "emp_forward": (A2, ix, i64, i64, A2, A2, st),
         "emp_resid": (A2, A1, A1, A1, ix, i64, i64, i64, A1, i64, st),
         "emp_cols": (A2, A1, i64, i64, A1, i64, A2, st),
         "emp_gsum": (A2, i64, A1, b1, st),
         "emp_gw": (A2, A2, ix, i64, i64, A2, b1, st),
-        "emp_finish": (A2, A1, A1, A2, A1, d1, ft, i64, b1, i64, ft, ft, st),
+        "emp_finish": (A2, A1, A1, A2, A1, d1, ft, i64, b1, i64, ft, ft, ft, st),
         "online_draw": (u64, u64, i64, ft, A2, A1, st),
         "teacher_labels": (A2, A2, A1, A1, i64, A1, st),
     }
