@@ -22,5 +22,5 @@ from .math.activations import NAMES as ACTIVATIONS  # noqa: E402,F401
 from .networks import Teacher, TwoLayer  # noqa: E402,F401
 from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F401
 from .regularizers import PathNorm, WeightDecay  # noqa: E402,F401
-from .training import Checkpoint, History, TrainingDiverged, train  # noqa: E402,F401
+from .training import Checkpoint, CheckpointError, History, TrainingDiverged, train  # noqa: E402,F401
 from . import _warmup_tasks  # noqa: E402,F401  (ff.kernels.warmup's tasks)

@@ -3,7 +3,7 @@ import numpy as np
 
 from .kernels.cpu.common import reg_value
 from .math.regularizer import REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY
-from .schedules import as_schedule, evaluate
+from .schedules import as_schedule, describe, evaluate
 
 
 class Regularizer:
@@ -11,6 +11,10 @@ class Regularizer:
 
     def lams(self, start, count):
         """(lam_a, lam_w) arrays for steps start .. start+count-1."""
+        raise NotImplementedError
+
+    def _describe(self, steps):
+        """For comparing runs (checkpoints): the class and its schedules (``schedules.describe``)."""
         raise NotImplementedError
 
     def value(self, net, step=0):
@@ -39,6 +43,9 @@ class WeightDecay(Regularizer):
     def __repr__(self):
         return f"WeightDecay(lam_a={self.lam_a!r}, lam_w={self.lam_w!r})"
 
+    def _describe(self, steps):
+        return f"WeightDecay(lam_a={describe(self.lam_a, steps)}, lam_w={describe(self.lam_w, steps)})"
+
 
 class PathNorm(Regularizer):
     """``R = lam * sum_j |a_j| |w_j|``, the balanced form of weight decay (subgradient 0 at a_j = 0 or
@@ -55,6 +62,9 @@ class PathNorm(Regularizer):
 
     def __repr__(self):
         return f"PathNorm({self.lam!r})"
+
+    def _describe(self, steps):
+        return f"PathNorm({describe(self.lam, steps)})"
 
 
 def check_reg(reg):

@@ -3,6 +3,8 @@
 A schedule is any callable ``step -> float``. The ones here also have ``values(start, count)``, which
 ``ff.train`` uses to fill a whole compiled chunk at once; a plain callable is evaluated step by step.
 """
+import numbers
+
 import numpy as np
 
 from ._validation import check_float, check_int
@@ -88,7 +90,27 @@ class _Callable(Schedule):
         self.name = name
 
     def values(self, start, count):
-        return np.array([float(self.fn(s)) for s in range(start, start + count)], np.float64)
+        out = np.empty(count, np.float64)
+        for k, s in enumerate(range(start, start + count)):
+            v = self.fn(s)
+            real = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+            if not (real or (isinstance(v, np.ndarray) and v.shape == () and v.dtype.kind in "fiu")):
+                raise TypeError(f"{self.name} schedule returned {type(v).__name__} {repr(v)[:60]} at step {s}; a "
+                                "schedule must return a real number")
+            out[k] = v
+        return out
+
+    def __repr__(self):
+        return f"{getattr(self.fn, '__qualname__', type(self.fn).__name__)} (a callable)"
+
+
+def describe(schedule, steps):
+    """A schedule for comparison between runs (checkpoints): the repr of the built-in ones, which says
+    everything; a callable's values at ``steps``."""
+    if isinstance(schedule, _Callable):
+        vals = ", ".join(f"{s}: {float(schedule.values(s, 1)[0])!r}" for s in steps)
+        return f"callable with values {{{vals}}}"
+    return repr(schedule)
 
 
 def evaluate(schedule, start, count, name, *, positive=False, nonnegative=False):

@@ -11,6 +11,7 @@ An objective knows its target (a teacher, or data) and offers
   was applied; the weights are then those before that step. ``losses[s]`` is the loss the kernel saw
   before step s (the minibatch loss for stochastic objectives).
 """
+import hashlib
 import threading
 
 import numpy as np
@@ -45,6 +46,15 @@ class Objective:
                     del cache[next(iter(cache))]
         return ws
 
+    def _fingerprint(self):
+        """What identifies this objective between runs (a JSON-able dict: its kind, a digest of its
+        teacher or data, its settings), stored in checkpoints and compared on resume."""
+        raise NotImplementedError
+
+    def _bad_data(self):
+        """The name of an array of the objective that holds NaN or inf (changed after it was built), or None."""
+        return None
+
     def _kernel_loss_is_loss(self, net):
         """Whether the losses the runner returns are ``loss(net)`` before each step (then ``ff.train``
         logs them instead of computing the loss again)."""
@@ -75,3 +85,25 @@ class Objective:
 
     def _runner(self, net, device="cpu"):
         raise NotImplementedError
+
+
+def digest(*arrays, extra=""):
+    """A short hex digest of arrays' dtypes, shapes and bytes (and a string), to recognize data again."""
+    h = hashlib.blake2b(extra.encode(), digest_size=12)
+    for x in arrays:
+        x = np.ascontiguousarray(x)
+        h.update(f"{x.dtype.str}{x.shape}".encode())
+        h.update(memoryview(x).cast("B"))
+    return h.hexdigest()
+
+
+def teacher_digest(teacher):
+    return digest(teacher.W, teacher.a, extra=teacher.activation)
+
+
+def bad_teacher(teacher):
+    """"teacher.W" or "teacher.a" when it holds NaN or inf, else None."""
+    for name in ("W", "a"):
+        if not np.all(np.isfinite(getattr(teacher, name))):
+            return f"teacher.{name}"
+    return None

@@ -6,7 +6,7 @@ import numpy as np
 from .._validation import check_array, check_float, check_int
 from ..kernels.cpu import empirical as _emp
 from ..networks import check_teacher
-from .base import Objective
+from .base import Objective, digest
 
 
 def _check_seed(seed):
@@ -97,6 +97,17 @@ class Empirical(Objective):
         if net.dtype != self.X.dtype:
             raise TypeError(f"net has dtype {net.dtype} but X has dtype {self.X.dtype}; they must match "
                             f"(e.g. net.astype('{self.X.dtype.name}'))")
+
+    def _fingerprint(self):
+        minibatch = self._batch() < self.n
+        return {"objective": self.name, "data": digest(self.X, self.y), "batch_size": self._batch(),
+                "seed": self.seed if minibatch else None}
+
+    def _bad_data(self):
+        for name in ("X", "y"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                return name
+        return None
 
     def _batch(self):
         return self.n if self.batch_size is None else self.batch_size

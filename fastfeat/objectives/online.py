@@ -4,7 +4,7 @@ import numpy as np
 from .._validation import check_float, check_int
 from ..kernels.cpu import online as _onl
 from ..networks import check_pair, check_teacher
-from .base import Objective
+from .base import Objective, bad_teacher, teacher_digest
 from .empirical import Empirical, _check_seed
 from .population import Population
 
@@ -63,6 +63,13 @@ class Online(Objective):
     def _check(self, net):
         super()._check(net)
         check_pair(net, self.teacher, same_activation=False)
+
+    def _fingerprint(self):
+        return {"objective": self.name, "teacher": teacher_digest(self.teacher), "batch_size": self.batch_size,
+                "noise": self.noise, "seed": self.seed, "loss_samples": self.loss_samples}
+
+    def _bad_data(self):
+        return bad_teacher(self.teacher)
 
     def exact_loss(self, net):
         """True when ``loss(net)`` is the closed-form population loss (not a Monte Carlo estimate)."""

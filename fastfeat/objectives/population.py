@@ -4,7 +4,7 @@ import numpy as np
 from .._validation import check_float
 from ..kernels.cpu import population as _pop
 from ..networks import check_pair, check_teacher
-from .base import Objective
+from .base import Objective, bad_teacher, teacher_digest
 
 
 class Population(Objective):
@@ -49,6 +49,12 @@ class Population(Objective):
     def _grad(self, net, gW, ga):
         return _pop.loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, net.code, gW, ga,
                               self._workspace(net), True)
+
+    def _fingerprint(self):
+        return {"objective": self.name, "teacher": teacher_digest(self.teacher), "noise": self.noise}
+
+    def _bad_data(self):
+        return bad_teacher(self.teacher)
 
     def _kernel_loss_is_loss(self, net):
         return True  # the runner's losses are the exact loss (noise included) before each step

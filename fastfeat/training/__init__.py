@@ -1,4 +1,4 @@
 """The training loop and its record."""
-from .checkpoint import Checkpoint  # noqa: F401
+from .checkpoint import Checkpoint, CheckpointError  # noqa: F401
 from .history import History  # noqa: F401
 from .train import TrainingDiverged, train  # noqa: F401

@@ -83,9 +83,21 @@ class History:
 
     # used by train() while logging
     def _append(self, step, values):
-        self._new_steps.append(int(step))
+        """One row. A name missing from ``values`` gets NaN in this row, and a name seen for the first
+        time gets NaN in the earlier rows (shaped like its value), so every column keeps one entry per
+        step (a run resumed with other metrics)."""
+        rows = len(self._step) + len(self._new_steps)
         for k, v in values.items():
-            self._new_rows.setdefault(k, []).append(v)
+            if k not in self._new_rows and k not in self._metrics:
+                self._new_rows[k] = [np.full(np.shape(v), np.nan)] * rows if rows else []
+            elif k not in self._new_rows:
+                self._new_rows[k] = []
+            self._new_rows[k].append(v)
+        for k in dict.fromkeys(list(self._metrics) + list(self._new_rows)):
+            if k not in values:
+                last = self._new_rows[k][-1] if self._new_rows.get(k) else self._metrics[k][-1]
+                self._new_rows.setdefault(k, []).append(np.full(np.shape(last), np.nan))
+        self._new_steps.append(int(step))
 
     @staticmethod
     def concat(histories):

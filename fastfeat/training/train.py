@@ -3,6 +3,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 
 import numba
 import numpy as np
@@ -12,7 +13,7 @@ from .._validation import check_int
 from ..networks import check_net, check_teacher
 from ..objectives.base import Objective
 from ..regularizers import check_reg, reg_arrays
-from ..schedules import as_schedule, constant, evaluate
+from ..schedules import as_schedule, constant, describe, evaluate
 from .checkpoint import Checkpoint
 from .history import History
 
@@ -23,18 +24,21 @@ _TRAINING_LOCK = threading.Lock()
 
 
 class TrainingDiverged(FloatingPointError):
-    """Raised by ``ff.train`` when the loss or the gradient stops being finite.
+    """Raised by ``ff.train`` when training stops being finite: a step whose loss or gradient is not finite,
+    or after which a weight could overflow (reach ``max_float / 4``), is refused, and so is a state whose
+    logged loss is not finite.
 
-    The net keeps the last finite weights (those before the failing step). ``.step`` is the global
-    step that was refused, ``.history`` what was logged up to then.
+    The net keeps the last finite weights (those before the refused step). ``.step`` is the global step
+    that was refused, ``.history`` what was logged up to then.
     """
 
-    def __init__(self, step, history):
+    def __init__(self, step, history, reason=None):
         self.step = step
         self.history = history
+        reason = reason or "the loss or its gradient is not finite, or the step would overflow the weights"
         super().__init__(
-            f"training diverged at step {step}: the loss or its gradient is not finite; the net keeps the "
-            f"weights from before step {step}. Lower lr or add regularization.")
+            f"training diverged at step {step}: {reason}; the net keeps the weights from before step {step}. "
+            "Lower lr or add regularization.")
 
 
 def _check_metrics(metrics, teacher, objective=None):
@@ -103,17 +107,27 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
     since the last row (what SGD saw; NaN in the first row), free; ``"loss"`` is ``objective.loss(net)``
     (for ``ff.Online`` the exact population loss, O(m (m + m*) d) per row). Where the kernel computes that
     loss anyway (``ff.Population``, full-batch ``ff.Empirical``), each row takes it from the next compiled
-    call (the loss before its first step) instead of computing it again; with a ``callback`` or a
-    ``checkpoint`` every row is complete when it is logged, so it is computed then. ``callback(step, net, values)`` is called after each logging; return ``False``
-    from it to stop early. ``start_step`` offsets the global step (schedules, random streams), so a run
-    continued from a checkpoint reproduces the uninterrupted one. Raises ``ff.TrainingDiverged`` (the
-    net keeps its last finite weights) when the loss or gradient stops being finite.
+    call (the loss before its first step) instead of computing it again; with a ``callback`` every row is
+    complete when it is logged, so it is computed then. ``callback(step, net, values)`` is called after
+    each logging; return ``False`` from it to stop early. ``start_step`` offsets the global step
+    (schedules, random streams), so a run continued from a checkpoint reproduces the uninterrupted one.
 
-    ``checkpoint=path`` writes an ``ff.Checkpoint`` (weights, global step, history) every
-    ``checkpoint_every`` steps from ``start_step`` (default ``log_every``; checked at logging boundaries)
-    and at the end. ``resume=True`` with an existing checkpoint loads its weights into ``net`` and runs
-    only the steps from its step to ``start_step + steps``, returning the whole history: the weights
-    equal those of the uninterrupted run bit for bit (same objective, lr, reg; same thread count).
+    Divergence: a step whose loss or gradient is not finite, or after which a weight could overflow
+    (reach ``max_float / 4``), is refused, and so is a row whose logged ``"loss"`` is not finite; then
+    ``ff.TrainingDiverged`` is raised naming the step and the net keeps its last finite weights. A NaN
+    or inf put into the objective's teacher or data after it was built is reported as such (ValueError).
+
+    ``checkpoint=path`` writes an ``ff.Checkpoint`` (weights, global step, history, a description of
+    the run) every ``checkpoint_every`` steps from ``start_step`` (a multiple of ``log_every``; default
+    ``log_every``) and at the end. A checkpoint is written only from a state known to be finite (its
+    logged loss is finite, or the next step from it was accepted, or its loss is checked at the end), so
+    the last good one survives any divergence. ``resume=True`` with an existing checkpoint checks the
+    file, the net (shape, dtype, activation) and the run (objective and a digest of its teacher or data,
+    lr, the regularizer, the metrics, the float type) before anything of ``net`` changes, then loads the
+    weights and runs only the steps from its step to ``start_step + steps``, returning the whole
+    history: the weights equal those of the uninterrupted run bit for bit (same thread count). A
+    different run raises ValueError saying what differs; ``resume="force"`` continues anyway (the
+    history's info records the differences; metrics not logged before or after are NaN in those rows).
     """
     check_net(net)
     if not isinstance(objective, Objective):
@@ -122,6 +136,8 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
     steps = check_int(steps, "steps", minimum=1)
     log_every = check_int(log_every, "log_every", minimum=1)
     start_step = check_int(start_step, "start_step", minimum=0)
+    if start_step + steps >= 2**63:
+        raise ValueError(f"start_step + steps must be < 2**63 (the step counter is int64), got {start_step + steps}")
     lr_s = as_schedule(lr, "lr", positive=True)
     evaluate(lr_s, start_step, 1, "lr", positive=True)
     reg = check_reg(reg)
@@ -142,42 +158,139 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
         if n_threads > numba.config.NUMBA_NUM_THREADS:
             raise ValueError(f"n_threads={n_threads} exceeds the {numba.config.NUMBA_NUM_THREADS} threads numba "
                              "was started with (NUMBA_NUM_THREADS)")
+    if resume not in (False, True, "force"):
+        raise ValueError(f"resume must be False, True or 'force', got {resume!r}")
     if checkpoint is None and (resume or checkpoint_every is not None):
         raise ValueError("resume and checkpoint_every need checkpoint=path")
+    run = None
     if checkpoint is not None:
-        checkpoint_every = log_every if checkpoint_every is None else check_int(checkpoint_every, "checkpoint_every")
-    previous = None
-    origin = start_step  # checkpoints every checkpoint_every steps from here (the same after a resume)
-    if resume and os.path.exists(checkpoint):
-        saved = Checkpoint.load(checkpoint)
-        if not start_step <= saved.step <= start_step + steps:
-            raise ValueError(f"checkpoint {checkpoint} is at step {saved.step}, outside this run's steps "
-                             f"{start_step}..{start_step + steps}")
-        saved.restore(net)
-        previous = saved.history
-        steps -= saved.step - start_step
-        start_step = saved.step
-        if steps == 0:
-            return previous
+        checkpoint = _check_checkpoint_path(checkpoint)
+        if checkpoint_every is None:
+            checkpoint_every = log_every
+        checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
+        if checkpoint_every % log_every:
+            raise ValueError(f"checkpoint_every must be a multiple of log_every ({log_every}): checkpoints are "
+                             f"written when metrics are logged, got {checkpoint_every}")
+        run = _Run(objective, net, lr_s, reg, metrics)
     with _TRAINING_LOCK:
         if id(net) in _TRAINING:
             raise ValueError("net is already being trained by another ff.train call (in another thread); "
                              "train a copy, or wait for that call to return")
         _TRAINING.add(id(net))
     try:
+        previous = None
+        origin = start_step  # checkpoints every checkpoint_every steps from here (the same after a resume)
+        if resume and os.path.exists(checkpoint):
+            saved = Checkpoint.load(checkpoint)  # checked whole before anything of net changes
+            saved.check_net(net)
+            if not start_step <= saved.step <= start_step + steps:
+                raise ValueError(f"checkpoint {checkpoint} is at step {saved.step}, outside this run's steps "
+                                 f"{start_step}..{start_step + steps}")
+            changes = run.differences(saved, origin)
+            if changes and resume != "force":
+                raise ValueError(f"checkpoint {checkpoint} was written by another run: " + "; ".join(changes)
+                                 + ". Resuming would give weights that match neither run; pass resume='force' "
+                                 "to continue it anyway")
+            saved.restore(net)
+            previous = saved.history
+            if changes:
+                previous.info.setdefault("resumed_with_changes", []).append({"step": saved.step, "changes": changes})
+            steps -= saved.step - start_step
+            start_step = saved.step
+            if steps == 0:
+                return previous
         return _train(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progress, n_threads, device,
-                      callback, start_step, checkpoint, checkpoint_every, previous, origin)
+                      callback, start_step, checkpoint, checkpoint_every, previous, origin, run)
     finally:
         with _TRAINING_LOCK:
             _TRAINING.discard(id(net))
 
 
+def _check_checkpoint_path(path):
+    """The checkpoint path as a string; its folder must exist and be writable (checked before training)."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"checkpoint must be a path (str or os.PathLike), got {type(path).__name__}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {path} is a folder; give a file name, e.g. {os.path.join(path, 'ckpt.npz')}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"checkpoint {path}: the folder {folder} is not writable")
+    return path
+
+
+class _Run:
+    """What identifies a training run for its checkpoints: compared on resume."""
+
+    def __init__(self, objective, net, lr_s, reg, metrics):
+        self.objective = objective._fingerprint()
+        self.lr_s = lr_s
+        self.reg = reg
+        self.dtype = np.dtype(net.dtype).name
+        self.metrics = list(metrics)
+
+    def describe(self, step, origin):
+        """A JSON-able description of the run at checkpoint ``step`` (callable schedules are described by
+        their values at the run's first step, the last step before the checkpoint and the next one)."""
+        at = sorted({origin, max(origin, step - 1), step})
+        return {"objective": self.objective, "lr": describe(self.lr_s, at),
+                "reg": None if self.reg is None else self.reg._describe(at), "dtype": self.dtype,
+                "metrics": self.metrics}
+
+    def differences(self, saved, origin):
+        """What differs between this run and the one that wrote ``saved``, as phrases."""
+        then = saved.info.get("run")
+        if then is None:
+            warnings.warn(f"checkpoint at step {saved.step} was written by an older fastfeat without a description "
+                          "of its run; resuming without comparing the runs", stacklevel=3)
+            return []
+        now = self.describe(saved.step, origin)
+        out = []
+        for key in now:
+            a, b = then.get(key), now[key]
+            if key == "objective" and isinstance(a, dict) and isinstance(b, dict):
+                for k in sorted(set(a) | set(b)):
+                    if a.get(k) != b.get(k):
+                        out.append(f"objective {k}: {a.get(k)!r} in the checkpoint, {b.get(k)!r} now")
+            elif a != b:
+                out.append(f"{key}: {a!r} in the checkpoint, {b!r} now")
+        return out
+
+
+def _diagnose(objective, exc):
+    """A ValueError instead of ``exc`` (a TrainingDiverged) when the objective's teacher or data hold
+    NaN or inf (put there after it was built), else ``exc``."""
+    bad = objective._bad_data()
+    if bad is None:
+        return exc
+    return ValueError(f"{bad} of the objective contains NaN or Inf (changed after the objective was built): "
+                      f"training stopped at step {exc.step}; the net keeps the weights from before that step")
+
+
 def _train(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
-           start_step, checkpoint, checkpoint_every, previous, origin):
+           start_step, checkpoint, checkpoint_every, previous, origin, run):
+    try:
+        return _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progress, n_threads, device,
+                     callback, start_step, checkpoint, checkpoint_every, previous, origin, run)
+    except TrainingDiverged as exc:
+        err = _diagnose(objective, exc)
+        if err is exc:
+            raise
+        raise err from exc
+
+
+def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
+          start_step, checkpoint, checkpoint_every, previous, origin, run):
     old_threads = numba.get_num_threads()
     history = History(info={"objective": objective.name, "device": device, "start_step": start_step})
     if previous is not None:  # continue the saved history (it ends with the row of start_step)
         history.step, history.metrics = previous.step, previous.metrics
+        history.info.update({k: v for k, v in previous.info.items() if k not in history.info})
     bar = _Progress(steps, progress)
     runner = None
     try:
@@ -188,10 +301,10 @@ def _train(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progre
         # through runner.view (the loss is computed on the device, weights are copied only when read)
         log_net, log_obj = getattr(runner, "view", (net, objective))
         # "loss" from the kernel: the row of step s gets the loss the next call computes before step s
-        lagged = ("loss" in metrics and callback is None and checkpoint is None and device == "cpu"
-                  and objective._kernel_loss_is_loss(net))
+        lagged = ("loss" in metrics and callback is None and device == "cpu" and objective._kernel_loss_is_loss(net))
         batch = "batch_loss" in metrics
         pending = None  # (step, values) of a row still waiting for its "loss"
+        unverified = None  # a Checkpoint whose state is not yet known to be finite
 
         def row(step, losses, done):
             known = {}
@@ -207,11 +320,25 @@ def _train(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progre
             history._append(pending[0], values)
             return values
 
-        if previous is None:
+        def check_row(step, values):
+            """A logged loss that is not finite: the state at ``step`` has diverged."""
+            loss = values.get("loss")
+            if loss is not None and not np.isfinite(loss):
+                raise TrainingDiverged(step, history, "the loss there is not finite")
+
+        def save(ckpt):
+            ckpt.history = History(history.step, history.metrics, history.info)  # the rows up to its step
+            ckpt.save(checkpoint)
+
+        def snapshot(step):
+            return Checkpoint.of(log_net, step, None, {"objective": objective.name, "run": run.describe(step, origin)})
+
+        if previous is None or len(previous) == 0 or previous.step[-1] != start_step:
             values = row(start_step, None, 0)
             if lagged:
                 pending = (start_step, values)
             else:
+                check_row(start_step, values)
                 history._append(start_step, values)
                 if callback is not None and callback(start_step, log_net, values) is False:
                     return history
@@ -225,29 +352,50 @@ def _train(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progre
             done, losses = runner(s0, lrs, code, la, lw)
             done_total += done
             if pending is not None:  # the loss before this call's first step is the pending row's
-                complete(float(losses[0]) if done > 0 else objective.loss(net))
+                check_row(pending[0], complete(float(losses[0]) if done > 0 else objective.loss(net)))
                 pending = None
+                if unverified is not None:  # its loss is now known to be finite
+                    save(unverified)
+                    unverified = None
+            if unverified is not None:
+                if done > 0:  # a step from its state was accepted: the state was finite
+                    save(unverified)
+                unverified = None  # else: not written, the last good checkpoint stays
             if done < n:
-                values = row(s0 + done, losses, done)
-                if lagged:
-                    values["loss"] = objective.loss(net)
-                history._append(s0 + done, values)
+                if done > 0:
+                    values = row(s0 + done, losses, done)
+                    if lagged:
+                        values["loss"] = objective.loss(net)
+                    history._append(s0 + done, values)
                 raise TrainingDiverged(s0 + done, history)
             values = row(s0 + n, losses, n)
+            at_checkpoint = checkpoint is not None and ((s0 + n - origin) % checkpoint_every == 0
+                                                        or done_total == steps)
             if lagged:
                 pending = (s0 + n, values)
                 if done_total < steps:
+                    if at_checkpoint:
+                        unverified = snapshot(s0 + n)
                     bar.update(done_total, values)
                     continue
                 values = complete(objective.loss(net))
                 pending = None
             else:
                 history._append(s0 + n, values)
-            if checkpoint is not None and ((s0 + n - origin) % checkpoint_every == 0 or done_total == steps):
-                Checkpoint.of(log_net, s0 + n, history, {"objective": objective.name}).save(checkpoint)
+            check_row(s0 + n, values)
+            if at_checkpoint:
+                ckpt = snapshot(s0 + n)
+                if values.get("loss") is not None:  # finite (check_row): write it now
+                    save(ckpt)
+                else:
+                    unverified = ckpt
             bar.update(done_total, values)
             if callback is not None and callback(s0 + n, log_net, values) is False:
                 break
+        if unverified is not None:  # the last checkpoint (no loss logged): written once its loss is finite
+            if not np.isfinite(log_obj.loss(log_net)):
+                raise TrainingDiverged(unverified.step, history, "the loss there is not finite")
+            save(unverified)
     finally:
         if runner is not None and hasattr(runner, "finish"):
             runner.finish()  # CUDA: copy the (last finite) weights back into net, also on errors
