@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -41,13 +42,16 @@ DEFAULT_CONFIG = {
 TEACHER_KEYS = ("d", "m_star", "activation", "signs", "seed", "dtype")
 
 
-def _fail(msg):
-    print(f"fastfeat: error: {msg}", file=sys.stderr)
-    raise SystemExit(2)
+def _fail(msg, code=2):
+    """Report ``msg`` as one ``fastfeat: error:`` line and exit with ``code`` (2: bad input)."""
+    print(f"fastfeat: error: {' '.join(str(msg).split())}", file=sys.stderr)
+    raise SystemExit(code)
 
 
 def load_config(path):
-    """The configuration: DEFAULT_CONFIG updated by the tables of the TOML file at ``path``."""
+    """The configuration: DEFAULT_CONFIG updated by the tables of the TOML file at ``path``. Problems
+    with the file itself end the program (``fastfeat: error:``, exit status 2); the values are checked
+    by ``check_config``."""
     cfg = {k: dict(v) for k, v in DEFAULT_CONFIG.items()}
     if path is None:
         return cfg
@@ -55,24 +59,87 @@ def load_config(path):
 
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            raw = f.read()
     except OSError as exc:
-        _fail(f"cannot read config {path}: {exc.strerror}")
+        _fail(f"cannot read config {path}: {exc.strerror or exc}")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        _fail(f"config {path} is not UTF-8 text (byte {exc.start}): TOML files are UTF-8")
     except tomllib.TOMLDecodeError as exc:
         _fail(f"config {path} is not valid TOML: {exc}")
+    problems = []
     unknown = sorted(set(data) - set(cfg))
     if unknown:
-        _fail(f"config {path}: unknown table(s) {unknown}; use [teacher] and [protocol]")
+        problems.append(f"unknown table(s) {unknown}; use [teacher] and [protocol]")
     for table, values in data.items():
+        if table not in cfg:
+            continue
         if not isinstance(values, dict):
-            _fail(f"config {path}: {table} must be a table ([{table}])")
+            problems.append(f"{table} must be a table ([{table}])")
+            continue
         cfg[table].update(values)
     bad = sorted(set(cfg["teacher"]) - set(TEACHER_KEYS))
     if bad:
-        _fail(f"config [teacher]: unknown key(s) {bad}; known: {list(TEACHER_KEYS)}")
-    if "m" not in cfg["protocol"]:
-        _fail("config [protocol] needs m (the student width)")
+        problems.append(f"[teacher]: unknown key(s) {bad}; known: {list(TEACHER_KEYS)}")
+    if problems:
+        _fail(f"config {path}: " + "; ".join(problems))
     return cfg
+
+
+#: [protocol] keys the command line sets itself
+CLI_KEYS = ("progress",)
+
+
+def check_config(cfg, where="config"):
+    """(teacher, m, protocol keywords) of a configuration, after checking every value (types, ranges, every
+    keyword of ``ff.paper.three_stage``) without running or compiling anything; all problems are reported
+    together as one ``fastfeat: error:`` line (exit status 2)."""
+    import fastfeat as ff
+
+    problems = []
+    teacher = None
+    try:
+        teacher = ff.Teacher.random(**cfg["teacher"])
+    except (TypeError, ValueError) as exc:
+        problems.append(f"[teacher]: {exc}")
+    proto = dict(cfg["protocol"])
+    m = proto.pop("m", None)
+    if m is None:
+        problems.append("[protocol] needs m (the student width)")
+        m = 2
+    for key in CLI_KEYS:
+        if key in proto:
+            problems.append(f"[protocol]: {key} is set by the command line (--quiet), not in the config")
+            proto.pop(key)
+    problems += [f"[protocol]: {p}" for p in ff.paper.argument_problems(teacher, m, **proto)]
+    if problems:
+        _fail(f"{where}: " + "; ".join(problems))
+    return teacher, m, proto
+
+
+#: what ``fastfeat run`` writes into its folder
+OUTPUTS = ("stage1.json", "stage2.json", "stage3.json", "weights.npz", "summary.json", "loss.png", "alignment.png",
+           "mass_by_angle.png")
+
+
+def prepare_out(out, force=False):
+    """Make sure the results can be written to folder ``out`` before anything runs: not a file, no earlier
+    results there unless ``force``, writable (a probe file is created and removed). Creates the folder."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        _fail(f"--out {out} is a file, not a folder")
+    if os.path.isdir(out) and not force:
+        old = [name for name in OUTPUTS if os.path.exists(os.path.join(out, name))]
+        if old:
+            _fail(f"--out {out} already holds results ({', '.join(old)}); choose another folder or pass --force "
+                  "to overwrite them")
+    try:
+        os.makedirs(out, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".fastfeat-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        _fail(f"--out {out} is not writable: {exc.strerror or exc}")
 
 
 def _pyplot():
@@ -172,29 +239,23 @@ def plot_mass_by_angle(res, path, plt):
     plt.close(fig)
 
 
-def run(config_path=None, out="fastfeat-run", plots=True, progress=True):
-    """``fastfeat run``: returns the ``ThreeStageResult``."""
+def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=False):
+    """``fastfeat run``: returns the ``ThreeStageResult``. The whole configuration and the output folder are
+    checked before anything runs (``fastfeat: error:``, exit status 2); a run that fails (diverges) ends
+    with one ``fastfeat: error:`` line and exit status 1."""
     import fastfeat as ff
 
     cfg = load_config(config_path)
+    teacher, m, proto = check_config(cfg, f"config {config_path}" if config_path else "config")
     plt = _pyplot() if plots else None  # fail before the run, not after it
-    proto = dict(cfg["protocol"])
-    m = proto.pop("m")
-    try:
-        teacher = ff.Teacher.random(**cfg["teacher"])
-    except (TypeError, ValueError) as exc:
-        _fail(f"config [teacher]: {exc}")
-    os.makedirs(out, exist_ok=True)
+    prepare_out(out, force)
     say = print if progress else (lambda *a, **k: None)
     say(f"fastfeat {ff.__version__}: three-stage protocol, teacher {cfg['teacher']}, m={m}, {proto or 'defaults'}")
-    say("(the first run in a process compiles the kernels: about half a minute per float type)")
     t0 = time.perf_counter()
     try:
         res = ff.paper.three_stage(teacher, m, progress=progress, **proto)
-    except TypeError as exc:
-        if "unexpected keyword" in str(exc):
-            _fail(f"config [protocol]: {exc}")
-        raise
+    except ff.TrainingDiverged as exc:
+        _fail(f"the protocol stopped: {exc}", code=1)
     wall = time.perf_counter() - t0
     for k, h in enumerate(res.histories, 1):
         h.save(os.path.join(out, f"stage{k}.json"))
@@ -274,6 +335,7 @@ def main(argv=None):
     p_run.add_argument("--out", default="fastfeat-run", help="output folder (default: fastfeat-run)")
     p_run.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     p_run.add_argument("--quiet", action="store_true", help="no progress output")
+    p_run.add_argument("--force", action="store_true", help="overwrite the results of an earlier run in --out")
     sub.add_parser("info", help="versions, threads, threading layer, CUDA, where the kernels are cached")
     p_warm = sub.add_parser("warmup", help="compile every kernel for both float types into the disk cache")
     p_warm.add_argument("--dtype", choices=("float32", "float64"), action="append",
@@ -284,7 +346,7 @@ def main(argv=None):
     p_warm.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.config, args.out, plots=not args.no_plots, progress=not args.quiet)
+        run(args.config, args.out, plots=not args.no_plots, progress=not args.quiet, force=args.force)
     elif args.command == "warmup":
         from .kernels._warmup import DTYPES, TASKS, warmup
 

@@ -18,12 +18,13 @@ DESIGN.md section 4. From a symmetric initialization (f == 0):
 Each stage counts its own steps in its History (stage 1: rows at 0 and 1; stage 2: rows before and
 after the solve at 0 and 1; stage 3: every ``log_every`` steps).
 """
+import inspect
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import check_float, check_int
+from ._validation import as_dtype, check_float, check_int
 from .math.activations import HOMOGENEOUS, kernel_matrix
 from .math.reference import features
 from .metrics.alignment import DEFAULT_RADIUS, alignment
@@ -124,6 +125,133 @@ def _lambda_max(G, iters=200, tol=1e-6):
     return new
 
 
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def _check_seed(value, name="seed"):
+    value = check_int(value, name, minimum=0)
+    if value >= 2**63:
+        raise ValueError(f"{name} must be < 2**63, got {value}")
+    return value
+
+
+def _optional(check):
+    return lambda value, name: None if value is None else check(value, name)
+
+
+def _check_threads(value, name):
+    import numba
+
+    value = check_int(value, name)
+    if value > numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"{name}={value} exceeds the {numba.config.NUMBA_NUM_THREADS} threads numba was started with")
+    return value
+
+
+def _positive(value, name):
+    return check_float(value, name, positive=True)
+
+
+def _nonnegative(value, name):
+    return check_float(value, name, nonnegative=True)
+
+
+#: each keyword of ``three_stage`` and the check of its value alone (value, name) -> normalized value
+_CHECKS = {
+    "n": _optional(lambda v, k: check_int(v, k)),
+    "seed": _check_seed,
+    "noise": _nonnegative,
+    "dtype": lambda v, k: np.dtype(as_dtype(v, k)).name,
+    "init_scale": _positive,
+    "eta1": _positive,
+    "renormalize": _check_bool,
+    "row_norm": _positive,
+    "ridge": _nonnegative,
+    "balance": _check_bool,
+    "lr": _optional(_positive),
+    "lr_scale": _positive,
+    "epochs": lambda v, k: check_int(v, k, minimum=0),
+    "epoch_steps": lambda v, k: check_int(v, k),
+    "lam0": _nonnegative,
+    "lam_factor": _positive,
+    "lam_floor": _nonnegative,
+    "batch_size": _optional(lambda v, k: check_int(v, k)),
+    "log_every": lambda v, k: check_int(v, k),
+    "metrics": None,  # needs the teacher: checked below
+    "radius": _nonnegative,
+    "progress": _check_bool,
+    "n_threads": _optional(_check_threads),
+}
+_KEYWORDS = tuple(_CHECKS)
+
+
+def argument_problems(teacher, m, **kwargs):
+    """Every problem with the arguments of ``three_stage(teacher, m, **kwargs)``, found without running
+    anything: a list of exceptions (TypeError or ValueError, each naming its argument), empty when the
+    call would start. ``teacher=None`` skips the checks that need the teacher (for callers that report
+    the teacher's own problems)."""
+    return _check_all(teacher, m, kwargs)[1]
+
+
+def _check_all(teacher, m, kwargs):
+    """(normalized arguments, problems) of a ``three_stage`` call."""
+    problems = []
+    unknown = sorted(set(kwargs) - set(_KEYWORDS))
+    if unknown:
+        problems.append(TypeError(f"three_stage got unknown keyword(s) {unknown}; known: {list(_KEYWORDS)}"))
+    if teacher is not None:
+        try:
+            check_teacher(teacher)
+        except TypeError as exc:
+            problems.append(exc)
+            teacher = None
+    args = {}
+    try:
+        args["m"] = check_int(m, "m", minimum=2)
+        if args["m"] % 2:
+            raise ValueError(f"m must be even (symmetric initialization), got m={m}")
+    except (TypeError, ValueError) as exc:
+        problems.append(exc)
+    for key, check in _CHECKS.items():
+        value = kwargs.get(key, _DEFAULTS[key])
+        if check is None:
+            args[key] = value
+            continue
+        try:
+            args[key] = check(value, key)
+        except (TypeError, ValueError) as exc:
+            problems.append(exc)
+    n, bs = args.get("n", kwargs.get("n")), args.get("batch_size")
+    if bs is not None and "n" in args:
+        if n is None:
+            problems.append(ValueError("batch_size needs a sampled data set (n=...): the population objective "
+                                       "has no batches"))
+        elif bs > n:
+            problems.append(ValueError(f"batch_size must be <= n = {n}, got {bs}"))
+    if teacher is not None:
+        if "n" in args and n is None and not teacher.has_population_kernel:
+            problems.append(ValueError(f"activation {teacher.activation!r} has no closed-form population kernel: "
+                                       "pass n= to train on a sampled data set"))
+        try:
+            args["metrics"] = _check_metrics(args["metrics"], teacher)
+        except (TypeError, ValueError) as exc:
+            problems.append(exc)
+    return args, problems
+
+
+def check_arguments(teacher, m, **kwargs):
+    """The arguments of ``three_stage`` checked and normalized (a dict); raises the first problem's type
+    (TypeError or ValueError) with every problem in its message."""
+    check_teacher(teacher)
+    args, problems = _check_all(teacher, m, kwargs)
+    if problems:
+        raise type(problems[0])("; ".join(str(p) for p in problems))
+    return args
+
+
 def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
                 init_scale=1.0, eta1=1.0, renormalize=True, row_norm=1.0,
                 ridge=1e-3,
@@ -180,31 +308,15 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
     -------
     ThreeStageResult
     """
-    check_teacher(teacher)
-    m = check_int(m, "m", minimum=2)
-    if m % 2:
-        raise ValueError(f"m must be even (symmetric initialization), got m={m}")
-    if n is not None:
-        n = check_int(n, "n")
-    noise = check_float(noise, "noise", nonnegative=True)
-    init_scale = check_float(init_scale, "init_scale", positive=True)
-    eta1 = check_float(eta1, "eta1", positive=True)
-    row_norm = check_float(row_norm, "row_norm", positive=True)
-    ridge = check_float(ridge, "ridge", nonnegative=True)
-    if lr is not None:
-        lr = check_float(lr, "lr", positive=True)
-    lr_scale = check_float(lr_scale, "lr_scale", positive=True)
-    epochs = check_int(epochs, "epochs", minimum=0)
-    epoch_steps = check_int(epoch_steps, "epoch_steps")
-    lam0 = check_float(lam0, "lam0", nonnegative=True)
-    lam_factor = check_float(lam_factor, "lam_factor", positive=True)
-    lam_floor = check_float(lam_floor, "lam_floor", nonnegative=True)
-    log_every = check_int(log_every, "log_every")
-    if n is None and not teacher.has_population_kernel:
-        raise ValueError(f"activation {teacher.activation!r} has no closed-form population kernel: pass n= "
-                         "to train on a sampled data set")
+    args = check_arguments(teacher, m, n=n, seed=seed, noise=noise, dtype=dtype, init_scale=init_scale, eta1=eta1,
+                           renormalize=renormalize, row_norm=row_norm, ridge=ridge, balance=balance, lr=lr,
+                           lr_scale=lr_scale, epochs=epochs, epoch_steps=epoch_steps, lam0=lam0,
+                           lam_factor=lam_factor, lam_floor=lam_floor, batch_size=batch_size, log_every=log_every,
+                           metrics=metrics, radius=radius, progress=progress, n_threads=n_threads)
+    (m, n, seed, noise, dtype, init_scale, eta1, renormalize, row_norm, ridge, balance, lr, lr_scale, epochs,
+     epoch_steps, lam0, lam_factor, lam_floor, batch_size, log_every, metrics, radius, progress, n_threads) = (
+        args[k] for k in ("m",) + _KEYWORDS)
     teacher = teacher.astype(dtype) if teacher.dtype != np.dtype(dtype) else teacher
-    metrics = _check_metrics(metrics, teacher)
     config = dict(d=teacher.d, m_star=teacher.m, m=m, n=n, seed=seed, noise=noise, dtype=np.dtype(dtype).name,
                   activation=teacher.activation, init_scale=init_scale, eta1=eta1, renormalize=bool(renormalize),
                   row_norm=row_norm, ridge=ridge, balance=bool(balance), lr=lr, lr_scale=lr_scale, epochs=epochs,
@@ -281,3 +393,9 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
     final = alignment(net, teacher, radius=radius)
     return ThreeStageResult(net=net, stage1=stage1, stage2=stage2, stage3=stage3, alignment=final,
                             seconds=seconds, config=config)
+
+
+#: the defaults of ``three_stage``'s keywords (what ``argument_problems`` checks when one is not given)
+_DEFAULTS = {k: p.default for k, p in inspect.signature(three_stage).parameters.items()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY}
+assert set(_DEFAULTS) == set(_KEYWORDS), "every keyword of three_stage needs its check in _CHECKS"

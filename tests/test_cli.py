@@ -62,6 +62,111 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
     assert "width" in capsys.readouterr().err
 
 
+BAD_CONFIGS = {
+    "odd m": (b"[protocol]\nm = 255\n", ["m must be even"]),
+    "m as a string": (b'[protocol]\nm = "256"\n', ["m must be an integer, got str"]),
+    "not UTF-8": (b"[protocol]\nm = 16\n# caf\xe9\n", ["not UTF-8"]),
+    "not TOML": (b"[protocol\nm = 16\n", ["not valid TOML"]),
+    "unknown keyword": (b"[protocol]\nm = 16\nlearning_rate = 0.1\n", ["learning_rate"]),
+    "bad teacher value": (b'[teacher]\nd = 4\nm_star = 9\n[protocol]\nm = 16\n', ["m_star must be <= d"]),
+    "negative radius": (b"[protocol]\nm = 16\nradius = -0.5\n", ["radius must be >= 0"]),
+    "batch_size without n": (b"[protocol]\nm = 16\nbatch_size = 8\n", ["batch_size needs a sampled data set"]),
+    "progress in the file": (b"[protocol]\nm = 16\nprogress = true\n", ["set by the command line"]),
+    "bool as string": (b'[protocol]\nm = 16\nbalance = "no"\n', ["balance must be True or False"]),
+    "unknown metric": (b'[protocol]\nm = 16\nmetrics = ["loss", "speed"]\n', ["unknown metric"]),
+    "a table that is a value": (b"teacher = 3\n[protocol]\nm = 16\n", ["teacher must be a table"]),
+    "every problem at once": (b'[teacher]\nd = 0\n[protocol]\nm = 7\nlr = "fast"\nepochs = -1\n',
+                              ["d must be >= 1", "m must be even", "lr must be a real number", "epochs must be >= 0"]),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONFIGS))
+def test_every_invalid_config_is_one_error_line_before_anything_is_created(name, tmp_path, capsys, monkeypatch):
+    """Before: only unknown keys were clean errors; other invalid values printed a traceback (rc 1) after
+    the --out folder was created."""
+    monkeypatch.setattr(ff.paper, "three_stage", lambda *a, **k: pytest.fail("the protocol ran"))
+    text, expected = BAD_CONFIGS[name]
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(text)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", str(cfg), "--out", str(out), "--no-plots", "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastfeat: error: "), err
+    for phrase in expected:
+        assert phrase in err, (phrase, err)
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_or_holds_results_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ff.paper, "three_stage", lambda *a, **k: pytest.fail("the protocol ran"))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--out", str(afile), "--no-plots", "--quiet"])
+    assert info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "summary.json").write_text("{}")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--out", str(old), "--no-plots", "--quiet"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "already holds results (summary.json)" in err and "--force" in err
+    assert (old / "summary.json").read_text() == "{}"
+
+
+def test_force_overwrites_earlier_results(tmp_path):
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(["run", str(cfg), "--out", str(out), "--no-plots", "--quiet", "--force"]) == 0
+    assert json.loads((out / "summary.json").read_text())["config"]["m"] == 16
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def _unwritable_folder(tmp_path):
+    """A folder this process cannot create files in (chmod for normal users; root ignores permissions,
+    so a path on a read-only system file system), or None."""
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    for candidate in (ro / "out", "/sys/fastfeat-out", "/proc/fastfeat-out"):
+        try:
+            os.makedirs(candidate)
+        except OSError:
+            return candidate
+        os.rmdir(candidate)
+    return None
+
+
+def test_unwritable_out_is_found_before_the_protocol_runs(tmp_path, capsys, monkeypatch):
+    """Before: a read-only --out was discovered after the whole protocol ran."""
+    out = _unwritable_folder(tmp_path)
+    if out is None:
+        pytest.skip("no unwritable folder on this machine")
+    monkeypatch.setattr(ff.paper, "three_stage", lambda *a, **k: pytest.fail("the protocol ran"))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--out", str(out), "--no-plots", "--quiet"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "is not writable" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_diverging_protocol_is_one_error_line_with_status_1(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(SMALL.replace("log_every = 10", "log_every = 10\nlr = 1e6"))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", str(cfg), "--out", str(tmp_path / "o"), "--no-plots", "--quiet"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and err.startswith("fastfeat: error: the protocol stopped: training diverged")
+
+
 def test_info_never_crashes():
     buf = io.StringIO()
     lines = cli.info(file=buf)
