@@ -1,12 +1,17 @@
 """The ``fastfeat`` command line.
 
-``fastfeat run [CONFIG.toml] [--out DIR]`` runs the three-stage protocol of ``ff.paper.three_stage``
-(the built-in configuration below when no file is given) and writes to ``DIR``:
+``fastfeat run [CONFIG.toml] [--out DIR] [--force]`` runs the three-stage protocol of
+``ff.paper.three_stage`` (the built-in configuration below when no file is given) and writes to ``DIR``:
 
 - ``stage1.json``, ``stage2.json``, ``stage3.json``: the History of each stage;
 - ``weights.npz``: the final student (``W``, ``a``) and the teacher (``W_star``, ``a_star``);
 - ``summary.json``: final diagnostics, the loss of f == 0, timings and the full configuration;
 - ``loss.png``, ``alignment.png``, ``mass_by_angle.png`` (needs matplotlib: the ``plot`` extra).
+
+Before anything runs, the whole configuration (every keyword of ``three_stage``, types and ranges) and
+``DIR`` are checked (not a file, writable, no results of an earlier run unless ``--force``); all problems
+are reported on one ``fastfeat: error:`` line with exit status 2, and nothing is created. A protocol that
+diverges ends with one such line and exit status 1.
 
 ``fastfeat info`` prints the versions, threads, numba's threading layer and whether CUDA is usable.
 

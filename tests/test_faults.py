@@ -138,6 +138,20 @@ def test_divergence_never_overwrites_the_last_good_checkpoint(tmp_path, metrics)
     assert all(np.all(np.isfinite(v)) for k, v in saved.history.metrics.items())
 
 
+def test_a_final_state_that_cannot_go_on_keeps_the_previous_checkpoint(tmp_path):
+    """The last step is taken (its new weights fit) but from there the gradient overflows float32: the
+    final checkpoint is not written (a warning says so) and the file keeps the one before."""
+    t = ff.Teacher.random(4, 2, activation="relu", seed=0, dtype="float32")
+    obj = ff.Empirical.sample(t, 20, seed=2)
+    net = ff.TwoLayer.init(4, 6, activation="relu", seed=1, dtype="float32", scale=1.5)
+    path = tmp_path / "c.npz"
+    with pytest.warns(RuntimeWarning, match="state at step 5 cannot take another step"):
+        ff.train(net, obj, steps=5, lr=ff.schedules.piecewise([4], [0.01, 1e13]), log_every=1, checkpoint=path)
+    assert ff.Checkpoint.load(path).step == 4
+    with pytest.raises(ff.TrainingDiverged, match="step 5"):
+        ff.train(net, obj, steps=1, lr=0.01, start_step=5)
+
+
 def test_resume_refuses_another_run_and_says_what_differs(tmp_path):
     t, net, path = _setup(tmp_path, reg=ff.WeightDecay(1e-3))
     kw = dict(steps=40, log_every=5, checkpoint=path, resume=True)

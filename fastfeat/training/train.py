@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import metrics as _metrics
 from .._validation import check_int
-from ..networks import check_net, check_teacher
+from ..networks import TwoLayer, check_net, check_teacher
 from ..objectives.base import Objective
 from ..regularizers import check_reg, reg_arrays
 from ..schedules import as_schedule, constant, describe, evaluate
@@ -119,9 +119,9 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
 
     ``checkpoint=path`` writes an ``ff.Checkpoint`` (weights, global step, history, a description of
     the run) every ``checkpoint_every`` steps from ``start_step`` (a multiple of ``log_every``; default
-    ``log_every``) and at the end. A checkpoint is written only from a state known to be finite (its
-    logged loss is finite, or the next step from it was accepted, or its loss is checked at the end), so
-    the last good one survives any divergence. ``resume=True`` with an existing checkpoint checks the
+    ``log_every``) and at the end. A checkpoint is written only from a state training can go on from:
+    once the next step from it was accepted (at the end of the call, or when it is interrupted, a step
+    with lr 0 from a copy of it is tried instead), so the last good one survives any divergence. ``resume=True`` with an existing checkpoint checks the
     file, the net (shape, dtype, activation) and the run (objective and a digest of its teacher or data,
     lr, the regularizer, the metrics, the float type) before anything of ``net`` changes, then loads the
     weights and runs only the steps from its step to ``start_step + steps``, returning the whole
@@ -262,6 +262,15 @@ class _Run:
         return out
 
 
+def _accepts_a_step(objective, ckpt, reg):
+    """Whether the kernels would take the next step from the state of ``ckpt`` (its loss and gradient
+    finite, no overflow): a step with lr 0 on a copy of its weights (the CPU kernels)."""
+    probe = TwoLayer(ckpt.W.copy(), ckpt.a.copy(), ckpt.activation)
+    code, la, lw = reg_arrays(reg, ckpt.step, 1)
+    done, _ = objective._runner(probe, "cpu")(ckpt.step, np.zeros(1), code, la, lw)
+    return done == 1
+
+
 def _diagnose(objective, exc):
     """A ValueError instead of ``exc`` (a TrainingDiverged) when the objective's teacher or data hold
     NaN or inf (put there after it was built), else ``exc``."""
@@ -293,6 +302,7 @@ def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progres
         history.info.update({k: v for k, v in previous.info.items() if k not in history.info})
     bar = _Progress(steps, progress)
     runner = None
+    unverified = None  # a Checkpoint whose state is not yet known to be able to go on
     try:
         if n_threads is not None:
             numba.set_num_threads(n_threads)
@@ -304,7 +314,6 @@ def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progres
         lagged = ("loss" in metrics and callback is None and device == "cpu" and objective._kernel_loss_is_loss(net))
         batch = "batch_loss" in metrics
         pending = None  # (step, values) of a row still waiting for its "loss"
-        unverified = None  # a Checkpoint whose state is not yet known to be finite
 
         def row(step, losses, done):
             known = {}
@@ -354,9 +363,6 @@ def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progres
             if pending is not None:  # the loss before this call's first step is the pending row's
                 check_row(pending[0], complete(float(losses[0]) if done > 0 else objective.loss(net)))
                 pending = None
-                if unverified is not None:  # its loss is now known to be finite
-                    save(unverified)
-                    unverified = None
             if unverified is not None:
                 if done > 0:  # a step from its state was accepted: the state was finite
                     save(unverified)
@@ -371,11 +377,11 @@ def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progres
             values = row(s0 + n, losses, n)
             at_checkpoint = checkpoint is not None and ((s0 + n - origin) % checkpoint_every == 0
                                                         or done_total == steps)
+            if at_checkpoint:  # written once a step from it is accepted
+                unverified = snapshot(s0 + n)
             if lagged:
                 pending = (s0 + n, values)
                 if done_total < steps:
-                    if at_checkpoint:
-                        unverified = snapshot(s0 + n)
                     bar.update(done_total, values)
                     continue
                 values = complete(objective.loss(net))
@@ -383,19 +389,24 @@ def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progres
             else:
                 history._append(s0 + n, values)
             check_row(s0 + n, values)
-            if at_checkpoint:
-                ckpt = snapshot(s0 + n)
-                if values.get("loss") is not None:  # finite (check_row): write it now
-                    save(ckpt)
-                else:
-                    unverified = ckpt
             bar.update(done_total, values)
             if callback is not None and callback(s0 + n, log_net, values) is False:
                 break
-        if unverified is not None:  # the last checkpoint (no loss logged): written once its loss is finite
-            if not np.isfinite(log_obj.loss(log_net)):
-                raise TrainingDiverged(unverified.step, history, "the loss there is not finite")
+        if unverified is not None:  # the last checkpoint: written if a step from it would be accepted
+            ckpt, unverified = unverified, None
+            if _accepts_a_step(objective, ckpt, reg):
+                save(ckpt)
+            else:
+                warnings.warn(f"the state at step {ckpt.step} cannot take another step (its loss or gradient is not "
+                              f"finite): its checkpoint was not written and {checkpoint} keeps the last good one; "
+                              "the next call will raise TrainingDiverged", RuntimeWarning, stacklevel=3)
+    except TrainingDiverged:
+        raise  # a pending checkpoint is of a state that cannot go on: the last good one stays
+    except BaseException:
+        # interrupted (a callback raised, Ctrl-C): keep the latest checkpoint if it is good
+        if unverified is not None and _accepts_a_step(objective, unverified, reg):
             save(unverified)
+        raise
     finally:
         if runner is not None and hasattr(runner, "finish"):
             runner.finish()  # CUDA: copy the (last finite) weights back into net, also on errors
