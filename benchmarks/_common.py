@@ -1,7 +1,7 @@
 """What the asv suite, ``compare.py``, ``scaling.py`` and ``tests/test_benchmarks.py`` share.
 
 The workloads (one gradient step of each objective at fixed sizes), their flop counts, the GEMMs each
-step contains (the roof: DESIGN.md section 5), timing and memory helpers, and the machine description.
+step contains (the roof), timing and memory helpers, and the machine description.
 
 Import this module before torch or jax: importing fastfeat sets ``OMP_WAIT_POLICY=PASSIVE`` before
 numba starts its OpenMP pool (see the README's environment variables).
@@ -61,7 +61,7 @@ def population_flops(m, m_star, d):
 
 
 def empirical_flops(n, m, d):
-    """Pre-activations X W^T and the gradient D^T X: 4 n m d (DESIGN.md section 5)."""
+    """Pre-activations X W^T and the gradient D^T X: 4 n m d."""
     return 4.0 * n * m * d
 
 
@@ -419,6 +419,21 @@ SECTIONS = ("compare", "scaling", "overhead")
 
 def _markers(section):
     return f"<!-- perf-{section}:start -->", f"<!-- perf-{section}:end -->"
+
+
+DOCS_PERF = os.path.join(os.path.dirname(README), "docs", "performance.md")
+#: where each block is written: the README keeps the comparison table, the docs' performance page all
+TARGETS = {"compare": (README, DOCS_PERF), "scaling": (DOCS_PERF,), "overhead": (DOCS_PERF,)}
+
+
+def update_docs(section, body):
+    """``update_readme`` on every file of ``TARGETS[section]`` (links to ``docs/...`` made relative for
+    the files inside docs/)."""
+    for path in TARGETS[section]:
+        text = body
+        if os.path.dirname(path) == os.path.dirname(DOCS_PERF):
+            text = text.replace("](docs/", "](")
+        update_readme(section, text, path=path)
 
 
 def update_readme(section, body, path=README):

@@ -1,4 +1,4 @@
-"""asv: the feature-learning diagnostics ``ff.metrics.alignment`` (DESIGN.md section 3), without the
+"""asv: the feature-learning diagnostics ``ff.metrics.alignment``, without the
 population loss (that is ``bench_population``): one BLAS product ``W W*^T`` and one parallel pass."""
 import fastfeat as ff
 

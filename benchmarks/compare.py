@@ -2,7 +2,7 @@
 
     python benchmarks/compare.py                 # full run (a few minutes)
     python benchmarks/compare.py --quick         # fewer repeats (about a minute after compilation)
-    python benchmarks/compare.py --update-readme # also rewrite the README's performance table
+    python benchmarks/compare.py --update-readme # also rewrite the tables in README.md and docs/performance.md
 
 Workloads (float32, relu; sizes of issues 2 and 3):
 
@@ -15,7 +15,7 @@ with ``jax.jit`` (and ``jax.lax.scan`` over the steps for online SGD). Before ti
 step from the same weights as fastfeat and the relative difference of the updates is reported, so the
 comparison is between implementations of the same step. All contenders are timed round-robin (one
 round of each per repeat, best of the repeats), together with the GEMMs the step contains: the ratio to
-those is the fraction of the machine's GEMM roof (DESIGN.md section 5).
+those is the fraction of the machine's GEMM roof.
 
 fastfeat is imported first (it sets OMP_WAIT_POLICY=PASSIVE before any OpenMP runtime starts); its step
 is timed again before the peers are imported, to show whether they slow it down.
@@ -49,7 +49,7 @@ def _np_kappa(rho):
 
 
 def np_population_grad(W, a, Wt, at):
-    """Gradient of 1/2 a^T K(W,W) a - a^T K(W,W*) a* for relu (DESIGN.md section 1), dtype of W."""
+    """Gradient of 1/2 a^T K(W,W) a - a^T K(W,W*) a* for relu (docs/conventions.md), dtype of W."""
     n = np.sqrt(np.einsum("ij,ij->i", W, W))
     nt = np.sqrt(np.einsum("ij,ij->i", Wt, Wt))
     inv = 1 / n
@@ -568,7 +568,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer repeats (about a minute)")
     ap.add_argument("--peers", default="numpy,torch,jax", help="comma-separated subset of numpy,torch,jax")
     ap.add_argument("--workloads", default="population,empirical,online")
-    ap.add_argument("--update-readme", action="store_true", help="rewrite the README's performance table")
+    ap.add_argument("--update-readme", action="store_true", help="rewrite the performance tables (README.md, docs/performance.md)")
     ap.add_argument("--tolerance", type=float, default=1e-3,
                     help="largest accepted relative difference of one step's update (float32)")
     args = ap.parse_args(argv)
@@ -650,7 +650,7 @@ def main(argv=None):
     print(out)
     log(f"total {time.perf_counter() - t_start:.0f} s")
     if args.update_readme:
-        C.update_readme("compare", "### fastfeat against numpy, PyTorch and JAX\n\n" + out)
+        C.update_docs("compare", "### fastfeat against numpy, PyTorch and JAX\n\n" + out)
         log(f"updated {C.README}")
     if bad:
         log("MISMATCH: " + "; ".join(bad))

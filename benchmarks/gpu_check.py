@@ -8,7 +8,7 @@
 2. Timings (float32, relu; the sizes of issue 6): a population step at m = 16384 and 65536 (d = 512,
    m* = 8) and a full-batch empirical step at n = 65536, m = 8192, d = 512; each against the same step
    written in PyTorch on the same GPU (row/sample-chunked so its temporaries fit), and against the
-   GEMMs the step contains (cuBLAS through PyTorch, same run): the roof of DESIGN.md section 5.
+   GEMMs the step contains (cuBLAS through PyTorch, same run): the roof of the performance model of docs/performance-notes.md.
    ``--quick`` uses smaller sizes.
 
 Without numba-cuda or a GPU it says why and exits 0 (so it can run anywhere); without PyTorch it times

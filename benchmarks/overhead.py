@@ -2,7 +2,7 @@
 
     python benchmarks/overhead.py                   # both parts (start-up with an empty cache: minutes)
     python benchmarks/overhead.py --part logging    # only the logging costs (about a minute)
-    python benchmarks/overhead.py --update-readme   # also rewrite the README's block
+    python benchmarks/overhead.py --update-readme   # also rewrite its block in docs/performance.md
 
 Start-up: scripts run in new processes with ``NUMBA_CACHE_DIR`` pointing to a new, empty folder (cold:
 every kernel they use is compiled) and then again (warm: loaded from the disk cache); wall time of the
@@ -181,7 +181,7 @@ def main(argv=None):
     body = "### Start-up and logging\n\n" + render(st, lg)
     print(body)
     if args.update_readme:
-        C.update_readme("overhead", body)
+        C.update_docs("overhead", body)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python benchmarks/scaling.py                  # full sweep (a few minutes), writes docs/scaling.png
     python benchmarks/scaling.py --quick          # fewer sizes and repeats
-    python benchmarks/scaling.py --update-readme  # also rewrite the README's scaling figures
+    python benchmarks/scaling.py --update-readme  # also rewrite its block in docs/performance.md
 
 - population GD step (relu, weight decay, m* = 16, d = 128, float32) against the width m: the step costs
   O(m (m + m*) d), so the slope in m should be close to 2 once the m^2 part dominates;
@@ -185,7 +185,7 @@ def main(argv=None):
     print(out)
     log(f"wrote {args.png}; total {time.perf_counter() - t_start:.0f} s")
     if args.update_readme:
-        C.update_readme("scaling", "### Scaling with width and threads\n\n" + out)
+        C.update_docs("scaling", "### Scaling with width and threads\n\n" + out)
         log(f"updated {C.README}")
     return 0
 

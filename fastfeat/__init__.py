@@ -1,6 +1,6 @@
 """fastfeat: compiled kernels for training wide two-layer networks in the teacher-student setting.
 
-See DESIGN.md for the math conventions; ``import fastfeat as ff``.
+The math conventions and a user guide are in docs/ (``mkdocs serve``); ``import fastfeat as ff``.
 """
 import os as _os
 

@@ -164,24 +164,48 @@ def _loss_key(h):
     return "alignment.loss" if pop is not None and np.all(np.isfinite(pop)) else "loss"
 
 
-def plot_loss(res, path, plt):
-    """Population loss over the whole protocol, log scale; stages shaded, loss of f == 0 dashed."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    offset = 0
-    colors = ("tab:orange", "tab:green", "tab:blue")
-    for k, h in enumerate(res.histories):
-        x = h.step + offset
-        ax.semilogy(x, np.maximum(h[_loss_key(h)], 1e-300), "o-" if len(h) < 4 else "-", color=colors[k],
-                    ms=4, label=f"stage {k + 1}")
-        offset = x[-1]
-    ax.axhline(res.config["zero_loss"], ls="--", color="gray", lw=1, label="loss of f = 0")
-    ax.set_xlabel("step (stage 1: one step, stage 2: one solve, then stage 3)")
-    ax.set_ylabel("population loss" if _loss_key(res.stage3) == "alignment.loss" else "loss")
+#: one colour per teacher direction, the same in every plot (categorical)
+_TEACHER_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+                   "tab:gray", "tab:olive", "tab:cyan")
+
+
+def _teacher_color(i):
+    return _TEACHER_COLORS[i % len(_TEACHER_COLORS)]
+
+
+def _epoch_lines(ax, res, label=True):
+    """Dashed vertical lines at the stage-3 epoch boundaries (where the weight decay changes)."""
     c = res.config
-    ax.set_title(f"{c['activation']}: d={c['d']}, m*={c['m_star']}, m={c['m']}, "
-                 f"{'population' if c['n'] is None else 'n=%d' % c['n']}")
-    ax.legend()
-    ax.grid(alpha=0.3, which="both")
+    for k in range(1, c["epochs"]):
+        ax.axvline(k * c["epoch_steps"], color="0.6", ls=":", lw=1,
+                   label="weight-decay epoch boundary" if (label and k == 1) else None)
+
+
+def plot_loss(res, path, plt):
+    """Left: the loss at the start and after stages 1 and 2; right: stage 3 per step, with the epoch
+    boundaries; log scale, the loss of f == 0 dashed."""
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9.6, 4.0), gridspec_kw={"width_ratios": [1, 3]}, sharey=True)
+    h1, h2, h3 = res.histories
+    floor = 1e-300
+    pre = [h1[_loss_key(h1)][0], h1[_loss_key(h1)][-1], h2[_loss_key(h2)][-1]]
+    ax0.semilogy([0, 1, 2], np.maximum(pre, floor), "o-", color="k")
+    ax0.set_xticks([0, 1, 2], ["initial\n(f = 0)", "after\nstage 1", "after\nstage 2"])
+    ax0.set_xlim(-0.4, 2.4)
+    ax0.set_title("stages 1 and 2")
+    key3 = _loss_key(h3)
+    ax1.semilogy(h3.step, np.maximum(h3[key3], floor), "o-" if len(h3) < 4 else "-", color="tab:blue",
+                 ms=4, label="stage 3")
+    _epoch_lines(ax1, res)
+    c = res.config
+    for ax in (ax0, ax1):
+        ax.axhline(c["zero_loss"], ls="--", color="gray", lw=1, label="loss of f = 0" if ax is ax1 else None)
+        ax.grid(alpha=0.3, which="both")
+    ax0.set_ylabel(("population loss" if key3 == "alignment.loss" else "loss") + " (log scale)")
+    ax1.set_xlabel("stage 3 step")
+    ax1.set_title("stage 3: gradient descent with decreasing weight decay")
+    ax1.legend(fontsize=8)
+    fig.suptitle(f"{c['activation']}: d={c['d']}, m*={c['m_star']}, m={c['m']}, "
+                 f"{'population loss' if c['n'] is None else 'n=%d samples' % c['n']}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -192,53 +216,70 @@ def plot_alignment(res, path, plt):
     h = res.stage3
     if "alignment.best_cos" not in h.metrics:
         raise ValueError("the alignment plot needs metrics=('loss', 'alignment')")
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(12, 3.8))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 4.0))
     best = np.atleast_2d(h["alignment.best_cos"])
     cap = np.atleast_2d(h["alignment.captured_mass"])
     a_star = res.config["teacher_a"]
     for i in range(best.shape[1]):
-        line, = ax1.semilogy(h.step, np.maximum(1 - best[:, i], 1e-16), label=f"teacher {i}")
-        ax2.plot(h.step, cap[:, i], color=line.get_color(), label=f"s_{i}")
-        ax2.axhline(a_star[i], color=line.get_color(), ls="--", lw=1)
-    ax3.plot(h.step, h["alignment.far_mass"], color="k")
+        color = _teacher_color(i)
+        ax1.semilogy(h.step, np.maximum(1 - best[:, i], 1e-16), color=color, label=f"teacher {i}")
+        ax2.plot(h.step, cap[:, i], color=color, label=f"teacher {i}")
+        ax2.axhline(a_star[i], color=color, ls="--", lw=1)
+    far = np.asarray(h["alignment.far_mass"], float)
+    ax3.plot(h.step, far, color="k", label="far mass")
     ax3.set_yscale("symlog", linthresh=1e-3)  # log scale that still shows 0
-    ax1.set_title("1 - best cosine per teacher")
+    ax3.set_ylim(bottom=0, top=max(float(far.max()) * 2, 1e-2))  # 0 in range: tick labels in every case
+    radius_deg = np.degrees(res.config["radius"])
+    ax1.set_title("1 − best cosine (log scale)")
+    ax1.set_ylabel("1 − max_j cos(w_j, w*_i)")
     ax2.set_title("captured mass s_i (dashed: a*_i)")
-    ax3.set_title(f"far mass (angle > {res.config['radius']:.2g} rad)")
+    ax2.set_ylabel(f"s_i = Σ a_j |w_j| within {radius_deg:.3g}°")
+    ax3.set_title(f"far mass (angle > {radius_deg:.3g}° from every teacher)")
+    ax3.set_ylabel("Σ |a_j| |w_j| (symmetric log scale)")
     for ax in (ax1, ax2, ax3):
+        _epoch_lines(ax, res, label=ax is ax3)
         ax.set_xlabel("stage 3 step")
         ax.grid(alpha=0.3, which="both")
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)
+    ax3.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
 def plot_mass_by_angle(res, path, plt):
-    """Final neurons: mass |a_j||w_j| against the angle to the nearest teacher direction."""
+    """Final neurons: mass |a_j||w_j| against the angle (degrees) to the nearest teacher direction,
+    coloured by that teacher; and the total mass per angle bin (log scale)."""
     al = res.alignment
     ang = np.degrees(al["angle"])
     mass = al["mass"]
     near = al["nearest"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.0))
+    radius_deg = np.degrees(res.config["radius"])
+    threshold = 1e-3  # ff.metrics.alignment's default: "active" neurons
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.0))
     live = mass > 0
-    sc = ax1.scatter(ang[live], mass[live], c=near[live], cmap="viridis", s=12,
-                     vmin=-0.5, vmax=max(res.config["m_star"] - 0.5, 0.5))
+    for i in range(res.config["m_star"]):
+        sel = live & (near == i)
+        ax1.scatter(ang[sel], mass[sel], s=12, color=_teacher_color(i), label=f"nearest: teacher {i}")
     ax1.set_yscale("log")
-    fig.colorbar(sc, ax=ax1, label="nearest teacher", ticks=range(res.config["m_star"]))
-    ax1.set_xlabel("angle to nearest teacher direction (degrees)")
-    ax1.set_ylabel("neuron mass |a_j| |w_j|")
-    ax1.set_title(f"{int(np.sum(live))} neurons with nonzero mass of {len(mass)}")
-    hi = max(float(ang.max()) if ang.size else 1.0, np.degrees(res.config["radius"])) * 1.05
-    ax2.hist(ang, bins=np.linspace(0.0, hi, 40), weights=mass, color="tab:blue")
-    ax2.axvline(np.degrees(res.config["radius"]), color="k", ls="--", lw=1, label="neighbourhood radius")
-    ax2.set_xlabel("angle to nearest teacher direction (degrees)")
-    ax2.set_ylabel("total mass")
-    ax2.set_title("mass distribution by angle")
-    ax2.legend()
+    ax1.axvline(radius_deg, color="k", ls="--", lw=1, label=f"neighbourhood radius {radius_deg:.3g}°")
+    ax1.axhline(threshold, color="0.5", ls=":", lw=1, label=f"active threshold {threshold:g}")
+    ax1.set_xlabel("angle to the nearest teacher direction (degrees)")
+    ax1.set_ylabel("neuron mass |a_j| |w_j| (log scale)")
+    ax1.set_title(f"{int(al['active_neurons'])} active neurons (mass > {threshold:g}) of {len(mass)}")
+    ax1.legend(fontsize=8)
+    hi = max(float(ang.max()) if ang.size else 1.0, radius_deg) * 1.05
+    bins = np.linspace(0.0, hi, 40)
+    ax2.hist(ang, bins=bins, weights=mass, color="tab:blue")
+    ax2.set_yscale("log")
+    ax2.axvline(radius_deg, color="k", ls="--", lw=1, label=f"neighbourhood radius {radius_deg:.3g}°")
+    ax2.set_xlabel("angle to the nearest teacher direction (degrees)")
+    ax2.set_ylabel("total mass in the bin (log scale)")
+    ax2.set_title("mass by angle")
+    ax2.legend(fontsize=8)
     for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -331,10 +372,17 @@ def info(file=None):
     return lines
 
 
+def _package_version():
+    from . import __version__
+
+    return __version__
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastfeat", description="Fast teacher-student two-layer network "
                                      "experiments (Zhou & Ge's three-stage protocol).")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"fastfeat {_package_version()}")
+    sub = parser.add_subparsers(dest="command")
     p_run = sub.add_parser("run", help="run the three-stage experiment and write results to a folder")
     p_run.add_argument("config", nargs="?", help="TOML configuration ([teacher], [protocol]); default: built in")
     p_run.add_argument("--out", default="fastfeat-run", help="output folder (default: fastfeat-run)")
@@ -350,6 +398,9 @@ def main(argv=None):
                         help="worker processes (default: the CPU count; 1 compiles in this process)")
     p_warm.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
+    if args.command is None:  # a bare `fastfeat`: what it can do
+        parser.print_help()
+        return 0
     if args.command == "run":
         run(args.config, args.out, plots=not args.no_plots, progress=not args.quiet, force=args.force)
     elif args.command == "warmup":

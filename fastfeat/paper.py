@@ -1,6 +1,6 @@
 """The three-stage protocol of Zhou & Ge (NeurIPS 2024) as one call: ``ff.paper.three_stage``.
 
-DESIGN.md section 4. From a symmetric initialization (f == 0):
+Described in docs/paper.md. From a symmetric initialization (f == 0):
 
 1. **Early feature learning.** One large gradient step on ``W`` only, with weight decay ``1/eta1``, so that
    ``W1 = W0 - eta1 (grad_W L + W0/eta1) = -eta1 grad_W L``: every neuron moves into the span the
@@ -258,7 +258,7 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
                 balance=True, lr=None, lr_scale=0.6, epochs=5, epoch_steps=150, lam0=1e-2, lam_factor=0.25, lam_floor=0.0,
                 batch_size=None, log_every=100, metrics=("loss", "alignment"), radius=DEFAULT_RADIUS,
                 progress=False, n_threads=None):
-    """Run the three-stage protocol (DESIGN.md section 4) on a fresh student of width ``m``.
+    """Run the three-stage protocol (docs/paper.md) on a fresh student of width ``m``.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Regularizers added to the loss (DESIGN.md section 1)."""
+"""Regularizers added to the loss (docs/conventions.md)."""
 import numpy as np
 
 from .kernels.cpu.common import reg_value

@@ -69,7 +69,7 @@ def _kdiag_c(name, U):
 
 def population_grad(name, W, a, Wt, at, h=1e-30):
     """(g_W, g_a) of the population loss; g_W by complex step, g_a = K a - K* a* (exact, linear in a).
-    Rows with w_j = 0 get gradient 0 for the homogeneous kernels (DESIGN.md convention).
+    Rows with w_j = 0 get gradient 0 for the homogeneous kernels (the conventions' choice).
 
     The terms of L that depend on w_j are a_j sum_{k != j} a_k K(w_j, w_k) + a_j^2 K(w_j, w_j) / 2
     - a_j sum_i a*_i K(w_j, w*_i); all d perturbations of w_j are evaluated at once."""

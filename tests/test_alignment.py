@@ -6,7 +6,7 @@ import fastfeat as ff
 
 
 def naive_alignment(W, a, Wt, even, radius, threshold):
-    """Obviously-right loops over neurons (DESIGN.md section 3)."""
+    """Obviously-right loops over neurons (docs/conventions.md)."""
     m, ms = W.shape[0], Wt.shape[0]
     best = np.full(ms, 0.0 if even else -1.0)
     cap = np.zeros(ms)

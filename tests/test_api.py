@@ -191,3 +191,18 @@ def test_kernels_callable_from_user_njit(setup):
     my_loop(mine.W, mine.a, teacher.W, teacher.a, k.ACTIVATION_CODES["relu"], 0.2, 1e-2, 25, gW, ga, ws)
     np.testing.assert_allclose(mine.W, net.W, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(mine.a, net.a, rtol=1e-13, atol=1e-15)
+
+
+def test_history_to_pandas_and_the_progress_bar(capsys):
+    pd = pytest.importorskip("pandas")
+    t = ff.Teacher.random(5, 2, activation="relu", seed=0)
+    net = ff.TwoLayer.init(5, 8, seed=1)
+    hist = ff.train(net, ff.Population(t), steps=40, lr=0.1, log_every=10, metrics=("loss", "alignment"),
+                    progress=True)
+    df = hist.to_pandas()
+    assert isinstance(df, pd.DataFrame) and list(df.index) == [0, 10, 20, 30, 40] and df.index.name == "step"
+    np.testing.assert_array_equal(df["loss"], hist["loss"])
+    np.testing.assert_array_equal(df["alignment.best_cos[1]"], hist["alignment.best_cos"][:, 1])
+    err = capsys.readouterr().err
+    assert "40/40" in err and "steps/s" in err
+    assert err.count("loss=") >= 1 and "alignment.loss=" not in err  # each metric once

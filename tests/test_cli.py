@@ -167,6 +167,15 @@ def test_a_diverging_protocol_is_one_error_line_with_status_1(tmp_path, capsys):
     assert info.value.code == 1 and err.startswith("fastfeat: error: the protocol stopped: training diverged")
 
 
+def test_version_and_bare_command_print_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"fastfeat {ff.__version__}"
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fastfeat") and "run" in out and "warmup" in out
+
+
 def test_info_never_crashes():
     buf = io.StringIO()
     lines = cli.info(file=buf)

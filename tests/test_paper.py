@@ -1,4 +1,4 @@
-"""ff.paper.three_stage: the paper's protocol end to end (DESIGN.md section 4)."""
+"""ff.paper.three_stage: the paper's protocol end to end (docs/paper.md)."""
 import time
 
 import numpy as np

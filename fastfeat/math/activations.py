@@ -5,13 +5,13 @@ the whole table for one target (``numba.njit`` on the CPU, ``numba.cuda.jit(devi
 and one float type, so CPU and GPU kernels share the same math and float32 code stays in float32 (all
 constants are captured as typed closure constants, never as Python float literals).
 
-Conventions (DESIGN.md section 1): ``q_u = |u|^2``, ``c = u.v``, ``rho = c / (|u||v|)`` clipped to [-1, 1].
+Conventions (docs/conventions.md): ``q_u = |u|^2``, ``c = u.v``, ``rho = c / (|u||v|)`` clipped to [-1, 1].
 ``pair(code, nu, nv, c)`` returns ``(K, alpha_u, alpha_v, beta)`` with
 
     grad_u K(u, v) = alpha_u * u + beta * v,     grad_v K(u, v) = alpha_v * v + beta * u,
 
 ``beta`` being symmetric in (u, v).  For the positively homogeneous kernels the gradient at ``u = 0``
-(or ``v = 0``) is 0, as DESIGN.md asks.
+(or ``v = 0``) is 0, as the conventions define it.
 
 The neuron of ``relu_centered`` is ``phi(w, x) = relu(w.x) - w.x/2 - |w|/sqrt(2 pi)``; it depends on
 ``|w|`` as well as ``w.x``, so ``neuron(code, z, nw)`` takes the norm and ``dneuron_dnorm(code)`` gives the

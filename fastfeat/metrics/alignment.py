@@ -1,4 +1,4 @@
-"""Feature-learning diagnostics (DESIGN.md section 3): how well the student's neurons capture the teacher's.
+"""Feature-learning diagnostics (docs/conventions.md): how well the student's neurons capture the teacher's.
 
 For neuron ``j``: direction ``w_j/|w_j|``, mass ``nu_j = |a_j| |w_j|``; for teacher ``i`` the cosines
 ``rho_ij`` (``|rho_ij|`` for even activations, where ``w`` and ``-w`` are the same neuron). Each neuron
@@ -105,7 +105,7 @@ def _population_loss(net, teacher):
 
 def alignment(net, teacher, *, radius=DEFAULT_RADIUS, threshold=DEFAULT_THRESHOLD, with_Q=False, neurons=True,
               loss=True):
-    """Feature-learning diagnostics of ``net`` against ``teacher`` (DESIGN.md section 3).
+    """Feature-learning diagnostics of ``net`` against ``teacher`` (defined in docs/conventions.md).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""The exact Gaussian population objective (closed-form kernels, DESIGN.md section 1)."""
+"""The exact Gaussian population objective (closed-form kernels, docs/conventions.md)."""
 import numpy as np
 
 from .._validation import check_float

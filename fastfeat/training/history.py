@@ -62,6 +62,24 @@ class History:
     def from_dict(cls, d):
         return cls(d["step"], {k: np.asarray(v, dtype=float) for k, v in d["metrics"].items()}, d.get("info"))
 
+    def to_pandas(self):
+        """A pandas DataFrame indexed by step, one column per logged value (a per-teacher metric such as
+        ``alignment.best_cos`` becomes ``alignment.best_cos[0]``, ``[1]``, ...). Needs pandas."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("History.to_pandas needs pandas: pip install pandas") from None
+        cols = {}
+        for k, v in self.metrics.items():
+            v = np.asarray(v)
+            if v.ndim == 1:
+                cols[k] = v
+            else:
+                flat = v.reshape(len(v), -1)
+                for i in range(flat.shape[1]):
+                    cols[f"{k}[{i}]"] = flat[:, i]
+        return pd.DataFrame(cols, index=pd.Index(self.step, name="step"))
+
     def save(self, path):
         path = str(path)
         if path.endswith(".npz"):

@@ -77,22 +77,46 @@ def _log_values(metrics, net, objective, teacher, reg, step, known=None):
 
 
 class _Progress:
+    """The progress bar of ``progress=True`` (tqdm): steps done, and a postfix with the training speed
+    (steps per second spent in the compiled calls only: compiling, logging and checkpoints excluded)
+    and each logged scalar metric once."""
+
     def __init__(self, total, enabled):
-        self.total = total
-        self.enabled = enabled
-        self.t0 = time.perf_counter()
+        self.bar = None
+        self.kernel_seconds = 0.0
+        self.kernel_steps = 0
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+        self.shown = 0
+        self.last = {}
+
+    def timed(self, seconds, steps):
+        """Account one compiled call (the first one compiles: it is left out of the speed)."""
+        if self.kernel_steps or self.kernel_seconds:
+            self.kernel_seconds += seconds
+            self.kernel_steps += steps
+        else:
+            self.kernel_seconds = 1e-300  # marks the first call as seen
 
     def update(self, done, values):
-        if not self.enabled:
+        if self.bar is None:
             return
-        frac = done / self.total if self.total else 1.0
-        bar = "#" * int(30 * frac)
-        rate = done / max(time.perf_counter() - self.t0, 1e-9)
-        extra = " ".join(f"{k}={float(v):.4g}" for k, v in values.items() if np.ndim(v) == 0)
-        sys.stderr.write(f"\r[{bar:<30}] {done}/{self.total} steps, {rate:.3g} steps/s {extra}")
-        if done >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        parts = []
+        if self.kernel_steps:
+            parts.append(f"{self.kernel_steps / max(self.kernel_seconds, 1e-12):.3g} steps/s")
+        # the latest known value of each scalar metric (a row's "loss" may arrive with the next call)
+        self.last.update({k: v for k, v in values.items() if "." not in k and np.ndim(v) == 0})
+        parts += [f"{k}={float(v):.4g}" for k, v in self.last.items()]
+        self.bar.set_postfix_str(", ".join(parts), refresh=False)
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, metrics=None,
@@ -358,7 +382,9 @@ def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progres
             s0 = start_step + done_total
             lrs = np.full(n, const_lr) if const_lr is not None else evaluate(lr_s, s0, n, "lr", positive=True)
             code, la, lw = reg_arrays(reg, s0, n)
+            t_call = time.perf_counter()
             done, losses = runner(s0, lrs, code, la, lw)
+            bar.timed(time.perf_counter() - t_call, done)
             done_total += done
             if pending is not None:  # the loss before this call's first step is the pending row's
                 check_row(pending[0], complete(float(losses[0]) if done > 0 else objective.loss(net)))
@@ -408,6 +434,7 @@ def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progres
             save(unverified)
         raise
     finally:
+        bar.close()
         if runner is not None and hasattr(runner, "finish"):
             runner.finish()  # CUDA: copy the (last finite) weights back into net, also on errors
         numba.set_num_threads(old_threads)

@@ -5,7 +5,7 @@
     g_W[j] = 1/n sum_k r_k a_j sigma'(z_kj) x_k  +  a_j c_norm (1/n sum_k r_k) w_j / |w_j|
 
 (``c_norm = dneuron_dnorm``: nonzero only for ``relu_centered``, whose neuron has the ``-|w|/sqrt(2 pi)``
-term.) Strategy (DESIGN.md section 5): the samples are processed in tiles of ``t`` rows. Per tile
+term.) Strategy: the samples are processed in tiles of ``t`` rows. Per tile
 
 1. ``Z = X_t W^T`` (BLAS, t x m);
 2. one parallel pass over the rows of ``Z``: the row's outputs ``phi`` and ``f_k``, the residual, then

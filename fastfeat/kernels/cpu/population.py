@@ -8,7 +8,7 @@ With ``grad_u K(u, v) = alpha_u u + beta v`` (see ``fastfeat.math.activations``)
     g_W[j] = a_j A_j w_j + sum_k B_jk w_k - sum_i B*_ji w*_i
     A_j = sum_k a_k alpha(w_j, w_k) - sum_i a*_i alpha(w_j, w*_i),  B_jk = a_j a_k beta_jk (symmetric)
 
-Strategy (DESIGN.md section 5): rows of W are processed in tiles I = [i0, i1). For each tile the Gram
+Strategy: rows of W are processed in tiles I = [i0, i1). For each tile the Gram
 blocks ``W_I W_I^T`` (diagonal) and ``W_I W_{>I}^T`` (upper off-diagonal) come from BLAS, called outside
 any prange; one parallel elementwise pass turns them, in place, into ``B`` while accumulating S and A
 for the tile's rows and, by symmetry, for the later rows (each column chunk is owned by one thread, so

@@ -42,7 +42,7 @@ default 4): each thread of a product accumulates a REG_BLOCK x REG_BLOCK block o
 so one thread block computes a (TILE REG_BLOCK)^2 tile (kernels are compiled per setting). Tests lower
 them so that tiny problems span several blocks with ragged tails. ``ROWS_BUDGET`` bounds the elements of the per-step
 scratch blocks (population: rows x (m + m*); empirical: samples x m), the O(tile * m) memory of
-DESIGN.md section 5.
+the performance model of docs/performance-notes.md.
 """
 import os
 
