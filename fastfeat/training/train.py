@@ -101,14 +101,17 @@ class _Progress:
         else:
             self.kernel_seconds = 1e-300  # marks the first call as seen
 
+    def note(self, values):
+        """Remember the scalar metrics of a row (shown at the next update)."""
+        self.last.update({k: v for k, v in values.items() if "." not in k and np.ndim(v) == 0})
+
     def update(self, done, values):
         if self.bar is None:
             return
         parts = []
         if self.kernel_steps:
             parts.append(f"{self.kernel_steps / max(self.kernel_seconds, 1e-12):.3g} steps/s")
-        # the latest known value of each scalar metric (a row's "loss" may arrive with the next call)
-        self.last.update({k: v for k, v in values.items() if "." not in k and np.ndim(v) == 0})
+        self.note(values)  # the latest known value of each scalar metric (a "loss" may come with the next call)
         parts += [f"{k}={float(v):.4g}" for k, v in self.last.items()]
         self.bar.set_postfix_str(", ".join(parts), refresh=False)
         self.bar.update(done - self.shown)
@@ -351,6 +354,7 @@ def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progres
             values = pending[1]
             values["loss"] = loss
             history._append(pending[0], values)
+            bar.note(values)
             return values
 
         def check_row(step, values):
