@@ -23,4 +23,5 @@ from .networks import Teacher, TwoLayer  # noqa: E402,F401
 from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F401
 from .regularizers import PathNorm, WeightDecay  # noqa: E402,F401
 from .training import Checkpoint, CheckpointError, History, TrainingDiverged, train  # noqa: E402,F401
+from .sweeps import sweep  # noqa: E402,F401  (Dask is imported only when a sweep runs)
 from . import _warmup_tasks  # noqa: E402,F401  (ff.kernels.warmup's tasks)

@@ -100,6 +100,14 @@ def check_config(cfg, where="config"):
     """(teacher, m, protocol keywords) of a configuration, after checking every value (types, ranges, every
     keyword of ``ff.paper.three_stage``) without running or compiling anything; all problems are reported
     together as one ``fastfeat: error:`` line (exit status 2)."""
+    teacher, m, proto, problems = config_problems(cfg)
+    if problems:
+        _fail(f"{where}: " + "; ".join(problems))
+    return teacher, m, proto
+
+
+def config_problems(cfg):
+    """(teacher, m, protocol keywords, problems): ``check_config`` without exiting (problems: phrases)."""
     import fastfeat as ff
 
     problems = []
@@ -118,9 +126,7 @@ def check_config(cfg, where="config"):
             problems.append(f"[protocol]: {key} is set by the command line (--quiet), not in the config")
             proto.pop(key)
     problems += [f"[protocol]: {p}" for p in ff.paper.argument_problems(teacher, m, **proto)]
-    if problems:
-        _fail(f"{where}: " + "; ".join(problems))
-    return teacher, m, proto
+    return teacher, m, proto, problems
 
 
 #: what ``fastfeat run`` writes into its folder
@@ -285,6 +291,25 @@ def plot_mass_by_angle(res, path, plt):
     plt.close(fig)
 
 
+def write_results(res, teacher, cfg, out, plt, wall):
+    """Write a finished protocol into folder ``out`` (histories, weights, summary.json, and the plots when
+    ``plt`` is matplotlib's pyplot); returns the summary."""
+    for k, h in enumerate(res.histories, 1):
+        h.save(os.path.join(out, f"stage{k}.json"))
+    np.savez(os.path.join(out, "weights.npz"), W=res.net.W, a=res.net.a, activation=res.net.activation,
+             W_star=teacher.W, a_star=teacher.a)
+    summary = res.summary()
+    summary["wall_seconds"] = wall
+    summary["teacher"] = cfg["teacher"]
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    if plt is not None:
+        plot_loss(res, os.path.join(out, "loss.png"), plt)
+        plot_alignment(res, os.path.join(out, "alignment.png"), plt)
+        plot_mass_by_angle(res, os.path.join(out, "mass_by_angle.png"), plt)
+    return summary
+
+
 def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=False):
     """``fastfeat run``: returns the ``ThreeStageResult``. The whole configuration and the output folder are
     checked before anything runs (``fastfeat: error:``, exit status 2); a run that fails (diverges) ends
@@ -303,19 +328,7 @@ def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=F
     except ff.TrainingDiverged as exc:
         _fail(f"the protocol stopped: {exc}", code=1)
     wall = time.perf_counter() - t0
-    for k, h in enumerate(res.histories, 1):
-        h.save(os.path.join(out, f"stage{k}.json"))
-    np.savez(os.path.join(out, "weights.npz"), W=res.net.W, a=res.net.a, activation=res.net.activation,
-             W_star=teacher.W, a_star=teacher.a)
-    summary = res.summary()
-    summary["wall_seconds"] = wall
-    summary["teacher"] = cfg["teacher"]
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if plt is not None:
-        plot_loss(res, os.path.join(out, "loss.png"), plt)
-        plot_alignment(res, os.path.join(out, "alignment.png"), plt)
-        plot_mass_by_angle(res, os.path.join(out, "mass_by_angle.png"), plt)
+    summary = write_results(res, teacher, cfg, out, plt, wall)
     s = summary
     say(f"done in {wall:.1f} s: population loss {s['loss']:.3g} ({s['relative_loss']:.3g} of f = 0), best cosine "
         f"{np.round(s['best_cos'], 4).tolist()}, captured mass {np.round(s['captured_mass'], 4).tolist()} "
@@ -323,6 +336,48 @@ def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=F
     say(f"wrote {out}{os.sep}: summary.json, weights.npz, stage1-3.json" + (", loss.png, alignment.png, "
                                                                           "mass_by_angle.png" if plots else ""))
     return res
+
+
+def sweep_command(args):
+    """``fastfeat sweep``: every run checked first, then the sweep on Dask; results.csv and a summary plot."""
+    from . import sweeps as sw
+
+    if args.workers is not None and args.workers < 1:
+        _fail(f"--workers must be >= 1, got {args.workers}")
+    if args.threads_per_run < 1:
+        _fail(f"--threads-per-run must be >= 1, got {args.threads_per_run}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        _fail(f"--out {args.out} is a file, not a folder")
+    _, runs = sw.load(args.sweep)
+    sw.check_runs(runs, f"sweep {args.sweep}")
+    try:
+        import distributed  # noqa: F401  (installed?)
+    except ImportError:
+        _fail("fastfeat sweep needs Dask distributed: pip install 'fastfeat[sweep]'")
+    prepare_out_writable = args.out
+    try:
+        os.makedirs(prepare_out_writable, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".fastfeat-probe-", dir=args.out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        _fail(f"--out {args.out} is not writable: {exc.strerror or exc}")
+    rows = sw.sweep(runs, out=args.out, workers=args.workers, scheduler=args.scheduler,
+                    threads_per_run=args.threads_per_run, plots=args.plots, progress=not args.quiet)
+    swept = list(dict.fromkeys(k for s, _ in runs for k in s))
+    status = {}
+    for r in rows:
+        status[r["status"]] = status.get(r["status"], 0) + 1
+    if swept and args.plot:
+        try:
+            sw.plot(rows, os.path.join(args.out, "summary.png"), x=swept[0], y=args.plot,
+                    by=swept[1] if len(swept) > 1 else None)
+        except SystemExit:
+            pass  # no matplotlib: the table is what counts
+    if not args.quiet:
+        print(f"{len(rows)} runs: " + ", ".join(f"{n} {k}" for k, n in sorted(status.items()))
+              + f"; wrote {os.path.join(args.out, 'results.csv')}")
+    return rows
 
 
 def _version(module):
@@ -389,6 +444,17 @@ def main(argv=None):
     p_run.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     p_run.add_argument("--quiet", action="store_true", help="no progress output")
     p_run.add_argument("--force", action="store_true", help="overwrite the results of an earlier run in --out")
+    p_sw = sub.add_parser("sweep", help="run a grid of three-stage experiments on Dask (results.csv per sweep)")
+    p_sw.add_argument("sweep", help="TOML: [teacher], [protocol], and [sweep] lists of values and/or [[runs]]")
+    p_sw.add_argument("--out", required=True, help="output folder (results.csv, runs/<key>/, summary.png)")
+    where = p_sw.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="local worker processes (default: the cores)")
+    where.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler instead")
+    p_sw.add_argument("--threads-per-run", type=int, default=1, help="numba and BLAS threads per run (default 1)")
+    p_sw.add_argument("--plots", action="store_true", help="write each run's plots too (needs matplotlib)")
+    p_sw.add_argument("--plot", default="relative_loss",
+                      help="metric of the summary plot against the first swept key (default relative_loss)")
+    p_sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("info", help="versions, threads, threading layer, CUDA, where the kernels are cached")
     p_warm = sub.add_parser("warmup", help="compile every kernel for both float types into the disk cache")
     p_warm.add_argument("--dtype", choices=("float32", "float64"), action="append",
@@ -403,6 +469,8 @@ def main(argv=None):
         return 0
     if args.command == "run":
         run(args.config, args.out, plots=not args.no_plots, progress=not args.quiet, force=args.force)
+    elif args.command == "sweep":
+        sweep_command(args)
     elif args.command == "warmup":
         from .kernels._warmup import DTYPES, TASKS, warmup
 

@@ -7,7 +7,6 @@ import re
 import runpy
 import subprocess
 import sys
-import tomllib
 from contextlib import redirect_stdout
 
 import pytest
@@ -80,9 +79,16 @@ def test_the_quickstart_prints_what_the_page_shows(page, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "toml")])
 def test_configuration_examples_are_valid(page, tmp_path, capsys):
+    from fastfeat import sweeps
+
     for _, text in blocks(page, "toml"):
         path = tmp_path / "c.toml"
         path.write_text(text)
+        if "[sweep]" in text or "[[runs]]" in text:
+            _, runs = sweeps.load(str(path))
+            sweeps.check_runs(runs)  # raises SystemExit on any problem
+            assert runs
+            continue
         cfg = cli.load_config(str(path))
         teacher, m, proto = cli.check_config(cfg)  # raises SystemExit on any problem
         assert isinstance(teacher, ff.Teacher) and m >= 2

@@ -1,0 +1,388 @@
+"""Parameter sweeps on Dask distributed: ``ff.sweep`` and ``fastfeat sweep``.
+
+A sweep is a list of runs. From a file: the ``[teacher]`` and ``[protocol]`` tables of ``fastfeat run``
+(the base configuration), a ``[sweep]`` table whose keys are dotted names (``"teacher.seed"``,
+``"protocol.m"``, ...) and whose values are lists (the runs are their product), and/or a ``[[runs]]`` list
+of explicit configurations (dotted keys or ``teacher``/``protocol`` tables, over the base). Each run is
+one task: the three-stage protocol as ``fastfeat run`` does it, written to its own folder
+``DIR/runs/<key>`` (``key``: a hash of its full configuration), or a user function of one configuration.
+
+The tasks run on Dask distributed: a ``LocalCluster`` of worker processes by default (one per core,
+numba and BLAS limited to ``threads_per_run`` threads each, so the workers do not oversubscribe the
+cores), or an existing scheduler by address (any cluster: dask-jobqueue on Slurm or PBS, Kubernetes...).
+Every worker loads the compiled kernels from the disk cache before it takes tasks.
+
+Results: ``DIR/results.csv`` gets one row per run as it finishes (swept keys, status ``ok`` /
+``diverged`` / ``error`` with its message, the summary metrics, wall time); at the end it is rewritten
+in sweep order, with ``results.parquet`` when pyarrow is installed. A rerun skips the runs already
+finished (``ok`` or ``diverged``) and retries the others; a run that fails is recorded and the others go
+on; a worker that dies loses only its current run, which Dask gives to another worker.
+"""
+import csv
+import hashlib
+import itertools
+import json
+import math
+import os
+import time
+import warnings
+
+import numpy as np
+
+from ._validation import check_int
+
+#: the columns of results.csv after the swept keys
+METRIC_COLUMNS = ("status", "message", "relative_loss", "loss", "best_cos_min", "captured_mass_error", "far_mass",
+                  "active_neurons", "wall_seconds", "best_cos", "captured_mass", "key")
+FINISHED = ("ok", "diverged")
+
+
+def _set(cfg, dotted, value, where):
+    table, _, key = dotted.partition(".")
+    if table not in ("teacher", "protocol") or not key or "." in key:
+        raise ValueError(f"{where}: {dotted!r} must be 'teacher.<key>' or 'protocol.<key>'")
+    cfg[table][key] = value
+
+
+def expand(base, sweep=None, runs=None, where="sweep"):
+    """The runs of a sweep: a list of ``(swept, cfg)``, ``swept`` the dotted keys that vary and their
+    values, ``cfg`` the full configuration (``{"teacher": {...}, "protocol": {...}}``)."""
+    out = []
+    if sweep:
+        keys = list(sweep)
+        for key in keys:
+            if not isinstance(sweep[key], list) or not sweep[key]:
+                raise ValueError(f"{where}: [sweep] {key!r} must be a non-empty list of values")
+        for values in itertools.product(*(sweep[k] for k in keys)):
+            cfg = {t: dict(v) for t, v in base.items()}
+            for k, v in zip(keys, values):
+                _set(cfg, k, v, where)
+            out.append((dict(zip(keys, values)), cfg))
+    for i, run in enumerate(runs or ()):
+        if not isinstance(run, dict):
+            raise ValueError(f"{where}: [[runs]] entry {i} must be a table")
+        cfg = {t: dict(v) for t, v in base.items()}
+        swept = {}
+        for k, v in run.items():
+            if k in ("teacher", "protocol") and isinstance(v, dict):
+                for kk, vv in v.items():
+                    cfg[k][kk] = vv
+                    swept[f"{k}.{kk}"] = vv
+            else:
+                _set(cfg, k, v, f"{where}: [[runs]] entry {i}")
+                swept[k] = v
+        out.append((swept, cfg))
+    if not sweep and not runs:
+        out.append(({}, {t: dict(v) for t, v in base.items()}))
+    return out
+
+
+def run_key(cfg):
+    """A short hash of a run's full configuration (its folder name and its identity across reruns)."""
+    text = json.dumps(cfg, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load(path):
+    """(base configuration, runs) of a sweep file; problems end the program (``fastfeat: error:``)."""
+    import tomllib
+
+    from .cli import DEFAULT_CONFIG, _fail
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.loads(f.read().decode("utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read sweep {path}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        _fail(f"sweep {path} is not UTF-8 text")
+    except tomllib.TOMLDecodeError as exc:
+        _fail(f"sweep {path} is not valid TOML: {exc}")
+    unknown = sorted(set(data) - {"teacher", "protocol", "sweep", "runs"})
+    if unknown:
+        _fail(f"sweep {path}: unknown table(s) {unknown}; use [teacher], [protocol], [sweep] and [[runs]]")
+    base = {k: dict(v) for k, v in DEFAULT_CONFIG.items()}
+    for t in ("teacher", "protocol"):
+        if t in data:
+            if not isinstance(data[t], dict):
+                _fail(f"sweep {path}: {t} must be a table")
+            base[t].update(data[t])
+    runs = data.get("runs")
+    if runs is not None and not isinstance(runs, list):
+        _fail(f"sweep {path}: runs must be a list of tables ([[runs]])")
+    try:
+        return base, expand(base, data.get("sweep"), runs, f"sweep {path}")
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def check_runs(runs, where="sweep"):
+    """Check every run's configuration before anything starts; all problems as one error line."""
+    from . import cli
+
+    problems = []
+    for swept, cfg in runs:
+        found = cli.config_problems(cfg)[3]
+        if found:
+            problems.append(f"run {swept or '(the base configuration)'}: " + "; ".join(found))
+    if problems:
+        cli._fail(f"{where}: {len(problems)} of {len(runs)} runs are invalid: " + " | ".join(problems[:5])
+                  + (" | ..." if len(problems) > 5 else ""))
+
+
+def protocol_task(cfg, out, plots=False):
+    """One run of the three-stage protocol (what ``fastfeat run`` does), written to folder ``out``;
+    returns its row of results.csv (without the swept keys)."""
+    import fastfeat as ff
+
+    from . import cli
+
+    t0 = time.perf_counter()
+    row = {"status": "ok", "message": ""}
+    try:
+        teacher, m, proto = cli.check_config(cfg)
+        os.makedirs(out, exist_ok=True)
+        res = ff.paper.three_stage(teacher, m, **proto)
+        plt = cli._pyplot() if plots else None
+        s = cli.write_results(res, teacher, cfg, out, plt, time.perf_counter() - t0)
+        a_star = np.asarray(s["teacher_a"], float)
+        row.update(relative_loss=s["relative_loss"], loss=s["loss"], best_cos_min=float(np.min(s["best_cos"])),
+                   captured_mass_error=float(np.max(np.abs(np.asarray(s["captured_mass"]) - a_star))),
+                   far_mass=s["far_mass"], active_neurons=s["active_neurons"], best_cos=json.dumps(s["best_cos"]),
+                   captured_mass=json.dumps(s["captured_mass"]))
+    except ff.TrainingDiverged as exc:
+        row.update(status="diverged", message=str(exc))
+    except SystemExit:
+        row.update(status="error", message="invalid configuration")
+    except Exception as exc:  # noqa: BLE001 - recorded in the results, the other runs go on
+        row.update(status="error", message=f"{type(exc).__name__}: {exc}")
+    row["wall_seconds"] = time.perf_counter() - t0
+    return row
+
+
+def _user_task(fn, cfg, out):
+    t0 = time.perf_counter()
+    try:
+        got = fn(cfg)
+        row = {"status": "ok", "message": ""}
+        if isinstance(got, dict):
+            row.update(got)
+        elif got is not None:
+            row["value"] = got
+    except Exception as exc:  # noqa: BLE001
+        import fastfeat as ff
+        row = {"status": "diverged" if isinstance(exc, ff.TrainingDiverged) else "error",
+               "message": f"{type(exc).__name__}: {exc}"}
+    row["wall_seconds"] = time.perf_counter() - t0
+    return row
+
+
+def _task(fn, cfg, out, plots):
+    return protocol_task(cfg, out, plots) if fn is None else _user_task(fn, cfg, out)
+
+
+def _warmup_plugin(dtypes):
+    """A Dask worker plugin that loads the compiled kernels (from the disk cache) before the worker takes
+    tasks; it runs again on any worker that joins or restarts."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class Warmup(WorkerPlugin):
+        name = "fastfeat-warmup"
+
+        def setup(self, worker):
+            import fastfeat as ff
+
+            ff.kernels.warmup(tuple(dtypes), tasks=["population", "empirical", "paper"], processes=1,
+                              progress=False)
+
+    return Warmup()
+
+
+def _read_rows(path):
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="") as f:
+        return {r["key"]: r for r in csv.DictReader(f) if r.get("key")}
+
+
+def _write_rows(path, rows, columns):
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1, plots=False, progress=True,
+          retries=2, client=None):
+    """Run every configuration of ``runs`` on Dask distributed; returns the rows of ``results.csv``.
+
+    ``runs``: a sweep file's path, or a list of configurations (``{"teacher": {...}, "protocol": {...}}``,
+    each over the built-in configuration of ``fastfeat run``), or of ``(swept, cfg)`` pairs.
+    ``fn(cfg)``: a user function of one configuration to run instead of the protocol (it returns a dict
+    of values for the row, or a number); None runs the protocol. ``workers``: processes of the
+    ``LocalCluster`` (default: the cores); ``scheduler``: the address of an existing Dask scheduler
+    instead; ``client``: an existing ``distributed.Client``. ``threads_per_run``: numba and BLAS
+    threads of each worker. ``retries``: how often Dask retries a run whose worker died.
+    """
+    from . import cli
+
+    if isinstance(runs, (str, os.PathLike)):
+        _, runs = load(os.fspath(runs))
+    else:
+        from .cli import DEFAULT_CONFIG
+        pairs = []
+        for r in runs:
+            if isinstance(r, tuple):
+                pairs.append(r)
+            else:
+                cfg = {k: dict(v) for k, v in DEFAULT_CONFIG.items()}
+                for t in ("teacher", "protocol"):
+                    cfg[t].update(r.get(t, {}))
+                swept = {f"{t}.{k}": v for t in ("teacher", "protocol") for k, v in r.get(t, {}).items()}
+                pairs.append((swept, cfg))
+        runs = pairs
+    if fn is None:
+        check_runs(runs)
+        if plots:
+            cli._pyplot()
+    threads_per_run = check_int(threads_per_run, "threads_per_run")
+    out = os.fspath(out)
+    os.makedirs(os.path.join(out, "runs"), exist_ok=True)
+    swept_keys = list(dict.fromkeys(k for swept, _ in runs for k in swept))
+    path = os.path.join(out, "results.csv")
+    previous = _read_rows(path)
+    extra = list(dict.fromkeys(k for r in previous.values() for k in r
+                               if k not in swept_keys and k not in METRIC_COLUMNS))  # a user function's values
+    columns = swept_keys + extra + list(METRIC_COLUMNS)
+    done = {k: r for k, r in previous.items() if r.get("status") in FINISHED}
+    todo = [(s, c, run_key(c)) for s, c in runs]
+    keys_in_order = [k for _, _, k in todo]
+    pending = [(s, c, k) for s, c, k in todo if k not in done]
+    rows = dict(done)
+
+    def record(swept, key, row):
+        row = dict(row, key=key, **swept)
+        rows[key] = row
+        new = [k for k in row if k not in columns]
+        if new:  # a user function's own values: new columns, the table rewritten once
+            columns[len(swept_keys):len(swept_keys)] = new
+            _write_rows(path, [rows[k] for k in keys_in_order if k in rows], columns)
+            return
+        with open(path, "a", newline="") as f:  # as runs finish, never only at the end
+            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            if f.tell() == 0:
+                w.writeheader()
+            w.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+
+    if os.path.exists(path):  # keep the finished rows only, under this sweep's columns
+        _write_rows(path, [done[k] for k in keys_in_order if k in done], columns)
+    t_start = time.perf_counter()
+    first_task = None
+    if pending:
+        own = None
+        if client is None:
+            from distributed import Client, LocalCluster
+            if scheduler is not None:
+                client = own = Client(scheduler)
+            else:
+                import dask
+                n = workers if workers is not None else (os.cpu_count() or 1)
+                n = check_int(n, "workers")
+                env = {v: str(threads_per_run) for v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
+                                                         "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+                with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+                    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, env=env,
+                                           dashboard_address=None)
+                client = own = Client(cluster)
+        try:
+            dtypes = sorted({str(c["protocol"].get("dtype", "float64")) for _, c, _ in pending})
+            try:
+                client.register_plugin(_warmup_plugin(dtypes))
+            except Exception as exc:  # noqa: BLE001 - a worker that died meanwhile: the tasks still run
+                warnings.warn(f"fastfeat sweep: warming up the workers failed ({type(exc).__name__}: {exc}); "
+                              "each run loads its kernels itself", RuntimeWarning, stacklevel=2)
+            futures = {}
+            for swept, cfg, key in pending:
+                fut = client.submit(_task, fn, cfg, os.path.join(out, "runs", key), plots, key=f"fastfeat-run-{key}",
+                                    retries=retries, pure=False)
+                futures[fut] = (swept, key)
+            from distributed import as_completed
+
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=len(todo), initial=len(done), unit="run", dynamic_ncols=True)
+            failed = 0
+            for fut in as_completed(futures):
+                swept, key = futures[fut]
+                if first_task is None:
+                    first_task = time.perf_counter() - t_start
+                try:
+                    row = fut.result()
+                except Exception as exc:  # noqa: BLE001 - e.g. the worker died more often than retries
+                    row = {"status": "error", "message": f"{type(exc).__name__}: {exc}", "wall_seconds": math.nan}
+                failed += row["status"] != "ok"
+                record(swept, key, row)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"failed {failed}, remaining {bar.total - bar.n}")
+            if bar is not None:
+                bar.close()
+        finally:
+            if own is not None:
+                cluster = getattr(own, "cluster", None)
+                own.close()
+                if cluster is not None:
+                    cluster.close()
+    ordered = [rows[k] for k in keys_in_order if k in rows]
+    _write_rows(path, ordered, columns)
+    try:  # typed rows (the finished ones were read back from the CSV as text), and Parquet
+        import pandas as pd
+    except ImportError:
+        pd = None
+    if pd is not None:
+        table = pd.read_csv(path, dtype={"key": str, "message": str}, keep_default_na=False, na_values=[""])
+        ordered = table.to_dict("records")
+        try:
+            table.to_parquet(os.path.join(out, "results.parquet"))
+        except ImportError:  # no pyarrow / fastparquet
+            pass
+    with open(os.path.join(out, "sweep.json"), "w") as f:
+        json.dump({"runs": len(todo), "skipped": len(done), "computed": len(pending),
+                   "seconds": time.perf_counter() - t_start, "seconds_to_first_result": first_task}, f, indent=2)
+    return ordered
+
+
+def plot(rows, path, *, x, y, by=None, logy=True):
+    """A summary plot of metric ``y`` against swept key ``x`` (one line per value of swept key ``by``)."""
+    from .cli import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    groups = {}
+    for r in rows:
+        if r.get("status") != "ok":
+            continue
+        groups.setdefault(r.get(by) if by else None, []).append((float(r[x]), float(r[y])))
+    for g, pts in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        pts.sort()
+        xs = sorted({p[0] for p in pts})
+        ys = [np.mean([p[1] for p in pts if p[0] == v]) for v in xs]  # the mean over the other keys
+        ax.plot(xs, ys, "o-", label=f"{by} = {g}" if by else None)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y + (" (log scale)" if logy else "") + " (mean over the other swept keys)")
+    if logy:
+        ax.set_yscale("log")
+    if by:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

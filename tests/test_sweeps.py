@@ -1,0 +1,183 @@
+"""Sweeps on Dask distributed: every run equals `fastfeat run` alone, a dead worker loses nothing, an
+interrupted sweep reruns only what is missing."""
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastfeat as ff
+from fastfeat import cli
+from fastfeat import sweeps as sw
+
+pytest.importorskip("distributed")
+
+SWEEP = """
+[teacher]
+d = 5
+m_star = 2
+activation = "relu_centered"
+
+[protocol]
+m = 8
+epochs = 2
+epoch_steps = 20
+log_every = 10
+
+[sweep]
+"protocol.m" = [8, 16]
+"teacher.seed" = [0, 1]
+"protocol.lam0" = [0.01, 0.03]
+"teacher.activation" = ["relu_centered", "abs"]
+"""
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_16_run_sweep_on_2_workers_equals_fastfeat_run_alone(tmp_path):
+    from threadpoolctl import threadpool_limits
+    import numba
+
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP)
+    out = tmp_path / "out"
+    rows = ff.sweep(str(path), out=out, workers=2, progress=False)
+    assert len(rows) == 16 and len({r["key"] for r in rows}) == 16
+    assert all(r["status"] == "ok" for r in rows), [r["message"] for r in rows]
+    table = _rows(out / "results.csv")
+    assert [r["key"] for r in table] == [r["key"] for r in rows]
+    if importlib.util.find_spec("pyarrow") is not None:
+        assert (out / "results.parquet").exists()
+    _, runs = sw.load(str(path))
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)  # as each worker runs (threads_per_run=1)
+        with threadpool_limits(1):
+            for (swept, cfg), row in zip(runs, rows):
+                alone = tmp_path / f"alone-{row['key']}"
+                cfg_file = tmp_path / "one.toml"
+                cfg_file.write_text(_toml(cfg))
+                cli.run(str(cfg_file), str(alone), plots=False, progress=False)
+                mine = json.loads((alone / "summary.json").read_text())
+                theirs = json.loads((out / "runs" / row["key"] / "summary.json").read_text())
+                for k in ("loss", "relative_loss", "best_cos", "captured_mass", "far_mass", "active_neurons"):
+                    assert mine[k] == theirs[k], (swept, k)
+                assert float(row["relative_loss"]) == mine["relative_loss"]
+    finally:
+        numba.set_num_threads(old)
+    # a rerun computes nothing
+    again = ff.sweep(str(path), out=out, workers=2, progress=False)
+    assert json.loads((out / "sweep.json").read_text())["computed"] == 0 and len(again) == 16
+
+
+def _toml(cfg):
+    lines = []
+    for t in ("teacher", "protocol"):
+        lines.append(f"[{t}]")
+        for k, v in cfg[t].items():
+            lines.append(f"{k} = {json.dumps(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def slow(cfg):
+    time.sleep(0.4)
+    return {"value": cfg["protocol"]["m"] * 10 + cfg["teacher"]["seed"]}
+
+
+def test_a_worker_killed_in_the_middle_loses_nothing(tmp_path):
+    from distributed import Client, LocalCluster
+
+    runs = [{"teacher": {"seed": s}, "protocol": {"m": m}} for m in (4, 6, 8) for s in range(4)]
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    try:
+        pids = list(client.run(os.getpid).values())
+
+        def kill_one():  # once a few runs are in
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                table = tmp_path / "results.csv"
+                if table.exists() and len(_rows(table)) >= 2:
+                    break
+                time.sleep(0.02)
+            os.kill(pids[0], signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_one)
+        killer.start()
+        rows = ff.sweep(runs, out=tmp_path, fn=slow, client=client, progress=False)
+        killer.join()
+    finally:
+        client.close()
+        cluster.close()
+    assert len(rows) == 12 and len({r["key"] for r in rows}) == 12
+    assert all(r["status"] == "ok" for r in rows), [r["message"] for r in rows]
+    assert sorted(int(float(r["value"])) for r in rows) == sorted(m * 10 + s for m in (4, 6, 8) for s in range(4))
+    assert len(_rows(tmp_path / "results.csv")) == 12
+
+
+def test_an_interrupted_sweep_reruns_only_the_missing_runs(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP.replace("epoch_steps = 20", "epoch_steps = 300").replace("m = 8\n", "m = 32\n"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fastfeat.cli", "sweep", str(path), "--out", str(out), "--workers", "2", "--quiet",
+           "--plot", ""]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if (out / "results.csv").exists() and len(_rows(out / "results.csv")) >= 3:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"the sweep ended before it was interrupted: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers
+        proc.wait()
+    finished = {r["key"] for r in _rows(out / "results.csv")}
+    assert 3 <= len(finished) < 16
+    rows = ff.sweep(str(path), out=out, workers=2, progress=False)
+    info = json.loads((out / "sweep.json").read_text())
+    assert info["skipped"] == len(finished) and info["computed"] == 16 - len(finished)
+    assert len(rows) == 16 and len({r["key"] for r in rows}) == 16 and all(r["status"] == "ok" for r in rows)
+
+
+def test_failures_are_recorded_and_the_others_go_on(tmp_path):
+    runs = [{"protocol": {"m": 8, "epochs": 1, "epoch_steps": 10, "lr": lr}, "teacher": {"d": 4, "m_star": 2}}
+            for lr in (0.1, 1e6)]
+    rows = ff.sweep(runs, out=tmp_path, workers=1, progress=False)
+    assert [r["status"] for r in rows] == ["ok", "diverged"]
+    assert "diverged" in rows[1]["message"]
+
+
+def test_bad_sweeps_are_one_error_line(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP + '\n[[runs]]\n"protocol.m" = 7\n')
+    with pytest.raises(SystemExit) as info:
+        cli.main(["sweep", str(path), "--out", str(tmp_path / "o"), "--workers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "m must be even" in err[0]
+    assert not (tmp_path / "o").exists()
+    path.write_text('[sweep]\n"protocol.m" = 8\n')
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", str(path), "--out", str(tmp_path / "o")])
+    assert "non-empty list" in capsys.readouterr().err
+
+
+def test_expand_product_and_runs():
+    base = {"teacher": {"d": 3}, "protocol": {"m": 4}}
+    runs = sw.expand(base, {"protocol.m": [4, 6], "teacher.seed": [0, 1, 2]}, [{"protocol": {"m": 10}}])
+    assert len(runs) == 7 and runs[-1][1]["protocol"]["m"] == 10 and runs[0][0] == {"protocol.m": 4, "teacher.seed": 0}
+    assert len({sw.run_key(c) for _, c in runs}) == 7
+    with pytest.raises(ValueError, match="teacher.<key>"):
+        sw.expand(base, {"m": [1]})
+    assert np.isfinite(len(runs))
