@@ -377,7 +377,12 @@ def plot(rows, path, *, x, y, by=None, logy=True):
         ys = [np.mean([p[1] for p in pts if p[0] == v]) for v in xs]  # the mean over the other keys
         ax.plot(xs, ys, "o-", label=f"{by} = {g}" if by else None)
     ax.set_xlabel(x)
-    ax.set_ylabel(y + (" (log scale)" if logy else "") + " (mean over the other swept keys)")
+    ax.set_ylabel(y + (" (log scale)" if logy else ""))
+    ax.set_title(f"{y} against {x}" + (f", one line per {by}" if by else "") + "\n(mean over any other swept keys)",
+                 fontsize=10)
+    xs_all = [float(r[x]) for r in rows if r.get("status") == "ok"]
+    if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 4:  # widths, sample sizes: log axis
+        ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     if by:

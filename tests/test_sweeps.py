@@ -181,3 +181,11 @@ def test_expand_product_and_runs():
     with pytest.raises(ValueError, match="teacher.<key>"):
         sw.expand(base, {"m": [1]})
     assert np.isfinite(len(runs))
+
+
+def test_summary_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [{"protocol.m": m, "teacher.seed": s, "status": "ok", "relative_loss": 1e-3 * m + s}
+            for m in (8, 64) for s in (0, 1)] + [{"protocol.m": 8, "teacher.seed": 2, "status": "error"}]
+    sw.plot(rows, tmp_path / "s.png", x="protocol.m", y="relative_loss", by="teacher.seed")
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
