@@ -231,6 +231,10 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
     """
     from . import cli
 
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ImportError("ff.sweep needs Dask distributed: pip install 'fastfeat[sweep]'") from None
     if isinstance(runs, (str, os.PathLike)):
         _, runs = load(os.fspath(runs))
     else:
