@@ -651,7 +651,7 @@ def main(argv=None):
     log(f"total {time.perf_counter() - t_start:.0f} s")
     if args.update_readme:
         C.update_docs("compare", "### fastfeat against numpy, PyTorch and JAX\n\n" + out)
-        log(f"updated {C.README}")
+        log("updated " + ", ".join(C.TARGETS["compare"]))
     if bad:
         log("MISMATCH: " + "; ".join(bad))
         return 1

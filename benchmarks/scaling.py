@@ -186,7 +186,7 @@ def main(argv=None):
     log(f"wrote {args.png}; total {time.perf_counter() - t_start:.0f} s")
     if args.update_readme:
         C.update_docs("scaling", "### Scaling with width and threads\n\n" + out)
-        log(f"updated {C.README}")
+        log("updated " + ", ".join(C.TARGETS["scaling"]))
     return 0
 
 
