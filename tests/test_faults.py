@@ -414,3 +414,18 @@ def test_history_json_round_trip_after_forced_resume(tmp_path):
     json.loads((tmp_path / "h.json").read_text().replace("NaN", "null"))
     with zipfile.ZipFile(path) as z:
         assert "info.npy" in z.namelist()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_guarded_update_is_all_or_nothing(dtype):
+    k = ff.kernels
+    W = np.ones((5, 3), dtype)
+    a = np.ones(5, dtype)
+    gW = np.ones((5, 3), dtype)
+    ga = np.ones(5, dtype)
+    gW[4, 2] = HUGE_LR[dtype]  # only the last entry would overflow
+    assert not k.guarded_update(W, a, gW, ga, HUGE_LR[dtype] / 2 if dtype == "float64" else 1.0)
+    assert np.all(W == 1) and np.all(a == 1)
+    gW[4, 2] = 1.0
+    assert k.guarded_update(W, a, gW, ga, 0.5)
+    assert np.all(W == 0.5) and np.all(a == 0.5)

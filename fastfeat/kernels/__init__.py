@@ -17,11 +17,13 @@ Population (exact Gaussian loss; ``Wt``, ``at`` the teacher's weights)::
 ``population_loss_grad`` returns the loss without label noise and fills ``gW``, ``ga`` (when
 ``want_grad``) with the gradient of the unregularized loss; it never writes W or a.
 ``population_step`` performs one regularized gradient step and returns the loss before it, or NaN
-when the loss or gradient was not finite (then W and a are left unchanged). ``population_run`` does
+when it refused the step: the loss or gradient was not finite, or an updated weight could reach
+``max_float / 4`` (then W and a are left unchanged). ``population_run`` does
 ``len(lrs)`` steps, storing each loss in ``losses`` and returning the number of steps done.
 
-Shared helpers: ``add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w) -> all_finite`` and
-``sgd_update(W, a, gW, ga, lr)``.
+Shared helpers: ``add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w) -> all_finite``,
+``sgd_update(W, a, gW, ga, lr)`` and ``guarded_update(W, a, gW, ga, lr) -> taken`` (the update only when
+every new weight stays below ``max_float / 4``, checked before anything is written).
 
 Empirical (a fixed data set ``X`` (n, d), ``y`` (n,); ``idx`` int64 sample indices of a minibatch,
 empty for all n samples in order; see ``fastfeat.kernels.cpu.empirical``)::
@@ -67,7 +69,7 @@ from .cpu import empirical as _emp
 from .cpu import online as _onl
 from .cpu import population as _pop
 from .cpu.common import (  # noqa: F401
-    REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY, add_reg_grad, reg_value, row_norms, sgd_update,
+    REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY, add_reg_grad, guarded_update, reg_value, row_norms, sgd_update,
 )
 
 population_workspace = _pop.workspace
