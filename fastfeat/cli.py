@@ -145,12 +145,18 @@ def prepare_out(out, force=False):
             _fail(f"--out {out} already holds results ({', '.join(old)}); choose another folder or pass --force "
                   "to overwrite them")
     try:
-        os.makedirs(out, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".fastfeat-probe-", dir=out)
-        os.close(fd)
-        os.unlink(probe)
+        make_writable_folder(out)
     except OSError as exc:
         _fail(f"--out {out} is not writable: {exc.strerror or exc}")
+
+
+def make_writable_folder(out):
+    """Create folder ``out`` (if needed) and check that files can be created in it (a probe file is made
+    and removed); raises OSError otherwise."""
+    os.makedirs(out, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".fastfeat-probe-", dir=out)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _pyplot():
@@ -348,23 +354,12 @@ def sweep_command(args):
         _fail(f"--threads-per-run must be >= 1, got {args.threads_per_run}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         _fail(f"--out {args.out} is a file, not a folder")
-    _, runs = sw.load(args.sweep)
-    sw.check_runs(runs, f"sweep {args.sweep}")
-    try:
-        import distributed  # noqa: F401  (installed?)
-    except ImportError:
-        _fail("fastfeat sweep needs Dask distributed: pip install 'fastfeat[sweep]'")
-    prepare_out_writable = args.out
-    try:
-        os.makedirs(prepare_out_writable, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".fastfeat-probe-", dir=args.out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        _fail(f"--out {args.out} is not writable: {exc.strerror or exc}")
-    rows = sw.sweep(runs, out=args.out, workers=args.workers, scheduler=args.scheduler,
-                    threads_per_run=args.threads_per_run, plots=args.plots, progress=not args.quiet)
-    swept = list(dict.fromkeys(k for s, _ in runs for k in s))
+    try:  # the sweep checks every run, then --out, before it starts anything
+        rows = sw.sweep(args.sweep, out=args.out, workers=args.workers, scheduler=args.scheduler,
+                        threads_per_run=args.threads_per_run, plots=args.plots, progress=not args.quiet)
+    except (ImportError, OSError) as exc:
+        _fail(str(exc))
+    swept = sw.swept_keys(rows)
     status = {}
     for r in rows:
         status[r["status"]] = status.get(r["status"], 0) + 1

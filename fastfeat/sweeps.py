@@ -205,6 +205,24 @@ def _read_rows(path):
         return {r["key"]: r for r in csv.DictReader(f) if r.get("key")}
 
 
+def _append_row(path, row, columns):
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        if f.tell() == 0:
+            w.writeheader()
+        w.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def swept_keys(rows):
+    """The swept keys of a sweep's rows, in order (the columns before ``status``)."""
+    if not rows:
+        return []
+    keys = list(rows[0])
+    return [k for k in keys[:keys.index("status")] if k.partition(".")[0] in ("teacher", "protocol")]
+
+
 def _write_rows(path, rows, columns):
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", newline="") as f:
@@ -232,10 +250,12 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
     from . import cli
 
     try:
-        import distributed  # noqa: F401
+        import distributed  # noqa: F401  (installed?)
     except ImportError:
         raise ImportError("ff.sweep needs Dask distributed: pip install 'fastfeat[sweep]'") from None
+    where = "sweep"
     if isinstance(runs, (str, os.PathLike)):
+        where = f"sweep {os.fspath(runs)}"
         _, runs = load(os.fspath(runs))
     else:
         from .cli import DEFAULT_CONFIG
@@ -251,12 +271,15 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
                 pairs.append((swept, cfg))
         runs = pairs
     if fn is None:
-        check_runs(runs)
+        check_runs(runs, where)
         if plots:
             cli._pyplot()
     threads_per_run = check_int(threads_per_run, "threads_per_run")
     out = os.fspath(out)
-    os.makedirs(os.path.join(out, "runs"), exist_ok=True)
+    try:
+        cli.make_writable_folder(os.path.join(out, "runs"))
+    except OSError as exc:
+        raise PermissionError(f"the sweep's folder {out} is not writable: {exc.strerror or exc}") from None
     swept_keys = list(dict.fromkeys(k for swept, _ in runs for k in swept))
     path = os.path.join(out, "results.csv")
     previous = _read_rows(path)
@@ -277,13 +300,7 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
             columns[len(swept_keys):len(swept_keys)] = new
             _write_rows(path, [rows[k] for k in keys_in_order if k in rows], columns)
             return
-        with open(path, "a", newline="") as f:  # as runs finish, never only at the end
-            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            if f.tell() == 0:
-                w.writeheader()
-            w.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
+        _append_row(path, row, columns)  # as runs finish, never only at the end
 
     if os.path.exists(path):  # keep the finished rows only, under this sweep's columns
         _write_rows(path, [done[k] for k in keys_in_order if k in done], columns)
@@ -376,7 +393,6 @@ def plot(rows, path, *, x, y, by=None, logy=True):
             continue
         groups.setdefault(r.get(by) if by else None, []).append((float(r[x]), float(r[y])))
     for g, pts in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        pts.sort()
         xs = sorted({p[0] for p in pts})
         ys = [np.mean([p[1] for p in pts if p[0] == v]) for v in xs]  # the mean over the other keys
         ax.plot(xs, ys, "o-", label=f"{by} = {g}" if by else None)

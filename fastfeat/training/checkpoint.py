@@ -214,6 +214,6 @@ def _alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:  # e.g. another user's process
         return True
     return True

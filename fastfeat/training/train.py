@@ -1,6 +1,5 @@
 """``ff.train``: many steps per compiled call, schedules per step, metrics every ``log_every`` steps."""
 import os
-import sys
 import threading
 import time
 import warnings
@@ -85,6 +84,7 @@ class _Progress:
         self.bar = None
         self.kernel_seconds = 0.0
         self.kernel_steps = 0
+        self.calls = 0
         if enabled:
             from tqdm.auto import tqdm
 
@@ -95,11 +95,10 @@ class _Progress:
 
     def timed(self, seconds, steps):
         """Account one compiled call (the first one compiles: it is left out of the speed)."""
-        if self.kernel_steps or self.kernel_seconds:
+        self.calls += 1
+        if self.calls > 1:
             self.kernel_seconds += seconds
             self.kernel_steps += steps
-        else:
-            self.kernel_seconds = 1e-300  # marks the first call as seen
 
     def note(self, values):
         """Remember the scalar metrics of a row (shown at the next update)."""
