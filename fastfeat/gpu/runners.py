@@ -14,7 +14,6 @@ a weight could reach ``max_float / 4``, is refused on the device (the weights ke
 ``runner.loss_grad(reg=None)`` evaluate at the current device weights (tests, benchmarks).
 """
 import copy
-import math
 
 import numpy as np
 
@@ -71,6 +70,11 @@ class _Runner:
         log_obj.loss = self._metric_loss
         self._plain_loss = objective.loss
         self.view = (self.dnet, log_obj)
+
+    def _upload_teacher(self, t):
+        """The teacher's weights on the device, in the net's float type (``self.Wt``, ``self.at``)."""
+        self.Wt = self.cuda.to_device(np.ascontiguousarray(t.W, self.dtype))
+        self.at = self.cuda.to_device(np.ascontiguousarray(t.a, self.dtype))
 
     # -- launch configurations ---------------------------------------------------------------------------
     def g1(self, n):
@@ -144,8 +148,7 @@ class PopulationRunner(_Runner):
         super().__init__(objective, net)
         cuda = self.cuda
         t = objective.teacher
-        self.Wt = cuda.to_device(np.ascontiguousarray(t.W, self.dtype))
-        self.at = cuda.to_device(np.ascontiguousarray(t.a, self.dtype))
+        self._upload_teacher(t)
         m, ms = self.m, t.m
         N = m + ms
         self.N = N
@@ -279,8 +282,7 @@ class OnlineRunner(_SampleRunner):
         super().__init__(objective, net)
         cuda = self.cuda
         t = objective.teacher
-        self.Wt = cuda.to_device(np.ascontiguousarray(t.W, self.dtype))
-        self.at = cuda.to_device(np.ascontiguousarray(t.a, self.dtype))
+        self._upload_teacher(t)
         self.tnrm = cuda.to_device(np.linalg.norm(np.asarray(t.W, np.float64), axis=1).astype(self.dtype))
         self.tcode = int(t.code)
         self.B = B = int(objective.batch_size)
