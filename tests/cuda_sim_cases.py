@@ -249,6 +249,29 @@ CASES["online_grad"] = online_grad
 CASES["online_train"] = online_train
 CASES["online_train_mc"] = online_train_mc
 
+
+def lr_a_cases(device):
+    """Per-layer step sizes on every runner: a frozen (lr_a = 0) with a scheduled lr for W, and W frozen
+    (lr = 0); the frozen layer must come back bit for bit."""
+    out = {}
+    objs = {"pop": lambda: ff.Population(_teacher("relu")), "emp": lambda: _data("erf", batch_size=3),
+            "onl": lambda: ff.Online(_teacher("relu"), batch_size=2, seed=4)}
+    for name, make in objs.items():
+        act = "erf" if name == "emp" else "relu"
+        for frozen, kw in (("a", dict(lr=ff.schedules.piecewise([2], [0.2, 0.1]), lr_a=0.0)),
+                           ("W", dict(lr=0.0, lr_a=0.3))):
+            net = _net(act)
+            before = np.array(getattr(net, frozen))
+            with _small_blocks():
+                res = _train(net, make(), device, steps=3, reg=ff.WeightDecay(0.02), log_every=2, **kw)
+            out[f"{name}.{frozen}.W"], out[f"{name}.{frozen}.a"] = res["W"], res["a"]
+            out[f"{name}.{frozen}.frozen_bits"] = np.array(before.tobytes() == np.asarray(res[frozen]).tobytes())
+    return out
+
+
+CASES["lr_a"] = lr_a_cases
+
 #: expected values that are not a CPU result (device-only checks)
 EXPECT = {"pop_resident": {"refused": 1, "untouched": 1},
-          "overflow_guard": {"pop.step": 0, "emp.step": 0, "onl.step": 0}}
+          "overflow_guard": {"pop.step": 0, "emp.step": 0, "onl.step": 0},
+          "lr_a": {f"{o}.{f}.frozen_bits": 1 for o in ("pop", "emp", "onl") for f in ("a", "W")}}

@@ -4,9 +4,10 @@ the CUDA kernels of ``fastfeat.kernels.cuda``.
 A runner holds the weights on the device for its whole life (a ``DeviceNet``: the net's own device
 arrays, or device copies of a host net that ``finish()`` writes back), plus all scratch buffers, allocated
 once. ``runner(step0, lrs, reg_code, lam_as, lam_ws) -> (done, losses)`` follows the protocol of
-``fastfeat.objectives.base``: it launches the kernels of ``len(lrs)`` steps without waiting for them,
-then copies back only the ``len(lrs)`` losses. A step whose loss or gradient is not finite, or after which
-a weight could reach ``max_float / 4``, is refused on the device (the weights keep their values) and turns every later kernel of the chunk into a no-op.
+``fastfeat.objectives.base`` (``lrs`` of shape (2, n): the step sizes of W and a): it launches the kernels
+of n steps without waiting for them, then copies back only the n losses. A step whose loss or gradient is
+not finite, or after which a weight could reach ``max_float / 4``, is refused on the device (the weights
+keep their values) and turns every later kernel of the chunk into a no-op.
 
 ``runner.view`` is ``(net, objective)`` as metrics and callbacks should see them: the device net (whose
 ``W``, ``a`` are copied from the device on first access) and a shallow copy of the objective whose
@@ -93,22 +94,25 @@ class _Runner:
     # -- the protocol ---------------------------------------------------------------------------------------
     def __call__(self, step0, lrs, reg_code, lam_as, lam_ws):
         cuda = self.cuda
-        n = int(lrs.shape[0])
+        lrs = np.asarray(lrs, np.float64).reshape(-1, np.shape(lrs)[-1])  # (n,): one step size for both
+        n = int(lrs.shape[1])
         ft = self.ft
         self.state.copy_to_device(np.zeros(2, np.int32))
         losses = cuda.to_device(np.full(n, np.nan))
         self.dnet._touch()
         for s in range(n):
-            self._step(step0 + s, s, ft(lrs[s]), int(reg_code), ft(lam_as[s]), ft(lam_ws[s]), losses)
+            self._step(step0 + s, s, (ft(lrs[0, s]), ft(lrs[-1, s])), int(reg_code), ft(lam_as[s]), ft(lam_ws[s]),
+                       losses)
         h = losses.copy_to_host()
         bad = np.flatnonzero(~np.isfinite(h))
         done = int(bad[0]) if bad.size else n
         return done, h[:done]
 
     def _step(self, step, s, lr, reg, lam_a, lam_w, losses):
+        """One step; ``lr`` the pair (step size of W, of a) in the net's float type."""
         self._eval(step, True, reg, lam_a, lam_w, self.state, losses, s, lr=lr)
         blocks, threads = self.g1(self.m * self.d + self.m)
-        self.k.sgd[blocks, threads](self.dnet.W_device, self.dnet.a_device, self.gW, self.ga, lr, self.state)
+        self.k.sgd[blocks, threads](self.dnet.W_device, self.dnet.a_device, self.gW, self.ga, lr[0], lr[1], self.state)
 
     def _metric_loss(self, net):
         return self.loss() if net is self.dnet else self._plain_loss(net)
@@ -165,7 +169,7 @@ class PopulationRunner(_Runner):
         energy = float(at64 @ kernel_matrix(t.activation, Wt64, Wt64) @ at64)
         self.const = 0.5 * energy + 0.5 * float(objective.noise) ** 2
 
-    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False, lr=0.0):
+    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False, lr=(0.0, 0.0)):
         k = self.k
         W, a = self.dnet.W_device, self.dnet.a_device
         m, d, N = self.m, self.d, self.N
@@ -179,7 +183,7 @@ class PopulationRunner(_Runner):
             if want_grad:
                 k.pop_bv[self.g2(d, rows)](self.B, W, self.Wt, i0, rows, self.gW, state)
             k.pop_rows[self.g1(rows)](W, a, self.nrm, self.part, i0, rows, self.gW, self.ga, self.lrow,
-                                      want_grad, reg, lam_a, lam_w, self.ft(lr), state)
+                                      want_grad, reg, lam_a, lam_w, self.ft(lr[0]), self.ft(lr[1]), state)
         k.reduce_sums[1, self.tpb](self.lrow, m, self.sums, state)
         k.commit_loss[1, 1](self.sums, 0, 1.0, self.const, losses, s, state)
         return 0, 1.0, self.const
@@ -201,8 +205,8 @@ class _SampleRunner(_Runner):
         self.nrm = cuda.device_array(self.m, self.dtype)
 
     def _batch_grad(self, X, y, idx, off0, nb, want_grad, reg, lam_a, lam_w, state, losses, s, lr):
-        """Loss (and gradient into gW, ga) on samples idx[off0 : off0 + nb] of (X, y); ``lr`` is the rate of
-        the step that follows (for the guard; 0 when no step follows)."""
+        """Loss (and gradient into gW, ga) on samples idx[off0 : off0 + nb] of (X, y); ``lr`` the step sizes
+        (of W, of a) of the step that follows (for the guard; 0 when no step follows)."""
         k = self.k
         W, a = self.dnet.W_device, self.dnet.a_device
         m, d, S = self.m, self.d, self.S
@@ -222,7 +226,7 @@ class _SampleRunner(_Runner):
         k.reduce_sums[1, self.tpb](self.r, nb, self.sums, state)
         if want_grad:
             k.emp_finish[self.g1(m)](W, a, self.nrm, self.gW, self.ga, self.sums, self.ft(1.0 / nb), self.code,
-                                     True, reg, lam_a, lam_w, self.ft(lr), state)
+                                     True, reg, lam_a, lam_w, self.ft(lr[0]), self.ft(lr[1]), state)
         k.commit_loss[1, 1](self.sums, 1, 0.5 / nb, 0.0, losses, s, state)
         return 1, 0.5 / nb, 0.0
 
@@ -264,7 +268,7 @@ class EmpiricalRunner(_SampleRunner):
         off = b * self.batch
         return self.perm, off, min(self.batch, self.n - off)
 
-    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False, lr=0.0):
+    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False, lr=(0.0, 0.0)):
         if full:
             idx, off, nb = self.all_idx, 0, self.n
         else:
@@ -294,7 +298,7 @@ class OnlineRunner(_SampleRunner):
         self._sample_buffers(B)
         self._loss_runner = None  # built on the first loss(): the objective's own loss, on the device
 
-    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False, lr=0.0):
+    def _eval(self, step, want_grad, reg, lam_a, lam_w, state, losses, s, full=False, lr=(0.0, 0.0)):
         k = self.k
         B = self.B
         k.online_draw[self.g1(B * (self.d + 1))](np.uint64(self.seed), np.uint64(step), B, self.noise, self.Xb,

@@ -5,9 +5,10 @@ An objective knows its target (a teacher, or data) and offers
 - ``loss(net)``: the unregularized loss, a float;
 - ``grad(net, reg=None)``: new arrays ``(g_W, g_a)`` of the (regularized) objective;
 - ``_runner(net, device)``: a callable ``run(step0, lrs, reg_code, lam_as, lam_ws) -> (done, losses)``
-  that performs ``len(lrs)`` update steps in one compiled call, in place, starting at global step
+  that performs n update steps in one compiled call (``lrs`` of shape (2, n): row 0 the step sizes of W,
+  row 1 those of a), in place, starting at global step
   ``step0`` (stochastic objectives key their random numbers on it, so a resumed run continues the same
-  stream). ``done < len(lrs)`` means a non-finite loss or gradient stopped it before step ``step0+done``
+  stream). ``done < n`` means a non-finite loss or gradient stopped it before step ``step0+done``
   was applied; the weights are then those before that step. ``losses[s]`` is the loss the kernel saw
   before step s (the minibatch loss for stochastic objectives).
 """

@@ -17,6 +17,10 @@ def _check_seed(seed):
     return int(seed)
 
 
+#: ``lrs`` for the entry's modes that take no step
+_NO_LRS = np.empty((2, 0))
+
+
 class Empirical(Objective):
     """``L = 1/(2n) sum_k (f(x_k) - y_k)^2`` on the data set ``X`` (n, d), ``y`` (n,).
 
@@ -120,7 +124,8 @@ class Empirical(Objective):
         entry = _emp.entry_for(net.code)
         out = np.empty(1)
         z = np.empty(0)
-        entry(net.W, net.a, self.X, self.y, net.code, 0, self.n, self.seed, z, 0, z, z, gW, ga,
+        # the step sizes in the shape ff.train passes them, (2, n): one compilation serves both
+        entry(net.W, net.a, self.X, self.y, net.code, 0, self.n, self.seed, _NO_LRS, 0, z, z, gW, ga,
               self._workspace(net, self.n), out, mode)
         return float(out[0])
 
@@ -147,7 +152,7 @@ class Empirical(Objective):
         X, y, seed = self.X, self.y, self.seed
 
         def runner(step0, lrs, reg_code, lam_as, lam_ws):
-            losses = np.empty(lrs.shape[0])
+            losses = np.empty(lrs.shape[-1])
             done = entry(net.W, net.a, X, y, net.code, step0, batch, seed, lrs, reg_code, lam_as, lam_ws, gW, ga, ws,
                          losses, 2)
             return done, losses[:done]

@@ -129,7 +129,7 @@ class Online(Objective):
         args = self._args(net)
 
         def runner(step0, lrs, reg_code, lam_as, lam_ws):
-            losses = np.empty(lrs.shape[0])
+            losses = np.empty(lrs.shape[-1])
             done = run(net.W, net.a, *args, step0, lrs, reg_code, lam_as, lam_ws, ws, losses)
             return done, losses[:done]
 

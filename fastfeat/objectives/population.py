@@ -71,7 +71,7 @@ class Population(Objective):
         half_noise = 0.5 * self.noise**2
 
         def runner(step0, lrs, reg_code, lam_as, lam_ws):
-            losses = np.empty(lrs.shape[0])
+            losses = np.empty(lrs.shape[-1])
             done = run(net.W, net.a, Wt, at, net.code, lrs, reg_code, lam_as, lam_ws, gW, ga, ws, losses)
             return done, losses[:done] + half_noise
 

@@ -121,12 +121,14 @@ class _Progress:
             self.bar.close()
 
 
-def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, metrics=None,
+def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teacher=None, metrics=None,
           progress=False, n_threads=None, device="cpu", callback=None, start_step=0, checkpoint=None,
           checkpoint_every=None, resume=False):
     """Run ``steps`` gradient steps of ``objective`` (+ ``reg``) on ``net``, in place.
 
-    lr and the regularizer's lam may be floats or schedules (step -> value), evaluated at every step.
+    ``lr`` is the step size of W and ``lr_a`` that of a (None: ``lr``); 0 freezes that layer (its weights
+    stay bit for bit as they were; the other must be > 0). Both, and the regularizer's lam, may be floats
+    or schedules (step -> value), evaluated at every step.
     Steps run ``log_every`` at a time inside one compiled call; after each call ``metrics`` are logged
     (and at step 0). ``metrics=None`` logs the objective's ``default_metrics``: ``("loss",)``, except
     ``ff.Online``: ``("batch_loss",)``. ``"batch_loss"`` is the mean of the minibatch losses of the steps
@@ -164,8 +166,7 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
     start_step = check_int(start_step, "start_step", minimum=0)
     if start_step + steps >= 2**63:
         raise ValueError(f"start_step + steps must be < 2**63 (the step counter is int64), got {start_step + steps}")
-    lr_s = as_schedule(lr, "lr", positive=True)
-    evaluate(lr_s, start_step, 1, "lr", positive=True)
+    lr_s, lr_a_s = _check_lrs(lr, lr_a, start_step)
     reg = check_reg(reg)
     if teacher is None:
         teacher = getattr(objective, "teacher", None)
@@ -197,7 +198,7 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
         if checkpoint_every % log_every:
             raise ValueError(f"checkpoint_every must be a multiple of log_every ({log_every}): checkpoints are "
                              f"written when metrics are logged, got {checkpoint_every}")
-        run = _Run(objective, net, lr_s, reg, metrics)
+        run = _Run(objective, net, lr_s, lr_a_s, reg, metrics)
     with _TRAINING_LOCK:
         if id(net) in _TRAINING:
             raise ValueError("net is already being trained by another ff.train call (in another thread); "
@@ -225,11 +226,45 @@ def train(net, objective, *, steps, lr, reg=None, log_every=100, teacher=None, m
             start_step = saved.step
             if steps == 0:
                 return previous
-        return _train(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progress, n_threads, device,
-                      callback, start_step, checkpoint, checkpoint_every, previous, origin, run)
+        return _train(net, objective, steps, (lr_s, lr_a_s), reg, log_every, teacher, metrics, progress, n_threads,
+                      device, callback, start_step, checkpoint, checkpoint_every, previous, origin, run)
     finally:
         with _TRAINING_LOCK:
             _TRAINING.discard(id(net))
+
+
+def _check_lrs(lr, lr_a, start_step):
+    """The schedules of ``lr`` (W) and ``lr_a`` (a; None when it is ``lr``), checked at the first step."""
+    if lr_a is None:
+        lr_s = as_schedule(lr, "lr", positive=True)
+        evaluate(lr_s, start_step, 1, "lr", positive=True)
+        return lr_s, None
+    lr_s = as_schedule(lr, "lr", nonnegative=True)
+    lr_a_s = as_schedule(lr_a, "lr_a", nonnegative=True)
+    first = (evaluate(lr_s, start_step, 1, "lr", nonnegative=True)[0],
+             evaluate(lr_a_s, start_step, 1, "lr_a", nonnegative=True)[0])
+    if isinstance(lr_s, constant) and isinstance(lr_a_s, constant) and first == (0.0, 0.0):
+        raise ValueError("lr and lr_a are both 0: nothing would be trained; give one of them a value > 0")
+    return lr_s, lr_a_s
+
+
+def _step_sizes(lr_s, lr_a_s, start, count):
+    """The (2, count) step sizes of steps start .. start+count-1: row 0 for W, row 1 for a."""
+    out = np.empty((2, count))
+    if lr_a_s is None:
+        out[0] = out[1] = _values(lr_s, start, count, "lr", True)
+    else:
+        out[0] = _values(lr_s, start, count, "lr", False)
+        out[1] = _values(lr_a_s, start, count, "lr_a", False)
+    return out
+
+
+def _values(schedule, start, count, name, positive):
+    if isinstance(schedule, constant):
+        return np.full(count, schedule.value)
+    if positive:
+        return evaluate(schedule, start, count, name, positive=True)
+    return evaluate(schedule, start, count, name, nonnegative=True)
 
 
 def _check_checkpoint_path(path):
@@ -253,9 +288,10 @@ def _check_checkpoint_path(path):
 class _Run:
     """What identifies a training run for its checkpoints: compared on resume."""
 
-    def __init__(self, objective, net, lr_s, reg, metrics):
+    def __init__(self, objective, net, lr_s, lr_a_s, reg, metrics):
         self.objective = objective._fingerprint()
         self.lr_s = lr_s
+        self.lr_a_s = lr_a_s
         self.reg = reg
         self.dtype = np.dtype(net.dtype).name
         self.metrics = list(metrics)
@@ -264,8 +300,10 @@ class _Run:
         """A JSON-able description of the run at checkpoint ``step`` (callable schedules are described by
         their values at the run's first step, the last step before the checkpoint and the next one)."""
         at = sorted({origin, max(origin, step - 1), step})
-        return {"objective": self.objective, "lr": describe(self.lr_s, at),
-                "reg": None if self.reg is None else self.reg._describe(at), "dtype": self.dtype,
+        out = {"objective": self.objective, "lr": describe(self.lr_s, at)}
+        if self.lr_a_s is not None:  # (absent when it is lr: checkpoints of older runs compare equal)
+            out["lr_a"] = describe(self.lr_a_s, at)
+        return out | {"reg": None if self.reg is None else self.reg._describe(at), "dtype": self.dtype,
                 "metrics": self.metrics}
 
     def differences(self, saved, origin):
@@ -277,8 +315,8 @@ class _Run:
             return []
         now = self.describe(saved.step, origin)
         out = []
-        for key in now:
-            a, b = then.get(key), now[key]
+        for key in dict.fromkeys(list(now) + [k for k in then if k == "lr_a"]):
+            a, b = then.get(key), now.get(key)
             if key == "objective" and isinstance(a, dict) and isinstance(b, dict):
                 for k in sorted(set(a) | set(b)):
                     if a.get(k) != b.get(k):
@@ -293,7 +331,7 @@ def _accepts_a_step(objective, ckpt, reg):
     finite, no overflow): a step with lr 0 on a copy of its weights (the CPU kernels)."""
     probe = TwoLayer(ckpt.W.copy(), ckpt.a.copy(), ckpt.activation)
     code, la, lw = reg_arrays(reg, ckpt.step, 1)
-    done, _ = objective._runner(probe, "cpu")(ckpt.step, np.zeros(1), code, la, lw)
+    done, _ = objective._runner(probe, "cpu")(ckpt.step, np.zeros((2, 1)), code, la, lw)
     return done == 1
 
 
@@ -307,10 +345,10 @@ def _diagnose(objective, exc):
                       f"training stopped at step {exc.step}; the net keeps the weights from before that step")
 
 
-def _train(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
+def _train(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
            start_step, checkpoint, checkpoint_every, previous, origin, run):
     try:
-        return _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progress, n_threads, device,
+        return _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, n_threads, device,
                      callback, start_step, checkpoint, checkpoint_every, previous, origin, run)
     except TrainingDiverged as exc:
         err = _diagnose(objective, exc)
@@ -319,7 +357,7 @@ def _train(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progre
         raise err from exc
 
 
-def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
+def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
           start_step, checkpoint, checkpoint_every, previous, origin, run):
     old_threads = numba.get_num_threads()
     history = History(info={"objective": objective.name, "device": device, "start_step": start_step})
@@ -379,11 +417,10 @@ def _loop(net, objective, steps, lr_s, reg, log_every, teacher, metrics, progres
                 if callback is not None and callback(start_step, log_net, values) is False:
                     return history
         done_total = 0
-        const_lr = lr_s.values(0, 1)[0] if isinstance(lr_s, constant) else None
         while done_total < steps:
             n = min(log_every, steps - done_total)
             s0 = start_step + done_total
-            lrs = np.full(n, const_lr) if const_lr is not None else evaluate(lr_s, s0, n, "lr", positive=True)
+            lrs = _step_sizes(*lrs_s, s0, n)
             code, la, lw = reg_arrays(reg, s0, n)
             t_call = time.perf_counter()
             done, losses = runner(s0, lrs, code, la, lw)

@@ -19,7 +19,7 @@ from numba import prange
 from ...math.regularizer import NEEDS_NORM, REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY  # noqa: F401
 from ._finite import finite
 from ._jit import njit, pnjit
-from .scalar import guard_limit, like, reg_terms
+from .scalar import guard_limit, like, lr_pair, reg_terms
 from .scalar import reg_value as _neuron_reg_value
 
 
@@ -66,34 +66,42 @@ def add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w):
 
 @pnjit
 def sgd_update(W, a, gW, ga, lr):
-    """W -= lr gW, a -= lr ga, in place (``lr`` converted to the arrays' float type)."""
+    """W -= lr_W gW, a -= lr_a ga, in place; ``lr`` is one step size for both or a pair (lr_W, lr_a),
+    converted to the arrays' float type. A layer whose step size is 0 is not touched (bit for bit)."""
     m, d = W.shape
-    lr_ = like(W, lr)
+    lw, la = lr_pair(lr)
+    lw_ = like(W, lw)
+    la_ = like(W, la)
     for j in prange(m):
-        a[j] -= lr_ * ga[j]
-        for i in range(d):
-            W[j, i] -= lr_ * gW[j, i]
+        if la_ != 0:
+            a[j] -= la_ * ga[j]
+        if lw_ != 0:
+            for i in range(d):
+                W[j, i] -= lw_ * gW[j, i]
 
 
 @pnjit
 def update_fits(W, a, gW, ga, lr):
-    """Whether every entry of W - lr gW and a - lr ga stays below ``guard_limit`` (``|w| + lr |g| < limit``;
-    false when an entry of gW, ga is NaN or inf)."""
+    """Whether every entry of W - lr_W gW and a - lr_a ga stays below ``guard_limit`` (``|w| + lr |g| <
+    limit``; false when an entry of gW, ga is NaN or inf, also with a step size 0: 0 * inf is NaN)."""
     m, d = W.shape
-    lr_ = like(W, lr)
+    lw, la = lr_pair(lr)
+    lw_ = like(W, lw)
+    la_ = like(W, la)
     big = guard_limit(W)
     bad = 0
     for j in prange(m):
-        nb = 0 if abs(a[j]) + lr_ * abs(ga[j]) < big else 1
+        nb = 0 if abs(a[j]) + la_ * abs(ga[j]) < big else 1
         for i in range(d):  # counted, not short-circuited, so that the loop vectorizes
-            nb += 0 if abs(W[j, i]) + lr_ * abs(gW[j, i]) < big else 1
+            nb += 0 if abs(W[j, i]) + lw_ * abs(gW[j, i]) < big else 1
         bad += nb
     return bad == 0
 
 
 @njit
 def guarded_update(W, a, gW, ga, lr):
-    """``sgd_update`` when ``update_fits``; returns whether the step was taken (W, a unchanged if not)."""
+    """``sgd_update`` when ``update_fits``; returns whether the step was taken (W, a unchanged if not).
+    ``lr``: one step size, or a pair (lr_W, lr_a)."""
     if not update_fits(W, a, gW, ga, lr):
         return False
     sgd_update(W, a, gW, ga, lr)

@@ -75,7 +75,7 @@ from ._finite import finite, isnan
 from ._jit import njit, pnjit
 from ._rng import shuffle
 from .common import add_reg_grad, guarded_update, row_norms
-from .scalar import alg_params, dneuron, like, neuron
+from .scalar import alg_params, dneuron, like, lr_at, lr_count, neuron
 
 #: the empirical kernels' own kind: ALG activations whose derivative takes two values (see the module
 #: docstring and ``TWO_VALUED_DERIVATIVE``), whose weight gradient is a bit-matrix product (``masked``)
@@ -411,7 +411,7 @@ def _make(kind):
         n = X.shape[0]
         full = batch >= n
         nb = (n + batch - 1) // batch
-        for s in range(lrs.shape[0]):
+        for s in range(lr_count(lrs)):
             g = step0 + s
             if full:
                 idx = perm[:0]
@@ -420,11 +420,11 @@ def _make(kind):
                 if s == 0 or b == 0:
                     shuffle(perm, seed, g // nb)
                 idx = perm[b * batch: min(n, (b + 1) * batch)]
-            loss = step(W, a, X, y, idx, code, lrs[s], reg, lam_as[s], lam_ws[s], gW, ga, ws)
+            loss = step(W, a, X, y, idx, code, lr_at(lrs, s), reg, lam_as[s], lam_ws[s], gW, ga, ws)
             losses[s] = loss
             if isnan(loss):
                 return s
-        return lrs.shape[0]
+        return lr_count(lrs)
 
     @njit(inline="always")
     def entry(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):

@@ -11,7 +11,8 @@ teacher ``f*`` (its own activation code). A step is
     g_W[j] = sum_k c_kj x_k + cw_j w_j,   c_kj = (r_k / B) a_j sigma'(w_j . x_k),
     cw_j = a_j c_norm (1/B sum_k r_k) / |w_j|  (relu_centered's norm term)  + the regularizer's part
 
-and ``W -= lr g_W``, ``a -= lr g_a``, with ``g_W`` never stored whole: each row is built in a
+and ``W -= lr g_W``, ``a -= lr_a g_a`` (``lr_a``: the step size of a, by default lr), with ``g_W`` never
+stored whole: each row is built in a
 ``d``-vector of its chunk and applied at once. No BLAS, no allocation per step.
 
 Parallelism: the neurons are split into fixed chunks of ``NEURON_CHUNK``; the forward pass computes,
@@ -24,7 +25,7 @@ a weight could reach ``guard_limit`` = ``max_float / 4``, is refused and returns
 unchanged): with ``xmax_k = max_i |x_k[i]|`` and ``wabs_j = sum_i |w_j[i]|`` (taken in the forward pass;
 a sum, which vectorizes, where a max would not),
 ``|g_W[j, i]| <= b_j = sum_k |c_kj| xmax_k + |cw_j| |w_j|``; when ``wabs_j + lr b_j`` and
-``|a_j| + lr |g_a[j]|`` are below the limit for every row, every updated weight is; otherwise the rare
+``|a_j| + lr_a |g_a[j]|`` are below the limit for every row, every updated weight is; otherwise the rare
 slow path computes every entry of the gradient and checks ``|w - lr g| < limit`` before anything is
 written.
 
@@ -53,7 +54,7 @@ from . import online_single as _single
 from ._finite import finite, isnan
 from ._jit import HOST_ISA, njit, pnjit
 from ._rng import normal_keyed, normals, stream_key
-from .scalar import dneuron, dneuron_dnorm, guard_limit, like, neuron, reg_terms
+from .scalar import dneuron, dneuron_dnorm, guard_limit, like, lr_at, lr_count, lr_pair, neuron, reg_terms
 
 NEURON_CHUNK = 32
 #: below this many multiply-adds per step (B * m * d) the serial build is used
@@ -86,7 +87,9 @@ def coefficients(W, a, code, rb, R, xmax, phi, dphi, nrm, wabs, reg, lam_a, lam_
     B = rb.shape[0]
     zero = like(W, 0.0)
     big = guard_limit(W)
-    lr_ = like(W, lr)
+    lr_w, lr_a = lr_pair(lr)
+    lw_ = like(W, lr_w)
+    la_ = like(W, lr_a)
     cn = dneuron_dnorm(code, zero)
     la = like(W, lam_a)
     lw = like(W, lam_w)
@@ -113,7 +116,7 @@ def coefficients(W, a, code, rb, R, xmax, phi, dphi, nrm, wabs, reg, lam_a, lam_
         bound += abs(c) * nw
         if not finite(g):
             ga_ok = False
-        if not (wabs[j] + lr_ * bound < big and abs(aj) + lr_ * abs(g) < big):  # also False for NaN
+        if not (wabs[j] + lw_ * bound < big and abs(aj) + la_ * abs(g) < big):  # also False for NaN
             bound_ok = False
     return ga_ok, bound_ok
 
@@ -124,16 +127,18 @@ def all_finite(W, a, xb, dphi, gab, cw, lr):
     weight below ``guard_limit``."""
     m, d = W.shape
     B = xb.shape[0]
-    lr_ = like(W, lr)
+    lr_w, lr_a = lr_pair(lr)
+    lw_ = like(W, lr_w)
+    la_ = like(W, lr_a)
     big = guard_limit(W)
     for j in range(m):
-        if not abs(a[j] - lr_ * gab[j]) < big:
+        if not abs(a[j] - la_ * gab[j]) < big:
             return False
         for i in range(d):
             g = cw[j] * W[j, i]
             for k in range(B):
                 g += dphi[k, j] * xb[k, i]
-            if not (finite(g) and abs(W[j, i] - lr_ * g) < big):
+            if not (finite(g) and abs(W[j, i] - lw_ * g) < big):
                 return False
     return True
 
@@ -211,21 +216,29 @@ def _build(parallel):
 
     @jit
     def apply(W, a, xb, dphi, gab, cw, grow, lr, gW, ga, write_grad):
-        """W -= lr g_W, a -= lr g_a row by row; or, when ``write_grad``, g_W, g_a into gW, ga.
+        """W -= lr_W g_W, a -= lr_a g_a row by row (``lr``: one step size or the pair; a layer whose step
+        size is 0 is not touched); or, when ``write_grad``, g_W, g_a into gW, ga.
         g_W[j] = cw_j w_j + sum_k c_kj x_k is accumulated in that order."""
         m, d = W.shape
         B = xb.shape[0]
         nch = (m + CH - 1) // CH
-        lr_ = like(W, lr)
+        lr_w, lr_a = lr_pair(lr)
+        lw_ = like(W, lr_w)
+        la_ = like(W, lr_a)
+        zero = like(W, 0.0)
         for c in prange(nch):
             g = grow[c]
             for j in range(c * CH, min(c * CH + CH, m)):
                 cj = cw[j]
                 c0 = dphi[0, j]
+                if not write_grad:
+                    if la_ != zero:
+                        a[j] -= la_ * gab[j]
+                    if lw_ == zero:
+                        continue
                 if B == 1 and not write_grad:
-                    a[j] -= lr_ * gab[j]
                     for i in range(d):
-                        W[j, i] -= lr_ * (cj * W[j, i] + c0 * xb[0, i])
+                        W[j, i] -= lw_ * (cj * W[j, i] + c0 * xb[0, i])
                     continue
                 for i in range(d):
                     g[i] = cj * W[j, i] + c0 * xb[0, i]
@@ -238,9 +251,8 @@ def _build(parallel):
                     for i in range(d):
                         gW[j, i] = g[i]
                 else:
-                    a[j] -= lr_ * gab[j]
                     for i in range(d):
-                        W[j, i] -= lr_ * g[i]
+                        W[j, i] -= lw_ * g[i]
 
     @njit
     def batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, reg, lam_a, lam_w, ws, lr):
@@ -279,8 +291,9 @@ def _build(parallel):
     def loss_grad(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
         """The minibatch loss and gradient (unregularized) of global step ``step``: the batch that
         ``step``/``run`` use at that step. Fills gW, ga; never writes W, a. Returns the loss."""
-        loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, np.int64(REG_NONE), 0.0, 0.0, ws, 0.0)
-        apply(W, a, ws.xb, ws.dphi, ws.gab, ws.cw, ws.grow, 0.0, gW, ga, True)
+        loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, np.int64(REG_NONE), 0.0, 0.0, ws,
+                              (0.0, 0.0))
+        apply(W, a, ws.xb, ws.dphi, ws.gab, ws.cw, ws.grow, (0.0, 0.0), gW, ga, True)
         return loss
 
     @njit(inline="always")
@@ -298,12 +311,14 @@ def _build(parallel):
     def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses):
         """Steps ``step0 .. step0 + len(lrs) - 1`` by the batch path; losses[s] gets the batch loss before
         step s. Returns the number of steps done (fewer when a non-finite loss or gradient stopped it)."""
-        for s in range(lrs.shape[0]):
-            loss = step(W, a, Wt, at, code, tcode, noise, seed, step0 + s, lrs[s], reg, lam_as[s], lam_ws[s], ws)
+        n = lr_count(lrs)
+        for s in range(n):
+            loss = step(W, a, Wt, at, code, tcode, noise, seed, step0 + s, lr_at(lrs, s), reg, lam_as[s], lam_ws[s],
+                        ws)
             losses[s] = loss
             if isnan(loss):
                 return s
-        return lrs.shape[0]
+        return n
 
     return loss_grad, step, run
 
@@ -381,11 +396,12 @@ def step(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, w
     if ws.xb.shape[0] == 1:
         fw = ws.single
         sc = fw.scratch
-        sc[0, 0] = lr
-        sc[1, 0] = lam_a
-        sc[2, 0] = lam_w
-        done = _single.run(W, a, Wt, at, code, tcode, noise, seed, step_, sc[0], reg, sc[1], sc[2], fw, sc[3], isa)
-        return sc[3, 0] if done == 1 else np.nan
+        lr1 = fw.lr1
+        lr1[0, 0], lr1[1, 0] = lr_pair(lr)
+        sc[0, 0] = lam_a
+        sc[1, 0] = lam_w
+        done = _single.run(W, a, Wt, at, code, tcode, noise, seed, step_, lr1, reg, sc[0], sc[1], fw, sc[2], isa)
+        return sc[2, 0] if done == 1 else np.nan
     if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
         return _st1(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws)
     return _st0(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws)

@@ -1,8 +1,9 @@
 """Online SGD with batch 1: blocks of ``BLOCK`` steps, run by a persistent team of threads.
 
 A step is ``m d`` multiply-adds for the product ``h_j = w_j . x_s`` and as many for the rank-one update
-``w_j <- alpha_j w_j - c_j x_s`` (``c_j = lr r a_j sigma'(h_j)``, ``alpha_j = 1 - lr cw_j`` with
-``cw_j`` relu_centered's norm term plus the regularizer's, see ``online``). Done step by step, W crosses
+``w_j <- alpha_j w_j - c_j x_s`` (``c_j = lr r a_j sigma'(h_j)``, ``alpha_j = 1 - lr cw_j``, ``lr`` the step
+size of W, ``a`` stepping with its own ``lr_a``; ``cw_j`` relu_centered's norm term plus the regularizer's,
+see ``online``). Done step by step, W crosses
 the cache hierarchy twice per step, which costs more than the arithmetic. But the samples do not depend
 on the weights, so the block's ``BLOCK`` samples are drawn ahead and, within a block starting from
 weights ``W0``:
@@ -40,7 +41,7 @@ Nothing is allocated per step and no BLAS is called.
 Divergence guard: with ``xmax = max_i |x_i|``, every entry of g_W is bounded by
 ``B_W = |r| sum_j (|a_j sigma'_j| xmax + |a_j cn / nrm_j| nrm_j) + sum_j |rw_j| nrm_j`` and every g_a by
 ``B_a = |r| sum_j |phi_j| + sum_j |ra_j|``, and every updated weight by ``sum_j nrm_j + lr B_W`` or
-``sum_j |a_j| + lr B_a`` (``nrm_j``: ``|w_j|`` or the bound); the sums are over all chunks and carry NaN
+``sum_j |a_j| + lr_a B_a`` (``nrm_j``: ``|w_j|`` or the bound); the sums are over all chunks and carry NaN
 through. When the four bounds are below ``max_float / 4`` the step is taken. Otherwise the block's
 updates so far are applied to W, and if the loss is finite ``exact_step`` checks every entry of the
 gradient and of the new weights on one thread and takes the step or refuses it; the team then starts
@@ -76,7 +77,7 @@ from ._finite import finite
 from ._jit import (AVX2, AVX512, FASTMATH, HOST_ISA, VECTOR_REGISTERS, aligned, isa_value, lanes, local_array,
                    local_vectors, njit, pnjit, vector_sums, wide_vectors)
 from ._rng import pairs_into, stream_key
-from .scalar import alg_params, dneuron, dneuron_dnorm, guard_limit, like, neuron, reg_terms
+from .scalar import alg_params, dneuron, dneuron_dnorm, guard_limit, like, lr_at, lr_count, neuron, reg_terms
 
 #: rows per chunk (the unit of the fixed split, and of the per-chunk partial sums)
 CHUNK = 64
@@ -102,7 +103,7 @@ LITE, DECAY, FULL = 0, 1, 2
 _OPTS = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True}
 
 #: the batch-1 buffers (``workspace``)
-SingleWorkspace = namedtuple("SingleWorkspace", "x h nrm phi A1 coef gw part sync status scratch "
+SingleWorkspace = namedtuple("SingleWorkspace", "x h nrm phi A1 coef gw part sync status scratch lr1 "
                                                 "X E C A q Al aux busy")
 
 
@@ -111,7 +112,8 @@ def workspace(m, d, dtype):
     the sample, ``h`` the products, ``nrm`` the norms, ``phi``, ``A1`` = a_j sigma'_j, ``coef``, ``gw`` the
     row update's coefficients); ``part``: per chunk and step parity, the chunk's partial sums (one 64-byte
     line each); ``sync``, ``status``: the team's (``status[w]`` = worker w's (steps done, outcome));
-    ``scratch``: the arguments of a single step, so ``online.step`` allocates nothing. The blocked scheme's:
+    ``scratch``, ``lr1``: the arguments of a single step (rows: lam_a, lam_w, loss; the step sizes of W and
+    a), so ``online.step`` allocates nothing. The blocked scheme's:
     ``X`` the samples of blocks ``b mod 3`` (row k: the sample at block position k, its entry d the noise
     number), ``E``, ``C``, ``Al`` (block position by row), ``A``, ``q`` (by row), see the module docstring;
     ``aux[b mod 2]`` the terms of block b's samples: ``G[k, l] = x_k . x_l``, the label y_k in column BLOCK
@@ -128,7 +130,7 @@ def workspace(m, d, dtype):
         x=aligned((1, width), dtype), h=aligned(m, dtype), nrm=aligned(m, dtype), phi=aligned(m, dtype),
         A1=aligned(m, dtype), coef=aligned(m, dtype), gw=aligned(m, dtype),
         part=aligned((2, max(nch, 1), PART_STRIDE), dtype), sync=_sync.new_sync(),
-        status=np.zeros((nt, 2), np.int64), scratch=np.zeros((4, 1)),
+        status=np.zeros((nt, 2), np.int64), scratch=np.zeros((3, 1)), lr1=np.zeros((2, 1)),
         X=aligned((3, BLOCK, width), dtype), E=aligned((BLOCK, mp), dtype), C=aligned((BLOCK, mp), dtype),
         A=aligned(m, dtype, 1.0), q=aligned(m, dtype), Al=aligned((BLOCK, mp), dtype, 1.0),
         aux=aligned((2, BLOCK, -(-(BLOCK + 2) // 16) * 16), dtype), busy=np.zeros((2, nt), np.int64))
@@ -168,8 +170,10 @@ def label(x, d, Wt, at, tnorm, tcode, noise):
 
 
 @njit
-def rows(W, x, xn, coef, gw, h, nrm, j0, j1):
-    """w_j <- w_j - gw_j w_j - coef_j x (two FMAs), h_j = w_j . xn, nrm_j = |w_j| for rows j0 .. j1-1."""
+def rows(W, x, xn, coef, gw, h, nrm, j0, j1, write):
+    """w_j <- w_j - gw_j w_j - coef_j x (two FMAs), h_j = w_j . xn, nrm_j = |w_j| for rows j0 .. j1-1; W is
+    written only when ``write`` (with zero coefficients the new rows equal the old ones, but a -0.0
+    entry would come back as +0.0)."""
     d = W.shape[1]
     zero = like(W, 0.0)
     for j in range(j0, j1):
@@ -180,7 +184,8 @@ def rows(W, x, xn, coef, gw, h, nrm, j0, j1):
         for i in range(d):
             w = W[j, i]
             w = (w - gj * w) - cj * x[i]
-            W[j, i] = w
+            if write:
+                W[j, i] = w
             z += w * xn[i]
             q += w * w
         h[j] = z
@@ -289,8 +294,9 @@ def neurons(a, code, h, nrm, phi, A1, reg, lam_a, lam_w, c0, c1, m, part):
 
 
 @njit
-def coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_a, lam_w, r, lr, j0, j1):
-    """a_j -= lr g_a[j]; coef_j = lr r a_j sigma'_j and gw_j = lr cw_j of the row update (residual r)."""
+def coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_a, lam_w, r, eta_w, eta_a, j0, j1):
+    """a_j -= eta_a g_a[j] (not at all when eta_a = 0); coef_j = eta_w r a_j sigma'_j and gw_j = eta_w cw_j of
+    the row update (residual r; eta_w, eta_a the step sizes of W and a)."""
     zero = like(a, 0.0)
     la = like(a, lam_a)
     lw = like(a, lam_w)
@@ -300,13 +306,14 @@ def coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_a, lam_w, r, lr, j0, j1
         nw = nrm[j]
         a2 = aj * (cn / nw) if nw > zero else zero
         r_a, r_w = reg_terms(reg, aj, nw, la, lw, zero)
-        coef[j] = lr * (r * A1[j])
-        gw[j] = lr * (r * a2 + r_w)
-        a[j] = aj - lr * (r * phi[j] + r_a)
+        coef[j] = eta_w * (r * A1[j])
+        gw[j] = eta_w * (r * a2 + r_w)
+        na = aj - eta_a * (r * phi[j] + r_a)
+        a[j] = na if eta_a != zero else aj
 
 
 @njit
-def exact_ok(W, x, a, nrm, phi, A1, cn, reg, lam_a, lam_w, r, lr, m):
+def exact_ok(W, x, a, nrm, phi, A1, cn, reg, lam_a, lam_w, r, eta_w, eta_a, m):
     """Every entry of the step's gradient and of the updated weights is finite (the slow check behind
     the bound; the same arithmetic as ``coefficients`` and ``rows``)."""
     d = W.shape[1]
@@ -319,12 +326,12 @@ def exact_ok(W, x, a, nrm, phi, A1, cn, reg, lam_a, lam_w, r, lr, m):
         a2 = aj * (cn / nw) if nw > zero else zero
         r_a, r_w = reg_terms(reg, aj, nw, la, lw, zero)
         ga = r * phi[j] + r_a
-        if not (finite(ga) and finite(aj - lr * ga)):
+        if not (finite(ga) and finite(aj - eta_a * ga)):
             return False
         cw = r * a2 + r_w
         c = r * A1[j]
-        cj = lr * c
-        gj = lr * cw
+        cj = eta_w * c
+        gj = eta_w * cw
         for i in range(d):
             w = W[j, i]
             if not (finite(cw * w + c * x[i]) and finite((w - gj * w) - cj * x[i])):
@@ -346,27 +353,29 @@ def exact_step(W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t, lrs, reg
     y, xmax = label(x, d, Wt, at, tnorm, tcode, noise)
     cn = dneuron_dnorm(code, zero)
     tot = np.zeros(NPART, W.dtype)
-    for c in range(nch):  # the forward pass: the row pass with gw = coef = 0 leaves W as it is
+    for c in range(nch):  # the forward pass: the row pass with gw = coef = 0, not writing W
         j0, j1 = c * CHUNK, min(c * CHUNK + CHUNK, m)
         for j in range(j0, j1):
             coef[j] = zero
             gw[j] = zero
-        rows(W, x, x, coef, gw, h, nrm, j0, j1)
+        rows(W, x, x, coef, gw, h, nrm, j0, j1, False)
     neurons(a, code, h, nrm, phi, A1, reg, lam_as[t], lam_ws[t], np.int64(0), nch, m, part[0])
     for c in range(nch):
         for u in range(NPART):
             tot[u] += part[0, c, u]
     r = tot[0] - y
     loss = 0.5 * (np.float64(r) * r)
-    lr = like(W, lrs[t])
-    if not (finite(loss) and exact_ok(W, x, a, nrm, phi, A1, cn, reg, lam_as[t], lam_ws[t], r, lr, m)):
+    lr_w, lr_a = lr_at(lrs, t)
+    lw = like(W, lr_w)
+    la = like(W, lr_a)
+    if not (finite(loss) and exact_ok(W, x, a, nrm, phi, A1, cn, reg, lam_as[t], lam_ws[t], r, lw, la, m)):
         losses[t] = np.nan
         return 0
     losses[t] = loss
     for c in range(nch):
         j0, j1 = c * CHUNK, min(c * CHUNK + CHUNK, m)
-        coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_as[t], lam_ws[t], r, lr, j0, j1)
-        rows(W, x, x, coef, gw, h, nrm, j0, j1)
+        coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_as[t], lam_ws[t], r, lw, la, j0, j1)
+        rows(W, x, x, coef, gw, h, nrm, j0, j1, lw != zero)  # lr 0: W stays bit for bit
     return 1
 
 
@@ -745,9 +754,10 @@ def products_at(isa, E, C, Al, G, kb, k, mode, j0, j1):
 
 
 @njit
-def block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_a, lam_w, r, lr, mode, k, G, j0, j1):
-    """Step at block position k for rows j0 .. j1-1: a_j -= lr g_a[j]; the row update
-    w_j <- alpha_j w_j - c_j x_k (alpha_j = 1 - lr cw_j, c_j = lr r a_j sigma'_j) is recorded as
+def block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_a, lam_w, r, eta_w, eta_a, mode, k, G, j0, j1):
+    """Step at block position k for rows j0 .. j1-1 (step sizes eta_w of W, eta_a of a): a_j -= eta_a g_a[j]
+    (not at all when eta_a = 0); the row update w_j <- alpha_j w_j - c_j x_k (alpha_j = 1 - eta_w cw_j,
+    c_j = eta_w r a_j sigma'_j) is recorded as
     C[k, j] = c_j, Al[k, j] = alpha_j (``products_at`` applies it to the later positions' products);
     q_j follows it: exactly |w'|^2 = alpha^2 |w|^2 - 2 alpha c (w . x_k) + c^2 |x_k|^2 (FULL), or the
     bound |alpha| q_j + |c_j| max_i |x_k[i]|. The regularizer's terms are ``reg_terms``' (DECAY: at
@@ -763,8 +773,10 @@ def block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_a, lam_w, r, l
     if mode == LITE:  # no regularizer, no norm term
         for jj in range(j1 - j0):
             j = np.uint64(j0 + jj)
-            c = lr * (r * A1[j])
-            a[j] = a[j] - lr * (r * phi[j])
+            c = eta_w * (r * A1[j])
+            aj = a[j]
+            na = aj - eta_a * (r * phi[j])
+            a[j] = na if eta_a != zero else aj
             C[k, j] = c
             q[j] = q[j] + abs(c) * xmax
     elif mode == DECAY:  # a regularizer whose terms need no norm, no norm term
@@ -772,10 +784,11 @@ def block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_a, lam_w, r, l
             j = np.uint64(j0 + jj)
             aj = a[j]
             r_a, r_w = reg_terms(reg, aj, zero, la, lw, zero)
-            c = lr * (r * A1[j])
-            a[j] = aj - lr * (r * phi[j] + r_a)
+            c = eta_w * (r * A1[j])
+            na = aj - eta_a * (r * phi[j] + r_a)
+            a[j] = na if eta_a != zero else aj
             C[k, j] = c
-            al = one - lr * r_w
+            al = one - eta_w * r_w
             Al[k, j] = al
             q[j] = abs(al) * q[j] + abs(c) * xmax
     else:
@@ -785,10 +798,11 @@ def block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_a, lam_w, r, l
             nw = nrm[j]
             a2 = aj * (cn / nw) if nw > zero else zero
             r_a, r_w = reg_terms(reg, aj, nw, la, lw, zero)
-            c = lr * (r * A1[j])
-            a[j] = aj - lr * (r * phi[j] + r_a)
+            c = eta_w * (r * A1[j])
+            na = aj - eta_a * (r * phi[j] + r_a)
+            a[j] = na if eta_a != zero else aj
             C[k, j] = c
-            al = one - lr * (r * a2 + r_w)
+            al = one - eta_w * (r * a2 + r_w)
             Al[k, j] = al
             q[j] = ((al * al) * q[j] - (two * al * c) * E[k, j]) + (c * c) * gkk
 
@@ -898,6 +912,7 @@ def block_worker(isa, w, n_workers, W, a, Wt, at, tnorm, code, tcode, noise, see
                 _sync.rebalance(bounds, busy[(b - 1) % 2], 1)
                 c0, c1 = bounds[me], bounds[me + 1]
                 r0, r1 = c0 * CHUNK, min(c1 * CHUNK, m)
+        moves = False  # whether a step of this block has a nonzero step size for W (else W is not written)
         for k in range(kb, L):
             s = b * KB + k
             t = s - step0
@@ -919,13 +934,16 @@ def block_worker(isa, w, n_workers, W, a, Wt, at, tnorm, code, tcode, noise, see
             f, sph, sra, g1, g0, snw, sa, g2 = tot[0], tot[1], tot[2], tot[3], tot[4], tot[5], tot[6], tot[7]
             r = f - y
             loss = 0.5 * (np.float64(r) * r)
-            lr = like(W, lrs[t])
+            lr_w, lr_a = lr_at(lrs, t)
+            lw = like(W, lr_w)
+            la = like(W, lr_a)
             ar = abs(r)
             bga = ar * sph + sra  # bounds on |g_a|, |g_W| entries
             bgw = ar * (g1 * xmax + g2) + g0
             ok = finite(loss)
-            if not (ok and bga < big and bgw < big and sa + lr * bga < big and snw + lr * bgw < big):
-                apply_pending(isa, W, A, C, Al, Xb, kb, k, mode, r0, r1)  # W <- W(s): the weights before step s
+            if not (ok and bga < big and bgw < big and sa + la * bga < big and snw + lw * bgw < big):
+                if moves:
+                    apply_pending(isa, W, A, C, Al, Xb, kb, k, mode, r0, r1)  # W <- W(s): the weights before s
                 if not ok:
                     if writer:
                         losses[t] = np.nan
@@ -933,12 +951,14 @@ def block_worker(isa, w, n_workers, W, a, Wt, at, tnorm, code, tcode, noise, see
                 return t - t0, NEED_EXACT
             if writer:
                 losses[t] = loss
-            block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_as[t], lam_ws[t], r, lr, mode, k, G,
+            moves = moves or lw != zero
+            block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_as[t], lam_ws[t], r, lw, la, mode, k, G,
                                r0, r1)
         pending(C, Al, A, kb, L, mode, r0, r1)
         for j0 in range(r0, r1, ROWS):  # the block's updates, then the next block's products
             j1 = min(j0 + ROWS, r1)
-            _update(isa, W, A, C, Xb, kb, L, mode != LITE, j0, j1)
+            if moves:
+                _update(isa, W, A, C, Xb, kb, L, mode != LITE, j0, j1)
             if Ln > 0:
                 base_pass(isa, W, Xn, E, q, full, np.int64(0), Ln, j0, j1)
         busy[b % 2, me] = _sync.cycles() - tick - waited
@@ -965,10 +985,11 @@ def team_run(n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0
 
 @njit(inline="always")
 def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, fw, losses, isa=HOST_ISA):
-    """Steps step0 .. step0 + len(lrs) - 1; returns the number done (see ``online.run``). ``isa``: the
+    """Steps step0 .. step0 + n - 1 (``lrs`` of shape (n,), or (2, n): rows W, a); returns the number done
+    (see ``online.run``). ``isa``: the
     register-block variant (``_jit.AVX2``, ``_jit.AVX512``; a compile-time constant where it can be).
     Inlined into its callers (``online.run_single`` and the public kernels): one compilation less."""
-    S = lrs.shape[0]
+    S = lr_count(lrs)
     if S == 0:
         return 0
     m, d = W.shape

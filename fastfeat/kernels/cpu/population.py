@@ -35,7 +35,7 @@ from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
 from ._finite import finite, isnan
 from ._jit import njit, pnjit
 from .common import add_reg_grad, guarded_update, row_norms
-from .scalar import homog_consts, homog_terms, like, pair
+from .scalar import homog_consts, homog_terms, like, lr_at, lr_count, pair
 
 DEFAULT_TILE = 256
 _CHUNK = 64  # columns per parallel task in the off-diagonal pass
@@ -334,9 +334,9 @@ def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
 
 @njit
 def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
-    """One gradient step in place; returns the loss before the step (float64, NaN when the step
-    was refused because the loss or the gradient is not finite or an updated weight would reach
-    ``guard_limit``: W, a are then unchanged)."""
+    """One gradient step in place (``lr``: one step size, or a pair (lr_W, lr_a)); returns the loss before
+    the step (float64, NaN when the step was refused because the loss or the gradient is not finite or an
+    updated weight would reach ``guard_limit``: W, a are then unchanged)."""
     # np.bool_(True), a run-time bool: the loss_grad the objective calls from Python, not a second
     # compilation for the literal True
     loss = loss_grad(W, a, Wt, at, code, gW, ga, ws, np.bool_(True))
@@ -348,11 +348,13 @@ def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
 
 @njit
 def run(W, a, Wt, at, code, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
-    """len(lrs) steps; losses[s] gets the loss before step s. Returns the number of steps done
-    (fewer when a non-finite loss or gradient stopped it; W, a keep their last finite values)."""
-    for s in range(lrs.shape[0]):
-        loss = step(W, a, Wt, at, code, lrs[s], reg, lam_as[s], lam_ws[s], gW, ga, ws)
+    """``n`` steps; ``lrs`` has shape (n,) (one step size per step) or (2, n) (rows: W, a); losses[s] gets
+    the loss before step s. Returns the number of steps done (fewer when a non-finite loss or gradient
+    stopped it; W, a keep their last finite values)."""
+    n = lr_count(lrs)
+    for s in range(n):
+        loss = step(W, a, Wt, at, code, lr_at(lrs, s), reg, lam_as[s], lam_ws[s], gW, ga, ws)
         losses[s] = loss
         if isnan(loss):
             return s
-    return lrs.shape[0]
+    return n

@@ -140,3 +140,53 @@ def alg_params(code, x):
 #: the loops that call them (as a call of its own, the online batch-1 path-norm pass was 15-45% slower)
 reg_terms = numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy", cache=False)(_reg.reg_terms)
 reg_value = _scalar(_reg.reg_value)
+
+
+# Step sizes. A kernel's ``lr`` is one number (both layers) or a pair ``(lr_W, lr_a)``; its ``lrs`` an array
+# of shape (n,) (both layers) or (2, n) (row 0 for W, row 1 for a). Each kernel is written once for both:
+# these helpers are resolved when it is compiled.
+
+def lr_pair(lr):
+    """``(lr_W, lr_a)`` of a step size given as one number or as a pair."""
+    if isinstance(lr, (tuple, list)) or np.ndim(lr) == 1:
+        return np.float64(lr[0]), np.float64(lr[1])
+    return np.float64(lr), np.float64(lr)
+
+
+@overload(lr_pair, jit_options=_OPTS)
+def _lr_pair(lr):
+    if isinstance(lr, (types.Float, types.Integer)):
+        return lambda lr: (np.float64(lr), np.float64(lr))
+    if isinstance(lr, types.BaseTuple) and len(lr) == 2:
+        return lambda lr: (np.float64(lr[0]), np.float64(lr[1]))
+    return None
+
+
+def lr_at(lrs, s):
+    """``(lr_W, lr_a)`` of step ``s`` of ``lrs`` (shape (n,) or (2, n))."""
+    if np.ndim(lrs) == 2:
+        return lrs[0, s], lrs[1, s]
+    return lrs[s], lrs[s]
+
+
+@overload(lr_at, jit_options=_OPTS)
+def _lr_at(lrs, s):
+    if isinstance(lrs, types.Array) and lrs.ndim == 1:
+        return lambda lrs, s: (lrs[s], lrs[s])
+    if isinstance(lrs, types.Array) and lrs.ndim == 2:
+        return lambda lrs, s: (lrs[0, s], lrs[1, s])
+    return None
+
+
+def lr_count(lrs):
+    """The number of steps of ``lrs`` (shape (n,) or (2, n))."""
+    return np.shape(lrs)[-1]
+
+
+@overload(lr_count, jit_options=_OPTS)
+def _lr_count(lrs):
+    if isinstance(lrs, types.Array) and lrs.ndim == 1:
+        return lambda lrs: lrs.shape[0]
+    if isinstance(lrs, types.Array) and lrs.ndim == 2:
+        return lambda lrs: lrs.shape[1]
+    return None

@@ -131,19 +131,21 @@ def _make(ft, T, RB):
             losses[s] = tot
 
     @cuda.jit
-    def sgd(W, a, gW, ga, lr, state):
-        """W -= lr gW, a -= lr ga unless the step was refused."""
+    def sgd(W, a, gW, ga, lr, lr_a, state):
+        """W -= lr gW, a -= lr_a ga unless the step was refused (a layer whose step size is 0 is not
+        touched)."""
         if state[0] != 0:
             return
         m, d = W.shape
         md = m * d
         for idx in range(cuda.grid(1), md + m, cuda.gridsize(1)):
             if idx < md:
-                j = idx // d
-                i = idx - j * d
-                W[j, i] -= lr * gW[j, i]
-            else:
-                a[idx - md] -= lr * ga[idx - md]
+                if lr != zero:
+                    j = idx // d
+                    i = idx - j * d
+                    W[j, i] -= lr * gW[j, i]
+            elif lr_a != zero:
+                a[idx - md] -= lr_a * ga[idx - md]
 
     # ---------------------------------------------------------------- population
     @cuda.jit
@@ -299,9 +301,9 @@ def _make(ft, T, RB):
                     gW[i0 + rr, li] = acc[u, v]
 
     @cuda.jit
-    def pop_rows(W, a, nrm, part, i0, rows, gW, ga, lrow, want_grad, reg, lam_a, lam_w, lr, state):
+    def pop_rows(W, a, nrm, part, i0, rows, gW, ga, lrow, want_grad, reg, lam_a, lam_w, lr, lr_a, state):
         """Per row: g_a, the loss row, g_W += a_j A_j w_j + regularizer; flags non-finite gradients and
-        updates (rate ``lr``) that fail the guard."""
+        updates (step sizes ``lr`` of W, ``lr_a`` of a) that fail the guard."""
         if state[0] != 0:
             return
         d = W.shape[1]
@@ -318,7 +320,7 @@ def _make(ft, T, RB):
                 gaj = sK + ra
                 ga[j] = gaj
                 cw = aj * sA + rw
-                ok = math.isfinite(gaj) and abs(aj) + lr * abs(gaj) < big
+                ok = math.isfinite(gaj) and abs(aj) + lr_a * abs(gaj) < big
                 for i in range(d):
                     w = W[j, i]
                     g = gW[j, i] + cw * w
@@ -486,9 +488,9 @@ def _make(ft, T, RB):
                         gW[jj, li] += acc[u, v]
 
     @cuda.jit
-    def emp_finish(W, a, nrm, gW, ga, sums, scale, code, want_grad, reg, lam_a, lam_w, lr, state):
+    def emp_finish(W, a, nrm, gW, ga, sums, scale, code, want_grad, reg, lam_a, lam_w, lr, lr_a, state):
         """g_a = scale gacc + reg; g_W[j] = a_j scale (acc_j + dnorm sum(r) w_j/|w_j|) + reg; flags
-        non-finite gradients and updates (rate ``lr``) that fail the guard."""
+        non-finite gradients and updates (step sizes ``lr`` of W, ``lr_a`` of a) that fail the guard."""
         if state[0] != 0:
             return
         m, d = W.shape
@@ -505,7 +507,7 @@ def _make(ft, T, RB):
                 cw = rw
                 if nj > zero:
                     cw += cg * dn * rsum / nj
-                ok = math.isfinite(gaj) and abs(aj) + lr * abs(gaj) < big
+                ok = math.isfinite(gaj) and abs(aj) + lr_a * abs(gaj) < big
                 for i in range(d):
                     w = W[j, i]
                     g = cg * gW[j, i] + cw * w
@@ -572,17 +574,17 @@ def signatures(dtype):
         "row_norms": (A2, A1, i64, st),
         "reduce_sums": (A1, i64, d1, st),
         "commit_loss": (d1, i64, f64, f64, d1, i64, st),
-        "sgd": (A2, A1, A2, A1, ft, st),
+        "sgd": (A2, A1, A2, A1, ft, ft, st),
         "pop_gram": (A2, A2, i64, i64, A2, st),
         "pop_pairs": (A1, A1, A1, i64, i64, i64, A2, A2, b1, st),
         "pop_bv": (A2, A2, A2, i64, i64, A2, st),
-        "pop_rows": (A2, A1, A1, A2, i64, i64, A2, A1, A1, b1, i64, ft, ft, ft, st),
+        "pop_rows": (A2, A1, A1, A2, i64, i64, A2, A1, A1, b1, i64, ft, ft, ft, ft, st),
         "emp_forward": (A2, ix, i64, i64, A2, A2, st),
         "emp_resid": (A2, A1, A1, A1, ix, i64, i64, i64, A1, i64, st),
         "emp_cols": (A2, A1, i64, i64, A1, i64, A2, st),
         "emp_gsum": (A2, i64, A1, b1, st),
         "emp_gw": (A2, A2, ix, i64, i64, A2, b1, st),
-        "emp_finish": (A2, A1, A1, A2, A1, d1, ft, i64, b1, i64, ft, ft, ft, st),
+        "emp_finish": (A2, A1, A1, A2, A1, d1, ft, i64, b1, i64, ft, ft, ft, ft, st),
         "online_draw": (u64, u64, i64, ft, A2, A1, st),
         "teacher_labels": (A2, A2, A1, A1, i64, A1, st),
     }
