@@ -172,6 +172,7 @@ _CHECKS = {
     "ridge": _nonnegative,
     "balance": _check_bool,
     "lr": _optional(_positive),
+    "lr_a": _optional(_nonnegative),
     "lr_scale": _positive,
     "epochs": lambda v, k: check_int(v, k, minimum=0),
     "epoch_steps": lambda v, k: check_int(v, k),
@@ -253,9 +254,8 @@ def check_arguments(teacher, m, **kwargs):
 
 
 def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
-                init_scale=1.0, eta1=1.0, renormalize=True, row_norm=1.0,
-                ridge=1e-3,
-                balance=True, lr=None, lr_scale=0.6, epochs=5, epoch_steps=150, lam0=1e-2, lam_factor=0.25, lam_floor=0.0,
+                init_scale=1.0, eta1=1.0, renormalize=True, row_norm=1.0, ridge=1e-3, balance=True, lr=None,
+                lr_a=None, lr_scale=0.6, epochs=5, epoch_steps=150, lam0=1e-2, lam_factor=0.25, lam_floor=0.0,
                 batch_size=None, log_every=100, metrics=("loss", "alignment"), radius=DEFAULT_RADIUS,
                 progress=False, n_threads=None):
     """Run the three-stage protocol (docs/paper.md) on a fresh student of width ``m``.
@@ -291,6 +291,9 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
         of the second-layer Hessian ``K(W, W)`` at the start of stage 3 (after balancing): gradient descent
         on the quadratic in ``a`` is stable for ``lr < 2 / lambda_max``, and the curvature differs by an
         order of magnitude between activations (ReLU's is larger than centered ReLU's).
+    lr_a : float or None
+        Stage 3 step size of the second layer a (None: ``lr``; 0 keeps a as stage 2 fitted it and trains
+        only W).
     lr_scale : float
         See ``lr``.
     epochs, epoch_steps : int
@@ -310,16 +313,16 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
     """
     args = check_arguments(teacher, m, n=n, seed=seed, noise=noise, dtype=dtype, init_scale=init_scale, eta1=eta1,
                            renormalize=renormalize, row_norm=row_norm, ridge=ridge, balance=balance, lr=lr,
-                           lr_scale=lr_scale, epochs=epochs, epoch_steps=epoch_steps, lam0=lam0,
+                           lr_a=lr_a, lr_scale=lr_scale, epochs=epochs, epoch_steps=epoch_steps, lam0=lam0,
                            lam_factor=lam_factor, lam_floor=lam_floor, batch_size=batch_size, log_every=log_every,
                            metrics=metrics, radius=radius, progress=progress, n_threads=n_threads)
-    (m, n, seed, noise, dtype, init_scale, eta1, renormalize, row_norm, ridge, balance, lr, lr_scale, epochs,
+    (m, n, seed, noise, dtype, init_scale, eta1, renormalize, row_norm, ridge, balance, lr, lr_a, lr_scale, epochs,
      epoch_steps, lam0, lam_factor, lam_floor, batch_size, log_every, metrics, radius, progress, n_threads) = (
         args[k] for k in ("m",) + _KEYWORDS)
     teacher = teacher.astype(dtype) if teacher.dtype != np.dtype(dtype) else teacher
     config = dict(d=teacher.d, m_star=teacher.m, m=m, n=n, seed=seed, noise=noise, dtype=np.dtype(dtype).name,
                   activation=teacher.activation, init_scale=init_scale, eta1=eta1, renormalize=bool(renormalize),
-                  row_norm=row_norm, ridge=ridge, balance=bool(balance), lr=lr, lr_scale=lr_scale, epochs=epochs,
+                  row_norm=row_norm, ridge=ridge, balance=bool(balance), lr=lr, lr_a=lr_a, lr_scale=lr_scale, epochs=epochs,
                   epoch_steps=epoch_steps, lam0=lam0, lam_factor=lam_factor, lam_floor=lam_floor,
                   batch_size=batch_size, log_every=log_every, radius=radius,
                   zero_loss=_zero_loss(teacher, noise), teacher_a=np.asarray(teacher.a, float).tolist())
@@ -381,13 +384,13 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
         config["lr"] = lr
     if epochs > 0:
         lam = geometric(lam0, lam_factor, epoch_steps, floor=lam_floor)
-        stage3 = train(net, objective, steps=epochs * epoch_steps, lr=lr, reg=WeightDecay(lam),
+        stage3 = train(net, objective, steps=epochs * epoch_steps, lr=lr, lr_a=lr_a, reg=WeightDecay(lam),
                        log_every=min(log_every, epoch_steps), teacher=teacher, metrics=metrics, progress=progress,
                        n_threads=n_threads)
     else:
         stage3 = History()
         log(stage3, 0)
-    stage3.info.update({"stage": 3, "balanced": bool(balanced), "lr": lr})
+    stage3.info.update({"stage": 3, "balanced": bool(balanced), "lr": lr, "lr_a": lr if lr_a is None else lr_a})
     seconds["stage3"] = time.perf_counter() - t0
 
     final = alignment(net, teacher, radius=radius)

@@ -70,6 +70,7 @@ BAD_CONFIGS = {
     "unknown keyword": (b"[protocol]\nm = 16\nlearning_rate = 0.1\n", ["learning_rate"]),
     "bad teacher value": (b'[teacher]\nd = 4\nm_star = 9\n[protocol]\nm = 16\n', ["m_star must be <= d"]),
     "negative radius": (b"[protocol]\nm = 16\nradius = -0.5\n", ["radius must be >= 0"]),
+    "negative lr_a": (b"[protocol]\nm = 16\nlr_a = -0.1\n", ["lr_a must be >= 0"]),
     "batch_size without n": (b"[protocol]\nm = 16\nbatch_size = 8\n", ["batch_size needs a sampled data set"]),
     "progress in the file": (b"[protocol]\nm = 16\nprogress = true\n", ["set by the command line"]),
     "bool as string": (b'[protocol]\nm = 16\nbalance = "no"\n', ["balance must be True or False"]),

@@ -50,6 +50,20 @@ def test_stage1_is_one_step_of_minus_eta_grad_and_stage2_solves_the_normal_equat
     np.testing.assert_allclose((G + 1e-2 * np.mean(np.diag(G)) * np.eye(16)) @ res.net.a, b, rtol=1e-8, atol=1e-12)
 
 
+def test_stage3_with_a_frozen_second_layer():
+    """lr_a = 0: stage 3 trains W only; a stays as stage 2 (and the balancing) left it, bit for bit."""
+    teacher = ff.Teacher.random(d=6, m_star=2, activation="erf", signs="mixed", seed=4)
+    kw = dict(seed=2, epochs=2, epoch_steps=10, log_every=10, metrics=("loss",))
+    before = ff.paper.three_stage(teacher, 16, epochs=0, **{k: v for k, v in kw.items() if k != "epochs"}).net
+    res = ff.paper.three_stage(teacher, 16, lr_a=0.0, **kw)
+    assert res.net.a.tobytes() == before.a.tobytes()
+    assert not np.array_equal(res.net.W, before.W)
+    assert res.config["lr_a"] == 0.0 and res.stage3.info["lr_a"] == 0.0
+    assert res.stage3["loss"][-1] < res.stage3["loss"][0]
+    with pytest.raises(ValueError, match="lr_a"):
+        ff.paper.three_stage(teacher, 16, lr_a=-1.0)
+
+
 def test_three_stage_on_data_with_minibatches():
     teacher = ff.Teacher.random(d=5, m_star=2, activation="relu_centered", signs="mixed", seed=1)
     emp = ff.Empirical.sample(teacher, 400, seed=0)

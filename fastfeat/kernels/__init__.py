@@ -21,6 +21,10 @@ when it refused the step: the loss or gradient was not finite, or an updated wei
 ``max_float / 4`` (then W and a are left unchanged). ``population_run`` does
 ``len(lrs)`` steps, storing each loss in ``losses`` and returning the number of steps done.
 
+Step sizes: every ``lr`` may be one number (both layers) or a pair ``(lr_W, lr_a)``, and every ``lrs``
+an array of shape (n,) or (2, n) (row 0 for W, row 1 for a); a layer whose step size is 0 is left
+untouched, bit for bit. Each form is compiled on first use (``ff.train`` passes (2, n)).
+
 Shared helpers: ``add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w) -> all_finite``,
 ``sgd_update(W, a, gW, ga, lr)`` and ``guarded_update(W, a, gW, ga, lr) -> taken`` (the update only when
 every new weight stays below ``max_float / 4``, checked before anything is written).
