@@ -6,7 +6,8 @@
 - ``stage1.json``, ``stage2.json``, ``stage3.json``: the History of each stage;
 - ``weights.npz``: the final student (``W``, ``a``) and the teacher (``W_star``, ``a_star``);
 - ``summary.json``: final diagnostics, the loss of f == 0, timings and the full configuration;
-- ``loss.png``, ``alignment.png``, ``mass_by_angle.png`` (needs matplotlib: the ``plot`` extra).
+- ``loss.png``, ``alignment.png``, ``mass_by_angle.png`` (needs matplotlib: the ``plot`` extra);
+- with ``hessian = true``: ``hessian.npz`` (the eigenvalues at the end) and ``hessian.png``.
 
 Before anything runs, the whole configuration (every keyword of ``three_stage``, types and ranges) and
 ``DIR`` are checked (not a file, writable, no results of an earlier run unless ``--force``); all problems
@@ -131,7 +132,7 @@ def config_problems(cfg):
 
 #: what ``fastfeat run`` writes into its folder
 OUTPUTS = ("stage1.json", "stage2.json", "stage3.json", "weights.npz", "summary.json", "loss.png", "alignment.png",
-           "mass_by_angle.png")
+           "mass_by_angle.png", "hessian.npz", "hessian.png")
 
 
 def prepare_out(out, force=False):
@@ -297,6 +298,44 @@ def plot_mass_by_angle(res, path, plt):
     plt.close(fig)
 
 
+def plot_hessian(res, path, plt):
+    """The Hessian spectrum at the end (``three_stage(hessian=True)``): every computed eigenvalue in
+    ascending order on a symmetric log scale, with the near-zero band and the last weight decay marked;
+    and the histogram of log10 |lambda| by sign."""
+    h = res.hessian
+    ev = h.eigenvalues
+    lam = res.config.get("hessian_lam", 0.0)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.0))
+    ax1.plot(np.arange(ev.size), ev, ".", ms=2, color="tab:blue")
+    ax1.set_yscale("symlog", linthresh=max(h.tol, 1e-300))
+    ax1.axhspan(-h.tol, h.tol, color="0.85", label=f"near zero: |λ| ≤ {h.tol:.2g}")
+    if lam > 0:
+        ax1.axhline(lam, color="tab:green", ls="--", lw=1, label=f"last weight decay λ = {lam:.3g}")
+    ax1.set_xlabel("index (ascending)" + ("" if h.complete else f" of the {ev.size} smallest"))
+    ax1.set_ylabel("eigenvalue (symmetric log scale)")
+    ax1.set_title(f"P = {h.n_params}: {h.n_negative} negative, {h.n_zero} near zero, largest {h.largest:.3g}")
+    ax1.legend(fontsize=8, loc="upper left")
+    mag = np.abs(ev[np.abs(ev) > 0])
+    lo = np.floor(np.log10(mag.min())) if mag.size else -1
+    hi = np.ceil(np.log10(mag.max())) if mag.size else 1
+    bins = np.linspace(lo, max(hi, lo + 1), 50)
+    ax2.hist(np.log10(ev[ev > 0]), bins=bins, color="tab:blue", label="λ > 0")
+    ax2.hist(np.log10(-ev[ev < 0]), bins=bins, color="tab:red", alpha=0.7, label="λ < 0 (as |λ|)")
+    ax2.axvline(np.log10(h.tol), color="0.4", ls=":", lw=1, label="near-zero threshold")
+    if lam > 0:
+        ax2.axvline(np.log10(lam), color="tab:green", ls="--", lw=1, label="last weight decay")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("log10 |eigenvalue|")
+    ax2.set_ylabel("count (log scale)")
+    ax2.set_title("at the end: population loss + weight decay")
+    ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def write_results(res, teacher, cfg, out, plt, wall):
     """Write a finished protocol into folder ``out`` (histories, weights, summary.json, and the plots when
     ``plt`` is matplotlib's pyplot); returns the summary."""
@@ -309,10 +348,16 @@ def write_results(res, teacher, cfg, out, plt, wall):
     summary["teacher"] = cfg["teacher"]
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
+    if res.hessian is not None:
+        h = res.hessian
+        np.savez(os.path.join(out, "hessian.npz"), eigenvalues=h.eigenvalues, tol=h.tol, n_params=h.n_params,
+                 largest=h.largest, weight_decay=res.config.get("hessian_lam", 0.0))
     if plt is not None:
         plot_loss(res, os.path.join(out, "loss.png"), plt)
         plot_alignment(res, os.path.join(out, "alignment.png"), plt)
         plot_mass_by_angle(res, os.path.join(out, "mass_by_angle.png"), plt)
+        if res.hessian is not None:
+            plot_hessian(res, os.path.join(out, "hessian.png"), plt)
     return summary
 
 
@@ -339,8 +384,14 @@ def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=F
     say(f"done in {wall:.1f} s: population loss {s['loss']:.3g} ({s['relative_loss']:.3g} of f = 0), best cosine "
         f"{np.round(s['best_cos'], 4).tolist()}, captured mass {np.round(s['captured_mass'], 4).tolist()} "
         f"(a* = {s['teacher_a']}), far mass {s['far_mass']:.3g}")
-    say(f"wrote {out}{os.sep}: summary.json, weights.npz, stage1-3.json" + (", loss.png, alignment.png, "
-                                                                          "mass_by_angle.png" if plots else ""))
+    if res.hessian is not None:
+        h = res.hessian
+        say(f"Hessian at the end: {h.n_negative} negative and {h.n_zero} near-zero eigenvalues of "
+            f"{h.eigenvalues.size}{'' if h.complete else ' computed'} (P = {h.n_params}), smallest "
+            f"{h.eigenvalues[0]:.3g}, largest {h.largest:.3g}")
+    extra = ", hessian.npz" if res.hessian is not None else ""
+    pngs = ", loss.png, alignment.png, mass_by_angle.png" + (", hessian.png" if res.hessian is not None else "")
+    say(f"wrote {out}{os.sep}: summary.json, weights.npz, stage1-3.json{extra}" + (pngs if plots else ""))
     return res
 
 

@@ -20,13 +20,14 @@ after the solve at 0 and 1; stage 3: every ``log_every`` steps).
 """
 import inspect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ._validation import as_dtype, check_float, check_int
 from .math.activations import HOMOGENEOUS, kernel_matrix
 from .math.reference import features
+from .curvature import hessian_spectrum
 from .metrics.alignment import DEFAULT_RADIUS, alignment
 from .networks import TwoLayer, check_teacher
 from .objectives import Empirical, Population
@@ -42,7 +43,8 @@ class ThreeStageResult:
 
     ``net``: the trained student; ``stage1``, ``stage2``, ``stage3``: one History per stage (also as
     ``histories``); ``alignment``: ``ff.metrics.alignment`` of the final net (with the per-neuron arrays);
-    ``seconds``: wall time per stage; ``config``: every constant the run used.
+    ``seconds``: wall time per stage; ``config``: every constant the run used; ``hessian``: the
+    ``ff.HessianSpectrum`` at the end (``three_stage(hessian=True)``), else None.
     """
 
     net: TwoLayer
@@ -52,6 +54,7 @@ class ThreeStageResult:
     alignment: dict
     seconds: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    hessian: object = None
 
     @property
     def histories(self):
@@ -68,6 +71,12 @@ class ThreeStageResult:
         out["teacher_a"] = self.config["teacher_a"]
         out["seconds"] = dict(self.seconds)
         out["config"] = {k: v for k, v in self.config.items() if k not in ("zero_loss", "teacher_a")}
+        if self.hessian is not None:
+            h = self.hessian
+            out["hessian"] = {"n_params": h.n_params, "computed": int(h.eigenvalues.size),
+                              "smallest": h.eigenvalues[:10].tolist(), "largest": h.largest, "tol": h.tol,
+                              "n_zero": h.n_zero, "n_negative": h.n_negative,
+                              "weight_decay": self.config.get("hessian_lam")}
         return out
 
 
@@ -185,6 +194,7 @@ _CHECKS = {
     "radius": _nonnegative,
     "progress": _check_bool,
     "n_threads": _optional(_check_threads),
+    "hessian": _check_bool,
 }
 _KEYWORDS = tuple(_CHECKS)
 
@@ -233,6 +243,9 @@ def _check_all(teacher, m, kwargs):
         elif bs > n:
             problems.append(ValueError(f"batch_size must be <= n = {n}, got {bs}"))
     if teacher is not None:
+        if args.get("hessian") and not teacher.has_population_kernel:
+            problems.append(ValueError(f"hessian: activation {teacher.activation!r} has no closed-form population "
+                                       "kernel, so no exact Hessian"))
         if "n" in args and n is None and not teacher.has_population_kernel:
             problems.append(ValueError(f"activation {teacher.activation!r} has no closed-form population kernel: "
                                        "pass n= to train on a sampled data set"))
@@ -257,7 +270,7 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
                 init_scale=1.0, eta1=1.0, renormalize=True, row_norm=1.0, ridge=1e-3, balance=True, lr=None,
                 lr_a=None, lr_scale=0.6, epochs=5, epoch_steps=150, lam0=1e-2, lam_factor=0.25, lam_floor=0.0,
                 batch_size=None, log_every=100, metrics=("loss", "alignment"), radius=DEFAULT_RADIUS,
-                progress=False, n_threads=None):
+                progress=False, n_threads=None, hessian=False):
     """Run the three-stage protocol (docs/paper.md) on a fresh student of width ``m``.
 
     Parameters
@@ -306,6 +319,13 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
         Neighbourhood radius (radians) of the final ``alignment``.
     progress, n_threads :
         Passed to ``ff.train`` in stage 3.
+    hessian : bool
+        At the end, the spectrum of the exact Hessian of the population loss plus the last epoch's weight
+        decay (``ff.hessian_spectrum``; the population loss also when training used a data set): all
+        ``P = m (d + 1)`` eigenvalues when ``P <= HESSIAN_FULL_MAX``, else the ``HESSIAN_K`` smallest.
+        "Near zero" there means ``|lambda|`` at most the norm of the regularized gradient at the end
+        (the directions of an exact symmetry have eigenvalues of that size at a point that is only
+        approximately stationary), or the rounding threshold if larger. Needs a closed-form kernel.
 
     Returns
     -------
@@ -315,10 +335,11 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
                            renormalize=renormalize, row_norm=row_norm, ridge=ridge, balance=balance, lr=lr,
                            lr_a=lr_a, lr_scale=lr_scale, epochs=epochs, epoch_steps=epoch_steps, lam0=lam0,
                            lam_factor=lam_factor, lam_floor=lam_floor, batch_size=batch_size, log_every=log_every,
-                           metrics=metrics, radius=radius, progress=progress, n_threads=n_threads)
+                           metrics=metrics, radius=radius, progress=progress, n_threads=n_threads,
+                           hessian=hessian)
     (m, n, seed, noise, dtype, init_scale, eta1, renormalize, row_norm, ridge, balance, lr, lr_a, lr_scale, epochs,
-     epoch_steps, lam0, lam_factor, lam_floor, batch_size, log_every, metrics, radius, progress, n_threads) = (
-        args[k] for k in ("m",) + _KEYWORDS)
+     epoch_steps, lam0, lam_factor, lam_floor, batch_size, log_every, metrics, radius, progress, n_threads,
+     hessian) = (args[k] for k in ("m",) + _KEYWORDS)
     teacher = teacher.astype(dtype) if teacher.dtype != np.dtype(dtype) else teacher
     config = dict(d=teacher.d, m_star=teacher.m, m=m, n=n, seed=seed, noise=noise, dtype=np.dtype(dtype).name,
                   activation=teacher.activation, init_scale=init_scale, eta1=eta1, renormalize=bool(renormalize),
@@ -394,8 +415,35 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
     seconds["stage3"] = time.perf_counter() - t0
 
     final = alignment(net, teacher, radius=radius)
+    spectrum = None
+    if hessian:
+        t0 = time.perf_counter()
+        lam_end = max(lam0 * lam_factor ** (epochs - 1), lam_floor) if epochs > 0 else 0.0
+        spectrum = _final_spectrum(net, Population(teacher, noise=noise), WeightDecay(lam_end))
+        config["hessian_lam"] = lam_end
+        seconds["hessian"] = time.perf_counter() - t0
     return ThreeStageResult(net=net, stage1=stage1, stage2=stage2, stage3=stage3, alignment=final,
-                            seconds=seconds, config=config)
+                            seconds=seconds, config=config, hessian=spectrum)
+
+
+#: ``three_stage(hessian=True)`` computes every eigenvalue up to this many parameters (eigvalsh of a P x P
+#: matrix: 8 P^2 bytes, O(P^3) time, about 10 s at P = 6000 on 2 cores), else the ``HESSIAN_K`` smallest
+HESSIAN_FULL_MAX = 6000
+HESSIAN_K = 40
+
+
+def _final_spectrum(net, objective, reg):
+    """The Hessian diagnostic of ``three_stage``: ``hessian_spectrum`` with "near zero" meaning at most the
+    norm of the regularized gradient (or the rounding threshold)."""
+    gW, ga = objective.grad(net, reg)
+    gnorm = float(np.sqrt(np.sum(np.asarray(gW, np.float64) ** 2) + np.sum(np.asarray(ga, np.float64) ** 2)))
+    P = net.m * (net.d + 1)
+    k = None if P <= HESSIAN_FULL_MAX else min(HESSIAN_K, P - 1)
+    spec = hessian_spectrum(net, objective, reg, k=k)
+    if gnorm > spec.tol:  # the same eigenvalues, counted against the larger threshold
+        ev = spec.eigenvalues
+        spec = replace(spec, tol=gnorm, n_zero=int(np.sum(np.abs(ev) <= gnorm)), n_negative=int(np.sum(ev < -gnorm)))
+    return spec
 
 
 #: the defaults of ``three_stage``'s keywords (what ``argument_problems`` checks when one is not given)

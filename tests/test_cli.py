@@ -48,6 +48,21 @@ def test_run_writes_histories_weights_summary_and_plots(tmp_path, capsys):
     assert list(stage3.step) == [0, 10, 20, 30, 40]
     assert stage3["loss"][-1] == pytest.approx(summary["loss"], rel=1e-12)
     assert "done in" in capsys.readouterr().out
+    assert not (out / "hessian.png").exists() and "hessian" not in summary
+
+
+def test_run_with_the_hessian_diagnostic(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL + "hessian = true\n")
+    out = tmp_path / "out"
+    assert cli.main(["run", str(cfg), "--out", str(out)]) == 0
+    assert (out / "hessian.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "summary.json").read_text())
+    ev = np.load(out / "hessian.npz")["eigenvalues"]
+    assert ev.shape == (16 * 7,) and np.all(np.diff(ev) >= 0)
+    assert summary["hessian"]["smallest"] == pytest.approx(list(ev[:10]))
+    assert "Hessian at the end" in capsys.readouterr().out
 
 
 def test_bad_config_is_a_clear_error(tmp_path, capsys):

@@ -64,6 +64,28 @@ def test_stage3_with_a_frozen_second_layer():
         ff.paper.three_stage(teacher, 16, lr_a=-1.0)
 
 
+def test_hessian_diagnostic_at_the_end():
+    """hessian=True: the spectrum of the population loss + the last weight decay at the final net, with
+    "near zero" at least the regularized gradient's norm; the summary carries it; tanh has none."""
+    teacher = ff.Teacher.random(d=4, m_star=2, activation="relu_centered", signs="mixed", seed=1)
+    res = ff.paper.three_stage(teacher, 8, epochs=2, epoch_steps=20, log_every=20, metrics=("loss",), hessian=True)
+    lam = 1e-2 * 0.25
+    assert res.config["hessian_lam"] == lam
+    reg = ff.WeightDecay(lam)
+    pop = ff.Population(teacher)
+    ev = np.linalg.eigvalsh(ff.hessian(res.net, pop, reg))
+    h = res.hessian
+    np.testing.assert_allclose(h.eigenvalues, ev, rtol=1e-10, atol=1e-14)
+    gW, ga = pop.grad(res.net, reg)
+    assert h.tol >= np.sqrt(np.sum(gW**2) + np.sum(ga**2)) * (1 - 1e-12)
+    assert h.n_zero == np.sum(np.abs(ev) <= h.tol) and h.n_negative == np.sum(ev < -h.tol)
+    s = res.summary()["hessian"]
+    assert s["n_params"] == 8 * 5 and s["smallest"] == pytest.approx(list(ev[:10])) and s["weight_decay"] == lam
+    assert ff.paper.three_stage(teacher, 8, epochs=0, metrics=("loss",)).hessian is None
+    with pytest.raises(ValueError, match="hessian"):
+        ff.paper.three_stage(ff.Teacher.random(d=4, m_star=2, activation="tanh"), 8, n=50, hessian=True)
+
+
 def test_three_stage_on_data_with_minibatches():
     teacher = ff.Teacher.random(d=5, m_star=2, activation="relu_centered", signs="mixed", seed=1)
     emp = ff.Empirical.sample(teacher, 400, seed=0)
