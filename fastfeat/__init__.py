@@ -22,7 +22,7 @@ from .math.activations import NAMES as ACTIVATIONS  # noqa: E402,F401
 from .networks import Teacher, TwoLayer  # noqa: E402,F401
 from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F401
 from .regularizers import PathNorm, WeightDecay  # noqa: E402,F401
-from .training import Checkpoint, CheckpointError, History, TrainingDiverged, train  # noqa: E402,F401
+from .training import Checkpoint, CheckpointError, History, TrainingDiverged, flow, train  # noqa: E402,F401
 from .curvature import HessianSpectrum, hessian, hessian_spectrum, hessian_vector  # noqa: E402,F401
 from .sweeps import sweep  # noqa: E402,F401  (Dask is imported only when a sweep runs)
 from . import _warmup_tasks  # noqa: E402,F401  (ff.kernels.warmup's tasks)

@@ -78,6 +78,17 @@ def paper(dtype):
     three_stage(t, 8, n=64, epochs=1, epoch_steps=3, log_every=2, dtype=dtype)
 
 
+def flow(dtype):
+    """The gradient-flow integrator (one compiled kernel for every method; it works in float64 whatever the
+    net's dtype) with the population gradient it calls."""
+    from .regularizers import WeightDecay
+    from .objectives import Population
+    from .training.flow import flow as run_flow
+    t = _teacher("relu", dtype)
+    for method in ("dop853", "rkc"):
+        run_flow(_net("relu", dtype), Population(t), 0.5, reg=WeightDecay(1e-3), method=method, log_times=1)
+
+
 def kernels(dtype):
     """The public ``ff.kernels`` entry points called from Python with the documented argument types
     (code from your own ``@njit`` function with the same types finds them in the cache too)."""
@@ -111,5 +122,5 @@ def kernels(dtype):
 
 # the biggest first: parallel workers then finish together
 for _name, _fn in (("online", online), ("empirical", empirical), ("population", population), ("paper", paper),
-                   ("kernels", kernels)):
+                   ("flow", flow), ("kernels", kernels)):
     register(_name, _fn)

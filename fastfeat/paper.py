@@ -343,8 +343,8 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
     teacher = teacher.astype(dtype) if teacher.dtype != np.dtype(dtype) else teacher
     config = dict(d=teacher.d, m_star=teacher.m, m=m, n=n, seed=seed, noise=noise, dtype=np.dtype(dtype).name,
                   activation=teacher.activation, init_scale=init_scale, eta1=eta1, renormalize=bool(renormalize),
-                  row_norm=row_norm, ridge=ridge, balance=bool(balance), lr=lr, lr_a=lr_a, lr_scale=lr_scale, epochs=epochs,
-                  epoch_steps=epoch_steps, lam0=lam0, lam_factor=lam_factor, lam_floor=lam_floor,
+                  row_norm=row_norm, ridge=ridge, balance=bool(balance), lr=lr, lr_a=lr_a, lr_scale=lr_scale,
+                  epochs=epochs, epoch_steps=epoch_steps, lam0=lam0, lam_factor=lam_factor, lam_floor=lam_floor,
                   batch_size=batch_size, log_every=log_every, radius=radius,
                   zero_loss=_zero_loss(teacher, noise), teacher_a=np.asarray(teacher.a, float).tolist())
     seconds = {}

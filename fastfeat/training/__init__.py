@@ -2,3 +2,4 @@
 from .checkpoint import Checkpoint, CheckpointError  # noqa: F401
 from .history import History  # noqa: F401
 from .train import TrainingDiverged, train  # noqa: F401
+from .flow import flow  # noqa: F401

@@ -1,0 +1,743 @@
+"""Gradient flow of the exact population objective: adaptive Runge-Kutta integrators, compiled.
+
+The flow ``dy/dt = -g(y)``, ``g = grad (L + R)``, is integrated on ``y = (W row-major, a)``, one float64
+vector of ``n = m d + m`` entries, from the time in ``st[T]`` to ``t_end`` by one compiled call of
+``advance``: every step, every stage, the error estimate and the step-size control run inside it, and
+the right-hand side is the fused population gradient (``population.loss_grad`` followed by
+``common.add_reg_grad``) evaluated on views of the stage buffers, so nothing is allocated while it runs.
+The caller allocates ``bufs = buffers(method, n)`` once and keeps ``st`` / ``cnt`` (``new_state``)
+between calls: the step size, the derivative at the current state (first-same-as-last), the
+controller's memory and the spectral-radius estimate carry over from one logging interval to the next.
+
+Methods (``METHODS``):
+
+- ``DOP853``: the explicit Dormand-Prince pair of orders 8 and 5(3) (Hairer, Norsett & Wanner, *Solving
+  Ordinary Differential Equations I*, 2nd ed., sec. II.10 and the code DOP853). 12 stages; the derivative
+  at the new state is computed once a step is accepted and is the first stage of the next step, so an
+  accepted step costs 12 gradients and a rejected one 11. Error: Hairer's combination of the 5th- and
+  3rd-order estimates, ``err = |h| E5^2 / sqrt(n (E5^2 + 0.01 E3^2))``, with the scaled sums of squares
+  ``E = sum_i (sum_j e_j k_ij / sk_i)^2``, ``sk_i = atol + rtol max(|y_i|, |y_new,i|)``.
+- ``DOPRI5``: Dormand-Prince 5(4), 7 stages, the last at the new state (first-same-as-last: 6 gradients a
+  step, also when rejected); error the RMS norm of the embedded difference.
+- ``RKC``: the second-order Runge-Kutta-Chebyshev method of Sommeijer, Shampine & Verwer (J. Comput.
+  Appl. Math. 88, 1998) with damping 2/13, for the stiff end of training. The Jacobian of a gradient
+  flow is minus the Hessian, symmetric, so its spectrum is real, and RKC's stability region covers the
+  real interval [-0.653 s^2, 0] with s stages: the step is limited by accuracy, not by the largest
+  curvature. s = 1 + floor(sqrt(1 + 1.54 h rho)) from the spectral radius rho, estimated by a nonlinear
+  power iteration on gradient differences (``spectral_radius``; every 25 accepted steps, after a rejection
+  and at schedule changes); error estimate ``(12 (y_n - y_n+1) + 6 h (f_n + f_n+1)) / 15``; step control
+  with the method's own error-per-step rule. s gradients a step (the last one, at the new state, is the
+  next step's first).
+
+Step-size control for the two explicit pairs is Hairer's (DOP853 / DOPRI5): ``fac = err^expo /
+facold^beta`` (``expo = 1/8`` and ``beta = 0`` for DOP853; ``expo = 0.2 - 0.75 beta`` with the Lund
+stabilization ``beta = 0.04`` for DOPRI5), safety 0.9, the new step between ``fac1 h`` and ``fac2 h``
+(1/3 .. 6 for DOP853, 1/5 .. 10 for DOPRI5), no growth right after a rejection, and the automatic
+initial step of Hairer et al. sec. II.4 with RMS norms. A step whose stages leave the finite range (a
+state entry reaching ``big``, a non-finite loss or gradient) is refused like a failed error test and
+shrunk by ``fac1`` (RKC: by 10). When a refused or rejected step's successor would be shorter than
+``HMIN_REL * max(1, |t|)`` the call ends with ``UNDERFLOW``. The last step before ``t_end`` is clamped
+to end on it exactly; the proposal it was clamped from is kept for the next interval unless the
+clamped step asked for a smaller one.
+
+The vector passes (stage combinations, error norms, the RKC recurrences) are serial loops over chunks
+of the state that LLVM vectorizes: they cost O(n) per stage against the gradient's O(m (m + m*) d), a
+few percent of a step at m = 256 and less beyond, and a parallel region each would cost more in
+thread wake-ups than it saves. The gradient itself runs on all threads.
+
+State arrays (``new_state``): ``st`` float64 — ``T`` time, ``H`` proposed step (0: choose one),
+``MEM`` the controller's memory (Hairer's facold; RKC's previous error, 0 after a restart), ``HOLD``
+(RKC: the previous step), ``RHO`` the spectral-radius estimate, ``LOSS`` the loss at ``y`` (valid with
+``FRESH``), ``FRESH`` 1 when ``bufs[0]`` holds ``g(y)``, ``REJECT`` 1 after a rejected step; ``cnt``
+int64 — ``ACC`` accepted steps, ``REJ`` rejected ones, ``EVALS`` gradient evaluations, ``SINCE`` (RKC)
+accepted steps since the last spectral-radius estimate, ``SMAX`` (RKC) the most stages used,
+``RHO_EVALS`` (RKC) the gradient evaluations spent on spectral-radius estimates.
+``restart`` resets the controller's memory and the derivative (called where the regularization
+strength changes: no step crosses such a point).
+"""
+import math
+from fractions import Fraction as _F
+
+import numpy as np
+
+from ._finite import finite
+from ._jit import njit
+from .common import add_reg_grad
+from .population import loss_grad
+
+DOP853, DOPRI5, RKC = 0, 1, 2
+METHODS = {"dop853": DOP853, "dopri5": DOPRI5, "rkc": RKC}
+#: ``advance``'s results: reached t_end; the step size fell below ``hmin``; ``max_steps`` attempted
+#: steps were used up; the current state has no finite loss and gradient
+OK, UNDERFLOW, MAX_STEPS, BAD_STATE = 0, 1, 2, 3
+
+T, H, MEM, HOLD, RHO, LOSS, FRESH, REJECT = range(8)
+ACC, REJ, EVALS, SINCE, SMAX, RHO_EVALS = range(6)
+_ST_SIZE, _CNT_SIZE = 8, 6
+
+#: relative floor of the step size: a step below HMIN_REL * max(1, |t|) means the integration is stuck
+HMIN_REL = 1e-14
+#: RKC: accepted steps between spectral-radius estimates; iterations of one estimate at most
+RHO_EVERY = 25
+RHO_ITERS = 50
+_CH = 1024  # entries per parallel task in the vector passes
+
+
+# --- tableaus ---------------------------------------------------------------------------------------
+# DOP853: the coefficients published with Hairer's DOP853 (Hairer, Norsett & Wanner 1993), stages
+# numbered from 0. Row i of A holds a_ij (j < i); B the 8th-order weights; E5 the 5th-order error
+# weights; BHH the 3rd-order weights whose difference from B is the 3rd-order estimate.
+_A853 = np.zeros((12, 12))
+_A853[1, :1] = [5.26001519587677318785587544488e-2]
+_A853[2, :2] = [1.97250569845378994544595329183e-2, 5.91751709536136983633785987549e-2]
+_A853[3, :3] = [2.95875854768068491816892993775e-2, 0.0, 8.87627564304205475450678981324e-2]
+_A853[4, :4] = [2.41365134159266685502369798665e-1, 0.0, -8.84549479328286085344864962717e-1,
+                9.24834003261792003115737966543e-1]
+_A853[5, :5] = [3.7037037037037037037037037037e-2, 0.0, 0.0, 1.70828608729473871279604482173e-1,
+                1.25467687566822425016691814123e-1]
+_A853[6, :6] = [3.7109375e-2, 0.0, 0.0, 1.70252211019544039314978060272e-1, 6.02165389804559606850219397283e-2,
+                -1.7578125e-2]
+_A853[7, :7] = [3.70920001185047927108779319836e-2, 0.0, 0.0, 1.70383925712239993810214054705e-1,
+                1.07262030446373284651809199168e-1, -1.53194377486244017527936158236e-2,
+                8.27378916381402288758473766002e-3]
+_A853[8, :8] = [6.24110958716075717114429577812e-1, 0.0, 0.0, -3.36089262944694129406857109825,
+                -8.68219346841726006818189891453e-1, 2.75920996994467083049415600797e1,
+                2.01540675504778934086186788979e1, -4.34898841810699588477366255144e1]
+_A853[9, :9] = [4.77662536438264365890433908527e-1, 0.0, 0.0, -2.48811461997166764192642586468,
+                -5.90290826836842996371446475743e-1, 2.12300514481811942347288949897e1,
+                1.52792336328824235832596922938e1, -3.32882109689848629194453265587e1,
+                -2.03312017085086261358222928593e-2]
+_A853[10, :10] = [-9.3714243008598732571704021658e-1, 0.0, 0.0, 5.18637242884406370830023853209,
+                  1.09143734899672957818500254654, -8.14978701074692612513997267357,
+                  -1.85200656599969598641566180701e1, 2.27394870993505042818970056734e1,
+                  2.49360555267965238987089396762, -3.0467644718982195003823669022]
+_A853[11, :11] = [2.27331014751653820792359768449, 0.0, 0.0, -1.05344954667372501984066689879e1,
+                  -2.00087205822486249909675718444, -1.79589318631187989172765950534e1,
+                  2.79488845294199600508499808837e1, -2.85899827713502369474065508674,
+                  -8.87285693353062954433549289258, 1.23605671757943030647266201528e1,
+                  6.43392746015763530355970484046e-1]
+_B853 = np.array([5.42937341165687622380535766363e-2, 0.0, 0.0, 0.0, 0.0, 4.45031289275240888144113950566,
+                  1.89151789931450038304281599044, -5.8012039600105847814672114227,
+                  3.1116436695781989440891606237e-1, -1.52160949662516078556178806805e-1,
+                  2.01365400804030348374776537501e-1, 4.47106157277725905176885569043e-2])
+_E5_853 = np.zeros(12)
+_E5_853[[0, 5, 6, 7, 8, 9, 10, 11]] = [0.1312004499419488073250102996e-1, -0.1225156446376204440720569753e+1,
+                                      -0.4957589496572501915214079952, 0.1664377182454986536961530415e+1,
+                                      -0.3503288487499736816886487290, 0.3341791187130174790297318841,
+                                      0.8192320648511571246570742613e-1, -0.2235530786388629525884427845e-1]
+_E3_853 = _B853.copy()
+_E3_853[[0, 8, 11]] -= [0.244094488188976377952755905512, 0.733846688281611857341361741547,
+                        0.220588235294117647058823529412e-1]
+
+# DOPRI5 (Dormand & Prince 1980), exact fractions; row 6 of A is B (the 7th stage is the new state)
+_A5 = [[],
+       [_F(1, 5)],
+       [_F(3, 40), _F(9, 40)],
+       [_F(44, 45), _F(-56, 15), _F(32, 9)],
+       [_F(19372, 6561), _F(-25360, 2187), _F(64448, 6561), _F(-212, 729)],
+       [_F(9017, 3168), _F(-355, 33), _F(46732, 5247), _F(49, 176), _F(-5103, 18656)],
+       [_F(35, 384), 0, _F(500, 1113), _F(125, 192), _F(-2187, 6784), _F(11, 84)]]
+_BHAT5 = [_F(5179, 57600), 0, _F(7571, 16695), _F(393, 640), _F(-92097, 339200), _F(187, 2100), _F(1, 40)]
+
+#: both explicit pairs in one table, indexed by method (DOP853 = 0, DOPRI5 = 1), zero-padded to 12 stages
+ERK_A = np.zeros((2, 12, 12))
+ERK_B = np.zeros((2, 12))
+ERK_E5 = np.zeros((2, 12))  # DOPRI5: its only error estimate
+ERK_E3 = np.zeros((2, 12))  # DOPRI5: unused
+ERK_A[DOP853] = _A853
+ERK_B[DOP853] = _B853
+ERK_E5[DOP853] = _E5_853
+ERK_E3[DOP853] = _E3_853
+for _i, _row in enumerate(_A5):
+    ERK_A[DOPRI5, _i, :len(_row)] = [float(x) for x in _row]
+ERK_B[DOPRI5, :7] = ERK_A[DOPRI5, 6, :7]
+ERK_E5[DOPRI5, :7] = [float(_F(b) - bh) for b, bh in zip(_A5[6] + [0], _BHAT5)]
+#: stages; order of the step-size exponent; Lund stabilization beta; step factor bounds; hinit order
+ERK_STAGES = np.array([12, 7])
+ERK_EXPO = np.array([1.0 / 8.0, 0.2 - 0.04 * 0.75])
+ERK_BETA = np.array([0.0, 0.04])
+ERK_FAC1 = np.array([0.333, 0.2])
+ERK_FAC2 = np.array([6.0, 10.0])
+ERK_ORDER = np.array([8.0, 5.0])
+SAFE = 0.9
+
+
+def buffers(method, n):
+    """The stage buffers of ``method`` for a state of ``n`` entries (rows of one array; allocated once)."""
+    rows = 6 if method == RKC else int(ERK_STAGES[method]) + 4
+    return np.zeros((rows, n))
+
+
+def new_state():
+    """(st, cnt) at time 0 with nothing computed yet."""
+    return np.zeros(_ST_SIZE), np.zeros(_CNT_SIZE, np.int64)
+
+
+def restart(st, cnt):
+    """Forget the derivative and the controller's memory (the regularization strength changes here); the
+    step size proposal is kept, RKC re-estimates the spectral radius."""
+    st[FRESH] = 0.0
+    st[MEM] = 0.0
+    st[REJECT] = 0.0
+    cnt[SINCE] = RHO_EVERY
+
+
+# --- the right-hand side and the vector passes --------------------------------------------------------
+
+@njit
+def gradient(y, g, Wt, at, code, ws, reg, lam_a, lam_w):
+    """g = grad (L + R) at the state ``y`` (both flat float64 vectors, (W row-major, a)); returns the
+    loss (without noise), NaN when the loss or an entry of g is not finite."""
+    d = Wt.shape[1]
+    m = y.shape[0] // (d + 1)
+    md = m * d
+    W = y[:md].reshape((m, d))
+    a = y[md:]
+    gW = g[:md].reshape((m, d))
+    ga = g[md:]
+    loss = loss_grad(W, a, Wt, at, code, gW, ga, ws, np.bool_(True))
+    ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
+    if ok and finite(loss):
+        return loss
+    return np.nan
+
+
+@njit
+def combine(y, K, coef, ns, h, out, big):
+    """out = y - h sum_{j < ns} coef[j] K[j]; returns the number of entries of out that are not below
+    ``big`` in magnitude (NaN included)."""
+    n = y.shape[0]
+    nch = (n + _CH - 1) // _CH
+    bad = 0
+    for c in range(nch):
+        i0 = c * _CH
+        i1 = min(i0 + _CH, n)
+        for i in range(i0, i1):
+            out[i] = 0.0
+        for j in range(ns):
+            cj = coef[j]
+            if cj != 0.0:
+                for i in range(i0, i1):
+                    out[i] += cj * K[j, i]
+        nb = 0
+        for i in range(i0, i1):
+            v = y[i] - h * out[i]
+            out[i] = v
+            nb += 0 if abs(v) < big else 1
+        bad += nb
+    return bad
+
+
+@njit
+def erk_error(y, yn, K, e5, e3, ns, rtol, atol, s5, s3):
+    """(E5, E3): sums over entries of ((sum_j e5_j K_ji) / sk_i)^2 and the same with e3, with
+    sk_i = atol + rtol max(|y_i|, |yn_i|); ``s5``, ``s3`` are scratch vectors."""
+    n = y.shape[0]
+    nch = (n + _CH - 1) // _CH
+    t5 = 0.0
+    t3 = 0.0
+    for c in range(nch):
+        i0 = c * _CH
+        i1 = min(i0 + _CH, n)
+        for i in range(i0, i1):
+            s5[i] = 0.0
+            s3[i] = 0.0
+        for j in range(ns):
+            c5 = e5[j]
+            c3 = e3[j]
+            for i in range(i0, i1):
+                s5[i] += c5 * K[j, i]
+                s3[i] += c3 * K[j, i]
+        p5 = 0.0
+        p3 = 0.0
+        for i in range(i0, i1):
+            sk = atol + rtol * max(abs(y[i]), abs(yn[i]))
+            p5 += (s5[i] / sk) ** 2
+            p3 += (s3[i] / sk) ** 2
+        t5 += p5
+        t3 += p3
+    return t5, t3
+
+
+@njit
+def scaled_rms(v, y, rtol, atol):
+    """sqrt(mean((v_i / (atol + rtol |y_i|))^2))."""
+    n = v.shape[0]
+    s = 0.0
+    for i in range(n):
+        s += (v[i] / (atol + rtol * abs(y[i]))) ** 2
+    return math.sqrt(s / n)
+
+
+@njit
+def scaled_rms_diff(u, v, y, rtol, atol):
+    """sqrt(mean(((u_i - v_i) / (atol + rtol |y_i|))^2))."""
+    n = u.shape[0]
+    s = 0.0
+    for i in range(n):
+        s += ((u[i] - v[i]) / (atol + rtol * abs(y[i]))) ** 2
+    return math.sqrt(s / n)
+
+
+@njit
+def axpy_to(y, h, g, out, big):
+    """out = y - h g; returns the number of entries of out not below ``big`` in magnitude."""
+    n = y.shape[0]
+    bad = 0
+    for i in range(n):
+        v = y[i] - h * g[i]
+        out[i] = v
+        bad += 0 if abs(v) < big else 1
+    return bad
+
+
+@njit
+def copy_to(src, dst):
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
+@njit
+def _hmin(t):
+    """The smallest step size at time ``t`` before the integration counts as stuck."""
+    return HMIN_REL * max(1.0, abs(t))
+
+
+# --- the explicit pairs -------------------------------------------------------------------------------
+
+@njit
+def _erk_initial_step(method, y, bufs, st, cnt, span, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big):
+    """Hairer's starting step (RMS norms), at most ``span``; 0 when no finite trial state was found."""
+    S = ERK_STAGES[method]
+    g0 = bufs[0]
+    Y = bufs[S]
+    G = bufs[S + 1]
+    dnf = scaled_rms(g0, y, rtol, atol)
+    dny = scaled_rms(y, y, rtol, atol)
+    if dnf > 1e-5 and dny > 1e-5:
+        h = 0.01 * dny / dnf
+    else:
+        h = 1e-6
+    h = min(h, span)
+    hmin = _hmin(st[T])
+    while True:
+        if axpy_to(y, h, g0, Y, big) == 0:
+            cnt[EVALS] += 1
+            if finite(gradient(Y, G, Wt, at, code, ws, reg, lam_a, lam_w)):
+                break
+        h *= 0.1
+        if h < hmin:
+            return 0.0
+    der2 = scaled_rms_diff(G, g0, y, rtol, atol) / h
+    der12 = max(der2, dnf)
+    if der12 > 1e-15:
+        h1 = (0.01 / der12) ** (1.0 / ERK_ORDER[method])
+    else:
+        h1 = max(1e-6, h * 1e-3)
+    return min(100.0 * h, h1, span)
+
+
+@njit
+def _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps):
+    S = ERK_STAGES[method]
+    A = ERK_A[method]
+    B = ERK_B[method]
+    E5 = ERK_E5[method]
+    E3 = ERK_E3[method]
+    expo = ERK_EXPO[method]
+    beta = ERK_BETA[method]
+    fac1 = ERK_FAC1[method]
+    fac2 = ERK_FAC2[method]
+    fsal_stage = method == DOPRI5  # the last stage is the new state
+    n = y.shape[0]
+    K = bufs[:S]
+    Y = bufs[S]        # stage state, then scratch of the error estimate
+    Yn = bufs[S + 1]   # the new state
+    Er = bufs[S + 2]   # scratch of the error estimate
+    Gn = bufs[S + 3]   # DOP853: the gradient at the new state
+    while st[T] < t_end:
+        t = st[T]
+        if st[FRESH] == 0.0:
+            cnt[EVALS] += 1
+            loss0 = gradient(y, K[0], Wt, at, code, ws, reg, lam_a, lam_w)
+            if not finite(loss0):
+                return BAD_STATE
+            st[LOSS] = loss0
+            st[FRESH] = 1.0
+        if st[MEM] <= 0.0:
+            st[MEM] = 1e-4
+        if st[H] <= 0.0:
+            st[H] = _erk_initial_step(method, y, bufs, st, cnt, t_end - t, Wt, at, code, ws, reg, lam_a, lam_w,
+                                      rtol, atol, big)
+            if st[H] <= 0.0:
+                return UNDERFLOW
+        if cnt[ACC] + cnt[REJ] >= max_steps:
+            return MAX_STEPS
+        h_prop = st[H]
+        h = h_prop
+        last = False
+        if 1.01 * h >= t_end - t:
+            h = t_end - t
+            last = True
+        ok = True
+        lossn = np.nan
+        for i in range(1, S):
+            target = Yn if (fsal_stage and i == S - 1) else Y
+            if combine(y, K, A[i], i, h, target, big) != 0:
+                ok = False
+                break
+            cnt[EVALS] += 1
+            li = gradient(target, K[i], Wt, at, code, ws, reg, lam_a, lam_w)
+            if not finite(li):
+                ok = False
+                break
+            lossn = li
+        if ok and not fsal_stage:
+            ok = combine(y, K, B, S, h, Yn, big) == 0
+        err = np.inf
+        if ok:
+            e5, e3 = erk_error(y, Yn, K, E5, E3, S, rtol, atol, Er, Y)
+            if fsal_stage:
+                err = abs(h) * math.sqrt(e5 / n)
+            else:
+                deno = e5 + 0.01 * e3
+                if deno <= 0.0:
+                    deno = 1.0
+                err = abs(h) * e5 * math.sqrt(1.0 / (n * deno))
+            if not finite(err):
+                ok = False
+        if ok and err <= 1.0 and not fsal_stage:
+            cnt[EVALS] += 1
+            lossn = gradient(Yn, Gn, Wt, at, code, ws, reg, lam_a, lam_w)
+            ok = finite(lossn)
+        if not ok:  # left the finite range: refused, shrunk as far as the controller ever shrinks
+            cnt[REJ] += 1
+            st[REJECT] = 1.0
+            hnew = h * fac1
+            if hnew < _hmin(t):
+                return UNDERFLOW
+            st[H] = hnew
+            continue
+        fac11 = err ** expo
+        fac = fac11 / st[MEM] ** beta
+        fac = max(1.0 / fac2, min(1.0 / fac1, fac / SAFE))
+        if err <= 1.0:
+            st[MEM] = max(err, 1e-4)
+            copy_to(Yn, y)
+            copy_to(K[S - 1] if fsal_stage else Gn, K[0])
+            st[LOSS] = lossn
+            st[T] = t_end if last else t + h
+            cnt[ACC] += 1
+            hnew = h / fac
+            if st[REJECT] != 0.0:
+                hnew = min(hnew, h)
+            st[REJECT] = 0.0
+            if h < h_prop and hnew >= h:  # a clamped step that asked for no shrinking: keep the proposal
+                hnew = max(hnew, h_prop)
+            st[H] = hnew
+        else:
+            cnt[REJ] += 1
+            st[REJECT] = 1.0
+            hnew = h / min(1.0 / fac1, fac11 / SAFE)
+            if hnew < _hmin(t):
+                return UNDERFLOW
+            st[H] = hnew
+    return OK
+
+
+# --- RKC ----------------------------------------------------------------------------------------------
+
+@njit
+def _norm2(v):
+    s = 0.0
+    for i in range(v.shape[0]):
+        s += v[i] * v[i]
+    return math.sqrt(s)
+
+
+@njit
+def _norm2_diff(u, v):
+    s = 0.0
+    for i in range(u.shape[0]):
+        s += (u[i] - v[i]) ** 2
+    return math.sqrt(s)
+
+
+@njit
+def _shift_along(y, v, scale, out):
+    """out = y + scale v."""
+    for i in range(y.shape[0]):
+        out[i] = y[i] + scale * v[i]
+
+
+@njit
+def _diff_to(u, v, out):
+    """out = u - v."""
+    for i in range(u.shape[0]):
+        out[i] = u[i] - v[i]
+
+
+@njit
+def _shift_along_diff(y, u, v, scale, out):
+    """out = y + scale (u - v)."""
+    for i in range(y.shape[0]):
+        out[i] = y[i] + scale * (u[i] - v[i])
+
+
+@njit
+def spectral_radius(y, g0, v, gv, eig, cnt, Wt, at, code, ws, reg, lam_a, lam_w):
+    """An upper estimate (1.2 x) of the spectral radius of the Hessian of L + R at ``y`` (``g0`` its
+    gradient), by the nonlinear power iteration of Sommeijer, Shampine & Verwer: ``v`` is moved along the
+    last difference ``g(v) - g0``, kept at distance sqrt(eps) |y| from ``y``. ``eig`` holds the direction
+    of the previous estimate (the start; zeros the first time) and gets the new one. Returns -1 when a
+    gradient is not finite."""
+    n = y.shape[0]
+    sqrtu = math.sqrt(2.220446049250313e-16)
+    ynrm = _norm2(y)
+    vnrm = _norm2(eig)
+    if vnrm == 0.0:  # first time: start along the gradient
+        copy_to(g0, eig)
+        vnrm = _norm2(eig)
+    if ynrm != 0.0 and vnrm != 0.0:
+        dy = ynrm * sqrtu
+        _shift_along(y, eig, dy / vnrm, v)
+    elif ynrm != 0.0:
+        dy = ynrm * sqrtu
+        _shift_along(y, y, sqrtu, v)
+    elif vnrm != 0.0:
+        dy = 2.220446049250313e-16
+        _shift_along(y, eig, dy / vnrm, v)
+    else:
+        dy = 2.220446049250313e-16
+        for i in range(n):
+            v[i] = y[i] + dy
+    sigma = 0.0
+    for it in range(RHO_ITERS):
+        cnt[EVALS] += 1
+        cnt[RHO_EVALS] += 1
+        if not finite(gradient(v, gv, Wt, at, code, ws, reg, lam_a, lam_w)):
+            return -1.0
+        dg = _norm2_diff(gv, g0)
+        sigma_last = sigma
+        sigma = dg / dy
+        if it >= 1 and abs(sigma - sigma_last) <= max(sigma, 1e-300) * 0.01:
+            break
+        if dg != 0.0:
+            _shift_along_diff(y, gv, g0, dy / dg, v)
+        else:  # no change along v: flip one entry of the offset and try again
+            k = it % n
+            v[k] = y[k] - (v[k] - y[k])
+    _diff_to(v, y, eig)
+    return 1.2 * sigma
+
+
+@njit
+def _rkc_stage(y, ym1, ym2, G, g0, out, c0, mu, nu, hmus, ajm1, big):
+    """out = c0 y + mu ym1 + nu ym2 - hmus (G - ajm1 g0); returns the entries not below ``big``."""
+    n = y.shape[0]
+    bad = 0
+    for i in range(n):
+        v = c0 * y[i] + mu * ym1[i] + nu * ym2[i] - hmus * (G[i] - ajm1 * g0[i])
+        out[i] = v
+        bad += 0 if abs(v) < big else 1
+    return bad
+
+
+@njit
+def _rkc_error(y, ys, g0, gs, h, rtol, atol):
+    """RMS of (0.8 (y - ys) - 0.4 h (g0 + gs)) / (atol + rtol max(|y|, |ys|)): the local error estimate
+    (12 (y_n - y_n+1) + 6 h (f_n + f_n+1)) / 15 with f = -g."""
+    n = y.shape[0]
+    s = 0.0
+    for i in range(n):
+        e = 0.8 * (y[i] - ys[i]) - 0.4 * h * (g0[i] + gs[i])
+        s += (e / (atol + rtol * max(abs(y[i]), abs(ys[i])))) ** 2
+    return math.sqrt(s / n)
+
+
+@njit
+def _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps):
+    g0 = bufs[0]
+    G = bufs[4]
+    eig = bufs[5]
+    smax = max(2, int(math.sqrt(rtol / (10.0 * 2.220446049250313e-16))))
+    while st[T] < t_end:
+        t = st[T]
+        fresh_rho = False
+        if st[FRESH] == 0.0:
+            cnt[EVALS] += 1
+            loss0 = gradient(y, g0, Wt, at, code, ws, reg, lam_a, lam_w)
+            if not finite(loss0):
+                return BAD_STATE
+            st[LOSS] = loss0
+            st[FRESH] = 1.0
+        if st[RHO] <= 0.0 or cnt[SINCE] >= RHO_EVERY:
+            rho = spectral_radius(y, g0, bufs[1], G, eig, cnt, Wt, at, code, ws, reg, lam_a, lam_w)
+            if rho < 0.0:
+                return BAD_STATE
+            st[RHO] = max(rho, 1e-300)
+            cnt[SINCE] = 0
+            fresh_rho = True
+        rho = st[RHO]
+        span = t_end - t
+        if st[H] <= 0.0:  # the starting step of Sommeijer, Shampine & Verwer
+            h = span
+            if rho * h > 1.0:
+                h = 1.0 / rho
+            h = max(h, _hmin(t))
+            while True:
+                if axpy_to(y, h, g0, bufs[1], big) == 0:
+                    cnt[EVALS] += 1
+                    if finite(gradient(bufs[1], G, Wt, at, code, ws, reg, lam_a, lam_w)):
+                        break
+                h *= 0.1
+                if h < _hmin(t):
+                    return UNDERFLOW
+            est = h * scaled_rms_diff(G, g0, y, rtol, atol)
+            if 0.1 * h < span * math.sqrt(est):
+                h = max(0.1 * h / math.sqrt(est), _hmin(t))
+            else:
+                h = span
+            st[H] = h
+        if cnt[ACC] + cnt[REJ] >= max_steps:
+            return MAX_STEPS
+        h_prop = st[H]
+        h = h_prop
+        last = False
+        if 1.1 * h >= span:
+            h = span
+            last = True
+        s = 1 + int(math.sqrt(1.0 + 1.54 * h * rho))
+        if s > smax:
+            s = smax
+            h = (s * s - 1) / (1.54 * rho)
+            last = False
+        cnt[SMAX] = max(cnt[SMAX], s)
+        # the stages: rows 1, 2, 3 rotate as Y_{j-1}, Y_{j-2} and the new stage
+        w0 = 1.0 + 2.0 / (13.0 * s * s)
+        temp1 = w0 * w0 - 1.0
+        temp2 = math.sqrt(temp1)
+        arg = s * math.log(w0 + temp2)
+        w1 = math.sinh(arg) * temp1 / (math.cosh(arg) * s * temp2 - w0 * math.sinh(arg))
+        bjm1 = 1.0 / (2.0 * w0) ** 2
+        bjm2 = bjm1
+        r1, r2, r3 = 1, 2, 3
+        copy_to(y, bufs[r2])
+        ok = axpy_to(y, h * w1 * bjm1, g0, bufs[r1], big) == 0
+        zjm1, zjm2 = w0, 1.0
+        dzjm1, dzjm2 = 1.0, 0.0
+        d2zjm1, d2zjm2 = 0.0, 0.0
+        j = 2
+        while ok and j <= s:
+            zj = 2.0 * w0 * zjm1 - zjm2
+            dzj = 2.0 * w0 * dzjm1 - dzjm2 + 2.0 * zjm1
+            d2zj = 2.0 * w0 * d2zjm1 - d2zjm2 + 4.0 * dzjm1
+            bj = d2zj / (dzj * dzj)
+            ajm1 = 1.0 - zjm1 * bjm1
+            mu = 2.0 * w0 * bj / bjm1
+            nu = -bj / bjm2
+            mus = mu * w1 / w0
+            cnt[EVALS] += 1
+            if not finite(gradient(bufs[r1], G, Wt, at, code, ws, reg, lam_a, lam_w)):
+                ok = False
+                break
+            if _rkc_stage(y, bufs[r1], bufs[r2], G, g0, bufs[r3], 1.0 - mu - nu, mu, nu, h * mus, ajm1, big) != 0:
+                ok = False
+                break
+            r1, r2, r3 = r3, r1, r2
+            bjm2, bjm1 = bjm1, bj
+            zjm2, zjm1 = zjm1, zj
+            dzjm2, dzjm1 = dzjm1, dzj
+            d2zjm2, d2zjm1 = d2zjm1, d2zj
+            j += 1
+        err = np.inf
+        lossn = np.nan
+        if ok:  # Y_s is in row r1; its gradient (the next step's first) goes to G
+            cnt[EVALS] += 1
+            lossn = gradient(bufs[r1], G, Wt, at, code, ws, reg, lam_a, lam_w)
+            ok = finite(lossn)
+        if ok:
+            err = _rkc_error(y, bufs[r1], g0, G, h, rtol, atol)
+            ok = finite(err)
+        if not ok or err > 1.0:
+            cnt[REJ] += 1
+            st[REJECT] = 1.0
+            hnew = 0.1 * h if not ok else 0.8 * h / err ** (1.0 / 3.0)
+            if hnew < _hmin(t):
+                return UNDERFLOW
+            st[H] = hnew
+            if not fresh_rho:
+                cnt[SINCE] = RHO_EVERY  # re-estimate the spectral radius before retrying
+            continue
+        copy_to(bufs[r1], y)
+        copy_to(G, g0)
+        st[LOSS] = lossn
+        st[T] = t_end if last else t + h
+        cnt[ACC] += 1
+        cnt[SINCE] += 1
+        fac = 10.0
+        if st[MEM] <= 0.0:
+            temp = err ** (1.0 / 3.0)
+            if 0.8 < fac * temp:
+                fac = 0.8 / temp
+        else:
+            num = 0.8 * h * st[MEM] ** (1.0 / 3.0)
+            den = st[HOLD] * err ** (2.0 / 3.0)
+            if num < fac * den:
+                fac = num / den
+        hnew = max(0.1, fac) * h
+        if st[REJECT] != 0.0:
+            hnew = min(hnew, h)
+        st[REJECT] = 0.0
+        st[MEM] = max(err, 1e-10)
+        st[HOLD] = h
+        if h < h_prop and hnew >= h:
+            hnew = max(hnew, h_prop)
+        st[H] = hnew
+    return OK
+
+
+@njit
+def _check_sizes(method, y, bufs, st, cnt, Wt):
+    """The kernels index without bounds checks: refuse buffers that do not fit the method and the state."""
+    if method != DOP853 and method != DOPRI5 and method != RKC:
+        raise ValueError("unknown method code")
+    rows = 6 if method == RKC else ERK_STAGES[method] + 4
+    d = Wt.shape[1]
+    if bufs.shape[0] < rows or bufs.shape[1] != y.shape[0] or y.shape[0] % (d + 1) != 0:
+        raise ValueError("bufs must come from buffers(method, n) for a state of n = m (d + 1) entries")
+    if st.shape[0] < _ST_SIZE or cnt.shape[0] < _CNT_SIZE:
+        raise ValueError("st, cnt must come from new_state()")
+
+
+@njit
+def advance(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps):
+    """Integrate the flow from ``st[T]`` to ``t_end`` in place on ``y`` (float64, (W row-major, a)), with the
+    regularizer ``reg`` of constant strengths ``lam_a``, ``lam_w``; ``bufs`` from ``buffers(method, n)``,
+    ``st``, ``cnt`` from ``new_state`` (kept between calls), ``ws`` a float64 population workspace, ``Wt``,
+    ``at`` the teacher in float64. A state entry must stay below ``big`` in magnitude. Returns ``OK``
+    (``st[T] == t_end``) or why it stopped (``UNDERFLOW``, ``MAX_STEPS``, ``BAD_STATE``); ``y`` is always
+    the last accepted state, ``st[LOSS]`` its loss when ``st[FRESH]`` is set."""
+    _check_sizes(method, y, bufs, st, cnt, Wt)
+    if method == RKC:
+        return _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps)
+    return _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps)
+
+
+@njit
+def prepare(y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w):
+    """Make ``bufs[0]`` the gradient at ``y`` and ``st[LOSS]`` its loss (when not already so); returns
+    whether they are finite."""
+    d = Wt.shape[1]
+    if bufs.shape[0] < 1 or bufs.shape[1] != y.shape[0] or y.shape[0] % (d + 1) != 0:
+        raise ValueError("bufs must come from buffers(method, n) for a state of n = m (d + 1) entries")
+    if st.shape[0] < _ST_SIZE or cnt.shape[0] < _CNT_SIZE:
+        raise ValueError("st, cnt must come from new_state()")
+    if st[FRESH] == 0.0:
+        cnt[EVALS] += 1
+        loss = gradient(y, bufs[0], Wt, at, code, ws, reg, lam_a, lam_w)
+        if not finite(loss):
+            return False
+        st[LOSS] = loss
+        st[FRESH] = 1.0
+    return True

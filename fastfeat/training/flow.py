@@ -1,0 +1,309 @@
+"""``ff.flow``: the regularized gradient flow of the exact population objective, with adaptive steps,
+against time (the compiled integrators are in ``fastfeat.kernels.cpu.flow``)."""
+import math
+import numbers
+import warnings
+
+import numba
+import numpy as np
+
+from .._validation import check_float, check_int
+from ..kernels.cpu import flow as _k
+from ..kernels.cpu import population as _pop
+from ..kernels.cpu.scalar import guard_limit
+from ..math.regularizer import REG_NONE
+from ..networks import check_net
+from ..objectives.base import Objective
+from ..objectives.population import Population
+from ..regularizers import check_reg
+from ..schedules import Schedule, constant
+from .history import History
+from .train import _TRAINING, _TRAINING_LOCK, TrainingDiverged, _check_metrics, _log_values
+
+#: method names (``"rk45"`` is another name of ``"dopri5"``)
+METHODS = ("dop853", "dopri5", "rk45", "rkc")
+_ALIASES = {"rk45": "dopri5"}
+#: integer times per schedule evaluation when looking for the times where the strength changes
+_SCHEDULE_CHUNK = 1 << 20
+#: the smallest rtol accepted: below it the error test asks for more than float64 rounding allows
+MIN_RTOL = 100 * np.finfo(np.float64).eps
+
+
+def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="dop853", log_times=100, metrics=None,
+         max_steps=1_000_000, n_threads=None, callback=None):
+    """Integrate the regularized gradient flow ``d(W, a)/dt = -grad (L + R)(W, a)`` from time 0 to ``t``,
+    in place on ``net``, and return an ``ff.History``.
+
+    ``objective`` must be an ``ff.Population`` (the exact loss: the other objectives have no exact
+    gradient to flow along; TypeError otherwise). The flow is integrated in float64 whatever the net's
+    dtype: a float32 net is read into float64, integrated, and written back (rounded) at every logged
+    time; the teacher is used in float64 too.
+
+    Methods (each step, its stages and its error control run inside one compiled call per logging
+    interval; the right-hand side is the fused population gradient):
+
+    - ``"dop853"`` (default): the explicit Dormand-Prince pair of orders 8 and 5(3) with Hairer's
+      step-size control; 12 gradients per accepted step. Fewest gradient evaluations at tight tolerances.
+    - ``"dopri5"`` (alias ``"rk45"``): Dormand-Prince 5(4), 6 gradients per step, Hairer's control with
+      the Lund stabilization; for loose tolerances.
+    - ``"rkc"``: the second-order Runge-Kutta-Chebyshev method (Sommeijer, Shampine & Verwer), for the
+      stiff end of training, when the explicit pairs are held at their stability limit by the largest
+      curvature while the solution changes slowly. The Jacobian of a gradient flow is minus the Hessian,
+      whose spectrum is real; RKC takes s stages with s^2 proportional to h times the spectral radius
+      (estimated by a power iteration on gradient differences), so its step follows accuracy only. Second
+      order: use it with loose tolerances (rtol 1e-5 .. 1e-7).
+
+    Tolerances: a step is accepted when its local error estimate, divided entry by entry by ``atol +
+    rtol * max(|y_old|, |y_new|)`` over all weights, has an RMS of at most 1 (``rtol`` at least
+    ``MIN_RTOL``). The default ``atol=1e-10`` keeps weights that decay to 0 under weight decay from
+    forcing tiny steps while staying far below the weights that matter.
+
+    ``reg``: ``ff.WeightDecay``, ``ff.PathNorm`` or None. Here a schedule's argument is time: the
+    strength on ``[k, k+1)`` is ``schedule(k)`` for integer ``k`` (built-in schedules and callables
+    alike; a non-constant one is evaluated at every integer below ``t``). Each stretch of constant
+    strength is integrated on its own: no step crosses a change, and the step-size controller's error
+    history and the derivative are restarted there (the step size is kept).
+
+    ``log_times``: an int ``n`` logs ``n + 1`` evenly spaced times in ``[0, t]``; or an increasing
+    array of times in ``(0, t]`` (0 and ``t`` are always logged). Steps are clamped to end exactly on
+    each logged time. The history has one row per logged time: ``step`` the number of accepted
+    integrator steps so far, and the metrics ``"time"``, ``"loss"`` (the population loss with noise, at
+    the float64 state), ``"rejected"`` and ``"evals"`` (cumulative rejected steps and gradient
+    evaluations, including those of the initial-step choice and of RKC's spectral estimates), then the
+    names in ``metrics`` (as in ``ff.train``; a metric's ``step`` argument is ``floor(time)``, so
+    ``"reg"`` uses the strength of the stretch that starts there). ``history.info`` records the
+    method, rtol, atol, t and max_steps (for ``"rkc"`` also the most stages a step used and the gradient
+    evaluations spent on spectral-radius estimates).
+
+    ``callback(time, net, values)`` is called after each logged row (the net holds the state at that
+    time; do not modify it: the integration goes on from its own float64 copy); return ``False`` to
+    stop there. ``n_threads``: threads for this call (at most ``NUMBA_NUM_THREADS``).
+
+    Divergence: a step whose stages give a non-finite loss or gradient, or whose new state would have an
+    entry at or beyond ``max_float / 4`` of the net's dtype, is refused and shrunk. If the step size
+    falls below ``1e-14 * max(1, time)`` (or the initial weights have no finite loss and gradient),
+    ``ff.TrainingDiverged`` is raised: ``.step`` is the number of accepted steps, ``.time`` the time of
+    the last accepted state, ``.history`` the rows logged until then, and the net holds that last
+    accepted (finite) state. A NaN or inf put into the teacher after the objective was built raises
+    ValueError instead.
+
+    ``max_steps`` bounds the attempted steps (accepted and rejected) of the whole call. When it is used up,
+    the integration stops with a ``RuntimeWarning``: the net holds the last accepted state, a last row
+    is logged at its time (before ``t``), ``history.info["stopped"] == "max_steps"`` and the history is
+    returned (a stiff problem: try ``method="rkc"``).
+
+    Every argument is checked before any kernel runs (ValueError or TypeError naming it).
+    """
+    check_net(net)
+    if not isinstance(objective, Population):
+        kind = type(objective).__name__
+        if isinstance(objective, Objective):
+            raise TypeError(f"objective must be ff.Population: ff.flow follows the exact gradient of the population "
+                            f"loss in closed form, which {kind} does not provide; train it with ff.train")
+        raise TypeError(f"objective must be ff.Population, got {kind}")
+    objective._check(net)
+    bad = objective._bad_data()
+    if bad is not None:
+        raise ValueError(f"{bad} of the objective contains NaN or Inf (changed after the objective was built)")
+    t = check_float(t, "t", positive=True)
+    rtol = check_float(rtol, "rtol", positive=True)
+    if rtol < MIN_RTOL:
+        raise ValueError(f"rtol must be >= {MIN_RTOL:.3g} (100 float64 epsilons), got {rtol}")
+    atol = check_float(atol, "atol", positive=True)
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, one of {METHODS}, got {type(method).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    name = _ALIASES.get(method, method)
+    code_m = _k.METHODS[name]
+    times = _log_grid(log_times, t)
+    max_steps = check_int(max_steps, "max_steps", minimum=1)
+    reg = check_reg(reg)
+    teacher = objective.teacher
+    metrics = _check_metrics(metrics, teacher, objective)
+    metrics = ("loss",) + tuple(x for x in metrics if x != "loss")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be callable(time, net, values)")
+    if n_threads is not None:
+        n_threads = check_int(n_threads, "n_threads")
+        if n_threads > numba.config.NUMBA_NUM_THREADS:
+            raise ValueError(f"n_threads={n_threads} exceeds the {numba.config.NUMBA_NUM_THREADS} threads numba "
+                             "was started with (NUMBA_NUM_THREADS)")
+    pieces = _pieces(reg, t)  # evaluates the schedules: a bad value raises here, before any kernel runs
+    with _TRAINING_LOCK:
+        if id(net) in _TRAINING:
+            raise ValueError("net is already being trained by another ff.train or ff.flow call (in another "
+                             "thread); use a copy, or wait for that call to return")
+        _TRAINING.add(id(net))
+    old_threads = numba.get_num_threads()
+    try:
+        if n_threads is not None:
+            numba.set_num_threads(n_threads)
+        return _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback,
+                          pieces)
+    finally:
+        numba.set_num_threads(old_threads)
+        with _TRAINING_LOCK:
+            _TRAINING.discard(id(net))
+
+
+def _log_grid(log_times, t):
+    """The logged times: 0, the requested ones, and t (float64, increasing)."""
+    if isinstance(log_times, (bool, np.bool_)):
+        raise TypeError("log_times must be an int or an array of times, got bool")
+    if isinstance(log_times, numbers.Integral):
+        n = check_int(log_times, "log_times", minimum=1)
+        times = np.linspace(0.0, t, n + 1)
+        times[-1] = t
+        return times
+    if isinstance(log_times, (str, bytes)):
+        raise TypeError(f"log_times must be an int or an array of times, got {type(log_times).__name__}")
+    try:
+        arr = np.asarray(log_times, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"log_times must be an int or an array of times, got {type(log_times).__name__}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"log_times must be one-dimensional, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("log_times contains NaN or Inf")
+    if arr.size and (arr[0] <= 0 or arr[-1] > t):
+        raise ValueError(f"log_times must lie in (0, t] = (0, {t}], got values from {arr.min()} to {arr.max()}")
+    if arr.size > 1 and np.any(np.diff(arr) <= 0):
+        raise ValueError("log_times must be strictly increasing")
+    tail = [t] if arr.size == 0 or arr[-1] < t else []
+    return np.concatenate([[0.0], arr, tail])
+
+
+def _schedules(reg):
+    return [v for v in vars(reg).values() if isinstance(v, Schedule)]
+
+
+def _pieces(reg, t):
+    """[(start, code, lam_a, lam_w)]: the times in [0, t) where the regularization strength changes (the
+    first at 0) and the strengths from there; the strength on [k, k+1) is the schedules' value at k."""
+    if reg is None:
+        return [(0.0, REG_NONE, 0.0, 0.0)]
+    if all(isinstance(s, constant) for s in _schedules(reg)):
+        la, lw = reg.lams(0, 1)
+        return [(0.0, reg.code, float(la[0]), float(lw[0]))]
+    k_end = math.ceil(t)  # the unit intervals [k, k+1) that meet [0, t)
+    out = []
+    for start in range(0, k_end, _SCHEDULE_CHUNK):
+        count = min(_SCHEDULE_CHUNK, k_end - start)
+        la, lw = reg.lams(start, count)
+        if not out:
+            out.append((0.0, reg.code, float(la[0]), float(lw[0])))
+        prev_a = np.concatenate([[out[-1][2]], la[:-1]])
+        prev_w = np.concatenate([[out[-1][3]], lw[:-1]])
+        for i in np.flatnonzero((la != prev_a) | (lw != prev_w)):
+            out.append((float(start + i), reg.code, float(la[i]), float(lw[i])))
+    return out
+
+
+class _State:
+    """The integrator's float64 state and buffers, and the net it writes back to."""
+
+    def __init__(self, net, objective, method):
+        self.net = net
+        self.m, self.d = net.m, net.d
+        n = self.m * self.d + self.m
+        self.y = np.empty(n)
+        self.y[:self.m * self.d] = net.W.ravel()
+        self.y[self.m * self.d:] = net.a
+        self.bufs = _k.buffers(method, n)
+        self.st, self.cnt = _k.new_state()
+        teacher = objective.teacher
+        self.Wt = np.ascontiguousarray(teacher.W, np.float64)
+        self.at = np.ascontiguousarray(teacher.a, np.float64)
+        self.ws = objective._workspace_for(("flow", self.m, self.d, "float64"), lambda: _pop.workspace(
+            self.m, teacher.m, self.d, np.float64, tile=objective.tile, blas=objective.blas))
+        self.big = float(guard_limit(net.W))
+
+    def write_back(self):
+        md = self.m * self.d
+        self.net.W[...] = self.y[:md].reshape(self.m, self.d)
+        self.net.a[...] = self.y[md:]
+
+    @property
+    def time(self):
+        return float(self.st[_k.T])
+
+    @property
+    def accepted(self):
+        return int(self.cnt[_k.ACC])
+
+
+def _diverged(state, history, objective, reason):
+    """The error to raise: TrainingDiverged at the last accepted state (a ValueError when the teacher was
+    given NaN or inf meanwhile)."""
+    bad = objective._bad_data()
+    if bad is not None:
+        return ValueError(f"{bad} of the objective contains NaN or Inf (changed after the objective was built): "
+                          f"the flow stopped at time {state.time:.6g}; the net holds the state at that time")
+    exc = TrainingDiverged(state.accepted, history, reason)
+    exc.time = state.time
+    exc.args = (f"gradient flow diverged at time {state.time:.6g} after {state.accepted} accepted steps: {reason}; "
+                "the net holds the last accepted state (finite). Add regularization, start from smaller weights, "
+                "or try method='rkc' for a stiff problem.",)
+    return exc
+
+
+def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback, pieces):
+    state = _State(net, objective, code_m)
+    teacher = objective.teacher
+    half_noise = 0.5 * objective.noise ** 2
+    history = History(info={"objective": objective.name, "kind": "flow", "method": name, "rtol": rtol,
+                            "atol": atol, "t": t, "max_steps": max_steps})
+    args = (state.Wt, state.at, net.code, state.ws)
+
+    def summary():
+        if name == "rkc":  # how hard the stiff method worked
+            history.info["rkc_max_stages"] = int(state.cnt[_k.SMAX])
+            history.info["spectral_evals"] = int(state.cnt[_k.RHO_EVALS])
+        return history
+
+    def row(time):
+        values = {"time": time}
+        values.update(_log_values(metrics, net, objective, teacher, reg, int(math.floor(time)),
+                                  known={"loss": float(state.st[_k.LOSS]) + half_noise}))
+        values["rejected"] = int(state.cnt[_k.REJ])
+        values["evals"] = int(state.cnt[_k.EVALS])
+        history._append(state.accepted, values)
+        return values
+
+    _, code, lam_a, lam_w = pieces[0]
+    if not _k.prepare(state.y, state.bufs, state.st, state.cnt, *args, code, lam_a, lam_w):
+        raise _diverged(state, history, objective, "the loss or its gradient at the initial weights is not finite")
+    values = row(0.0)
+    if callback is not None and callback(0.0, net, values) is False:
+        return summary()
+    changes = {p[0]: p for p in pieces[1:]}
+    logged = set(times[1:].tolist())
+    ends = sorted(logged | {s for s in changes if s < t})
+    for end in ends:
+        status = _k.advance(code_m, end, state.y, state.bufs, state.st, state.cnt, *args, code, lam_a, lam_w,
+                            rtol, atol, state.big, max_steps)
+        if status != _k.OK:
+            state.write_back()
+            if status == _k.MAX_STEPS:
+                row(state.time)
+                history.info["stopped"] = "max_steps"
+                warnings.warn(f"ff.flow used up max_steps={max_steps} attempted steps at time {state.time:.6g} "
+                              f"of {t:.6g}; the net holds the state at that time (the history's last row). "
+                              "If the problem is stiff, method='rkc' needs far fewer steps; or raise max_steps.",
+                              RuntimeWarning, stacklevel=3)
+                return summary()
+            if status == _k.UNDERFLOW:
+                reason = "the step size fell below 1e-14 * max(1, time)"
+            else:
+                reason = "the loss or its gradient is not finite"
+            raise _diverged(state, history, objective, reason)
+        if end in logged:
+            state.write_back()
+            values = row(end)
+            if callback is not None and callback(end, net, values) is False:
+                return summary()
+        if end in changes:
+            _, code, lam_a, lam_w = changes[end]
+            _k.restart(state.st, state.cnt)
+    return summary()
