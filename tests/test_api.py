@@ -206,3 +206,32 @@ def test_history_to_pandas_and_the_progress_bar(capsys):
     err = capsys.readouterr().err
     assert "40/40" in err and "steps/s" in err
     assert err.count("loss=") >= 1 and "alignment.loss=" not in err  # each metric once
+
+
+def test_small_steps_run_on_one_thread_with_the_same_weights():
+    """n_threads=None picks one thread for a population or empirical step below its SERIAL_WORK (the
+    workers' wake-ups cost more than the work there), all threads above; the weights are the same."""
+    import numba
+    from fastfeat.objectives import empirical as emp_mod
+    from fastfeat.objectives import population as pop_mod
+
+    teacher = ff.Teacher.random(6, 2, seed=0)
+    seen = []
+
+    def spy(step, net, values):
+        seen.append(numba.get_num_threads())
+
+    before = numba.get_num_threads()
+    for obj in (ff.Population(teacher), ff.Empirical.sample(teacher, 40, seed=1)):
+        small = ff.TwoLayer.init(6, 8, seed=1)
+        ref = small.copy()
+        seen.clear()
+        ff.train(small, obj, steps=4, lr=0.1, log_every=2, callback=spy)
+        assert seen == [1, 1, 1] and numba.get_num_threads() == before
+        ff.train(ref, obj, steps=4, lr=0.1, log_every=2, n_threads=numba.config.NUMBA_NUM_THREADS)
+        assert small.W.tobytes() == ref.W.tobytes() and small.a.tobytes() == ref.a.tobytes()
+    assert ff.Population(teacher)._serial(ff.TwoLayer.init(6, 8))
+    m = 420  # m (m + m*) d >= 2^20
+    assert 420 * 422 * 6 >= pop_mod.SERIAL_WORK and not ff.Population(teacher)._serial(ff.TwoLayer.init(6, m))
+    big = ff.Empirical(np.zeros((2 ** 21 // (6 * 8) + 1, 6)), np.zeros(2 ** 21 // (6 * 8) + 1))
+    assert not big._serial(ff.TwoLayer.init(6, 8)) and emp_mod.SERIAL_WORK == 2 ** 21

@@ -56,6 +56,12 @@ class Objective:
         """The name of an array of the objective that holds NaN or inf (changed after it was built), or None."""
         return None
 
+    def _serial(self, net):
+        """Whether a step at ``net``'s sizes is too small to gain from more than one thread (then
+        ``ff.train`` and ``ff.flow`` run it on one unless ``n_threads`` says otherwise; the results do not
+        depend on the thread count)."""
+        return False
+
     def _kernel_loss_is_loss(self, net):
         """Whether the losses the runner returns are ``loss(net)`` before each step (then ``ff.train``
         logs them instead of computing the loss again)."""

@@ -77,7 +77,8 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="dop853",
 
     ``callback(time, net, values)`` is called after each logged row (the net holds the state at that
     time; do not modify it: the integration goes on from its own float64 copy); return ``False`` to
-    stop there. ``n_threads``: threads for this call (at most ``NUMBA_NUM_THREADS``).
+    stop there. ``n_threads``: threads for this call (at most ``NUMBA_NUM_THREADS``; None: all of them,
+    or one for a population step too small to gain from more, as in ``ff.train``).
 
     Divergence: a step whose stages give a non-finite loss or gradient, or whose new state would have an
     entry at or beyond ``max_float / 4`` of the net's dtype, is refused and shrunk. If the step size
@@ -139,6 +140,8 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="dop853",
     try:
         if n_threads is not None:
             numba.set_num_threads(n_threads)
+        elif objective._serial(net):
+            numba.set_num_threads(1)  # too small to gain from more threads (the result does not depend on it)
         return _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback,
                           pieces)
     finally:

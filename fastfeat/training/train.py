@@ -140,6 +140,9 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     each logging; return ``False`` from it to stop early. ``start_step`` offsets the global step
     (schedules, random streams), so a run continued from a checkpoint reproduces the uninterrupted one.
 
+    ``n_threads``: the threads of this call; None: all of numba's, except one for a population or empirical
+    step too small to gain from more (``SERIAL_WORK`` in their modules). The weights do not depend on it.
+
     Divergence: a step whose loss or gradient is not finite, or after which a weight could overflow
     (reach ``max_float / 4``), is refused, and so is a row whose logged ``"loss"`` is not finite; then
     ``ff.TrainingDiverged`` is raised naming the step and the net keeps its last finite weights. A NaN
@@ -370,6 +373,8 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
     try:
         if n_threads is not None:
             numba.set_num_threads(n_threads)
+        elif device == "cpu" and objective._serial(net):
+            numba.set_num_threads(1)  # too small to gain from more (the weights do not depend on it)
         runner = objective._runner(net, device)
         # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
         # through runner.view (the loss is computed on the device, weights are copied only when read)
