@@ -260,15 +260,19 @@ def teacher_energy(Wt, at, tnrm, code):
 
 @pnjit
 def finish(W, a, gW, ga, S, T, A, want_grad):
-    """g_a = S - T; g_W[j] += a_j A_j w_j; returns 1/2 a^T K a - a^T K* a* (float64)."""
+    """g_a = S - T; g_W[j] += a_j A_j w_j; returns 1/2 a^T K a - a^T K* a* (float64), summed by a serial
+    loop of its own: a parallel reduction's order depended on the thread count and, on one thread, on
+    ``want_grad`` (the loss ``ff.train`` takes from a step then differed from ``objective.loss`` in the
+    last bit)."""
     m, d = W.shape
-    total = 0.0
     for j in prange(m):
         ga[j] = S[j] - T[j]
         if want_grad:
             c = a[j] * A[j]
             for i in range(d):
                 gW[j, i] += c * W[j, i]
+    total = 0.0
+    for j in range(m):
         total += np.float64(a[j]) * (0.5 * np.float64(S[j]) - np.float64(T[j]))
     return total
 
