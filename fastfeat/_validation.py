@@ -56,3 +56,14 @@ def check_float(value, name, *, positive=False, nonnegative=False):
     if nonnegative and v < 0:
         raise ValueError(f"{name} must be >= 0, got {v}")
     return v
+
+
+def check_threads(value, name="n_threads"):
+    """A thread count: an int >= 1, at most the threads numba was started with."""
+    import numba
+
+    value = check_int(value, name)
+    if value > numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"{name}={value} exceeds the {numba.config.NUMBA_NUM_THREADS} threads numba was started with "
+                         "(NUMBA_NUM_THREADS)")
+    return value

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._validation import as_dtype, check_float, check_int
+from ._validation import as_dtype, check_float, check_int, check_threads
 from .math.activations import HOMOGENEOUS, kernel_matrix
 from .math.reference import features
 from .curvature import hessian_spectrum
@@ -151,15 +151,6 @@ def _optional(check):
     return lambda value, name: None if value is None else check(value, name)
 
 
-def _check_threads(value, name):
-    import numba
-
-    value = check_int(value, name)
-    if value > numba.config.NUMBA_NUM_THREADS:
-        raise ValueError(f"{name}={value} exceeds the {numba.config.NUMBA_NUM_THREADS} threads numba was started with")
-    return value
-
-
 def _positive(value, name):
     return check_float(value, name, positive=True)
 
@@ -193,7 +184,7 @@ _CHECKS = {
     "metrics": None,  # needs the teacher: checked below
     "radius": _nonnegative,
     "progress": _check_bool,
-    "n_threads": _optional(_check_threads),
+    "n_threads": _optional(check_threads),
     "hessian": _check_bool,
 }
 _KEYWORDS = tuple(_CHECKS)

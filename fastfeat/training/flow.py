@@ -7,7 +7,7 @@ import warnings
 import numba
 import numpy as np
 
-from .._validation import check_float, check_int
+from .._validation import check_float, check_int, check_threads
 from ..kernels.cpu import flow as _k
 from ..kernels.cpu import population as _pop
 from ..kernels.cpu.scalar import guard_limit
@@ -18,7 +18,7 @@ from ..objectives.population import Population
 from ..regularizers import check_reg
 from ..schedules import Schedule, constant
 from .history import History
-from .train import _TRAINING, _TRAINING_LOCK, TrainingDiverged, _check_metrics, _log_values
+from .train import _TRAINING, _TRAINING_LOCK, TrainingDiverged, _check_metrics, _log_values, use_threads
 
 #: method names (``"rk45"`` is another name of ``"dopri5"``)
 METHODS = ("dop853", "dopri5", "rk45", "rkc")
@@ -126,10 +126,7 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="dop853",
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable(time, net, values)")
     if n_threads is not None:
-        n_threads = check_int(n_threads, "n_threads")
-        if n_threads > numba.config.NUMBA_NUM_THREADS:
-            raise ValueError(f"n_threads={n_threads} exceeds the {numba.config.NUMBA_NUM_THREADS} threads numba "
-                             "was started with (NUMBA_NUM_THREADS)")
+        n_threads = check_threads(n_threads)
     pieces = _pieces(reg, t)  # evaluates the schedules: a bad value raises here, before any kernel runs
     with _TRAINING_LOCK:
         if id(net) in _TRAINING:
@@ -138,10 +135,7 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="dop853",
         _TRAINING.add(id(net))
     old_threads = numba.get_num_threads()
     try:
-        if n_threads is not None:
-            numba.set_num_threads(n_threads)
-        elif objective._serial(net):
-            numba.set_num_threads(1)  # too small to gain from more threads (the result does not depend on it)
+        use_threads(n_threads, objective, net)
         return _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback,
                           pieces)
     finally:

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from .. import metrics as _metrics
-from .._validation import check_int
+from .._validation import check_int, check_threads
 from ..networks import TwoLayer, check_net, check_teacher
 from ..objectives.base import Objective
 from ..regularizers import check_reg, reg_arrays
@@ -184,10 +184,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable(step, net, values)")
     if n_threads is not None:
-        n_threads = check_int(n_threads, "n_threads")
-        if n_threads > numba.config.NUMBA_NUM_THREADS:
-            raise ValueError(f"n_threads={n_threads} exceeds the {numba.config.NUMBA_NUM_THREADS} threads numba "
-                             "was started with (NUMBA_NUM_THREADS)")
+        n_threads = check_threads(n_threads)
     if resume not in (False, True, "force"):
         raise ValueError(f"resume must be False, True or 'force', got {resume!r}")
     if checkpoint is None and (resume or checkpoint_every is not None):
@@ -236,6 +233,15 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
             _TRAINING.discard(id(net))
 
 
+def use_threads(n_threads, objective, net, device="cpu"):
+    """numba's thread count for a call of ``ff.train`` or ``ff.flow``: ``n_threads`` when given, else one
+    for a CPU step too small to gain from more (``objective._serial``), else unchanged (all of them)."""
+    if n_threads is not None:
+        numba.set_num_threads(n_threads)
+    elif device == "cpu" and objective._serial(net):
+        numba.set_num_threads(1)  # the weights do not depend on it
+
+
 def _check_lrs(lr, lr_a, start_step):
     """The schedules of ``lr`` (W) and ``lr_a`` (a; None when it is ``lr``), checked at the first step."""
     if lr_a is None:
@@ -263,11 +269,9 @@ def _step_sizes(lr_s, lr_a_s, start, count):
 
 
 def _values(schedule, start, count, name, positive):
-    if isinstance(schedule, constant):
+    if isinstance(schedule, constant):  # checked once by _check_lrs
         return np.full(count, schedule.value)
-    if positive:
-        return evaluate(schedule, start, count, name, positive=True)
-    return evaluate(schedule, start, count, name, nonnegative=True)
+    return evaluate(schedule, start, count, name, positive=positive, nonnegative=not positive)
 
 
 def _check_checkpoint_path(path):
@@ -371,10 +375,7 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
     runner = None
     unverified = None  # a Checkpoint whose state is not yet known to be able to go on
     try:
-        if n_threads is not None:
-            numba.set_num_threads(n_threads)
-        elif device == "cpu" and objective._serial(net):
-            numba.set_num_threads(1)  # too small to gain from more (the weights do not depend on it)
+        use_threads(n_threads, objective, net, device)
         runner = objective._runner(net, device)
         # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
         # through runner.view (the loss is computed on the device, weights are copied only when read)
