@@ -186,6 +186,15 @@ def _teacher_color(i):
     return _TEACHER_COLORS[i % len(_TEACHER_COLORS)]
 
 
+def save_figure(fig, path, plt, grid=(), dpi=90):
+    """The end of every plot: a light grid on the axes ``grid``, tight layout, the PNG, the figure closed."""
+    for ax in grid:
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def _epoch_lines(ax, res, label=True):
     """Dashed vertical lines at the stage-3 epoch boundaries (where the weight decay changes)."""
     c = res.config
@@ -212,16 +221,13 @@ def plot_loss(res, path, plt):
     c = res.config
     for ax in (ax0, ax1):
         ax.axhline(c["zero_loss"], ls="--", color="gray", lw=1, label="loss of f = 0" if ax is ax1 else None)
-        ax.grid(alpha=0.3, which="both")
     ax0.set_ylabel(("population loss" if key3 == "alignment.loss" else "loss") + " (log scale)")
     ax1.set_xlabel("stage 3 step")
     ax1.set_title("stage 3: gradient descent with decreasing weight decay")
     ax1.legend(fontsize=8)
     fig.suptitle(f"{c['activation']}: d={c['d']}, m*={c['m_star']}, m={c['m']}, "
                  f"{'population loss' if c['n'] is None else 'n=%d samples' % c['n']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, plt, grid=(ax0, ax1))
 
 
 def plot_alignment(res, path, plt):
@@ -252,13 +258,10 @@ def plot_alignment(res, path, plt):
     for ax in (ax1, ax2, ax3):
         _epoch_lines(ax, res, label=ax is ax3)
         ax.set_xlabel("stage 3 step")
-        ax.grid(alpha=0.3, which="both")
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)
     ax3.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, plt, grid=(ax1, ax2, ax3), dpi=80)
 
 
 def plot_mass_by_angle(res, path, plt):
@@ -291,11 +294,7 @@ def plot_mass_by_angle(res, path, plt):
     ax2.set_ylabel("total mass in the bin (log scale)")
     ax2.set_title("mass by angle")
     ax2.legend(fontsize=8)
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, plt, grid=(ax1, ax2))
 
 
 def plot_hessian(res, path, plt):
@@ -329,11 +328,7 @@ def plot_hessian(res, path, plt):
     ax2.set_ylabel("count (log scale)")
     ax2.set_title("at the end: population loss + weight decay")
     ax2.legend(fontsize=8)
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, plt, grid=(ax1, ax2))
 
 
 def write_results(res, teacher, cfg, out, plt, wall):

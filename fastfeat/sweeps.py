@@ -383,7 +383,7 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
 
 def plot(rows, path, *, x, y, by=None, logy=True):
     """A summary plot of metric ``y`` against swept key ``x`` (one line per value of swept key ``by``)."""
-    from .cli import _pyplot
+    from .cli import _pyplot, save_figure
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -407,7 +407,4 @@ def plot(rows, path, *, x, y, by=None, logy=True):
         ax.set_yscale("log")
     if by:
         ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, plt, grid=(ax,))

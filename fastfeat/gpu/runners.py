@@ -94,14 +94,13 @@ class _Runner:
     # -- the protocol ---------------------------------------------------------------------------------------
     def __call__(self, step0, lrs, reg_code, lam_as, lam_ws):
         cuda = self.cuda
-        lrs = np.asarray(lrs, np.float64).reshape(-1, np.shape(lrs)[-1])  # (n,): one step size for both
         n = int(lrs.shape[1])
         ft = self.ft
         self.state.copy_to_device(np.zeros(2, np.int32))
         losses = cuda.to_device(np.full(n, np.nan))
         self.dnet._touch()
         for s in range(n):
-            self._step(step0 + s, s, (ft(lrs[0, s]), ft(lrs[-1, s])), int(reg_code), ft(lam_as[s]), ft(lam_ws[s]),
+            self._step(step0 + s, s, (ft(lrs[0, s]), ft(lrs[1, s])), int(reg_code), ft(lam_as[s]), ft(lam_ws[s]),
                        losses)
         h = losses.copy_to_host()
         bad = np.flatnonzero(~np.isfinite(h))
