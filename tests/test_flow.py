@@ -99,13 +99,18 @@ def test_rkc_takes_far_fewer_gradients_on_a_stiff_flow():
     net0 = ff.TwoLayer.init(4, 6, activation="erf", scale=1.0, seed=1)
     reg = ff.WeightDecay(lam_a=1000.0, lam_w=1e-3)
     obj = ff.Population(teacher)
-    explicit, rkc = net0.copy(), net0.copy()
+    explicit, rkc, auto = net0.copy(), net0.copy(), net0.copy()
     # one thread: at this size a parallel region costs more in wake-ups than it saves
-    h_exp = flow(explicit, obj, 10.0, reg=reg, rtol=1e-7, atol=1e-9, log_times=1, n_threads=1)
+    h_exp = flow(explicit, obj, 10.0, reg=reg, method="dop853", rtol=1e-7, atol=1e-9, log_times=1, n_threads=1)
     h_rkc = flow(rkc, obj, 10.0, reg=reg, method="rkc", rtol=1e-7, atol=1e-9, log_times=1, n_threads=1)
+    h_auto = flow(auto, obj, 10.0, reg=reg, rtol=1e-7, atol=1e-9, log_times=1, n_threads=1)
     assert h_rkc["evals"][-1] < h_exp["evals"][-1] / 5, (h_rkc["evals"][-1], h_exp["evals"][-1])
     assert _rel(_state(explicit), _state(net0)) > 0.5  # it went somewhere
     assert _rel(_state(rkc), _state(explicit)) < 1e-5
+    # the default switches to RKC once DOP853 is held at its stability limit, and stays there
+    assert h_auto.info["method"] == "auto" and h_auto.info["switches"] == 1 and h_auto.info["rkc_steps"] > 0
+    assert h_auto["evals"][-1] < h_exp["evals"][-1] / 5, (h_auto["evals"][-1], h_exp["evals"][-1])
+    assert _rel(_state(auto), _state(explicit)) < 1e-5
 
 
 def test_spectral_radius_estimate_bounds_the_hessian():
@@ -341,3 +346,61 @@ def test_only_the_population_objective_and_matching_nets(setup):
         flow(ff.TwoLayer.init(3, 5, activation="relu", dtype="float32"), obj, 1.0)
     with pytest.raises(TypeError, match="net"):
         flow(teacher, obj, 1.0)
+
+
+# -- the default: DOP853 with a switch to RKC where the flow is stiff --------------------------------------
+
+def _small_stiff(scale=0.3):
+    """relu, d = 10, m = 32, m* = 2, weight decay 1e-3: DOP853 reaches its stability limit after t ~ 10."""
+    teacher = ff.Teacher.random(10, 2, activation="relu", seed=0)
+    return teacher, ff.TwoLayer.init(10, 32, activation="relu", scale=scale, seed=1)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_auto_is_dop853_bit_for_bit_while_not_stiff(dtype):
+    teacher = ff.Teacher.random(3, 2, activation="erf", seed=0, dtype=dtype)
+    net0 = ff.TwoLayer.init(3, 17, activation="erf", scale=1.0, seed=1, dtype=dtype)
+    reg = ff.WeightDecay(lam_a=1e-2, lam_w=3e-2)
+    runs = {}
+    for method in ("auto", "dop853"):
+        net = net0.copy()
+        hist = flow(net, ff.Population(teacher), 3.0, reg=reg, method=method, log_times=3)
+        runs[method] = (net, hist)
+    (a, ha), (b, hb) = runs["auto"], runs["dop853"]
+    assert ha.info["method"] == "auto" and ha.info["switches"] == 0 and ha.info["rkc_steps"] == 0
+    assert np.array_equal(a.W, b.W) and np.array_equal(a.a, b.a)
+    assert np.array_equal(ha["evals"], hb["evals"]) and np.array_equal(ha.step, hb.step)
+
+
+def test_auto_switches_to_rkc_and_back_where_each_is_cheaper():
+    """At rtol 1e-9 RKC (second order) first costs more than DOP853 at its stability limit: the default
+    returns to DOP853, tries RKC again later and keeps it once it is cheaper. The endpoint agrees with
+    DOP853's; fewer gradients than either method alone."""
+    teacher, net0 = _small_stiff()
+    obj, reg = ff.Population(teacher), ff.WeightDecay(1e-3)
+    nets, hists = {}, {}
+    for method in ("auto", "dop853", "rkc"):
+        nets[method] = net0.copy()
+        hists[method] = flow(nets[method], obj, 2000.0, reg=reg, method=method, rtol=1e-9,
+                             log_times=4, n_threads=1)
+    info = hists["auto"].info
+    assert info["switches"] >= 3 and info["switches"] % 2 == 1, info  # ended on RKC after a return to DOP853
+    assert info["rkc_steps"] > 0 and info["spectral_evals"] > 0
+    evals = {k: h["evals"][-1] for k, h in hists.items()}
+    assert evals["auto"] < 0.7 * min(evals["dop853"], evals["rkc"]), evals
+    assert _rel(_state(nets["auto"]), _state(nets["dop853"])) < 1e-6
+    assert np.all(np.diff(hists["auto"]["evals"]) > 0) and np.all(np.diff(hists["auto"].step) > 0)
+
+
+def test_auto_across_weight_decay_changes():
+    """A schedule restarts the controller in whichever method runs; the result matches DOP853's, and the
+    tries of RKC cost little where it is not cheaper here."""
+    teacher, net0 = _small_stiff()
+    obj = ff.Population(teacher)
+    lam = ff.schedules.geometric(1e-2, 0.5, every=100)
+    auto, ref = net0.copy(), net0.copy()
+    h = flow(auto, obj, 500.0, reg=ff.WeightDecay(lam), rtol=1e-7, atol=1e-9, log_times=5, n_threads=1)
+    hr = flow(ref, obj, 500.0, reg=ff.WeightDecay(lam), method="dop853", rtol=1e-7, atol=1e-9, log_times=5,
+              n_threads=1)
+    assert h.info["switches"] >= 1 and h["evals"][-1] < 1.1 * hr["evals"][-1], (h.info, hr["evals"][-1])
+    assert _rel(_state(auto), _state(ref)) < 1e-5

@@ -21,7 +21,7 @@ from .history import History
 from .train import _TRAINING, _TRAINING_LOCK, TrainingDiverged, _check_metrics, _log_values, use_threads
 
 #: method names (``"rk45"`` is another name of ``"dopri5"``)
-METHODS = ("dop853", "dopri5", "rk45", "rkc")
+METHODS = ("auto", "dop853", "dopri5", "rk45", "rkc")
 _ALIASES = {"rk45": "dopri5"}
 #: integer times per schedule evaluation when looking for the times where the strength changes
 _SCHEDULE_CHUNK = 1 << 20
@@ -29,7 +29,7 @@ _SCHEDULE_CHUNK = 1 << 20
 MIN_RTOL = 100 * np.finfo(np.float64).eps
 
 
-def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="dop853", log_times=100, metrics=None,
+def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", log_times=100, metrics=None,
          max_steps=1_000_000, n_threads=None, callback=None):
     """Integrate the regularized gradient flow ``d(W, a)/dt = -grad (L + R)(W, a)`` from time 0 to ``t``,
     in place on ``net``, and return an ``ff.History``.
@@ -42,8 +42,15 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="dop853",
     Methods (each step, its stages and its error control run inside one compiled call per logging
     interval; the right-hand side is the fused population gradient):
 
-    - ``"dop853"`` (default): the explicit Dormand-Prince pair of orders 8 and 5(3) with Hairer's
-      step-size control; 12 gradients per accepted step. Fewest gradient evaluations at tight tolerances.
+    - ``"auto"`` (default): ``"dop853"`` while the flow is not stiff, ``"rkc"`` where it is cheaper. After
+      each DOP853 step, Hairer's stiffness test estimates ``h * lambda`` along the step's last stage;
+      after 15 steps at the stability limit (``h * lambda > 6.1``) the integration goes on with RKC from
+      the same state and step size. RKC's gradients per unit time are compared, every 25 RKC steps, with
+      those DOP853 spent per unit time while it was stiff: when RKC costs more (a tight tolerance, fast
+      dynamics) DOP853 takes over again and RKC is tried again after twice (then four, eight... times)
+      the time it was tried. A flow that never turns stiff is integrated by DOP853 bit for bit.
+    - ``"dop853"``: the explicit Dormand-Prince pair of orders 8 and 5(3) with Hairer's step-size
+      control; 12 gradients per accepted step. Fewest gradient evaluations at tight tolerances.
     - ``"dopri5"`` (alias ``"rk45"``): Dormand-Prince 5(4), 6 gradients per step, Hairer's control with
       the Lund stabilization; for loose tolerances.
     - ``"rkc"``: the second-order Runge-Kutta-Chebyshev method (Sommeijer, Shampine & Verwer), for the
@@ -72,8 +79,9 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="dop853",
     evaluations, including those of the initial-step choice and of RKC's spectral estimates), then the
     names in ``metrics`` (as in ``ff.train``; a metric's ``step`` argument is ``floor(time)``, so
     ``"reg"`` uses the strength of the stretch that starts there). ``history.info`` records the
-    method, rtol, atol, t and max_steps (for ``"rkc"`` also the most stages a step used and the gradient
-    evaluations spent on spectral-radius estimates).
+    method, rtol, atol, t and max_steps (for ``"rkc"`` and ``"auto"`` also the most stages an RKC step used
+    and the gradient evaluations spent on spectral-radius estimates; for ``"auto"`` the number of switches
+    between the two methods and the accepted steps RKC took).
 
     ``callback(time, net, values)`` is called after each logged row (the net holds the state at that
     time; do not modify it: the integration goes on from its own float64 copy); return ``False`` to
@@ -91,7 +99,7 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="dop853",
     ``max_steps`` bounds the attempted steps (accepted and rejected) of the whole call. When it is used up,
     the integration stops with a ``RuntimeWarning``: the net holds the last accepted state, a last row
     is logged at its time (before ``t``), ``history.info["stopped"] == "max_steps"`` and the history is
-    returned (a stiff problem: try ``method="rkc"``).
+    returned (a stiff problem: try ``method="rkc"``, or ``"auto"`` if another method was chosen).
 
     Every argument is checked before any kernel runs (ValueError or TypeError naming it).
     """
@@ -241,7 +249,7 @@ def _diverged(state, history, objective, reason):
     exc.time = state.time
     exc.args = (f"gradient flow diverged at time {state.time:.6g} after {state.accepted} accepted steps: {reason}; "
                 "the net holds the last accepted state (finite). Add regularization, start from smaller weights, "
-                "or try method='rkc' for a stiff problem.",)
+                "or try method='rkc' (or the default 'auto') for a stiff problem.",)
     return exc
 
 
@@ -254,9 +262,12 @@ def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics,
     args = (state.Wt, state.at, net.code, state.ws)
 
     def summary():
-        if name == "rkc":  # how hard the stiff method worked
+        if name in ("rkc", "auto"):  # how hard the stiff method worked
             history.info["rkc_max_stages"] = int(state.cnt[_k.SMAX])
             history.info["spectral_evals"] = int(state.cnt[_k.RHO_EVALS])
+        if name == "auto":
+            history.info["switches"] = int(state.cnt[_k.SWITCHES])
+            history.info["rkc_steps"] = int(state.cnt[_k.RKC_ACC])
         return history
 
     def row(time):
@@ -287,7 +298,8 @@ def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics,
                 history.info["stopped"] = "max_steps"
                 warnings.warn(f"ff.flow used up max_steps={max_steps} attempted steps at time {state.time:.6g} "
                               f"of {t:.6g}; the net holds the state at that time (the history's last row). "
-                              "If the problem is stiff, method='rkc' needs far fewer steps; or raise max_steps.",
+                              "If the problem is stiff, method='auto' (the default) or 'rkc' needs far fewer steps; or raise "
+                              "max_steps.",
                               RuntimeWarning, stacklevel=3)
                 return summary()
             if status == _k.UNDERFLOW:

@@ -28,6 +28,17 @@ Methods (``METHODS``):
   and at schedule changes); error estimate ``(12 (y_n - y_n+1) + 6 h (f_n + f_n+1)) / 15``; step control
   with the method's own error-per-step rule. s gradients a step (the last one, at the new state, is the
   next step's first).
+- ``AUTO``: DOP853 until it is held at its stability limit, then RKC while that costs fewer gradients
+  per unit time. After every accepted DOP853 step Hairer's stiffness test estimates ``h lambda`` from
+  the new state and the last stage (both at ``t + h``): ``h |g(Y_new) - g(Y_12)| / |Y_new - Y_12|``;
+  ``STIFF_STEPS`` steps above ``STIFF_HLAMB`` (fewer than ``NONSTIFF_RESET`` below it in between) switch to
+  RKC at the accepted state, with DOP853's step size as RKC's first and DOP853's gradients per unit time
+  over that stiff stretch recorded. Every ``AUTO_WINDOW`` accepted RKC steps, RKC's gradients per unit
+  time over the window (spectral estimates included) are compared with it: when higher, DOP853 takes
+  over again with its own last step size, and RKC is not tried before ``2^k`` times the length of the
+  failed try has passed (k the number of losses in a row). Both methods keep ``g(y)`` in ``bufs[0]``, so
+  a switch costs no gradient; the controller's memory restarts. RKC's power-iteration direction lives
+  in row ``_EIG_AUTO`` (rows 0..15 are DOP853's).
 
 Step-size control for the two explicit pairs is Hairer's (DOP853 / DOPRI5): ``fac = err^expo /
 facold^beta`` (``expo = 1/8`` and ``beta = 0`` for DOP853; ``expo = 0.2 - 0.75 beta`` with the Lund
@@ -51,7 +62,12 @@ State arrays (``new_state``): ``st`` float64 — ``T`` time, ``H`` proposed step
 ``FRESH``), ``FRESH`` 1 when ``bufs[0]`` holds ``g(y)``, ``REJECT`` 1 after a rejected step; ``cnt``
 int64 — ``ACC`` accepted steps, ``REJ`` rejected ones, ``EVALS`` gradient evaluations, ``SINCE`` (RKC)
 accepted steps since the last spectral-radius estimate, ``SMAX`` (RKC) the most stages used,
-``RHO_EVALS`` (RKC) the gradient evaluations spent on spectral-radius estimates.
+``RHO_EVALS`` (RKC) the gradient evaluations spent on spectral-radius estimates. AUTO adds ``st``:
+``MODE`` (0 DOP853, 1 RKC), ``H_OTHER`` the other method's step size, ``WIN_T0`` the start of the cost
+window, ``ERK_RATE`` DOP853's stiff gradients per unit time, ``RETRY_T`` the earliest time of the next try
+of RKC, ``TRY_T0`` the start of the current try; ``cnt``: ``STIFF`` / ``NONSTIFF`` the stiffness test's
+counters, ``WIN_EV0`` / ``WIN_ACC0`` evaluations and accepted steps at the window's start, ``SWITCHES``,
+``RKC_ACC`` accepted RKC steps, ``BACKOFF`` RKC's losses in a row.
 ``restart`` resets the controller's memory and the derivative (called where the regularization
 strength changes: no step crosses such a point).
 """
@@ -65,21 +81,30 @@ from ._jit import njit
 from .common import add_reg_grad
 from .population import loss_grad
 
-DOP853, DOPRI5, RKC = 0, 1, 2
-METHODS = {"dop853": DOP853, "dopri5": DOPRI5, "rkc": RKC}
+DOP853, DOPRI5, RKC, AUTO = 0, 1, 2, 3
+METHODS = {"dop853": DOP853, "dopri5": DOPRI5, "rkc": RKC, "auto": AUTO}
 #: ``advance``'s results: reached t_end; the step size fell below ``hmin``; ``max_steps`` attempted
-#: steps were used up; the current state has no finite loss and gradient
-OK, UNDERFLOW, MAX_STEPS, BAD_STATE = 0, 1, 2, 3
+#: steps were used up; the current state has no finite loss and gradient (``_SWITCH``: internal to AUTO)
+OK, UNDERFLOW, MAX_STEPS, BAD_STATE, _SWITCH = 0, 1, 2, 3, 4
 
-T, H, MEM, HOLD, RHO, LOSS, FRESH, REJECT = range(8)
-ACC, REJ, EVALS, SINCE, SMAX, RHO_EVALS = range(6)
-_ST_SIZE, _CNT_SIZE = 8, 6
+T, H, MEM, HOLD, RHO, LOSS, FRESH, REJECT, MODE, H_OTHER, WIN_T0, ERK_RATE, RETRY_T, TRY_T0 = range(14)
+(ACC, REJ, EVALS, SINCE, SMAX, RHO_EVALS, STIFF, NONSTIFF, WIN_EV0, WIN_ACC0, SWITCHES, RKC_ACC,
+ BACKOFF) = range(13)
+_ST_SIZE, _CNT_SIZE = 14, 13
 
 #: relative floor of the step size: a step below HMIN_REL * max(1, |t|) means the integration is stuck
 HMIN_REL = 1e-14
 #: RKC: accepted steps between spectral-radius estimates; iterations of one estimate at most
 RHO_EVERY = 25
 RHO_ITERS = 50
+#: AUTO: DOP853 steps whose ``h * lambda`` estimate exceeds STIFF_HLAMB (in a row, up to NONSTIFF_RESET
+#: steps below it) before the flow counts as stiff (Hairer's DOP853 test); RKC steps per cost comparison
+STIFF_HLAMB = 6.1
+STIFF_STEPS = 15
+NONSTIFF_RESET = 6
+AUTO_WINDOW = 25
+#: AUTO: the row of ``bufs`` that keeps RKC's power-iteration direction (rows 0..15 are DOP853's)
+_EIG_AUTO = 16
 _CH = 1024  # entries per parallel task in the vector passes
 
 
@@ -164,7 +189,10 @@ SAFE = 0.9
 
 def buffers(method, n):
     """The stage buffers of ``method`` for a state of ``n`` entries (rows of one array; allocated once)."""
-    rows = 6 if method == RKC else int(ERK_STAGES[method]) + 4
+    if method == AUTO:
+        rows = _EIG_AUTO + 1
+    else:
+        rows = 6 if method == RKC else int(ERK_STAGES[method]) + 4
     return np.zeros((rows, n))
 
 
@@ -303,6 +331,65 @@ def _hmin(t):
     return HMIN_REL * max(1.0, abs(t))
 
 
+@njit
+def _sqdist(u, v):
+    s = 0.0
+    for i in range(u.shape[0]):
+        s += (u[i] - v[i]) ** 2
+    return s
+
+
+@njit
+def _stiff_count(h, num, den, st, cnt):
+    """AUTO, after an accepted DOP853 step of size ``h``: Hairer's stiffness test, ``h * lambda`` with
+    ``lambda^2 = num / den`` the squared ratio of the gradients' and the states' difference between the new
+    state and the last stage. Returns whether the flow has been stiff for ``STIFF_STEPS`` steps and RKC
+    may be tried now; the explicit method's cost is measured from the start of the stiff stretch."""
+    hl = h * math.sqrt(num / den) if den > 0.0 else 0.0
+    if hl > STIFF_HLAMB:
+        cnt[NONSTIFF] = 0
+        cnt[STIFF] += 1
+        if cnt[STIFF] == 1:
+            st[WIN_T0] = st[T]
+            cnt[WIN_EV0] = cnt[EVALS]
+        return cnt[STIFF] >= STIFF_STEPS and st[T] >= st[RETRY_T] and st[T] > st[WIN_T0]
+    cnt[NONSTIFF] += 1
+    if cnt[NONSTIFF] >= NONSTIFF_RESET:
+        cnt[STIFF] = 0
+    return False
+
+
+@njit
+def _switch(st, cnt):
+    """AUTO: hand the integration from one method to the other at the current (accepted) state. The
+    derivative at the state is kept (both methods hold it in ``bufs[0]``), the controller's memory is
+    reset. DOP853 -> RKC keeps the step size and records DOP853's cost per unit time; RKC -> DOP853 takes
+    back DOP853's last step size and waits before the next try (twice as long after each loss)."""
+    t = st[T]
+    cnt[SWITCHES] += 1
+    st[MEM] = 0.0
+    st[REJECT] = 0.0
+    cnt[STIFF] = 0
+    cnt[NONSTIFF] = 0
+    if st[MODE] == 0.0:
+        st[ERK_RATE] = (cnt[EVALS] - cnt[WIN_EV0]) / (t - st[WIN_T0])
+        st[H_OTHER] = st[H]
+        st[MODE] = 1.0
+        st[RHO] = 0.0
+        cnt[SINCE] = RHO_EVERY
+        st[TRY_T0] = t
+        st[WIN_T0] = t
+        cnt[WIN_EV0] = cnt[EVALS]
+        cnt[WIN_ACC0] = cnt[ACC]
+    else:
+        h = st[H]
+        st[H] = st[H_OTHER]
+        st[H_OTHER] = h
+        st[MODE] = 0.0
+        cnt[BACKOFF] += 1
+        st[RETRY_T] = t + 2.0 ** cnt[BACKOFF] * (t - st[TRY_T0])
+
+
 # --- the explicit pairs -------------------------------------------------------------------------------
 
 @njit
@@ -338,7 +425,8 @@ def _erk_initial_step(method, y, bufs, st, cnt, span, Wt, at, code, ws, reg, lam
 
 
 @njit
-def _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps):
+def _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps,
+         detect):
     S = ERK_STAGES[method]
     A = ERK_A[method]
     B = ERK_B[method]
@@ -394,6 +482,9 @@ def _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, r
             lossn = li
         if ok and not fsal_stage:
             ok = combine(y, K, B, S, h, Yn, big) == 0
+        stden = 0.0
+        if ok and detect:  # Hairer's stiffness test: the last stage and the new state are both at t + h
+            stden = _sqdist(Yn, Y)
         err = np.inf
         if ok:
             e5, e3 = erk_error(y, Yn, K, E5, E3, S, rtol, atol, Er, Y)
@@ -435,6 +526,8 @@ def _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, r
             if h < h_prop and hnew >= h:  # a clamped step that asked for no shrinking: keep the proposal
                 hnew = max(hnew, h_prop)
             st[H] = hnew
+            if detect and _stiff_count(h, _sqdist(K[0], K[S - 1]), stden, st, cnt):
+                return _SWITCH
         else:
             cnt[REJ] += 1
             st[REJECT] = 1.0
@@ -556,10 +649,10 @@ def _rkc_error(y, ys, g0, gs, h, rtol, atol):
 
 
 @njit
-def _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps):
+def _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps, auto):
     g0 = bufs[0]
     G = bufs[4]
-    eig = bufs[5]
+    eig = bufs[_EIG_AUTO] if auto else bufs[5]
     smax = max(2, int(math.sqrt(rtol / (10.0 * 2.220446049250313e-16))))
     while st[T] < t_end:
         t = st[T]
@@ -694,15 +787,27 @@ def _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, ato
         if h < h_prop and hnew >= h:
             hnew = max(hnew, h_prop)
         st[H] = hnew
+        if auto:  # compare RKC's cost per unit time with DOP853's over each window of accepted steps
+            cnt[RKC_ACC] += 1
+            if cnt[ACC] - cnt[WIN_ACC0] >= AUTO_WINDOW and st[T] > st[WIN_T0]:
+                if (cnt[EVALS] - cnt[WIN_EV0]) / (st[T] - st[WIN_T0]) > st[ERK_RATE]:
+                    return _SWITCH
+                cnt[BACKOFF] = 0
+                st[WIN_T0] = st[T]
+                cnt[WIN_EV0] = cnt[EVALS]
+                cnt[WIN_ACC0] = cnt[ACC]
     return OK
 
 
 @njit
 def _check_sizes(method, y, bufs, st, cnt, Wt):
     """The kernels index without bounds checks: refuse buffers that do not fit the method and the state."""
-    if method != DOP853 and method != DOPRI5 and method != RKC:
+    if method != DOP853 and method != DOPRI5 and method != RKC and method != AUTO:
         raise ValueError("unknown method code")
-    rows = 6 if method == RKC else ERK_STAGES[method] + 4
+    if method == AUTO:
+        rows = _EIG_AUTO + 1
+    else:
+        rows = 6 if method == RKC else ERK_STAGES[method] + 4
     d = Wt.shape[1]
     if bufs.shape[0] < rows or bufs.shape[1] != y.shape[0] or y.shape[0] % (d + 1) != 0:
         raise ValueError("bufs must come from buffers(method, n) for a state of n = m (d + 1) entries")
@@ -720,8 +825,21 @@ def advance(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w
     the last accepted state, ``st[LOSS]`` its loss when ``st[FRESH]`` is set."""
     _check_sizes(method, y, bufs, st, cnt, Wt)
     if method == RKC:
-        return _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps)
-    return _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps)
+        return _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps,
+                    False)
+    if method != AUTO:
+        return _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
+                    max_steps, False)
+    while True:
+        if st[MODE] == 0.0:
+            status = _erk(DOP853, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
+                          max_steps, True)
+        else:
+            status = _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
+                          max_steps, True)
+        if status != _SWITCH:
+            return status
+        _switch(st, cnt)
 
 
 @njit
