@@ -16,6 +16,12 @@ from numba.extending import intrinsic
 from ...math.activations import build
 from .. import _cache  # noqa: F401  (installs the cache locator before any kernel is defined)
 
+# Start numba's threading layer now. numba starts it when a parallel function is called from Python,
+# not when compiled code reaches one: a function loaded from the disk cache that calls a parallel
+# kernel (the gradient-flow integrator; a user's cached @njit code calling ff.kernels) crashed the
+# process with a segmentation fault when it ran first in a fresh process. get_num_threads starts it.
+numba.get_num_threads()
+
 #: the safe fastmath set: no nnan/ninf, so isfinite checks keep working
 FASTMATH = set({"nsz", "arcp", "contract", "afn", "reassoc"})
 
