@@ -4,7 +4,8 @@ A representative teacher-student run (relu, d = 20, m* = 4, small initialization
 integrated from the same initial point to the same time ``t`` at the same rtol / atol (the defaults of
 ``ff.flow``: 1e-8 / 1e-10) by
 
-- ``ff.flow`` with each method (``dop853``, the default; ``dopri5``; ``rkc``), logging only the endpoints;
+- ``ff.flow`` with each method (``auto``, the default; ``dop853``; ``dopri5``; ``rkc``), logging only the
+  endpoints;
 - ``solve_ivp`` with ``RK45`` (its default) and ``DOP853``, whose right-hand side calls the compiled
   population gradient directly (``population.loss_grad`` + ``common.add_reg_grad`` on views of the
   state vector, into preallocated arrays), so scipy pays for no validation, only for its own stepping.
@@ -18,10 +19,11 @@ m = 256 runs to ``t = 3000``: the loss is then within 1% of its long-time value 
 (the small-loss phase, where the far neurons decay on the slow time scale 1/lam while the largest
 curvature stays O(1): the ill-conditioned end of training). m = 4096 runs to ``t = 2`` (one gradient
 takes a large fraction of a second there; ``--t4096`` changes it) without RKC unless ``--rkc-4096``:
-that early stretch is not stiff and RKC, a second-order method, is not meant for it at rtol 1e-8.
+that early stretch is not stiff and RKC, a second-order method, is not meant for it at rtol 1e-8
+(``auto`` stays with DOP853 there).
 
     python -m benchmarks.bench_flow [--quick] [--repeat R] [--skip-4096] [--rkc-4096] [--t256 T] [--t4096 T]
-                                    [--rtol R] [--atol A]
+                                    [--rtol R] [--atol A] [--methods auto,dop853,...]
 
 ``--quick``: tiny sizes and times (a smoke test of the script, a few seconds after compilation).
 """
@@ -37,10 +39,11 @@ D, M_STAR, ACTIVATION, SCALE, LAM = 20, 4, "relu", 0.1, 1e-3
 RTOL, ATOL = 1e-8, 1e-10
 #: the tolerances of this run (--rtol, --atol)
 TOL = {"rtol": RTOL, "atol": ATOL}
-FF_METHODS = ("dop853", "dopri5", "rkc")
+FF_METHODS = ("auto", "dop853", "dopri5", "rkc")
 SCIPY_METHODS = ("RK45", "DOP853")
 #: (ff method, scipy method) pairs compared head to head
-PAIRS = [("dop853", "DOP853"), ("dopri5", "RK45"), ("dop853", "RK45"), ("rkc", "RK45"), ("rkc", "DOP853")]
+PAIRS = [("auto", "DOP853"), ("auto", "RK45"), ("dop853", "DOP853"), ("dopri5", "RK45"), ("dop853", "RK45"),
+         ("rkc", "RK45"), ("rkc", "DOP853")]
 
 
 def _setup(m, d=D):
@@ -106,12 +109,20 @@ def run_ff(method, net0, objective, t):
 
 
 def run_scipy(method, net0, objective, t):
+    import numba
     from scipy.integrate import solve_ivp
 
+    from fastfeat.training.train import use_threads
+
     fun = ScipyGradient(net0, objective, LAM)
-    t0 = time.perf_counter()
-    sol = solve_ivp(fun, (0.0, t), _state(net0), method=method, rtol=TOL["rtol"], atol=TOL["atol"])
-    wall = time.perf_counter() - t0
+    old = numba.get_num_threads()
+    use_threads(None, objective, net0)  # the gradient on the threads ff.flow would use (one for a small one)
+    try:
+        t0 = time.perf_counter()
+        sol = solve_ivp(fun, (0.0, t), _state(net0), method=method, rtol=TOL["rtol"], atol=TOL["atol"])
+        wall = time.perf_counter() - t0
+    finally:
+        numba.set_num_threads(old)
     if not sol.success:
         raise RuntimeError(f"solve_ivp {method} failed: {sol.message}")
     return dict(wall=wall, steps=len(sol.t) - 1, evals=int(sol.nfev), rejected=None, y=sol.y[:, -1], loss=None)
@@ -120,10 +131,23 @@ def run_scipy(method, net0, objective, t):
 def gradient_time(net, objective, y=None, repeat=5, number=None):
     """Seconds per evaluation of the compiled gradient (loss_grad + add_reg_grad) at the state ``y``
     (default: the net's), best of ``repeat``."""
-    import numpy as np
+    import numba
+
+    from fastfeat.training.train import use_threads
 
     fun = ScipyGradient(net, objective, LAM)
     y = _state(net) if y is None else y
+    old = numba.get_num_threads()
+    use_threads(None, objective, net)
+    try:
+        return _best_time(fun, y, repeat, number)
+    finally:
+        numba.set_num_threads(old)
+
+
+def _best_time(fun, y, repeat, number):
+    import numpy as np
+
     fun(0.0, y)
     number = number or max(1, int(0.2 / max(_once(fun, y), 1e-6)))
     best = np.inf
@@ -210,7 +234,14 @@ def main(argv=None):
     ap.add_argument("--t4096", type=float, default=2.0, help="end time at m = 4096")
     ap.add_argument("--rtol", type=float, default=RTOL, help="relative tolerance of every contender")
     ap.add_argument("--atol", type=float, default=ATOL, help="absolute tolerance of every contender")
+    ap.add_argument("--methods", default=",".join(FF_METHODS),
+                    help="the ff.flow methods to run, comma-separated (default: all; RKC at m = 4096 only with "
+                         "--rkc-4096)")
     args = ap.parse_args(argv)
+    chosen = tuple(x for x in args.methods.split(",") if x)
+    unknown = sorted(set(chosen) - set(FF_METHODS))
+    if unknown or not chosen:
+        ap.error(f"--methods: choose from {', '.join(FF_METHODS)} (got {args.methods!r})")
     TOL.update(rtol=args.rtol, atol=args.atol)
 
     if __package__ in (None, ""):
@@ -220,11 +251,12 @@ def main(argv=None):
 
     print("### ff.flow against scipy.integrate.solve_ivp\n")
     print(C.machine_description(), "\n")
-    runs = [(256, args.t256, FF_METHODS)]
+    explicit = tuple(x for x in chosen if x != "rkc")
+    runs = [(256, args.t256, chosen)]
     if not args.skip_4096:
-        runs.append((4096, args.t4096, FF_METHODS if args.rkc_4096 else FF_METHODS[:2]))
+        runs.append((4096, args.t4096, chosen if args.rkc_4096 else explicit))
     if args.quick:
-        runs = [(32, 5.0, FF_METHODS), (64, 1.0, FF_METHODS[:2])]
+        runs = [(32, 5.0, chosen), (64, 1.0, explicit)]
     for m, t, methods in runs:
         best, t_grad = compare(m, t, methods, SCIPY_METHODS, 1 if args.quick else args.repeat)
         print(table(m, t, best, t_grad), "\n", flush=True)
