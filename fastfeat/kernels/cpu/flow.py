@@ -34,9 +34,10 @@ Methods (``METHODS``):
   ``STIFF_STEPS`` steps above ``STIFF_HLAMB`` (fewer than ``NONSTIFF_RESET`` below it in between) switch to
   RKC at the accepted state, with DOP853's step size as RKC's first and DOP853's gradients per unit time
   over that stiff stretch recorded. Every ``AUTO_WINDOW`` accepted RKC steps, RKC's gradients per unit
-  time over the window (spectral estimates included) are compared with it: when higher, DOP853 takes
-  over again with its own last step size, and RKC is not tried before ``2^k`` times the length of the
-  failed try has passed (k the number of losses in a row). Both methods keep ``g(y)`` in ``bufs[0]``, so
+  time since it took over (spectral estimates and the short steps after a change of the weight decay
+  included, spread over the whole try) are compared with it: when higher, DOP853 takes over again with
+  its own last step size, and RKC is not tried before ``2^k`` times the length of the failed try has
+  passed (k the number of losses in a row). Both methods keep ``g(y)`` in ``bufs[0]``, so
   a switch costs no gradient; the controller's memory restarts. RKC's power-iteration direction lives
   in row ``_EIG_AUTO`` (rows 0..15 are DOP853's).
 
@@ -63,10 +64,11 @@ State arrays (``new_state``): ``st`` float64 — ``T`` time, ``H`` proposed step
 int64 — ``ACC`` accepted steps, ``REJ`` rejected ones, ``EVALS`` gradient evaluations, ``SINCE`` (RKC)
 accepted steps since the last spectral-radius estimate, ``SMAX`` (RKC) the most stages used,
 ``RHO_EVALS`` (RKC) the gradient evaluations spent on spectral-radius estimates. AUTO adds ``st``:
-``MODE`` (0 DOP853, 1 RKC), ``H_OTHER`` the other method's step size, ``WIN_T0`` the start of the cost
-window, ``ERK_RATE`` DOP853's stiff gradients per unit time, ``RETRY_T`` the earliest time of the next try
-of RKC, ``TRY_T0`` the start of the current try; ``cnt``: ``STIFF`` / ``NONSTIFF`` the stiffness test's
-counters, ``WIN_EV0`` / ``WIN_ACC0`` evaluations and accepted steps at the window's start, ``SWITCHES``,
+``MODE`` (0 DOP853, 1 RKC), ``H_OTHER`` the other method's step size, ``WIN_T0`` the start of DOP853's
+stiff stretch, ``ERK_RATE`` DOP853's stiff gradients per unit time, ``RETRY_T`` the earliest time of the
+next try of RKC, ``TRY_T0`` the start of the current try; ``cnt``: ``STIFF`` / ``NONSTIFF`` the stiffness
+test's counters, ``WIN_EV0`` evaluations at the start of the stiff stretch (DOP853) or of the try (RKC),
+``WIN_ACC0`` accepted steps at the last comparison, ``SWITCHES``,
 ``RKC_ACC`` accepted RKC steps, ``BACKOFF`` RKC's losses in a row.
 ``restart`` resets the controller's memory and the derivative (called where the regularization
 strength changes: no step crosses such a point).
@@ -378,7 +380,6 @@ def _switch(st, cnt):
         st[RHO] = 0.0
         cnt[SINCE] = RHO_EVERY
         st[TRY_T0] = t
-        st[WIN_T0] = t
         cnt[WIN_EV0] = cnt[EVALS]
         cnt[WIN_ACC0] = cnt[ACC]
     else:
@@ -787,14 +788,12 @@ def _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, ato
         if h < h_prop and hnew >= h:
             hnew = max(hnew, h_prop)
         st[H] = hnew
-        if auto:  # compare RKC's cost per unit time with DOP853's over each window of accepted steps
+        if auto:  # every AUTO_WINDOW steps, RKC's cost per unit time since it took over against DOP853's
             cnt[RKC_ACC] += 1
-            if cnt[ACC] - cnt[WIN_ACC0] >= AUTO_WINDOW and st[T] > st[WIN_T0]:
-                if (cnt[EVALS] - cnt[WIN_EV0]) / (st[T] - st[WIN_T0]) > st[ERK_RATE]:
+            if cnt[ACC] - cnt[WIN_ACC0] >= AUTO_WINDOW and st[T] > st[TRY_T0]:
+                if (cnt[EVALS] - cnt[WIN_EV0]) / (st[T] - st[TRY_T0]) > st[ERK_RATE]:
                     return _SWITCH
                 cnt[BACKOFF] = 0
-                st[WIN_T0] = st[T]
-                cnt[WIN_EV0] = cnt[EVALS]
                 cnt[WIN_ACC0] = cnt[ACC]
     return OK
 
