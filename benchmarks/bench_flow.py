@@ -26,6 +26,11 @@ that early stretch is not stiff and RKC, a second-order method, is not meant for
                                     [--rtol R] [--atol A] [--methods auto,dop853,...]
 
 ``--quick``: tiny sizes and times (a smoke test of the script, a few seconds after compilation).
+
+``--update-docs``: the documented set instead (``DOC_RUNS``: m = 256 to t = 3000 and to t = 10^4 at the
+default tolerances, to t = 3000 at rtol 1e-6, and m = 4096 to t = 2), printed in full and summed up in
+the table of docs/guide/flow.md (its ``<!-- perf-flow:start -->`` block), with the machine it ran on.
+About 12 minutes on 2 cores.
 """
 import argparse
 import os
@@ -44,6 +49,46 @@ SCIPY_METHODS = ("RK45", "DOP853")
 #: (ff method, scipy method) pairs compared head to head
 PAIRS = [("auto", "DOP853"), ("auto", "RK45"), ("dop853", "DOP853"), ("dopri5", "RK45"), ("dop853", "RK45"),
          ("rkc", "RK45"), ("rkc", "DOP853")]
+
+
+class FlowToSmallLoss:
+    """asv: ``ff.flow`` into the stiff small-loss phase (relu, d = 10, m = 32, m* = 2, initial scale 0.3,
+    weight decay 1e-3, to t = 500 at the default tolerances, one thread): the wall time, and the
+    gradient evaluations each method needs (deterministic: a change in an integrator's stepping shows
+    up there first, free of the machine's noise)."""
+    params = (["auto", "dop853", "rkc"],)
+    param_names = ["method"]
+    timeout = 300
+
+    def setup(self, method):
+        import fastfeat as ff
+
+        flow = getattr(ff, "flow", None)
+        if flow is None:
+            raise NotImplementedError("ff.flow is not in this version")
+        import importlib
+
+        mod = importlib.import_module("fastfeat.training.flow")  # (fastfeat.training.flow is the function)
+        if method not in getattr(mod, "METHODS", ()):
+            raise NotImplementedError(f"ff.flow has no method {method!r} in this version")
+        self.ff = ff
+        self.teacher = ff.Teacher.random(10, 2, activation="relu", seed=0)
+        self.net0 = ff.TwoLayer.init(10, 32, activation="relu", scale=0.3, seed=1)
+        self.objective = ff.Population(self.teacher)
+        self._run(method, 1.0)  # compile (or load from the cache) outside the timing
+
+    def _run(self, method, t):
+        ff = self.ff
+        return ff.flow(self.net0.copy(), self.objective, t, reg=ff.WeightDecay(LAM), method=method, log_times=1,
+                       n_threads=1)
+
+    def time_flow(self, method):
+        self._run(method, 500.0)
+
+    def track_gradients(self, method):
+        return float(self._run(method, 500.0)["evals"][-1])
+
+    track_gradients.unit = "gradient evaluations"
 
 
 def _setup(m, d=D):
@@ -224,6 +269,54 @@ def table(m, t, best, t_grad):
     return "\n".join(lines)
 
 
+#: the documented runs: (m, t, rtol, atol, ff methods, repeats)
+DOC_RUNS = [
+    (256, 3000.0, RTOL, ATOL, ("auto", "dop853", "dopri5", "rkc"), 2),
+    (256, 1e4, RTOL, ATOL, ("auto", "dop853", "rkc"), 1),
+    (256, 3000.0, 1e-6, 1e-8, ("auto", "dop853", "rkc"), 1),
+    (4096, 2.0, RTOL, ATOL, ("auto", "dop853", "dopri5"), 2),
+]
+DOCS_FLOW = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "guide", "flow.md")
+
+
+def _n(x):
+    return f"{x:,.0f}"
+
+
+def summary_rows(m, t, best):
+    """Rows of the docs' summary table for one run: each ff.flow method with its speed-ups, then the two
+    solve_ivp contenders on one row."""
+    run = f"m = {m}, t = {t:g}, rtol {TOL['rtol']:g}, atol {TOL['atol']:g}"
+    rows = []
+    for name, res in best.items():
+        if not name.startswith("ff."):
+            continue
+        method = name[3:]
+        vs = []
+        for theirs in reversed(SCIPY_METHODS):  # DOP853 first: the same method's ratio
+            other = best.get("scipy." + theirs)
+            if other is not None and (method, theirs) in PAIRS:
+                vs.append(f"{other['wall'] / res['wall']:.2f}x vs {theirs}")
+        label = f"`ff.flow` {method}" + (" (default)" if method == "auto" else "")
+        rows.append(f"| {run if not rows else ''} | {label} | {res['wall']:.1f} s | {_n(res['evals'])} "
+                    f"| {', '.join(vs)} | {res['diff']:.0e} |")
+    names = [x for x in SCIPY_METHODS if "scipy." + x in best]
+    sc = [best["scipy." + x] for x in names]
+    walls = " / ".join("%.1f s" % r["wall"] for r in sc)
+    evals = " / ".join(_n(r["evals"]) for r in sc)
+    diffs = " / ".join("%.0e" % r["diff"] for r in sc)
+    rows.append(f"| | `solve_ivp` {' / '.join(names)} | {walls} | {evals} | | {diffs} |")
+    return rows
+
+
+def docs_table(results, machine):
+    lines = ["| run | contender | wall time | gradients | ff.flow faster by | endpoint vs DOP853 |",
+             "|---|---|---:|---:|---:|---:|"]
+    for rows in results:
+        lines += rows
+    return "\n".join(lines + ["", "Measured on:", "", machine.strip()])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes and times (smoke test)")
@@ -237,6 +330,8 @@ def main(argv=None):
     ap.add_argument("--methods", default=",".join(FF_METHODS),
                     help="the ff.flow methods to run, comma-separated (default: all; RKC at m = 4096 only with "
                          "--rkc-4096)")
+    ap.add_argument("--update-docs", action="store_true",
+                    help="run the documented set (DOC_RUNS) and write its table into docs/guide/flow.md")
     args = ap.parse_args(argv)
     chosen = tuple(x for x in args.methods.split(",") if x)
     unknown = sorted(set(chosen) - set(FF_METHODS))
@@ -251,6 +346,18 @@ def main(argv=None):
 
     print("### ff.flow against scipy.integrate.solve_ivp\n")
     print(C.machine_description(), "\n")
+    if args.update_docs:
+        results = []
+        for m, t, rtol, atol, methods, repeat in DOC_RUNS:
+            TOL.update(rtol=rtol, atol=atol)
+            best, t_grad = compare(m, t, methods, SCIPY_METHODS, repeat)
+            print(table(m, t, best, t_grad), "\n", flush=True)
+            results.append(summary_rows(m, t, best))
+        machine = C.machine_description()
+        print(machine, "\n")
+        C.update_readme("flow", docs_table(results, machine), path=DOCS_FLOW)
+        print(f"updated {os.path.relpath(DOCS_FLOW)}")
+        return
     explicit = tuple(x for x in chosen if x != "rkc")
     runs = [(256, args.t256, chosen)]
     if not args.skip_4096:

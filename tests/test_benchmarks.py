@@ -140,3 +140,22 @@ def test_machine_description():
 def test_peak_rss_increase_sees_an_allocation():
     mib = C.peak_rss_increase_mib(lambda: np.ones(64 * 2**20 // 8).sum())
     assert np.isnan(mib) or mib > 40
+
+
+def test_flow_benchmarks():
+    """The asv class of bench_flow runs and counts gradients, and the docs' table is built from the
+    results of a run (a made-up one here)."""
+    from benchmarks import bench_flow as B
+
+    bench = B.FlowToSmallLoss()
+    bench.setup("auto")
+    assert bench.track_gradients("auto") < bench.track_gradients("dop853")  # it switched to RKC
+    res = lambda wall, evals, diff: dict(wall=wall, evals=evals, diff=diff)  # noqa: E731
+    best = {"ff.auto": res(2.0, 100, 1e-7), "ff.dop853": res(8.0, 400, 1e-10),
+            "scipy.RK45": res(9.0, 420, 5e-9), "scipy.DOP853": res(8.5, 400, 0.0)}
+    rows = B.summary_rows(256, 3000.0, best)
+    assert rows[0].startswith("| m = 256, t = 3000, rtol") and "`ff.flow` auto (default)" in rows[0]
+    assert "4.25x vs DOP853, 4.50x vs RK45" in rows[0] and "| 100 |" in rows[0]
+    assert rows[-1].startswith("| | `solve_ivp` RK45 / DOP853 | 9.0 s / 8.5 s | 420 / 400 |")
+    table = B.docs_table([rows], "- CPU: test")
+    assert table.startswith("| run | contender |") and table.endswith("- CPU: test")
