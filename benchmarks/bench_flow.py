@@ -154,20 +154,15 @@ def run_ff(method, net0, objective, t):
 
 
 def run_scipy(method, net0, objective, t):
-    import numba
     from scipy.integrate import solve_ivp
 
     from fastfeat.training.train import use_threads
 
     fun = ScipyGradient(net0, objective, LAM)
-    old = numba.get_num_threads()
-    use_threads(None, objective, net0)  # the gradient on the threads ff.flow would use (one for a small one)
-    try:
+    with use_threads(None, objective, net0):  # the gradient on the threads ff.flow would use (one for a small one)
         t0 = time.perf_counter()
         sol = solve_ivp(fun, (0.0, t), _state(net0), method=method, rtol=TOL["rtol"], atol=TOL["atol"])
         wall = time.perf_counter() - t0
-    finally:
-        numba.set_num_threads(old)
     if not sol.success:
         raise RuntimeError(f"solve_ivp {method} failed: {sol.message}")
     return dict(wall=wall, steps=len(sol.t) - 1, evals=int(sol.nfev), rejected=None, y=sol.y[:, -1], loss=None)
@@ -176,18 +171,12 @@ def run_scipy(method, net0, objective, t):
 def gradient_time(net, objective, y=None, repeat=5, number=None):
     """Seconds per evaluation of the compiled gradient (loss_grad + add_reg_grad) at the state ``y``
     (default: the net's), best of ``repeat``."""
-    import numba
-
     from fastfeat.training.train import use_threads
 
     fun = ScipyGradient(net, objective, LAM)
     y = _state(net) if y is None else y
-    old = numba.get_num_threads()
-    use_threads(None, objective, net)
-    try:
+    with use_threads(None, objective, net):
         return _best_time(fun, y, repeat, number)
-    finally:
-        numba.set_num_threads(old)
 
 
 def _best_time(fun, y, repeat, number):

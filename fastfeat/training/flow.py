@@ -4,7 +4,6 @@ import math
 import numbers
 import warnings
 
-import numba
 import numpy as np
 
 from .._validation import check_float, check_int, check_threads
@@ -141,13 +140,11 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
             raise ValueError("net is already being trained by another ff.train or ff.flow call (in another "
                              "thread); use a copy, or wait for that call to return")
         _TRAINING.add(id(net))
-    old_threads = numba.get_num_threads()
     try:
-        use_threads(n_threads, objective, net)
-        return _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback,
-                          pieces)
+        with use_threads(n_threads, objective, net):
+            return _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps,
+                              callback, pieces)
     finally:
-        numba.set_num_threads(old_threads)
         with _TRAINING_LOCK:
             _TRAINING.discard(id(net))
 

@@ -1,4 +1,5 @@
 """``ff.train``: many steps per compiled call, schedules per step, metrics every ``log_every`` steps."""
+import contextlib
 import os
 import threading
 import time
@@ -233,13 +234,20 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
             _TRAINING.discard(id(net))
 
 
+@contextlib.contextmanager
 def use_threads(n_threads, objective, net, device="cpu"):
-    """numba's thread count for a call of ``ff.train`` or ``ff.flow``: ``n_threads`` when given, else one
-    for a CPU step too small to gain from more (``objective._serial``), else unchanged (all of them)."""
-    if n_threads is not None:
-        numba.set_num_threads(n_threads)
-    elif device == "cpu" and objective._serial(net):
-        numba.set_num_threads(1)  # the weights do not depend on it
+    """numba's thread count inside a call of ``ff.train`` or ``ff.flow`` (restored on the way out):
+    ``n_threads`` when given, else one for a CPU step too small to gain from more (``objective._serial``),
+    else unchanged (all of them)."""
+    old = numba.get_num_threads()
+    try:
+        if n_threads is not None:
+            numba.set_num_threads(n_threads)
+        elif device == "cpu" and objective._serial(net):
+            numba.set_num_threads(1)  # the weights do not depend on it
+        yield
+    finally:
+        numba.set_num_threads(old)
 
 
 def _check_lrs(lr, lr_a, start_step):
@@ -355,8 +363,9 @@ def _diagnose(objective, exc):
 def _train(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
            start_step, checkpoint, checkpoint_every, previous, origin, run):
     try:
-        return _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, n_threads, device,
-                     callback, start_step, checkpoint, checkpoint_every, previous, origin, run)
+        with use_threads(n_threads, objective, net, device):
+            return _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, device,
+                         callback, start_step, checkpoint, checkpoint_every, previous, origin, run)
     except TrainingDiverged as exc:
         err = _diagnose(objective, exc)
         if err is exc:
@@ -364,9 +373,8 @@ def _train(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progr
         raise err from exc
 
 
-def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
+def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, device, callback,
           start_step, checkpoint, checkpoint_every, previous, origin, run):
-    old_threads = numba.get_num_threads()
     history = History(info={"objective": objective.name, "device": device, "start_step": start_step})
     if previous is not None:  # continue the saved history (it ends with the row of start_step)
         history.step, history.metrics = previous.step, previous.metrics
@@ -375,7 +383,6 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
     runner = None
     unverified = None  # a Checkpoint whose state is not yet known to be able to go on
     try:
-        use_threads(n_threads, objective, net, device)
         runner = objective._runner(net, device)
         # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
         # through runner.view (the loss is computed on the device, weights are copied only when read)
@@ -483,5 +490,4 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
         bar.close()
         if runner is not None and hasattr(runner, "finish"):
             runner.finish()  # CUDA: copy the (last finite) weights back into net, also on errors
-        numba.set_num_threads(old_threads)
     return history

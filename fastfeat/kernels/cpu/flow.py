@@ -189,13 +189,17 @@ ERK_ORDER = np.array([8.0, 5.0])
 SAFE = 0.9
 
 
+@njit
+def buffer_rows(method):
+    """The number of stage buffers ``method`` uses."""
+    if method == AUTO:
+        return _EIG_AUTO + 1
+    return 6 if method == RKC else ERK_STAGES[method] + 4
+
+
 def buffers(method, n):
     """The stage buffers of ``method`` for a state of ``n`` entries (rows of one array; allocated once)."""
-    if method == AUTO:
-        rows = _EIG_AUTO + 1
-    else:
-        rows = 6 if method == RKC else int(ERK_STAGES[method]) + 4
-    return np.zeros((rows, n))
+    return np.zeros((buffer_rows(method), n))
 
 
 def new_state():
@@ -335,6 +339,7 @@ def _hmin(t):
 
 @njit
 def _sqdist(u, v):
+    """sum_i (u_i - v_i)^2."""
     s = 0.0
     for i in range(u.shape[0]):
         s += (u[i] - v[i]) ** 2
@@ -551,10 +556,7 @@ def _norm2(v):
 
 @njit
 def _norm2_diff(u, v):
-    s = 0.0
-    for i in range(u.shape[0]):
-        s += (u[i] - v[i]) ** 2
-    return math.sqrt(s)
+    return math.sqrt(_sqdist(u, v))
 
 
 @njit
@@ -803,10 +805,7 @@ def _check_sizes(method, y, bufs, st, cnt, Wt):
     """The kernels index without bounds checks: refuse buffers that do not fit the method and the state."""
     if method != DOP853 and method != DOPRI5 and method != RKC and method != AUTO:
         raise ValueError("unknown method code")
-    if method == AUTO:
-        rows = _EIG_AUTO + 1
-    else:
-        rows = 6 if method == RKC else ERK_STAGES[method] + 4
+    rows = buffer_rows(method)
     d = Wt.shape[1]
     if bufs.shape[0] < rows or bufs.shape[1] != y.shape[0] or y.shape[0] % (d + 1) != 0:
         raise ValueError("bufs must come from buffers(method, n) for a state of n = m (d + 1) entries")
