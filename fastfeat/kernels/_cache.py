@@ -1,29 +1,43 @@
-"""On-disk caching of fastfeat's compiled kernels that never loads stale machine code.
+"""On-disk caching of fastfeat's compiled kernels, outside the installed package, never stale.
 
-Every kernel is a module-level function compiled with numba's ``cache=True``: the machine code of each
-signature is written beside the source (``__pycache__``), or, where that folder is not writable, in
-numba's user-wide cache folder; ``NUMBA_CACHE_DIR`` puts it wherever you like. A new process loads it
-instead of compiling (``fastfeat warmup`` fills the cache for every kernel and both float types).
+Every kernel is a module-level function compiled with numba's ``cache=True``. Its machine code is kept
+in a per-user cache folder, never beside the source: a folder written inside ``site-packages`` outlives
+``pip uninstall`` (which then leaves an empty ``fastfeat`` namespace package that shadows a later
+editable install) and cannot be written at all where the installation is read-only (shared cluster
+installs, containers). The folder (``cache_root()``, shown by ``fastfeat info``) is, first found:
+
+1. ``NUMBA_CACHE_DIR`` when set (numba's own setting, honoured as numba does);
+2. the platform's per-user cache folder: ``$XDG_CACHE_HOME/fastfeat`` or ``~/.cache/fastfeat`` on
+   Linux, ``~/Library/Caches/fastfeat`` on macOS, ``%LOCALAPPDATA%\\fastfeat\\Cache`` on Windows;
+3. ``fastfeat-cache-<user>`` in the temporary folder, when the one above cannot be written.
+
+Below it, one folder per numba version, then the kernel module's path inside the package
+(``kernels/cpu``...). Entries do not depend on where fastfeat is installed: a regular and an editable
+install of the same source, or two checkouts of one commit, share them.
 
 numba decides whether a cache entry is fresh from the modification time and size of the one file that
 defines the function, so an entry would survive an edit of a function it calls in another file (the
-activation table, a helper) and load code that no longer matches the source. fastfeat registers its
-own locator in front of numba's: the same folders, but the freshness stamp of a function defined in
-file F is a hash of the contents of F and of every fastfeat module F imports, directly or not: any
-change in that code makes the old entries miss, and editing a module that F does not import leaves
-them valid. The BLAS the kernels link to (``_blas``: numpy's OpenBLAS, or scipy's through numba) is part
-of the cache files' names (``TAGS``), so code built for each is kept apart.
+activation table, a helper) and load code that no longer matches the source. fastfeat's locator uses
+as freshness stamp a hash of the contents of F and of every fastfeat module F imports, directly or not
+(with their paths inside the package): any change in that code makes the old entries miss, and editing
+a module that F does not import leaves them valid. The BLAS the kernels link to (``_blas``: numpy's
+OpenBLAS, or scipy's through numba) is part of the cache files' names (``TAGS``), so code built for
+each is kept apart; numba keys each entry by the target CPU's name and features as well.
 
 Code outside fastfeat that calls fastfeat's kernels from its own ``@njit(cache=True)`` functions is
 cached by numba's own rules: after upgrading fastfeat, clear that code's cache (its ``__pycache__``
 ``*.nbi``/``*.nbc`` files) or touch its source.
 """
 import ast
+import getpass
 import hashlib
 import os
 import sys
+import tempfile
 
-from numba.core import caching
+import numba
+from numba.core import caching, config
+from numba.misc.appdirs import AppDirs
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the fastfeat package folder
 _PKG = os.path.basename(_ROOT)
@@ -109,38 +123,76 @@ def source_stamp(path):
     return f"fastfeat:{_stamps[path]}"
 
 
+def _writable(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+        return True
+    except OSError:
+        return False
+
+
+def _user_name():
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name (some containers): the uid is as good
+        return str(os.getuid()) if hasattr(os, "getuid") else "user"
+
+
+_roots = {}
+
+
+def cache_root():
+    """The folder fastfeat's kernels are cached in (see the module docstring for the order of choice)."""
+    if config.CACHE_DIR:
+        return os.path.abspath(config.CACHE_DIR)
+    key = os.environ.get("XDG_CACHE_HOME", ""), os.path.expanduser("~")
+    if key not in _roots:
+        per_user = AppDirs(appname="fastfeat", appauthor=False).user_cache_dir
+        fallback = os.path.join(tempfile.gettempdir(), f"fastfeat-cache-{_user_name()}")
+        _roots[key] = next((p for p in (per_user, fallback) if _writable(p)), per_user)
+    return _roots[key]
+
+
+def kernel_cache_dir(py_file):
+    """The cache folder of the kernels defined in ``py_file`` (a file of the fastfeat package)."""
+    rel = os.path.relpath(os.path.dirname(os.path.abspath(py_file)), _ROOT)
+    parts = [] if rel == os.curdir else rel.split(os.sep)
+    return os.path.join(cache_root(), f"numba-{numba.__version__}", _PKG, *parts)
+
+
 class FastfeatCacheLocator(caching._CacheLocator):
-    """numba's own locators for fastfeat's files, with ``source_stamp`` as the freshness stamp."""
+    """Caches the kernels of a fastfeat module in ``kernel_cache_dir`` with ``source_stamp`` as the
+    freshness stamp (names of the cache files: numba's, plus ``TAGS``)."""
 
-    def __init__(self, inner, py_file):
-        self._inner = inner
+    def __init__(self, py_func, py_file):
         self._py_file = py_file
-
-    def ensure_cache_path(self):
-        self._inner.ensure_cache_path()
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = kernel_cache_dir(py_file)
 
     def get_cache_path(self):
-        return self._inner.get_cache_path()
+        return self._cache_path
 
     def get_source_stamp(self):
         return source_stamp(self._py_file)
 
     def get_disambiguator(self):
         # the BLAS the code links to names the cache files, so builds for both can live side by side
-        return self._inner.get_disambiguator() + "".join(f"-{v}" for _, v in sorted(TAGS.items()))
+        return str(self._lineno) + "".join(f"-{v}" for _, v in sorted(TAGS.items()))
 
     @classmethod
     def from_function(cls, py_func, py_file):
         path = os.path.abspath(py_file)
         if not path.startswith(_ROOT + os.sep) or not path.endswith(".py"):
             return None
-        for other in caching.CacheImpl._locator_classes:
-            if other is cls:
-                continue
-            inner = other.from_function(py_func, py_file)
-            if inner is not None:
-                return cls(inner, path)
-        return None
+        self = cls(py_func, path)
+        try:
+            self.ensure_cache_path()
+        except OSError as exc:
+            # never fall back to numba's folder beside the source (inside the installed package)
+            raise OSError(f"fastfeat cannot write its kernel cache in {self._cache_path} ({exc}); "
+                          "set NUMBA_CACHE_DIR to a writable folder") from exc
+        return self
 
 
 def install():
