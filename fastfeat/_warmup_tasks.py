@@ -120,7 +120,15 @@ def kernels(dtype):
     k.row_norms(W, np.empty(net.m, W.dtype))
 
 
-# the biggest first: parallel workers then finish together
-for _name, _fn in (("online", online), ("empirical", empirical), ("population", population), ("paper", paper),
-                   ("flow", flow), ("kernels", kernels)):
-    register(_name, _fn)
+# the biggest first: parallel workers then finish together. The flow integrator is compiled in float64
+# whatever the net's float type. The public kernels called from Python with their other documented
+# argument forms (a scalar lr, (n,) step sizes, the one-step kernels) are not what ff.train and ff.flow
+# call: they compile on first use (and are cached), or with `fastfeat warmup --task kernels`.
+for _name, _fn, _dtypes, _default in (
+        ("online", online, ("float32", "float64"), True),
+        ("empirical", empirical, ("float32", "float64"), True),
+        ("flow", flow, ("float64",), True),
+        ("population", population, ("float32", "float64"), True),
+        ("paper", paper, ("float32", "float64"), True),
+        ("kernels", kernels, ("float32", "float64"), False)):
+    register(_name, _fn, dtypes=_dtypes, default=_default)

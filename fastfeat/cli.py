@@ -497,10 +497,13 @@ def main(argv=None):
                       help="metric of the summary plot against the first swept key (default relative_loss)")
     p_sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("info", help="versions, threads, threading layer, CUDA, where the kernels are cached")
-    p_warm = sub.add_parser("warmup", help="compile every kernel for both float types into the disk cache")
+    p_warm = sub.add_parser("warmup", help="compile the kernels of training, the flow and `fastfeat run` for both "
+                            "float types into the disk cache")
     p_warm.add_argument("--dtype", choices=("float32", "float64"), action="append",
                         help="only this float type (repeatable; default both)")
-    p_warm.add_argument("--task", action="append", help="only this warm-up task (repeatable; default all)")
+    p_warm.add_argument("--task", action="append",
+                        help="only this warm-up task (repeatable; default: online, empirical, flow, population, "
+                        "paper; `kernels` adds the public ff.kernels entry points' other argument forms)")
     p_warm.add_argument("--processes", type=int, default=None,
                         help="worker processes (default: the CPU count; 1 compiles in this process)")
     p_warm.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numba
 import numpy as np
 import pytest
 
@@ -101,6 +102,7 @@ def test_source_change_in_a_dependency_never_loads_stale_code(tmp_path):
     run = lambda: json.loads(_python(_REG_VALUE, env, cwd=str(tmp_path)).strip().splitlines()[-1])  # noqa: E731
     first = run()
     assert first["value"] == pytest.approx(0.5 * (12 + 3 * 4)) and first["misses"] == 1
+    assert _compiled_files(tmp_path / "cache") and not _compiled_files(pkg)  # NUMBA_CACHE_DIR is honoured
     assert run()["hits"] == 1
     # an edit of a module the kernel does not import: still cached
     paper = pkg / "fastfeat" / "paper.py"
@@ -119,10 +121,10 @@ def test_source_change_in_a_dependency_never_loads_stale_code(tmp_path):
 
 def test_warmup_cli(tmp_path):
     """``fastfeat warmup`` runs its tasks with a progress line per task; bad options are clear errors."""
-    r = subprocess.run([sys.executable, "-m", "fastfeat.cli", "warmup", "--task", "kernels", "--dtype", "float64",
+    r = subprocess.run([sys.executable, "-m", "fastfeat.cli", "warmup", "--task", "paper", "--dtype", "float64",
                         "--processes", "1"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "fastfeat warmup [1/1] kernels float64:" in r.stderr
+    assert "fastfeat warmup [1/1] paper float64:" in r.stderr
     bad = subprocess.run([sys.executable, "-m", "fastfeat.cli", "warmup", "--task", "nope"], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "fastfeat: error: --task" in bad.stderr and "Traceback" not in bad.stderr
@@ -132,7 +134,70 @@ def test_warmup_cli(tmp_path):
         ff.kernels.warmup(dtypes=["float16"])
 
 
+def test_default_warmup_tasks():
+    """The default warm-up is what training, the flow and ``fastfeat run`` call; the flow integrator (float64
+    for both float types) is one job; the public kernels' other argument forms are warmed up on request."""
+    from fastfeat.kernels import _warmup
+    assert set(_warmup.DEFAULT_TASKS) == {"online", "empirical", "population", "paper", "flow"}
+    assert "kernels" in _warmup.TASKS and "kernels" not in _warmup.DEFAULT_TASKS
+    done = ff.kernels.warmup(tasks=["flow"], processes=1, progress=False)
+    assert [(n, dt) for n, dt, _ in done] == [("flow", "float64")]
+    assert ff.kernels.warmup(("float32",), tasks=["flow"], processes=1, progress=False) == []
+    with pytest.raises(ValueError, match="dtypes"):
+        _warmup.register("bad", lambda dt: None, dtypes=("float16",))
+
+
 def test_cache_dirs_reported():
     dirs = _cache.cache_dirs()
     assert dirs and all(os.path.isdir(d) for d in dirs)
     assert np.all([isinstance(d, str) for d in dirs])
+    root = _cache.cache_root()
+    assert all(d.startswith(os.path.join(root, "")) for d in dirs), (root, dirs)
+    from fastfeat import cli
+    with open(os.devnull, "w") as null:
+        lines = cli.info(file=null)
+    assert any(line.startswith("kernel cache: ") and root in line for line in lines)
+
+
+def _compiled_files(folder):
+    return sorted(os.path.join(p, f) for p, _, files in os.walk(folder) for f in files
+                  if f.endswith((".nbi", ".nbc")))
+
+
+def test_nothing_is_written_inside_the_package():
+    """The kernels this process ran are cached in the per-user folder, none beside the source: a folder
+    written into site-packages outlives ``pip uninstall`` as an empty namespace package that shadows a
+    later install, and cannot be written where the installation is read-only."""
+    ff.kernels.row_norms(np.ones((2, 3)), np.empty(2))
+    assert _compiled_files(os.path.dirname(ff.__file__)) == []
+    assert not os.path.abspath(_cache.cache_root()).startswith(os.path.join(os.path.dirname(ff.__file__), ""))
+
+
+def test_default_cache_folder_is_per_user_and_shared_by_installs(tmp_path):
+    """Without NUMBA_CACHE_DIR the kernels go to the platform's per-user cache folder
+    (``$XDG_CACHE_HOME/fastfeat`` on Linux), under the numba version and the module's path in the package,
+    and two copies of the same source (a regular and an editable install) share the entries."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update({"XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONDONTWRITEBYTECODE": "1"})
+    copies = []
+    for name in ("site", "checkout"):
+        pkg = tmp_path / name
+        shutil.copytree(os.path.join(ROOT, "fastfeat"), pkg / "fastfeat",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        copies.append(pkg)
+
+    def run(pkg):
+        r = subprocess.run([sys.executable, "-c", _REG_VALUE], capture_output=True, text=True, timeout=600,
+                           env=dict(env, PYTHONPATH=str(pkg)), cwd=str(tmp_path))
+        assert r.returncode == 0, r.stderr[-3000:]
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    first = run(copies[0])
+    assert first["misses"] == 1 and first["value"] == pytest.approx(12.0)
+    assert run(copies[1])["hits"] == 1  # the other copy loads what the first compiled
+    files = _compiled_files(tmp_path / "xdg")
+    where = os.path.join(str(tmp_path / "xdg"), "fastfeat", f"numba-{numba.__version__}", "fastfeat", "kernels",
+                         "cpu")
+    assert files and all(f.startswith(where + os.sep) for f in files), files
+    for pkg in copies:
+        assert _compiled_files(pkg) == []

@@ -2,8 +2,9 @@
 
 Every kernel works in place on C-contiguous float32 or float64 arrays of one dtype, allocates nothing
 per step, and is one module-level function for both float types (numba compiles it per argument types)
-whose machine code is cached on disk: ``warmup()`` (``fastfeat warmup``) compiles every kernel for both
-float types once per machine, and a process that finds them in the cache starts at once. Integer codes select the activation
+whose machine code is cached on disk: ``warmup()`` (``fastfeat warmup``) compiles the kernels
+``ff.train`` and ``ff.flow`` call for both float types once per machine (``warmup(tasks=["kernels"])``
+adds the other argument forms documented here), and a process that finds them in the cache starts at once. Integer codes select the activation
 (``ACTIVATION_CODES``) and the regularizer (``REG_NONE``, ``REG_WEIGHT_DECAY``, ``REG_PATH_NORM``:
 ``lam_a/2 |a|^2 + lam_w/2 |W|^2``, or ``lam_w sum_j |a_j||w_j|``).
 
@@ -64,8 +65,8 @@ kernels dispatch on ``act`` at run time, so their first call compiles every acti
 dtype; ``ff.Empirical`` compiles only the one it needs.
 
 Warm-up: ``warmup(dtypes=("float32", "float64"), tasks=None, processes=None, progress=True)`` runs the
-tasks of ``WARMUP_TASKS`` (each calls part of the package as users do); ``register_warmup(name, fn)``
-adds one (``fn(dtype)``).
+default tasks of ``WARMUP_TASKS`` (each calls part of the package as users do), or those named;
+``register_warmup(name, fn, dtypes=..., default=True)`` adds one (``fn(dtype)``).
 """
 from ..math.activations import CODES as ACTIVATION_CODES  # noqa: F401
 from . import cuda  # noqa: F401  (ff.kernels.cuda; free: numba.cuda is imported on first device="cuda" use)

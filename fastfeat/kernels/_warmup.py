@@ -1,4 +1,4 @@
-"""``ff.kernels.warmup()`` / ``fastfeat warmup``: compile every kernel for both float types, once per machine.
+"""``ff.kernels.warmup()`` / ``fastfeat warmup``: compile the kernels for both float types, once per machine.
 
 The kernels are cached on disk (``fastfeat.kernels._cache``), so a process that finds them there starts
 at once; warming up fills the cache ahead of time, e.g. once after installing, in a container image, or
@@ -7,7 +7,11 @@ before a sweep starts its workers. Each task exercises a part of the package exa
 task whose kernels are already cached takes a fraction of a second.
 
 The tasks are registered by the layers that call the kernels (``register``; fastfeat's own are in
-``fastfeat._warmup_tasks``), so this module imports nothing above ``fastfeat.kernels``.
+``fastfeat._warmup_tasks``), so this module imports nothing above ``fastfeat.kernels``. A task says
+which float types it compiles anything for (the gradient-flow integrator works in float64 for both),
+and whether it runs by default: the default set is what ``ff.train``, ``ff.flow``, the objectives and
+``fastfeat run`` call; other tasks (the ``ff.kernels`` entry points called with the other documented
+argument forms) are compiled on first use and cached, or warmed up on request (``tasks=``).
 """
 import os
 import sys
@@ -16,11 +20,26 @@ import time
 #: name -> fn(dtype): one warm-up task per (name, dtype)
 TASKS = {}
 DTYPES = ("float32", "float64")
+#: name -> the float types the task is run for (its ``dtype`` argument)
+TASK_DTYPES = {}
+#: the tasks ``warmup()`` runs when no ``tasks`` are named, in the order they are started
+DEFAULT_TASKS = []
 
 
-def register(name, fn):
-    """Add ``fn(dtype)`` as warm-up task ``name`` (it should call the kernels as users do, on tiny inputs)."""
+def register(name, fn, *, dtypes=DTYPES, default=True):
+    """Add ``fn(dtype)`` as warm-up task ``name`` (it should call the kernels as users do, on tiny inputs).
+
+    ``dtypes``: the float types it is run for (a task whose compiled code is the same for both names
+    one); ``default``: whether ``warmup()`` runs it when no tasks are named."""
+    dtypes = tuple(dtypes)
+    if not dtypes or any(dt not in DTYPES for dt in dtypes):
+        raise ValueError(f"dtypes: expected some of {DTYPES}, got {dtypes}")
     TASKS[name] = fn
+    TASK_DTYPES[name] = dtypes
+    if default and name not in DEFAULT_TASKS:
+        DEFAULT_TASKS.append(name)
+    elif not default and name in DEFAULT_TASKS:
+        DEFAULT_TASKS.remove(name)
 
 
 def _run_task(name, dtype):
@@ -36,9 +55,10 @@ def _run_task(name, dtype):
 
 
 def warmup(dtypes=DTYPES, *, tasks=None, processes=None, progress=True, file=None):
-    """Compile (or load from the cache) every kernel for ``dtypes``.
+    """Compile (or load from the cache) the kernels of ``tasks`` for ``dtypes``.
 
-    ``tasks``: names from ``TASKS`` (default all); ``processes``: worker processes (default the CPU count,
+    ``tasks``: names from ``TASKS`` (default ``DEFAULT_TASKS``: what ``ff.train``, ``ff.flow`` and
+    ``fastfeat run`` call); each runs for those of ``dtypes`` it compiles anything for; ``processes``: worker processes (default the CPU count,
     at most the number of jobs; 1 runs in this process); ``progress``: one line per finished task on
     ``file`` (default stderr). Returns a list of ``(task, dtype, seconds)``; raises ``RuntimeError``
     naming the tasks that failed, after running all of them.
@@ -46,7 +66,7 @@ def warmup(dtypes=DTYPES, *, tasks=None, processes=None, progress=True, file=Non
     import fastfeat  # noqa: F401  (registers the package's tasks)
 
     out = file or sys.stderr
-    names = list(TASKS) if tasks is None else list(tasks)
+    names = list(DEFAULT_TASKS) if tasks is None else list(tasks)
     for n in names:
         if n not in TASKS:
             raise ValueError(f"tasks: unknown warm-up task {n!r}; known: {sorted(TASKS)}")
@@ -54,7 +74,7 @@ def warmup(dtypes=DTYPES, *, tasks=None, processes=None, progress=True, file=Non
     for dt in dtypes:
         if dt not in DTYPES:
             raise ValueError(f"dtypes: {dt!r} is not one of {DTYPES}")
-    jobs = [(n, dt) for n in names for dt in dtypes]
+    jobs = [(n, dt) for n in names for dt in dtypes if dt in TASK_DTYPES.get(n, DTYPES)]
     if processes is None:
         processes = os.cpu_count() or 1
     processes = max(1, min(int(processes), len(jobs)))
