@@ -68,7 +68,7 @@ def startup(log, warmup=True):
              ("population f64 + empirical f32 + online batch-1 f32, small runs",
               [sys.executable, "-c", textwrap.dedent(THREE_RUNS)])]
     if warmup:
-        cases.append(("`fastfeat warmup` (every kernel, both float types)",
+        cases.append(("`fastfeat warmup` (its default tasks, both float types)",
                       [sys.executable, "-m", "fastfeat.cli", "warmup", "--quiet"]))
     for name, args in cases:
         with tempfile.TemporaryDirectory() as cache:

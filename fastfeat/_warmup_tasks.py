@@ -126,8 +126,8 @@ def kernels(dtype):
 # call: they compile on first use (and are cached), or with `fastfeat warmup --task kernels`.
 for _name, _fn, _dtypes, _default in (
         ("online", online, ("float32", "float64"), True),
-        ("empirical", empirical, ("float32", "float64"), True),
         ("flow", flow, ("float64",), True),
+        ("empirical", empirical, ("float32", "float64"), True),
         ("population", population, ("float32", "float64"), True),
         ("paper", paper, ("float32", "float64"), True),
         ("kernels", kernels, ("float32", "float64"), False)):
