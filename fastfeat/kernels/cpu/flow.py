@@ -822,20 +822,18 @@ def advance(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w
     (``st[T] == t_end``) or why it stopped (``UNDERFLOW``, ``MAX_STEPS``, ``BAD_STATE``); ``y`` is always
     the last accepted state, ``st[LOSS]`` its loss when ``st[FRESH]`` is set."""
     _check_sizes(method, y, bufs, st, cnt, Wt)
-    if method == RKC:
-        return _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps,
-                    False)
-    if method != AUTO:
-        return _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
-                    max_steps, False)
+    # one build of each method's loop serves every method code: the method and ``auto`` are run-time values
+    # (literal arguments would compile each loop once per constant)
+    auto = method == AUTO
+    erk_method = DOP853 if auto else method
     while True:
-        if st[MODE] == 0.0:
-            status = _erk(DOP853, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
-                          max_steps, True)
+        if method == RKC or (auto and st[MODE] != 0.0):
+            status = _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps,
+                          auto)
         else:
-            status = _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
-                          max_steps, True)
-        if status != _SWITCH:
+            status = _erk(erk_method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
+                          max_steps, auto)
+        if not auto or status != _SWITCH:
             return status
         _switch(st, cnt)
 
