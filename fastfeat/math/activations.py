@@ -19,6 +19,7 @@ coefficient of ``w/|w|`` in ``grad_w phi`` (the part that is not ``sigma'(z) x``
 """
 import math
 from collections import namedtuple
+from decimal import Decimal
 
 import numpy as np
 
@@ -75,12 +76,35 @@ def code_of(name, *, argname="activation"):
     return CODES[name]
 
 
+#: P(u) of asin(t) = t + t u P(u), u = t^2, 0 <= u <= 1/4: coefficients of u^0, u^1, ... fitted to
+#: (asin(sqrt(u)) / sqrt(u) - 1) / u (weighted least squares on 400 Chebyshev points, the target computed
+#: to 50 digits; ``tests/test_acos.py`` refits them and checks the ulp errors of the functions built on
+#: them). Relative error of P: 1.9e-15 (float64, degree 11) and 3.9e-7 (float32, degree 4); u P(u) <= 0.05,
+#: so P contributes at most 0.1 ulp to asin and acos.
+ASIN_P64 = tuple(float.fromhex(h) for h in (
+    "0x1.5555555555550p-3", "0x1.3333333336e7bp-4", "0x1.6db6db68385a1p-5", "0x1.f1c71f9f4365fp-6",
+    "0x1.6e8b29e333556p-6", "0x1.1c5956de23c30p-6", "0x1.c86fe3768344cp-7", "0x1.853665d1ed399p-7",
+    "0x1.fe9d14b752b2cp-8", "0x1.0750196dfd899p-6", "-0x1.624507831a5a8p-7", "0x1.ce4ad36574482p-6"))
+ASIN_P32 = tuple(float.fromhex(h) for h in (
+    "0x1.55555d0231fc5p-3", "0x1.33273c2792fd3p-4", "0x1.70a51a1dc844fp-5", "0x1.b326d95e0cb46p-6",
+    "0x1.37e8f5f0f66b5p-5"))
+#: pi / 2 to 40 digits, split into a float and its remainder per float type
+_PIO2 = Decimal("1.570796326794896619231321691639751442098585")
+
+
+def _split(x, ft):
+    """(hi, lo): ``hi`` the float of type ``ft`` nearest ``x`` (a Decimal), ``lo`` that of ``x - hi``."""
+    hi = ft(float(x))
+    return hi, ft(float(x - Decimal(float(hi))))
+
+
 def build(jit, ftype, fast_acos=False):
     """Compile the activation table with decorator ``jit`` for float type ``ftype``.
 
-    Returns a namespace with ``neuron``, ``dneuron``, ``dneuron_dnorm``, ``pair`` and ``acos``.
-    ``fast_acos`` uses a polynomial arccos (absolute error < 2e-8, Abramowitz & Stegun 4.4.46) that
-    vectorizes; it is only accurate enough for float32.
+    Returns a namespace with ``neuron``, ``dneuron``, ``dneuron_dnorm``, ``pair``, ``acos`` and ``asin``.
+    ``fast_acos``: arccos and arcsin from a square-root range reduction and a polynomial (``ASIN_P64``,
+    ``ASIN_P32``), branch-free so that loops over pairs vectorize, within a few ulp in both precisions
+    (``tests/test_acos.py``); otherwise libm's (the CUDA build: the GPU's own are fast).
     """
     ft = ftype
     zero, one, two, half = ft(0.0), ft(1.0), ft(2.0), ft(0.5)
@@ -89,25 +113,45 @@ def build(jit, ftype, fast_acos=False):
     two_over_pi = ft(2.0 / math.pi)
     inv_sqrt2, inv_sqrt2pi = ft(1.0 / math.sqrt(2.0)), ft(1.0 / math.sqrt(2.0 * math.pi))
     two_over_sqrtpi_sqrt2 = ft(math.sqrt(2.0 / math.pi))  # d/dz erf(z/sqrt2) = sqrt(2/pi) exp(-z^2/2)
-    c0, c1, c2, c3 = ft(1.5707963050), ft(-0.2145988016), ft(0.0889789874), ft(-0.0501743046)
-    c4, c5, c6, c7 = ft(0.0308918810), ft(-0.0170881256), ft(0.0066700901), ft(-0.0012624911)
-
     if fast_acos:
+        # asin(t) = t + t u P(u) with u = t^2 for 0 <= t <= 1/2; for |x| > 1/2 the range reduction
+        # asin(|x|) = pi/2 - 2 asin(sqrt((1 - |x|) / 2)) (exact: 1 - |x| and the halving are exact there)
+        # brings it back to t <= 1/2. Both branches are computed and one is selected, so loops over pairs
+        # vectorize (a square root, a Horner polynomial, a few selects). P: ASIN_P64 / ASIN_P32.
+        coef = tuple(ft(v) for v in (ASIN_P64 if ft == np.float64 else ASIN_P32))
+        pio2_hi, pio2_lo = _split(_PIO2, ft)
+        pi_hi, pi_lo = _split(2 * _PIO2, ft)
+        deg = len(coef) - 1
+
+        def _asin_reduced(ax):
+            """(asin(t), whether |x| > 1/2) for ax = |x| <= 1, t the reduced argument."""
+            big = ax > half
+            u = half * (one - ax) if big else ax * ax
+            sq = math.sqrt(u)
+            t = sq if big else ax
+            p = coef[deg]
+            for i in range(deg - 1, -1, -1):  # a constant trip count: unrolled
+                p = p * u + coef[i]
+            return t + t * (u * p), big
+
+        _asin_reduced = jit(_asin_reduced)
+
         def acos(x):
-            ax = abs(x)
-            p = c7
-            p = p * ax + c6
-            p = p * ax + c5
-            p = p * ax + c4
-            p = p * ax + c3
-            p = p * ax + c2
-            p = p * ax + c1
-            p = p * ax + c0
-            r = math.sqrt(one - ax) * p
-            return r if x >= zero else pi - r
+            r, big = _asin_reduced(abs(x))
+            if big:
+                return two * r if x > zero else pi_hi - (two * r - pi_lo)
+            return pio2_hi - (math.copysign(r, x) - pio2_lo)
+
+        def asin(x):
+            r, big = _asin_reduced(abs(x))
+            return math.copysign(pio2_hi - (two * r - pio2_lo) if big else r, x)
     else:
         def acos(x):
             return math.acos(x)
+
+        def asin(x):
+            return math.asin(x)
+    asin = jit(asin)
     acos = jit(acos)
 
     def neuron(code, z, nw):
@@ -198,7 +242,7 @@ def build(jit, ftype, fast_acos=False):
             elif s < -one:
                 s = -one
             g = two_over_pi / math.sqrt(one - s * s)
-            return two_over_pi * (half_pi - acos(s)), -g * s / (one + qu), -g * s / (one + qv), g / den
+            return two_over_pi * asin(s), -g * s / (one + qu), -g * s / (one + qv), g / den
         elif code == LINEAR:
             return c, zero, zero, one
         elif code == HE2:
@@ -214,6 +258,7 @@ def build(jit, ftype, fast_acos=False):
 
     table = Table()
     table.acos = acos
+    table.asin = asin
     table.neuron = jit(neuron)
     table.dneuron = jit(dneuron)
     table.dneuron_dnorm = jit(dneuron_dnorm)

@@ -48,9 +48,10 @@ def pnjit(*args, **kw):
 
 
 _scalar = numba.njit(fastmath=FASTMATH, error_model="numpy")
-#: float32 table uses the vectorizable polynomial arccos; float64 uses libm for full accuracy
+#: both tables use the branch-free arccos / arcsin (a few ulp; libm's scalar acos stopped the pair loops
+#: from vectorizing: 7.3 ns an element against 0.85 ns in float64 on Zen 4, 4.8 against 0.4 in float32)
 TABLE32 = build(_scalar, np.float32, fast_acos=True)
-TABLE64 = build(_scalar, np.float64, fast_acos=False)
+TABLE64 = build(_scalar, np.float64, fast_acos=True)
 
 
 #: ``FASTFEAT_WIDE_VECTORS=0`` turns ``wide_vectors`` off (for comparisons)
