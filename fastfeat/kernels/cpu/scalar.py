@@ -8,7 +8,7 @@ written once, for both float types, and numba's dispatch on argument types does 
 - ``like(x, v)``: ``v`` as a number of ``x``'s float type (``x`` a float or an array of floats);
 - ``guard_limit(x)``: the divergence guard's threshold, ``max_float / 4`` in ``x``'s float type;
 - ``neuron(code, z, nw)``, ``dneuron(code, z)``, ``dneuron_dnorm(code, x)``, ``pair(code, nu, nv, c)``,
-  ``homog_consts(code, x)``, ``homog_terms(rho, off, scale, shift)``, ``acos(x)``: the table's functions;
+  ``homog_consts(code, x)``, ``homog_terms(rho, off, scale, shift)``, ``acos(x)``, ``asin(x)``: the table's functions;
 - ``alg_params(code, x)``: the piecewise-polynomial coefficients (``ALG_PARAMS``) in ``x``'s float type;
 - ``reg_terms(reg, aj, nw, lam_a, lam_w, zero)``, ``reg_value(...)``: ``fastfeat.math.regularizer``'s.
 """
@@ -98,6 +98,7 @@ dneuron = _generic("dneuron", 1)
 pair = _generic("pair", 1)
 homog_terms = _generic("homog_terms", 0)
 acos = _generic("acos", 0)
+asin = _generic("asin", 0)
 
 
 def _by_second(name, doc):
