@@ -48,3 +48,27 @@ class PopulationRoof:
 
     def peakmem_step(self, m, dtype):
         self.w.run(1)
+
+
+class PopulationPaperRegime:
+    """The sizes of the paper's experiments (d = 20, m* = 3, weight decay), where the step is the m^2
+    elementwise pair terms more than its products: time of a step, and nanoseconds per pair of neurons
+    (m (m + m*)) on one thread, over width, activation and dtype."""
+
+    params = ([256, 1024], ["relu", "relu_centered", "erf"], ["float64", "float32"])
+    param_names = ["m", "activation", "dtype"]
+    timeout = 900
+
+    def setup(self, m, activation, dtype):
+        self.w = C.population(m=m, m_star=3, d=20, dtype=dtype, activation=activation)
+        self.w.run(1)  # compile
+        self.pairs = m * (m + 3)
+
+    def time_step(self, m, activation, dtype):
+        self.w.run(1)
+
+    def track_ns_per_pair_one_thread(self, m, activation, dtype):
+        k = 20
+        return C.best_time(lambda: self.w.run(k, n_threads=1), repeat=5) / k / self.pairs * 1e9
+
+    track_ns_per_pair_one_thread.unit = "ns"

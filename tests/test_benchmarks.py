@@ -159,3 +159,14 @@ def test_flow_benchmarks():
     assert rows[-1].startswith("| | `solve_ivp` RK45 / DOP853 | 9.0 s / 8.5 s | 420 / 400 |")
     table = B.docs_table([rows], "- CPU: test")
     assert table.startswith("| run | contender |") and table.endswith("- CPU: test")
+
+
+def test_paper_regime_benchmark_runs():
+    """The asv class of the paper's sizes sets up, steps, and reports a finite per-pair time."""
+    from benchmarks import bench_population as B
+
+    bench = B.PopulationPaperRegime()
+    bench.setup(256, "erf", "float64")
+    bench.time_step(256, "erf", "float64")
+    ns = bench.track_ns_per_pair_one_thread(256, "erf", "float64")
+    assert np.isfinite(ns) and ns > 0
