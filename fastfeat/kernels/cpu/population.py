@@ -25,12 +25,11 @@ activation table, whose arccos and arcsin are branch-free). The angular kernels 
 ``K = |u||v| kappa(rho)``) and erf take branch-free passes (``*_h``, ``*_e``) that vectorize; the others
 go through ``scalar.pair``.
 """
+import math
 from collections import namedtuple
 
 import numpy as np
 from numba import prange
-
-import math
 
 from ...math.activations import ANGULAR_CODES, ERF
 from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
