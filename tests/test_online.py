@@ -253,11 +253,23 @@ def test_bad_inputs():
 # Batch 1: the blocked path (fastfeat/kernels/cpu/online_single.py). Below TEAM_MIN_WEIGHTS weights it
 # runs on the calling thread; above, a team of threads splits the rows.
 # --------------------------------------------------------------------------------------------------
+import numba  # noqa: E402
+
 from fastfeat.kernels.cpu import _jit  # noqa: E402
 from fastfeat.kernels.cpu import online_single as _single  # noqa: E402
 from fastfeat.kernels.cpu.common import row_norms  # noqa: E402
 
 TEAM_SIZE = (256, 96)  # m, d
+
+
+@numba.njit
+def _team_run(n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0, t1, lrs, reg, lam_as, lam_ws, fw,
+              losses, isa=_jit.HOST_ISA):
+    """``team_run`` with the argument types its caller ``online_single.run`` gives it (the host's ``isa``
+    a compile-time constant, as an omitted argument makes it): its compiled code comes from the disk cache, where the blocked path put it,
+    instead of a second build of the team (~20 s) for a call from Python."""
+    _single.team_run(n_workers, W, a, Wt, at, tnorm, code, tcode, noise, seed, step0, t0, t1, lrs, reg, lam_as,
+                     lam_ws, fw, losses, isa)
 assert TEAM_SIZE[0] * TEAM_SIZE[1] >= _single.TEAM_MIN_WEIGHTS and TEAM_SIZE[0] >= 2 * _single.CHUNK
 
 
@@ -384,25 +396,25 @@ def test_batch1_team_that_cannot_form_goes_solo():
     the first worker goes solo after waiting, the second leaves; the result is the same."""
     m, d = TEAM_SIZE
     net0, teacher = make("abs", m, d, m_star=2, dtype=np.float32, seed=24)
-    run_team = _single.team_run
     steps = 6
-    lrs, lam = np.full(steps, 0.01), np.full(steps, 1e-3)
+    lrs, lam = np.full((2, steps), 0.01), np.full(steps, 1e-3)  # (rows W, a: the form ff.train passes)
     ref = net0.copy()
     ws = _onl.workspace(1, m, d, np.float32)
-    assert _single.run(ref.W, ref.a, teacher.W, teacher.a, ref.code, teacher.code, 0.1, 3, 0, lrs, 1, lam, lam,
-                       ws.single, np.empty(steps)) == steps
+    # the reference through the kernel ff.train calls (already compiled and cached: no second build of the
+    # blocked path for this test)
+    assert _onl.run_single(ref.W, ref.a, teacher.W, teacher.a, ref.code, teacher.code, 0.1, 3, 0, lrs, 1, lam, lam,
+                           ws, np.empty(steps)) == steps
     net = net0.copy()
     fw = ws.single
     fw.sync[:] = 0
     fw.status[:] = 0
     tnorm = np.empty(teacher.W.shape[0])
     row_norms(teacher.W, tnorm)
-    import numba
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        run_team(2, net.W, net.a, teacher.W, teacher.a, tnorm, net.code, teacher.code, 0.1, 3, 0, 0, steps, lrs, 1, lam,
-                 lam, fw, np.empty(steps))
+        _team_run(2, net.W, net.a, teacher.W, teacher.a, tnorm, net.code, teacher.code, 0.1, 3, 0, 0, steps, lrs, 1,
+                  lam, lam, fw, np.empty(steps))
     finally:
         numba.set_num_threads(before)
     assert [int(v) for v in fw.status[0]] == [steps, _single.DONE] and int(fw.status[1, 1]) == -1
@@ -439,11 +451,14 @@ def test_batch1_divergence_keeps_last_finite_weights():
     assert 0 < info.value.step < 300
 
 
-@pytest.mark.parametrize("isa", [_jit.AVX2, _jit.AVX512], ids=["avx2", "avx512"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dtype, isa", [(np.float64, _jit.AVX2), (np.float64, _jit.AVX512), (np.float32, None)],
+                         ids=["float64-avx2", "float64-avx512", "float32-host"])
 def test_batch1_both_register_block_variants_match_reference(dtype, isa):
     """Both instruction-set variants of the blocked path (the ``isa`` argument: AVX-512 register blocks or
-    the AVX2 row kernels), whatever this CPU is, against the float64 reference: awkward sizes (d = 129
+    the AVX2 row kernels), whatever this CPU is, against the float64 reference. A run-time ``isa`` compiles
+    the whole blocked path once more (~20 s), so that is done in float64; float32 runs this CPU's variant
+    through the kernel ``ff.train`` calls, and both variants' float32 register blocks are checked one by one
+    in test_online_kernels.py. Awkward sizes (d = 129
     leaves a tail in every register block, m = 130 leaves rows in every split), a team of two, a run that
     starts inside a block and ends inside the next, and the three tracking modes (weight decay, path norm
     with relu_centered's norm term, no regularizer)."""
@@ -460,8 +475,10 @@ def test_batch1_both_register_block_variants_match_reference(dtype, isa):
         code = {"wd": K.REG_WEIGHT_DECAY, "pn": K.REG_PATH_NORM, None: K.REG_NONE}[kind]
         ws = K.online_workspace(1, m, d, dtype)
         losses = np.empty(steps)
-        done = _single.run(net.W, net.a, teacher.W, teacher.a, net.code, teacher.code, 0.2, 51, start, lrs, code,
-                           lams, lams, ws.single, losses, isa)
+        lrs2 = np.stack([lrs, lrs])  # rows W, a: the form ff.train passes, whose build the cache holds
+        args = (net.W, net.a, teacher.W, teacher.a, net.code, teacher.code, 0.2, 51, start, lrs2, code, lams, lams,
+                ws, losses)
+        done = _onl.run_single(*args) if isa is None else _onl.run_single(*args, isa)
         assert done == steps
         Wr, ar = reference_online(name, name, W0, a0, teacher, 1, 0.2, 51, steps, lrs, kind, (lams, lams),
                                   start=start)
