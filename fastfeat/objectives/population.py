@@ -21,7 +21,8 @@ class Population(Objective):
     Not available for ``tanh`` (no closed-form kernel): use ``ff.Empirical`` or ``ff.Online``.
 
     Tuning (results do not depend on them beyond rounding): ``tile`` rows of W per block (memory
-    O(tile * m)); ``blas`` True/False forces BLAS or compiled loops for the products, None decides by size.
+    O(tile * m)); ``blas`` True/False forces whole BLAS calls (BLAS's threads) or blocks of single-threaded
+    BLAS calls spread over fastfeat's threads for the products, None decides by size.
     """
 
     name = "population"

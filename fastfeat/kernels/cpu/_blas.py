@@ -83,21 +83,22 @@ def _data(context, builder, aryty, ary):
 
 
 @intrinsic
-def _gemm_call(typingctx, ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):
-    """Row-major ``C (p, q) = op(A) op(B)`` (+ C when ``accumulate``) through the linked BLAS symbol;
-    returns the BLAS status (0; the scipy helper returns -1 when scipy's BLAS cannot be loaded)."""
+def _gemm_call(typingctx, ta, tb, p, q, k, A, lda, B, ldb, C, ldc, accumulate):
+    """Row-major ``C (p, q) = op(A) op(B)`` (+ C when ``accumulate``; C's rows ``ldc`` apart) through the
+    linked BLAS symbol; returns the BLAS status (0; the scipy helper returns -1 when scipy's BLAS cannot
+    be loaded)."""
     if not (isinstance(C, types.Array) and C.dtype in (types.float32, types.float64)):
         return None
-    sig = types.int32(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate)
+    sig = types.int32(ta, tb, p, q, k, A, lda, B, ldb, C, ldc, accumulate)
     single = C.dtype == types.float32
 
     def codegen(context, builder, signature, args):
-        ta_, tb_, p_, q_, k_, A_, lda_, B_, ldb_, C_, acc_ = args
+        ta_, tb_, p_, q_, k_, A_, lda_, B_, ldb_, C_, ldc_, acc_ = args
         st = signature.args
         i8p = ir.IntType(8).as_pointer()
         ft = ir.FloatType() if single else ir.DoubleType()
         one, zero = ir.Constant(ft, 1.0), ir.Constant(ft, 0.0)
-        acc = context.cast(builder, acc_, st[10], types.boolean)
+        acc = context.cast(builder, acc_, st[11], types.boolean)
         beta = builder.select(acc, one, zero)
         a_p = _data(context, builder, st[5], A_)
         b_p = _data(context, builder, st[7], B_)
@@ -117,7 +118,7 @@ def _gemm_call(typingctx, ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):
                                                 "fastfeat_cblas_sgemm" if single else "fastfeat_cblas_dgemm")
             builder.call(fn, [ir.Constant(i32, _ROW_MAJOR), tr(ta_, st[0]), tr(tb_, st[1]), n(p_, st[2]),
                               n(q_, st[3]), n(k_, st[4]), one, a_p, n(lda_, st[6]), b_p, n(ldb_, st[8]), beta, c_p,
-                              n(q_, st[3])])
+                              n(ldc_, st[10])])
             return ir.Constant(ir.IntType(32), 0)
         # numba's helper (what np.dot lowers to): column-major, so C^T = op(B)^T op(A)^T of the same memory
         i8, sz = ir.IntType(8), context.get_value_type(types.intp)
@@ -136,15 +137,15 @@ def _gemm_call(typingctx, ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):
         return builder.call(fn, [ir.Constant(i8, ord("s" if single else "d")), letter(tb_, st[1]), letter(ta_, st[0]),
                                  n(q_, st[3]), n(p_, st[2]), n(k_, st[4]), builder.bitcast(alpha, i8p), b_p,
                                  n(ldb_, st[8]), a_p, n(lda_, st[6]), builder.bitcast(beta_p, i8p), c_p,
-                                 n(q_, st[3])])
+                                 n(ldc_, st[10])])
 
     return sig, codegen
 
 
 @njit
-def _gemm_rm(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):
+def _gemm_rm(ta, tb, p, q, k, A, lda, B, ldb, C, ldc, accumulate):
     """Row-major C (p, q) = op(A) op(B) (+ C when ``accumulate``)."""
-    if _gemm_call(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate) != 0:
+    if _gemm_call(ta, tb, p, q, k, A, lda, B, ldb, C, ldc, accumulate) != 0:
         raise RuntimeError("BLAS ?gemm is not available (scipy.linalg.cython_blas)")
 
 
@@ -152,7 +153,7 @@ def _gemm_rm(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):
 def gemm_nt(A, B, C, accumulate):
     """C (p, q) = A (p, k) @ B (q, k).T, plus the old C when ``accumulate``."""
     p, k = A.shape
-    _gemm_rm(False, True, p, B.shape[0], k, A, k, B, k, C, accumulate)
+    _gemm_rm(False, True, p, B.shape[0], k, A, k, B, k, C, B.shape[0], accumulate)
 
 
 @njit
@@ -160,7 +161,7 @@ def gemm_tn(A, B, C, accumulate):
     """C (p, q) = A (k, p).T @ B (k, q), plus the old C when ``accumulate``."""
     k, p = A.shape
     q = B.shape[1]
-    _gemm_rm(True, False, p, q, k, A, p, B, q, C, accumulate)
+    _gemm_rm(True, False, p, q, k, A, p, B, q, C, q, accumulate)
 
 
 @njit
@@ -168,77 +169,112 @@ def gemm_nn(A, B, C, accumulate):
     """C (p, q) = A (p, k) @ B (k, q), plus the old C when ``accumulate``."""
     p, k = A.shape
     q = B.shape[1]
-    _gemm_rm(False, False, p, q, k, A, k, B, q, C, accumulate)
+    _gemm_rm(False, False, p, q, k, A, k, B, q, C, q, accumulate)
 
 
 # Small products: on a busy or small machine a multithreaded BLAS call on a few-MFLOP product can
 # cost 20x its single-threaded time (threads waiting on descheduled siblings; measured 10.7 ms vs
-# 0.55 ms for 256x256x20 with the machine loaded). Below ``SMALL_WORK`` multiply-adds these loops,
-# parallel over output rows, are used instead; they accumulate in the arrays' dtype, like BLAS.
+# 0.55 ms for 256x256x20 with the machine loaded), and compiled loops reach a fraction of BLAS's
+# speed on one thread (8-20 GFLOP/s against 40-135 for 256x256x20 on an AMD EPYC Zen 4 core). Below
+# ``SMALL_WORK`` multiply-adds the products are cut into blocks of the output (and chunks of the summed
+# index) of at most ``SERIAL_WORK`` multiply-adds each: BLAS runs a call that small
+# on the calling thread (OpenBLAS: below 4 * 65536 multiply-adds), and the blocks are spread over
+# fastfeat's threads. The blocks depend on the sizes only, so the results do not depend on the thread
+# count; each block's sum over the summed index runs in order.
 SMALL_WORK = 1 << 24
+#: multiply-adds per BLAS call in the blocked small products
+SERIAL_WORK = 1 << 17
+
+
+@njit
+def _blocks(p, q, k):
+    """(rows, columns, summed-index chunk) of the blocks of a (p, q) output summed over k: at most
+    ``SERIAL_WORK`` multiply-adds per call, as square as the shape allows."""
+    kc = max(1, min(k, 256))
+    area = max(1, SERIAL_WORK // kc)
+    rb = max(1, min(p, int(np.sqrt(area))))
+    cb = max(1, min(q, area // rb))
+    rb = max(1, min(p, area // cb))
+    return rb, cb, kc
+
+
+@njit
+def _zero(C, accumulate, k):
+    """The block ``C`` of a product with no terms (k = 0) is 0 unless accumulating."""
+    if k == 0 and not accumulate:
+        C[:, :] = 0
 
 
 @pnjit
-def _own_nt(A, B, C, accumulate):
+def _blocks_nt(A, B, C, accumulate):
     p, k = A.shape
     q = B.shape[0]
-    zero = C.dtype.type(0)
-    for i in prange(p):
-        for j in range(q):
-            s = zero
-            for t in range(k):
-                s += A[i, t] * B[j, t]
-            C[i, j] = C[i, j] + s if accumulate else s
+    rb, cb, kc = _blocks(p, q, k)
+    nc = (q + cb - 1) // cb
+    for b in prange(((p + rb - 1) // rb) * nc):
+        i0 = (b // nc) * rb
+        j0 = (b % nc) * cb
+        i1, j1 = min(p, i0 + rb), min(q, j0 + cb)
+        _zero(C[i0:i1, j0:j1], accumulate, k)
+        for k0 in range(0, k, kc):
+            _gemm_rm(False, True, i1 - i0, j1 - j0, min(kc, k - k0), A[i0:, k0:], k, B[j0:, k0:], k, C[i0:, j0:], q,
+                     accumulate or k0 > 0)
 
 
 @pnjit
-def _own_nn(A, B, C, accumulate):
+def _blocks_nn(A, B, C, accumulate):
     p, k = A.shape
     q = B.shape[1]
-    for i in prange(p):
-        if not accumulate:
-            for j in range(q):
-                C[i, j] = 0
-        for t in range(k):
-            x = A[i, t]
-            for j in range(q):
-                C[i, j] += x * B[t, j]
+    rb, cb, kc = _blocks(p, q, k)
+    nc = (q + cb - 1) // cb
+    for b in prange(((p + rb - 1) // rb) * nc):
+        i0 = (b // nc) * rb
+        j0 = (b % nc) * cb
+        i1, j1 = min(p, i0 + rb), min(q, j0 + cb)
+        _zero(C[i0:i1, j0:j1], accumulate, k)
+        for k0 in range(0, k, kc):
+            _gemm_rm(False, False, i1 - i0, j1 - j0, min(kc, k - k0), A[i0:, k0:], k, B[k0:, j0:], q, C[i0:, j0:], q,
+                     accumulate or k0 > 0)
 
 
 @pnjit
-def _own_tn(A, B, C, accumulate):
+def _blocks_tn(A, B, C, accumulate):
     k, p = A.shape
     q = B.shape[1]
-    for i in prange(p):
-        if not accumulate:
-            for j in range(q):
-                C[i, j] = 0
-        for t in range(k):
-            x = A[t, i]
-            for j in range(q):
-                C[i, j] += x * B[t, j]
+    rb, cb, kc = _blocks(p, q, k)
+    nc = (q + cb - 1) // cb
+    for b in prange(((p + rb - 1) // rb) * nc):
+        i0 = (b // nc) * rb
+        j0 = (b % nc) * cb
+        i1, j1 = min(p, i0 + rb), min(q, j0 + cb)
+        _zero(C[i0:i1, j0:j1], accumulate, k)
+        for k0 in range(0, k, kc):
+            _gemm_rm(True, False, i1 - i0, j1 - j0, min(kc, k - k0), A[k0:, i0:], p, B[k0:, j0:], q, C[i0:, j0:], q,
+                     accumulate or k0 > 0)
 
 
-def _blas_or_loops(blas, loops, name):
-    """``name``: the BLAS helper ``blas``, or the compiled loops ``loops`` when ``use_blas`` is False."""
+def _whole_or_blocks(blas, blocks, name):
+    """``name``: the BLAS helper ``blas`` (one call, BLAS's threads), or ``blocks`` (single-threaded BLAS
+    calls on blocks of the output, spread over fastfeat's threads) when ``use_blas`` is False."""
     @njit
     def matmul(A, B, C, accumulate, use_blas):
         if use_blas:
             blas(A, B, C, accumulate)
         else:
-            loops(A, B, C, accumulate)
+            blocks(A, B, C, accumulate)
 
-    matmul.__doc__ = f"``{blas.__name__}``, or the compiled loops when ``use_blas`` is False."
+    matmul.__doc__ = (f"``{blas.__name__}`` in one call, or in blocks that BLAS runs on the calling "
+                      "thread, spread over fastfeat's threads, when ``use_blas`` is False.")
     matmul.__name__ = name
     return matmul
 
 
-matmul_nt = _blas_or_loops(gemm_nt, _own_nt, "matmul_nt")
-matmul_nn = _blas_or_loops(gemm_nn, _own_nn, "matmul_nn")
-matmul_tn = _blas_or_loops(gemm_tn, _own_tn, "matmul_tn")
+matmul_nt = _whole_or_blocks(gemm_nt, _blocks_nt, "matmul_nt")
+matmul_nn = _whole_or_blocks(gemm_nn, _blocks_nn, "matmul_nn")
+matmul_tn = _whole_or_blocks(gemm_tn, _blocks_tn, "matmul_tn")
 
 
 if numba.config.DISABLE_JIT:  # intrinsics run only compiled; plain Python (NUMBA_DISABLE_JIT=1) gets this
-    def _gemm_rm(ta, tb, p, q, k, A, lda, B, ldb, C, accumulate):  # noqa: F811
-        prod = ((A.T if ta else A) @ (B.T if tb else B)).astype(C.dtype)
-        C[...] = C + prod if accumulate else prod
+    def _gemm_rm(ta, tb, p, q, k, A, lda, B, ldb, C, ldc, accumulate):  # noqa: F811
+        prod = ((A.T if ta else A)[:p, :k] @ (B.T if tb else B)[:k, :q]).astype(C.dtype)
+        C[:p, :q] = C[:p, :q] + prod if accumulate else prod

@@ -197,6 +197,25 @@ def num_threads(typingctx):
     return types.intp(), codegen
 
 
+@intrinsic
+def set_num_threads(typingctx, n):
+    """``numba.set_num_threads(n)`` for this thread's later parallel regions, by the threading layer's
+    symbol (see ``num_threads``). ``n`` must be between 1 and ``NUMBA_NUM_THREADS``; the callers here
+    pass 1 or a value ``num_threads`` returned."""
+    if not isinstance(n, types.Integer):
+        return None
+    numba.get_num_threads()  # starts the threading layer
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i32]),
+                                            "set_num_threads")
+        builder.call(fn, [context.cast(builder, args[0], signature.args[0], types.int32)])
+        return context.get_dummy_value()
+
+    return types.void(n), codegen
+
+
 @njit
 def wait_at_least(sync, slot, target):
     """Spin until ``sync[slot] >= target`` (acquire)."""
@@ -276,6 +295,9 @@ if numba.config.DISABLE_JIT:  # intrinsics run only compiled; plain Python (NUMB
 
     def num_threads():  # noqa: F811
         return numba.get_num_threads()
+
+    def set_num_threads(n):  # noqa: F811
+        numba.set_num_threads(n)
 
     def join(sync, n_workers):  # noqa: F811
         # prange runs its iterations one after another here: the first goes solo, the others leave

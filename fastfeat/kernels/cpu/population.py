@@ -15,8 +15,9 @@ for the tile's rows and, by symmetry, for the later rows (each column chunk is o
 no two threads write the same entry); then ``g_W[I] += B_II W_I + B_I> W_>``, ``g_W[>] += B_I>^T W_I``.
 Each unordered pair of distinct tiles is visited once: 3 m^2 d flops of BLAS instead of the 4 m^2 d of
 the two full products, and m^2/2 kernel evaluations. Products accumulate straight into g_W (GEMM with
-beta = 1), so memory is O(tile * m); below ``_blas.SMALL_WORK`` multiply-adds per tile compiled loops
-replace BLAS (see ``workspace``).
+beta = 1), so memory is O(tile * m); below ``_blas.SMALL_WORK`` multiply-adds per tile they are cut
+into blocks that BLAS runs on the calling thread, spread over fastfeat's threads (see ``workspace``).
+A step too small to gain from more threads than one runs on the calling thread (``serial_begin``).
 
 Every function here is module-level and generic in the float type (float32 or float64, one type per
 call): numba compiles one version per argument types and caches it on disk. Float32 calls keep float32
@@ -35,11 +36,20 @@ from ...math.activations import ANGULAR_CODES, ERF
 from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
 from ._finite import finite, isnan
 from ._jit import local_array, njit, pnjit
+from ._sync import num_threads, set_num_threads
 from .common import add_reg_grad, guarded_update, row_norms
 from .scalar import asin, homog_consts, homog_terms, like, lr_at, lr_count, pair
 
 DEFAULT_TILE = 256
 _CHUNK = 64  # columns per parallel task in the off-diagonal pass
+# A parallel region costs ~50 us to wake the other threads (fastfeat sets OMP_WAIT_POLICY=PASSIVE, so
+# idle threads sleep instead of spinning on the cores), and a step opens about 10 per tile of rows plus
+# 5. At the paper's sizes (d = 20, m = 256) that is several times the step's work: a step runs on the
+# calling thread when the time the other threads would save, work * (n - 1) / n, is below what waking
+# them costs. Work: m (m + m*) (d + WORK_D) units of about 0.06 ns on one core (the pair terms ~2 ns
+# a pair, the products ~0.06 ns a multiply-add); REGION_COST: a region's cost in those units.
+WORK_D = 33
+REGION_COST = 830_000
 
 #: Buffers of the population kernels (``workspace``):
 #:   gbuf    (tile * m,)        Gram / B block of the current tile
@@ -50,15 +60,15 @@ _CHUNK = 64  # columns per parallel task in the off-diagonal pass
 #:   S, T, A (m,)               the sums of the module docstring
 #:   part    (2, nch, tile)     per-chunk partial row sums of the off-diagonal pass
 #:   tile    int                rows of W per tile
-#:   blas    bool               BLAS (True) or the compiled loops of ``_blas`` (False) for the products
+#:   blas    bool               whole BLAS calls (True) or ``_blas``'s single-threaded blocks (False)
 PopulationWorkspace = namedtuple("PopulationWorkspace", "gbuf gsbuf nrm3 tnorms S T A part tile blas")
 
 
 def workspace(m, m_star, d, dtype, tile=DEFAULT_TILE, blas=None):
     """Buffers for the population kernels (allocated once, reused every step): O(tile * m) memory.
 
-    ``blas``: use BLAS for the Gram blocks and products (True), the compiled loops of ``_blas`` (False),
-    or decide by size (None: BLAS when a full tile's product has at least ``_blas.SMALL_WORK``
+    ``blas``: one BLAS call per Gram block and product (True: BLAS's own threads), blocks of them
+    that BLAS runs on the calling thread, spread over fastfeat's threads (False), or decide by size (None: BLAS when a full tile's product has at least ``_blas.SMALL_WORK``
     multiply-adds). Returns a ``PopulationWorkspace``.
     """
     dtype = np.dtype(dtype)
@@ -373,6 +383,27 @@ def finish(W, a, gW, ga, S, T, A, want_grad):
 
 
 @njit
+def serial_begin(W, Wt, ws):
+    """Before a step's parallel regions: the calling thread's thread count, to give to ``serial_end``;
+    switched to 1 when the step is too small to gain from more (see ``REGION_COST``). The thread count
+    is per calling thread (numba's), and the results do not depend on it."""
+    n = num_threads()
+    m, d = W.shape
+    if n > 1:
+        regions = 10 * ((m + ws.tile - 1) // ws.tile) + 5
+        work = float(m) * (m + Wt.shape[0]) * (d + WORK_D)
+        if work * (n - 1) < float(regions) * n * REGION_COST:
+            set_num_threads(1)
+    return n
+
+
+@njit
+def serial_end(n):
+    """After the step: the thread count ``serial_begin`` found."""
+    set_num_threads(n)
+
+
+@njit
 def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
     """Population loss (without noise) at (W, a); fills gW, ga with its gradient if want_grad.
 
@@ -383,6 +414,7 @@ def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
     ms = Wt.shape[0]
     tile = ws.tile
     blas = ws.blas
+    threads = serial_begin(W, Wt, ws)
     S, T, A = ws.S, ws.T, ws.A
     nrm3 = ws.nrm3
     tnrm = ws.tnorms
@@ -435,6 +467,7 @@ def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
                 matmul_nn(Go, WO, gI, True, blas)          # g_W[I] += B_I> W_>
                 matmul_tn(Go, WI, gW[i1:], True, blas)     # g_W[>] += B_I>^T W_I
     loss = finish(W, a, gW, ga, S, T, A, want_grad)
+    serial_end(threads)
     return loss + 0.5 * teacher_energy(Wt, at, tnrm, code)
 
 
@@ -445,11 +478,12 @@ def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
     updated weight would reach ``guard_limit``: W, a are then unchanged)."""
     # np.bool_(True), a run-time bool: the loss_grad the objective calls from Python, not a second
     # compilation for the literal True
+    threads = serial_begin(W, Wt, ws)
     loss = loss_grad(W, a, Wt, at, code, gW, ga, ws, np.bool_(True))
     ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
-    if not (ok and finite(loss) and guarded_update(W, a, gW, ga, lr)):
-        return np.nan
-    return loss
+    done = ok and finite(loss) and guarded_update(W, a, gW, ga, lr)
+    serial_end(threads)
+    return loss if done else np.nan
 
 
 @njit
