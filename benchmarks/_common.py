@@ -23,6 +23,8 @@ POPULATION = dict(m=4096, m_star=16, d=128)
 EMPIRICAL = dict(n=8192, d=256, m=2048, m_star=16)
 #: issue 3: online SGD, batch 1 (relu, no regularizer)
 ONLINE = dict(d=128, m=1024, m_star=16, batch=1)
+#: the sizes of the paper's experiments: one population GD step in float64 (relu, weight decay)
+PAPER = dict(m=256, m_star=3, d=20)
 
 ACTIVATION = "relu"
 LAM = 1e-3  # weight decay of the population and empirical steps

@@ -8,7 +8,9 @@ Workloads (float32, relu; sizes of issues 2 and 3):
 
 - population GD step, m=4096, m*=16, d=128, weight decay;
 - full-batch empirical GD step, n=8192, d=256, m=2048, weight decay;
-- online SGD, batch 1, d=128, m=1024 (a fresh Gaussian sample and its teacher label every step).
+- online SGD, batch 1, d=128, m=1024 (a fresh Gaussian sample and its teacher label every step);
+- the paper's regime: population GD step, m=256, m*=3, d=20, float64, weight decay (where the step is
+  the m^2 pair terms and small products, not large GEMMs).
 
 Each peer is used only when installed: numpy (hand-written gradient), PyTorch eager with autograd, JAX
 with ``jax.jit`` (and ``jax.lax.scan`` over the steps for online SGD). Before timing, every peer does one
@@ -247,6 +249,8 @@ def jax_peers():
     import jax
     import jax.numpy as jnp
 
+    jax.config.update("jax_enable_x64", True)  # float64 arrays stay float64 (the paper workload)
+
     @jax.custom_jvp
     def kappa(rho):
         ac = jnp.arccos(rho)
@@ -381,15 +385,19 @@ class Result:
         self.ff_alone = None  # fastfeat's time before the peers were imported
 
 
-def compare_population(peers, quick, log):
-    p = C.POPULATION
+def compare_population(peers, quick, log, workload="population", dtype="float32"):
+    p = C.POPULATION if workload == "population" else C.PAPER
     m, ms, d = p["m"], p["m_star"], p["d"]
-    w = C.population(m, ms, d, dtype="float32")
-    res = Result("population", f"population GD step, m={m}, m*={ms}, d={d}, float32 relu, weight decay",
+    w = C.population(m, ms, d, dtype=dtype)
+    res = Result(workload, f"population GD step, m={m}, m*={ms}, d={d}, {dtype} relu, weight decay",
                  "2 GEMMs m×m×d (W Wᵀ, G W), numpy BLAS")
     Wt, at = w.objective.teacher.W, w.objective.teacher.a
+    # a step of a few hundred microseconds is timed over 50 (fastfeat: one call of 50 steps, as ff.train
+    # runs them; the peers: a loop of 50 jitted steps), so that no contender's time is the wake-up of the
+    # cores after the one timed before it
     return _compare_full_batch(w, res, peers, quick, log,
-                               lambda cls: cls(w.W0, w.a0, Wt, at, C.LAM), NumpyPopulation, check_lr=1.0)
+                               lambda cls: cls(w.W0, w.a0, Wt, at, C.LAM), NumpyPopulation, check_lr=1.0,
+                               steps=50 if workload == "paper" else 1)
 
 
 def compare_empirical(peers, quick, log):
@@ -426,16 +434,26 @@ def _one_step_ff(w, lr):
     return out
 
 
-def _compare_full_batch(w, res, peers, quick, log, make, numpy_cls, check_lr):
+def _loop(step, k):
+    def run():
+        for _ in range(k):
+            step()
+    return run
+
+
+def _compare_full_batch(w, res, peers, quick, log, make, numpy_cls, check_lr, steps=1):
+    """Round-robin of fastfeat, the peers and the GEMMs; each timing covers ``steps`` steps (times are
+    reported per step)."""
     W0, a0 = np.float64(w.W0), np.float64(w.a0)
     Wf, af = _one_step_ff(w, check_lr)
     impls = {"fastfeat": None, numpy_cls.label: numpy_cls}
+    kind = "population" if res.workload == "paper" else res.workload  # the same step at other sizes
     for name, classes in peers.items():
-        impls[classes[res.workload].label] = classes[res.workload]
+        impls[classes[kind].label] = classes[kind]
     contenders = {}
     w.run(1)  # compiled already; warm
-    contenders["fastfeat"] = (lambda: w.run(1), 1, w.reset)
-    contenders[FF_BLAS1] = (lambda: _blas1(w.run), 1, w.reset)
+    contenders["fastfeat"] = (lambda: w.run(steps), 1, w.reset)
+    contenders[FF_BLAS1] = (lambda: _blas1(lambda: w.run(steps)), 1, w.reset)
     for label, cls in impls.items():
         if cls is None:
             continue
@@ -444,11 +462,11 @@ def _compare_full_batch(w, res, peers, quick, log, make, numpy_cls, check_lr):
         res.diffs[label] = rel_update_diff(W0, a0, Wf, af, *chk.weights())
         obj = make(cls)
         obj.step(w.lr)  # warm-up (and jit compilation)
-        contenders[label] = (lambda o=obj: o.step(w.lr), 1, None)
+        contenders[label] = (_loop(lambda o=obj: o.step(w.lr), steps), 1, None)
         log(f"  {label}: one-step update differs from fastfeat's by {res.diffs[label]:.1e} (relative)")
     w.gemm()
-    contenders[res.gemm_label] = (w.gemm, 1, None)
-    res.times = C.interleaved_best(contenders, repeat=QUICK_REPEAT if quick else REPEAT)
+    contenders[res.gemm_label] = (_loop(w.gemm, steps), 1, None)
+    res.times = {k: t / steps for k, t in C.interleaved_best(contenders, repeat=QUICK_REPEAT if quick else REPEAT).items()}
     w.reset()
     return res
 
@@ -527,6 +545,7 @@ TARGETS = {
     "population": ([("JAX", 5.0)], 2.5),
     "empirical": ([("PyTorch", 2.0), ("JAX", 1.8)], 1.25),
     "online": ([("JAX", 10.0)], None),
+    "paper": ([("JAX", 5.0)], None),
 }
 
 
@@ -567,7 +586,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (about a minute)")
     ap.add_argument("--peers", default="numpy,torch,jax", help="comma-separated subset of numpy,torch,jax")
-    ap.add_argument("--workloads", default="population,empirical,online")
+    ap.add_argument("--workloads", default="population,empirical,online,paper")
     ap.add_argument("--update-readme", action="store_true", help="rewrite the performance tables (README.md, docs/performance.md)")
     ap.add_argument("--tolerance", type=float, default=1e-3,
                     help="largest accepted relative difference of one step's update (float32)")
@@ -579,7 +598,7 @@ def main(argv=None):
 
     workloads = [x for x in args.workloads.split(",") if x]
     wanted = [x for x in args.peers.split(",") if x]
-    available = {"population": True, "empirical": C.has_empirical(), "online": C.has_online()}
+    available = {"population": True, "empirical": C.has_empirical(), "online": C.has_online(), "paper": True}
     for wl in list(workloads):
         if not available.get(wl, False):
             log(f"skipping {wl}: not in this fastfeat yet")
@@ -589,11 +608,12 @@ def main(argv=None):
     alone = {}
     builders = {"population": lambda: C.population(dtype="float32"),
                 "empirical": lambda: C.empirical(dtype="float32"),
-                "online": lambda: C.online(dtype="float32")}
+                "online": lambda: C.online(dtype="float32"),
+                "paper": lambda: C.population(**C.PAPER, dtype="float64")}
     for wl in workloads:
         log(f"{wl}: compiling and timing fastfeat alone ...")
         w = builders[wl]()
-        k = 1 if wl != "online" else 2000
+        k = {"online": 2000, "paper": 50}.get(wl, 1)
         t0 = time.perf_counter()
         w.run(k)
         log(f"  first call {time.perf_counter() - t0:.1f} s (includes compilation)")
@@ -612,12 +632,14 @@ def main(argv=None):
     results = []
     for wl in workloads:
         log(f"{wl}: peers {sorted(peers)} ...")
-        res = {"population": compare_population, "empirical": compare_empirical,
-               "online": compare_online}[wl](peers, args.quick, log)
+        res = {"population": compare_population, "empirical": compare_empirical, "online": compare_online,
+               "paper": lambda *a: compare_population(*a, workload="paper", dtype="float64")}[wl](
+            peers, args.quick, log)
         res.ff_alone = alone[wl]
         w_flops = {"population": C.population_flops(C.POPULATION["m"], C.POPULATION["m_star"], C.POPULATION["d"]),
                    "empirical": C.empirical_flops(C.EMPIRICAL["n"], C.EMPIRICAL["m"], C.EMPIRICAL["d"]),
-                   "online": C.online_flops(C.ONLINE["batch"], C.ONLINE["m"], C.ONLINE["d"])}[wl]
+                   "online": C.online_flops(C.ONLINE["batch"], C.ONLINE["m"], C.ONLINE["d"]),
+                   "paper": C.population_flops(C.PAPER["m"], C.PAPER["m_star"], C.PAPER["d"])}[wl]
         res.gflops = w_flops / res.times["fastfeat"] / 1e9
         res.gemm_gflops = w_flops / res.times[res.gemm_label] / 1e9
         if "numpy" not in wanted:
