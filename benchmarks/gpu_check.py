@@ -60,12 +60,12 @@ def correctness(smoke=False):
             reg = ff.PathNorm(0.03)
             for oname, obj in (("population", ff.Population(t, noise=0.1)),
                                ("empirical", ff.Empirical.sample(t, n, noise=0.1, seed=3))):
-                L, gW, ga = obj._runner(net, "cuda").loss_grad(reg)
+                L, gW, ga = ffgpu.runner_for(obj, net).loss_grad(reg)
                 cW, ca = obj.grad(net, reg)
                 _report(f"{oname} {act} {dtype} loss", _rel(L, obj.loss(net)), tol)
                 _report(f"{oname} {act} {dtype} grad", max(_rel(gW, cW), _rel(ga, ca)), tol)
             obj = ff.Online(t, batch_size=5, noise=0.1, seed=4)
-            _, gW, ga = obj._runner(net, "cuda").loss_grad(reg, step=9)
+            _, gW, ga = ffgpu.runner_for(obj, net).loss_grad(reg, step=9)
             cW, ca = obj.grad(net, reg, step=9)
             _report(f"online {act} {dtype} grad (step 9)", max(_rel(gW, cW), _rel(ga, ca)), tol)
         if dtype != "float64":
@@ -175,7 +175,7 @@ def time_population(m, d, ms, reps):
     torch = _torch()
     t = ff.Teacher.random(d, ms, dtype="float32", seed=0)
     net = ff.TwoLayer.init(d, m, dtype="float32", seed=1, scale=0.5)
-    runner = ff.Population(t)._runner(net, "cuda")
+    runner = ffgpu.runner_for(ff.Population(t), net)
     lrs = np.full(1, 1e-3)
     z = np.zeros(1)
     torch_s = gemm_s = None
@@ -218,7 +218,7 @@ def time_empirical(n, m, d, reps):
     t = ff.Teacher.random(d, min(8, d), dtype="float32", seed=0)
     obj = ff.Empirical.sample(t, n, seed=1)
     net = ff.TwoLayer.init(d, m, dtype="float32", seed=2, scale=0.5)
-    runner = obj._runner(net, "cuda")
+    runner = ffgpu.runner_for(obj, net)
     lrs = np.full(1, 1e-3)
     z = np.zeros(1)
     torch_s = gemm_s = None

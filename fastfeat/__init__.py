@@ -14,7 +14,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # scipy.linalg; measured 10% off an empirical step (n=8192, d=256, m=2048, 2 cores).
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402,F401
 
 from . import kernels, metrics, schedules  # noqa: E402,F401
 from . import gpu, paper  # noqa: E402,F401
@@ -24,5 +24,6 @@ from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F
 from .regularizers import PathNorm, WeightDecay  # noqa: E402,F401
 from .training import Checkpoint, CheckpointError, History, TrainingDiverged, flow, train  # noqa: E402,F401
 from .curvature import HessianSpectrum, hessian, hessian_spectrum, hessian_vector  # noqa: E402,F401
+from .experiment import ConfigError  # noqa: E402,F401
 from .sweeps import sweep  # noqa: E402,F401  (Dask is imported only when a sweep runs)
 from . import _warmup_tasks  # noqa: E402,F401  (ff.kernels.warmup's tasks)

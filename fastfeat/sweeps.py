@@ -30,6 +30,8 @@ import warnings
 import numpy as np
 
 from ._validation import check_int
+from .experiment import (DEFAULT_CONFIG, ConfigError, check_config, config_problems, make_writable_folder, pyplot,
+                         save_figure, write_results)
 
 #: the columns of results.csv after the swept keys
 METRIC_COLUMNS = ("status", "message", "relative_loss", "loss", "best_cos_min", "captured_mass_error", "far_mass",
@@ -84,10 +86,11 @@ def run_key(cfg):
 
 
 def load(path):
-    """(base configuration, runs) of a sweep file; problems end the program (``fastfeat: error:``)."""
+    """(base configuration, runs) of a sweep file; problems raise ``ConfigError``."""
     import tomllib
 
-    from .cli import DEFAULT_CONFIG, _fail
+    def _fail(msg):
+        raise ConfigError(msg)
 
     try:
         with open(path, "rb") as f:
@@ -112,48 +115,47 @@ def load(path):
         _fail(f"sweep {path}: runs must be a list of tables ([[runs]])")
     try:
         return base, expand(base, data.get("sweep"), runs, f"sweep {path}")
+    except ConfigError:
+        raise
     except ValueError as exc:
-        _fail(str(exc))
+        raise ConfigError(str(exc)) from None
 
 
 def check_runs(runs, where="sweep"):
-    """Check every run's configuration before anything starts; all problems as one error line."""
-    from . import cli
-
+    """Check every run's configuration before anything starts; all problems raised as one ``ConfigError``."""
     problems = []
     for swept, cfg in runs:
-        found = cli.config_problems(cfg)[3]
+        found = config_problems(cfg)[3]
         if found:
             problems.append(f"run {swept or '(the base configuration)'}: " + "; ".join(found))
     if problems:
-        cli._fail(f"{where}: {len(problems)} of {len(runs)} runs are invalid: " + " | ".join(problems[:5])
-                  + (" | ..." if len(problems) > 5 else ""))
+        raise ConfigError(f"{where}: {len(problems)} of {len(runs)} runs are invalid: " + " | ".join(problems[:5])
+                          + (" | ..." if len(problems) > 5 else ""))
 
 
 def protocol_task(cfg, out, plots=False):
     """One run of the three-stage protocol (what ``fastfeat run`` does), written to folder ``out``;
     returns its row of results.csv (without the swept keys)."""
-    import fastfeat as ff
-
-    from . import cli
+    from .paper import three_stage
+    from .training import TrainingDiverged
 
     t0 = time.perf_counter()
     row = {"status": "ok", "message": ""}
     try:
-        teacher, m, proto = cli.check_config(cfg)
+        teacher, m, proto = check_config(cfg)
         os.makedirs(out, exist_ok=True)
-        res = ff.paper.three_stage(teacher, m, **proto)
-        plt = cli._pyplot() if plots else None
-        s = cli.write_results(res, teacher, cfg, out, plt, time.perf_counter() - t0)
+        res = three_stage(teacher, m, **proto)
+        plt = pyplot() if plots else None
+        s = write_results(res, teacher, cfg, out, plt, time.perf_counter() - t0)
         a_star = np.asarray(s["teacher_a"], float)
         row.update(relative_loss=s["relative_loss"], loss=s["loss"], best_cos_min=float(np.min(s["best_cos"])),
                    captured_mass_error=float(np.max(np.abs(np.asarray(s["captured_mass"]) - a_star))),
                    far_mass=s["far_mass"], active_neurons=s["active_neurons"], best_cos=json.dumps(s["best_cos"]),
                    captured_mass=json.dumps(s["captured_mass"]))
-    except ff.TrainingDiverged as exc:
+    except TrainingDiverged as exc:
         row.update(status="diverged", message=str(exc))
-    except SystemExit:
-        row.update(status="error", message="invalid configuration")
+    except ConfigError as exc:
+        row.update(status="error", message=f"invalid configuration: {exc}")
     except Exception as exc:  # noqa: BLE001 - recorded in the results, the other runs go on
         row.update(status="error", message=f"{type(exc).__name__}: {exc}")
     row["wall_seconds"] = time.perf_counter() - t0
@@ -170,8 +172,8 @@ def _user_task(fn, cfg, out):
         elif got is not None:
             row["value"] = got
     except Exception as exc:  # noqa: BLE001
-        import fastfeat as ff
-        row = {"status": "diverged" if isinstance(exc, ff.TrainingDiverged) else "error",
+        from .training import TrainingDiverged
+        row = {"status": "diverged" if isinstance(exc, TrainingDiverged) else "error",
                "message": f"{type(exc).__name__}: {exc}"}
     row["wall_seconds"] = time.perf_counter() - t0
     return row
@@ -190,9 +192,9 @@ def _warmup_plugin(dtypes):
         name = "fastfeat-warmup"
 
         def setup(self, worker):
-            import fastfeat as ff
+            from .kernels import warmup
 
-            ff.kernels.warmup(tuple(dtypes), tasks=["population", "empirical", "paper"], processes=1,
+            warmup(tuple(dtypes), tasks=["population", "empirical", "paper"], processes=1,
                               progress=False)
 
     return Warmup()
@@ -247,8 +249,6 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
     instead; ``client``: an existing ``distributed.Client``. ``threads_per_run``: numba and BLAS
     threads of each worker. ``retries``: how often Dask retries a run whose worker died.
     """
-    from . import cli
-
     try:
         import distributed  # noqa: F401  (installed?)
     except ImportError:
@@ -258,7 +258,6 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
         where = f"sweep {os.fspath(runs)}"
         _, runs = load(os.fspath(runs))
     else:
-        from .cli import DEFAULT_CONFIG
         pairs = []
         for r in runs:
             if isinstance(r, tuple):
@@ -273,11 +272,11 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
     if fn is None:
         check_runs(runs, where)
         if plots:
-            cli._pyplot()
+            pyplot()  # no matplotlib: ImportError before anything runs
     threads_per_run = check_int(threads_per_run, "threads_per_run")
     out = os.fspath(out)
     try:
-        cli.make_writable_folder(os.path.join(out, "runs"))
+        make_writable_folder(os.path.join(out, "runs"))
     except OSError as exc:
         raise PermissionError(f"the sweep's folder {out} is not writable: {exc.strerror or exc}") from None
     swept_keys = list(dict.fromkeys(k for swept, _ in runs for k in swept))
@@ -383,9 +382,7 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
 
 def plot(rows, path, *, x, y, by=None, logy=True):
     """A summary plot of metric ``y`` against swept key ``x`` (one line per value of swept key ``by``)."""
-    from .cli import _pyplot, save_figure
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     groups = {}
     for r in rows:

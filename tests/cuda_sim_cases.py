@@ -46,7 +46,7 @@ def _loss_grad(obj, net, reg, device):
     if device == "cpu":
         gW, ga = obj.grad(net, reg)
         return {"loss": np.array(obj.loss(net)), "gW": gW, "ga": ga}
-    runner = obj._runner(net, "cuda")
+    runner = ffgpu.runner_for(obj, net)
     L, gW, ga = runner.loss_grad(reg)
     return {"loss": np.array(L), "gW": gW, "ga": ga}
 
@@ -179,7 +179,7 @@ def online_grad(device):
     if device == "cpu":
         gW, ga = obj.grad(net, reg, step=4)
         return {"gW": gW, "ga": ga}
-    L, gW, ga = obj._runner(net, "cuda").loss_grad(reg, step=4)
+    L, gW, ga = ffgpu.runner_for(obj, net).loss_grad(reg, step=4)
     return {"gW": gW, "ga": ga}
 
 

@@ -173,6 +173,23 @@ def test_bad_sweeps_are_one_error_line(tmp_path, capsys):
     assert "non-empty list" in capsys.readouterr().err
 
 
+def test_the_library_raises_instead_of_exiting(tmp_path):
+    """ff.sweep with invalid runs raises one ff.ConfigError (a ValueError) naming every invalid run, before
+    anything runs or is created; an unreadable sweep file too. Only the command line exits."""
+    runs = [{"protocol": {"m": 7}, "teacher": {"d": 4}}, {"protocol": {"m": 8}, "teacher": {"d": 4}},
+            {"protocol": {"m": 8, "lr": -1.0}, "teacher": {"d": 0}}]
+    with pytest.raises(ff.ConfigError) as info:
+        ff.sweep(runs, out=tmp_path / "o", workers=1, progress=False)
+    msg = str(info.value)
+    assert isinstance(info.value, ValueError) and "2 of 3 runs are invalid" in msg
+    assert "m must be even" in msg and "[teacher]" in msg and "lr" in msg
+    assert not (tmp_path / "o").exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"[sweep]\n\xff = 1\n")
+    with pytest.raises(ff.ConfigError, match="not UTF-8"):
+        ff.sweep(str(bad), out=tmp_path / "o2", workers=1, progress=False)
+
+
 def test_expand_product_and_runs():
     base = {"teacher": {"d": 3}, "protocol": {"m": 4}}
     runs = sw.expand(base, {"protocol.m": [4, 6], "teacher.seed": [0, 1, 2]}, [{"protocol": {"m": 10}}])

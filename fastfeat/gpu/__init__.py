@@ -8,12 +8,13 @@ kernels.
 
 The layers: ``fastfeat.kernels.cuda`` holds the device kernels, the availability check
 (``require``, ``CudaUnavailableError``) and the launch settings; it imports nothing above the kernels. This package sits above it and above the objectives and regularizers: a
-runner is built from an objective (``Objective._runner(net, "cuda")`` calls the function of its kind
-below) and reads the regularizer codes the training loop passes it. See ``fastfeat.gpu.runners`` for the
+runner is built from an objective (``runner_for(objective, net)``, which the training loop calls for
+``device="cuda"``) and reads the regularizer codes the training loop passes it. See ``fastfeat.gpu.runners`` for the
 runner protocol.
 
 Importing this package does not import ``numba.cuda``: that happens when the first runner is built.
 """
+from ..objectives import Empirical, Online, Population
 from .device_net import DeviceNet
 from .runners import EmpiricalRunner, OnlineRunner, PopulationRunner
 
@@ -42,3 +43,13 @@ def empirical_runner(objective, net):
 def online_runner(objective, net):
     """The CUDA runner of an ``ff.Online`` objective for ``net`` (an ``ff.TwoLayer`` or a device net)."""
     return OnlineRunner(objective, net)
+
+
+def runner_for(objective, net):
+    """The CUDA runner of ``objective`` (``ff.Population``, ``ff.Empirical`` or ``ff.Online``) for ``net``
+    (an ``ff.TwoLayer`` or a device net): the protocol of ``Objective._runner``, on the GPU."""
+    for kind, make in ((Population, population_runner), (Empirical, empirical_runner), (Online, online_runner)):
+        if isinstance(objective, kind):
+            return make(objective, net)
+    raise TypeError(f"device='cuda' runs ff.Population, ff.Empirical and ff.Online objectives, not "
+                    f"{type(objective).__name__}")

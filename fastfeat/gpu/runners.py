@@ -1,5 +1,5 @@
-"""The runners ``ff.train(..., device="cuda")`` drives (``Objective._runner(net, "cuda")``): the host side of
-the CUDA kernels of ``fastfeat.kernels.cuda``.
+"""The runners ``ff.train(..., device="cuda")`` drives (``fastfeat.gpu.runner_for(objective, net)``): the host
+side of the CUDA kernels of ``fastfeat.kernels.cuda``.
 
 A runner holds the weights on the device for its whole life (a ``DeviceNet``: the net's own device
 arrays, or device copies of a host net that ``finish()`` writes back), plus all scratch buffers, allocated

@@ -45,8 +45,7 @@ def register(name, fn, *, dtypes=DTYPES, default=True):
 def _run_task(name, dtype):
     """Run one task in this process; returns (name, dtype, seconds, error text or None)."""
     t0 = time.perf_counter()
-    try:
-        import fastfeat  # noqa: F401  (registers the package's tasks)
+    try:  # (a worker process imported this module, so the fastfeat package first: its tasks are registered)
         TASKS[name](dtype)
         err = None
     except Exception as exc:  # noqa: BLE001 - reported, the other tasks go on
@@ -63,8 +62,8 @@ def warmup(dtypes=DTYPES, *, tasks=None, processes=None, progress=True, file=Non
     ``file`` (default stderr). Returns a list of ``(task, dtype, seconds)``; raises ``RuntimeError``
     naming the tasks that failed, after running all of them.
     """
-    import fastfeat  # noqa: F401  (registers the package's tasks)
-
+    # the package's own tasks are registered when the fastfeat package is imported, which importing this
+    # module (a submodule of it) always does first
     out = file or sys.stderr
     names = list(DEFAULT_TASKS) if tasks is None else list(tasks)
     for n in names:

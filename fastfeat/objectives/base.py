@@ -4,13 +4,14 @@ An objective knows its target (a teacher, or data) and offers
 
 - ``loss(net)``: the unregularized loss, a float;
 - ``grad(net, reg=None)``: new arrays ``(g_W, g_a)`` of the (regularized) objective;
-- ``_runner(net, device)``: a callable ``run(step0, lrs, reg_code, lam_as, lam_ws) -> (done, losses)``
+- ``_runner(net)``: a callable ``run(step0, lrs, reg_code, lam_as, lam_ws) -> (done, losses)``
   that performs n update steps in one compiled call (``lrs`` of shape (2, n): row 0 the step sizes of W,
   row 1 those of a), in place, starting at global step
   ``step0`` (stochastic objectives key their random numbers on it, so a resumed run continues the same
   stream). ``done < n`` means a non-finite loss or gradient stopped it before step ``step0+done``
   was applied; the weights are then those before that step. ``losses[s]`` is the loss the kernel saw
-  before step s (the minibatch loss for stochastic objectives).
+  before step s (the minibatch loss for stochastic objectives). The CUDA runners of the same protocol
+  are built above this layer, by ``fastfeat.gpu.runner_for(objective, net)``.
 """
 import hashlib
 import threading
@@ -90,7 +91,7 @@ class Objective:
         add_reg_grad(net.W, net.a, gW, ga, code, la[0], lw[0])
         return gW, ga
 
-    def _runner(self, net, device="cpu"):
+    def _runner(self, net):
         raise NotImplementedError
 
 

@@ -148,10 +148,7 @@ class Empirical(Objective):
     def _kernel_loss_is_loss(self, net):
         return self._batch() >= self.n  # full batch: the runner's losses are the data set's loss
 
-    def _runner(self, net, device="cpu"):
-        if device == "cuda":
-            from ..gpu import empirical_runner
-            return empirical_runner(self, net)
+    def _runner(self, net):
         entry = _emp.entry_for(net.code)
         batch = self._batch()
         ws = self._workspace(net, batch)

@@ -120,10 +120,7 @@ class Online(Objective):
         add_reg_grad(net.W, net.a, gW, ga, code, la[0], lw[0])
         return gW, ga
 
-    def _runner(self, net, device="cpu"):
-        if device == "cuda":
-            from ..gpu import online_runner
-            return online_runner(self, net)
+    def _runner(self, net):
         run = _onl.kernels_for(self.batch_size, net.m, net.d)[1]
         ws = self._workspace(net)
         args = self._args(net)

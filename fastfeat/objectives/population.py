@@ -70,10 +70,7 @@ class Population(Objective):
     def _kernel_loss_is_loss(self, net):
         return True  # the runner's losses are the exact loss (noise included) before each step
 
-    def _runner(self, net, device="cpu"):
-        if device == "cuda":
-            from ..gpu import population_runner
-            return population_runner(self, net)
+    def _runner(self, net):
         run = _pop.run
         ws = self._workspace(net)
         gW = np.empty_like(net.W)

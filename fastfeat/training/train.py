@@ -346,7 +346,7 @@ def _accepts_a_step(objective, ckpt, reg):
     finite, no overflow): a step with lr 0 on a copy of its weights (the CPU kernels)."""
     probe = TwoLayer(ckpt.W.copy(), ckpt.a.copy(), ckpt.activation)
     code, la, lw = reg_arrays(reg, ckpt.step, 1)
-    done, _ = objective._runner(probe, "cpu")(ckpt.step, np.zeros((2, 1)), code, la, lw)
+    done, _ = objective._runner(probe)(ckpt.step, np.zeros((2, 1)), code, la, lw)
     return done == 1
 
 
@@ -373,6 +373,13 @@ def _train(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progr
         raise err from exc
 
 
+def _cuda_runner(objective, net):
+    """The objective's runner on the GPU (``fastfeat.gpu``, the layer between the objectives and training;
+    imported here, when a CUDA run starts)."""
+    from ..gpu import runner_for
+    return runner_for(objective, net)
+
+
 def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, device, callback,
           start_step, checkpoint, checkpoint_every, previous, origin, run):
     history = History(info={"objective": objective.name, "device": device, "start_step": start_step})
@@ -383,7 +390,7 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
     runner = None
     unverified = None  # a Checkpoint whose state is not yet known to be able to go on
     try:
-        runner = objective._runner(net, device)
+        runner = objective._runner(net) if device == "cpu" else _cuda_runner(objective, net)
         # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
         # through runner.view (the loss is computed on the device, weights are copied only when read)
         log_net, log_obj = getattr(runner, "view", (net, objective))

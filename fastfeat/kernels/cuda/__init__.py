@@ -110,10 +110,9 @@ def available():
 
 
 def __getattr__(name):
-    # device nets moved to fastfeat.gpu (the host side); the old names keep working
+    # the device nets live in fastfeat.gpu (the host side, a layer above this one, which is not imported
+    # from here): the old names say where they went
     if name in ("to_device", "to_host", "DeviceNet"):
-        import warnings
-        warnings.warn(f"fastfeat.kernels.cuda.{name} moved to fastfeat.gpu.{name}", DeprecationWarning, stacklevel=2)
-        from ... import gpu
-        return getattr(gpu, name)
+        raise AttributeError(f"fastfeat.kernels.cuda.{name} moved to fastfeat.gpu.{name}: "
+                             f"from fastfeat import gpu; gpu.{name}(...)")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
