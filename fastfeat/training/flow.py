@@ -29,7 +29,7 @@ MIN_RTOL = 100 * np.finfo(np.float64).eps
 
 
 def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", log_times=100, metrics=None,
-         max_steps=1_000_000, n_threads=None, callback=None):
+         max_steps=1_000_000, n_threads=None, callback=None, dense_output=True):
     """Integrate the regularized gradient flow ``d(W, a)/dt = -grad (L + R)(W, a)`` from time 0 to ``t``,
     in place on ``net``, and return an ``ff.History``.
 
@@ -71,8 +71,14 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     history and the derivative are restarted there (the step size is kept).
 
     ``log_times``: an int ``n`` logs ``n + 1`` evenly spaced times in ``[0, t]``; or an increasing
-    array of times in ``(0, t]`` (0 and ``t`` are always logged). Steps are clamped to end exactly on
-    each logged time. The history has one row per logged time: ``step`` the number of accepted
+    array of times in ``(0, t]`` (0 and ``t`` are always logged). Logging does not shorten the steps
+    (``dense_output=True``, the default): the state at a logged time inside a step comes from the step's
+    interpolant, as ``solve_ivp(t_eval=...)`` does: DOP853's 7th-order one (3 more gradients for a step
+    that holds logged times), DOPRI5's 4th-order one and, for RKC, the cubic Hermite one through both
+    ends of the step (both free). Changes of the regularization strength and ``t`` still end steps.
+    ``dense_output=False`` ends a step on every logged time instead (the state there is then the
+    integrator's own; a run logged that way is the reference the interpolated values are tested
+    against). The history has one row per logged time: ``step`` the number of accepted
     integrator steps so far, and the metrics ``"time"``, ``"loss"`` (the population loss with noise, at
     the float64 state), ``"rejected"`` and ``"evals"`` (cumulative rejected steps and gradient
     evaluations, including those of the initial-step choice and of RKC's spectral estimates), then the
@@ -143,7 +149,7 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     try:
         with use_threads(n_threads, objective, net):
             return _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps,
-                              callback, pieces)
+                              callback, pieces, bool(dense_output))
     finally:
         with _TRAINING_LOCK:
             _TRAINING.discard(id(net))
@@ -226,6 +232,16 @@ class _State:
         self.net.W[...] = self.y[:md].reshape(self.m, self.d)
         self.net.a[...] = self.y[md:]
 
+    def set_net(self, y):
+        """Write the state ``y`` (an interpolated one) into the net; returns its loss (float64, no noise),
+        computed at ``y`` itself."""
+        md = self.m * self.d
+        W, a = y[:md].reshape(self.m, self.d), y[md:]
+        self.net.W[...] = W
+        self.net.a[...] = a
+        # (the argument types of objective.loss on a float64 net: the same compiled loss)
+        return float(_pop.loss_grad(W, a, self.Wt, self.at, self.net.code, W[:0], np.empty(self.m), self.ws, False))
+
     @property
     def time(self):
         return float(self.st[_k.T])
@@ -250,7 +266,8 @@ def _diverged(state, history, objective, reason):
     return exc
 
 
-def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback, pieces):
+def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback, pieces,
+               dense_output):
     state = _State(net, objective, code_m)
     teacher = objective.teacher
     half_noise = 0.5 * objective.noise ** 2
@@ -267,10 +284,17 @@ def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics,
             history.info["rkc_steps"] = int(state.cnt[_k.RKC_ACC])
         return history
 
-    def row(time):
+    def row(time, y=None):
+        """Log the integrator's state (``y`` None: written back to the net first), or the interpolated
+        state ``y`` (written into the net; its loss computed in float64)."""
+        if y is None:
+            state.write_back()
+            loss = float(state.st[_k.LOSS])
+        else:
+            loss = state.set_net(y)
         values = {"time": time}
         values.update(_log_values(metrics, net, objective, teacher, reg, int(math.floor(time)),
-                                  known={"loss": float(state.st[_k.LOSS]) + half_noise}))
+                                  known={"loss": loss + half_noise}))
         values["rejected"] = int(state.cnt[_k.REJ])
         values["evals"] = int(state.cnt[_k.EVALS])
         history._append(state.accepted, values)
@@ -283,11 +307,31 @@ def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics,
     if callback is not None and callback(0.0, net, values) is False:
         return summary()
     changes = {p[0]: p for p in pieces[1:]}
-    logged = set(times[1:].tolist())
-    ends = sorted(logged | {s for s in changes if s < t})
+    logged = times[1:].tolist()
+    if dense_output:  # only the changes of strength and t end steps; the logged times are interpolated
+        ends = sorted({s for s in changes if s < t} | {t})
+    else:
+        ends = sorted(set(logged) | {s for s in changes if s < t})
+    nxt = 0  # the next logged time
+    y_log = np.empty_like(state.y)
     for end in ends:
-        status = _k.advance(code_m, end, state.y, state.bufs, state.st, state.cnt, *args, code, lam_a, lam_w,
-                            rtol, atol, state.big, max_steps)
+        while True:
+            t_log = logged[nxt] if dense_output and nxt < len(logged) and logged[nxt] < end else end
+            status = _k.advance(code_m, end, t_log, state.y, state.bufs, state.st, state.cnt, *args, code, lam_a,
+                                lam_w, rtol, atol, state.big, max_steps)
+            if status != _k.DENSE:
+                break
+            now = state.time  # the step passed logged times: their states from its interpolant
+            while nxt < len(logged) and logged[nxt] <= now:
+                tau = logged[nxt]
+                nxt += 1
+                if tau == now:
+                    values = row(tau)
+                else:
+                    _k.dense_at(code_m, tau, state.bufs, state.st, y_log)
+                    values = row(tau, y_log)
+                if callback is not None and callback(tau, net, values) is False:
+                    return summary()
         if status != _k.OK:
             state.write_back()
             if status == _k.MAX_STEPS:
@@ -304,8 +348,8 @@ def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics,
             else:
                 reason = "the loss or its gradient is not finite"
             raise _diverged(state, history, objective, reason)
-        if end in logged:
-            state.write_back()
+        if nxt < len(logged) and logged[nxt] == end:
+            nxt += 1
             values = row(end)
             if callback is not None and callback(end, net, values) is False:
                 return summary()

@@ -52,6 +52,13 @@ shrunk by ``fac1`` (RKC: by 10). When a refused or rejected step's successor wou
 to end on it exactly; the proposal it was clamped from is kept for the next interval unless the
 clamped step asked for a smaller one.
 
+Dense output (``t_log``): logged times do not end steps. The first accepted step that passes ``t_log``
+builds its interpolant before its start is overwritten (rows ``dense_base(method)`` onwards of ``bufs``)
+and ``advance`` returns ``DENSE``; ``dense_at`` evaluates it at any time inside the step. DOP853: Hairer's
+7th-order continuous extension (3 extra gradients at the step's start; a step whose extra stages leave
+the finite range falls back to the cubic Hermite interpolant); DOPRI5: Shampine's 4th-order one, from
+the stages; RKC: the cubic Hermite interpolant through both ends and their gradients.
+
 The vector passes (stage combinations, error norms, the RKC recurrences) are serial loops over chunks
 of the state that LLVM vectorizes: they cost O(n) per stage against the gradient's O(m (m + m*) d), a
 few percent of a step at m = 256 and less beyond, and a parallel region each would cost more in
@@ -88,11 +95,19 @@ METHODS = {"dop853": DOP853, "dopri5": DOPRI5, "rkc": RKC, "auto": AUTO}
 #: ``advance``'s results: reached t_end; the step size fell below ``hmin``; ``max_steps`` attempted
 #: steps were used up; the current state has no finite loss and gradient (``_SWITCH``: internal to AUTO)
 OK, UNDERFLOW, MAX_STEPS, BAD_STATE, _SWITCH = 0, 1, 2, 3, 4
+#: ``advance``'s result when an accepted step passed ``t_log``: its dense output is ready (``dense_at``)
+DENSE = 5
 
-T, H, MEM, HOLD, RHO, LOSS, FRESH, REJECT, MODE, H_OTHER, WIN_T0, ERK_RATE, RETRY_T, TRY_T0 = range(14)
+(T, H, MEM, HOLD, RHO, LOSS, FRESH, REJECT, MODE, H_OTHER, WIN_T0, ERK_RATE, RETRY_T, TRY_T0,
+ D_T0, D_H, D_KIND, D_NEW) = range(18)
 (ACC, REJ, EVALS, SINCE, SMAX, RHO_EVALS, STIFF, NONSTIFF, WIN_EV0, WIN_ACC0, SWITCHES, RKC_ACC,
  BACKOFF) = range(13)
-_ST_SIZE, _CNT_SIZE = 14, 13
+_ST_SIZE, _CNT_SIZE = 18, 13
+#: the interpolants of the dense output (``st[D_KIND]``)
+D_NONE, D_DOP853, D_DOPRI5, D_HERMITE = 0, 1, 2, 3
+#: rows of ``bufs`` after each method's own: the step's start, its interpolant's coefficient vectors
+#: (DOP853: 7; DOPRI5: 4; the cubic Hermite: the end state and both gradients) and DOP853's 3 extra stages
+DENSE_ROWS = 11
 
 #: relative floor of the step size: a step below HMIN_REL * max(1, |t|) means the integration is stuck
 HMIN_REL = 1e-14
@@ -181,6 +196,53 @@ ERK_B[DOPRI5, :7] = ERK_A[DOPRI5, 6, :7]
 ERK_E5[DOPRI5, :7] = [float(_F(b) - bh) for b, bh in zip(_A5[6] + [0], _BHAT5)]
 #: stages; order of the step-size exponent; Lund stabilization beta; step factor bounds; hinit order
 ERK_STAGES = np.array([12, 7])
+
+# Dense output. DOP853: Hairer's 7th-order continuous extension (the coefficients published with the
+# code DOP853): three extra stages at the step's start plus combinations of the 12 stages, the
+# derivative at the new state (stage 12) and the extra stages (13-15); ``_A853X`` are the extra stages'
+# rows of the extended tableau, ``_D853`` the weights of the four highest coefficient vectors.
+_A853X = np.zeros((3, 16))
+_A853X[0, [0, 6, 7, 8, 9, 10, 11, 12]] = [0.056167502283047954, 0.25350021021662483, -0.2462390374708025,
+                                          -0.12419142326381637, 0.15329179827876568, 0.00820105229563469,
+                                          0.007567897660545699, -0.008298]
+_A853X[1, [0, 5, 6, 7, 10, 11, 12, 13]] = [0.03183464816350214, 0.028300909672366776, 0.053541988307438566,
+                                           -0.05492374857139099, -0.00010834732869724932, 0.0003825710908356584,
+                                           -0.00034046500868740456, 0.1413124436746325]
+_A853X[2, [0, 5, 6, 7, 8, 12, 13, 14]] = [-0.42889630158379194, -4.697621415361164, 7.683421196062599,
+                                          4.06898981839711, 0.3567271874552811, -0.0013990241651590145,
+                                          2.9475147891527724, -9.15095847217987]
+_D853 = np.zeros((4, 16))
+_D853[0, [0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]] = [
+    -8.428938276109013, 0.5667149535193777, -3.0689499459498917, 2.38466765651207, 2.117034582445028,
+    -0.871391583777973, 2.2404374302607883, 0.6315787787694688, -0.08899033645133331, 18.148505520854727,
+    -9.194632392478356, -4.436036387594894]
+_D853[1, [0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]] = [
+    10.427508642579134, 242.28349177525817, 165.20045171727028, -374.5467547226902, -22.113666853125306,
+    7.733432668472264, -30.674084731089398, -9.332130526430229, 15.697238121770845, -31.139403219565178,
+    -9.35292435884448, 35.81684148639408]
+_D853[2, [0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]] = [
+    19.985053242002433, -387.0373087493518, -189.17813819516758, 527.8081592054236, -11.57390253995963,
+    6.8812326946963, -1.0006050966910838, 0.7777137798053443, -2.778205752353508, -60.19669523126412,
+    84.32040550667716, 11.99229113618279]
+_D853[3, [0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]] = [
+    -25.69393346270375, -154.18974869023643, -231.5293791760455, 357.6391179106141, 93.40532418362432,
+    -37.45832313645163, 104.0996495089623, 29.8402934266605, -43.53345659001114, 96.32455395918828,
+    -39.17726167561544, -149.72683625798564]
+# DOPRI5: Shampine's 4th-order interpolant (Math. Comp. 46, 1986), free: y(t0 + th h) = y0 + h sum_k
+# (sum_j P[j, k] f_j) th^(k+1) over the 7 stages (the last at the new state)
+_P5 = np.array([[1.0, float(_F(-8048581381, 2820520608)), float(_F(8663915743, 2820520608)),
+                 float(_F(-12715105075, 11282082432))],
+                [0.0, 0.0, 0.0, 0.0],
+                [0.0, float(_F(131558114200, 32700410799)), float(_F(-68118460800, 10900136933)),
+                 float(_F(87487479700, 32700410799))],
+                [0.0, float(_F(-1754552775, 470086768)), float(_F(14199869525, 1410260304)),
+                 float(_F(-10690763975, 1880347072))],
+                [0.0, float(_F(127303824393, 49829197408)), float(_F(-318862633887, 49829197408)),
+                 float(_F(701980252875, 199316789632))],
+                [0.0, float(_F(-282668133, 205662961)), float(_F(2019193451, 616988883)),
+                 float(_F(-1453857185, 822651844))],
+                [0.0, float(_F(40617522, 29380423)), float(_F(-110615467, 29380423)),
+                 float(_F(69997945, 29380423))]])
 ERK_EXPO = np.array([1.0 / 8.0, 0.2 - 0.04 * 0.75])
 ERK_BETA = np.array([0.0, 0.04])
 ERK_FAC1 = np.array([0.333, 0.2])
@@ -190,11 +252,17 @@ SAFE = 0.9
 
 
 @njit
-def buffer_rows(method):
-    """The number of stage buffers ``method`` uses."""
+def dense_base(method):
+    """The first of the ``DENSE_ROWS`` rows of the dense output (after the method's own stage buffers)."""
     if method == AUTO:
         return _EIG_AUTO + 1
     return 6 if method == RKC else ERK_STAGES[method] + 4
+
+
+@njit
+def buffer_rows(method):
+    """The number of stage buffers ``method`` uses (its own, then the dense output's)."""
+    return dense_base(method) + DENSE_ROWS
 
 
 def buffers(method, n):
@@ -431,8 +499,8 @@ def _erk_initial_step(method, y, bufs, st, cnt, span, Wt, at, code, ws, reg, lam
 
 
 @njit
-def _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps,
-         detect):
+def _erk(method, t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
+         max_steps, detect):
     S = ERK_STAGES[method]
     A = ERK_A[method]
     B = ERK_B[method]
@@ -519,6 +587,9 @@ def _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, r
         fac = fac11 / st[MEM] ** beta
         fac = max(1.0 / fac2, min(1.0 / fac1, fac / SAFE))
         if err <= 1.0:
+            if t < t_log < (t_end if last else t + h):
+                _erk_dense(method, t, h, y, K, K[S - 1] if fsal_stage else Gn, Yn, bufs[dbase:], st, cnt, Wt, at,
+                           code, ws, reg, lam_a, lam_w, big)
             st[MEM] = max(err, 1e-4)
             copy_to(Yn, y)
             copy_to(K[S - 1] if fsal_stage else Gn, K[0])
@@ -534,6 +605,8 @@ def _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, r
             st[H] = hnew
             if detect and _stiff_count(h, _sqdist(K[0], K[S - 1]), stden, st, cnt):
                 return _SWITCH
+            if st[D_NEW] != 0.0:
+                return DENSE
         else:
             cnt[REJ] += 1
             st[REJECT] = 1.0
@@ -542,6 +615,133 @@ def _erk(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, r
                 return UNDERFLOW
             st[H] = hnew
     return OK
+
+
+# --- dense output -------------------------------------------------------------------------------------
+
+@njit
+def _lincomb(row, K, coef, ns, scale):
+    """row += scale * sum_{j < ns} coef[j] K[j]."""
+    n = row.shape[0]
+    for j in range(ns):
+        c = scale * coef[j]
+        if c != 0.0:
+            Kj = K[j]
+            for i in range(n):
+                row[i] += c * Kj[i]
+
+
+@njit
+def _zero_row(row):
+    for i in range(row.shape[0]):
+        row[i] = 0.0
+
+
+@njit
+def _hermite_rows(y0, y1, g0, g1, t, h, D, st):
+    """The cubic Hermite interpolant of a step (both ends and their gradients: free, 3rd order)."""
+    copy_to(y0, D[0])
+    copy_to(y1, D[1])
+    copy_to(g0, D[2])
+    copy_to(g1, D[3])
+    st[D_T0] = t
+    st[D_H] = h
+    st[D_KIND] = D_HERMITE
+    st[D_NEW] = 1.0
+
+
+@njit
+def _erk_dense(method, t, h, y, K, Gn, Yn, D, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, big):
+    """The dense output of the accepted explicit step from (t, y) to (t + h, Yn), before ``y`` and ``K[0]``
+    are overwritten: DOPRI5's free interpolant, or DOP853's (3 more gradients; should a stage leave the
+    finite range, the step falls back to the cubic Hermite interpolant). The flow is dy/dt = -g, so each
+    derivative is minus a stored gradient."""
+    n = y.shape[0]
+    if method == DOPRI5:
+        copy_to(y, D[0])
+        for k in range(4):
+            _zero_row(D[1 + k])
+            _lincomb(D[1 + k], K, _P5[:, k], 7, -h)
+        st[D_T0] = t
+        st[D_H] = h
+        st[D_KIND] = D_DOPRI5
+        st[D_NEW] = 1.0
+        return
+    X = D[8:11]
+    Z = D[7]  # the extra stages' states (the last coefficient vector is written after them)
+    for e in range(3):
+        a = _A853X[e]
+        _zero_row(Z)
+        _lincomb(Z, K, a, 12, 1.0)
+        c = a[12]
+        for i in range(n):
+            Z[i] += c * Gn[i]
+        _lincomb(Z, X, a[13:], e, 1.0)
+        bad = 0
+        for i in range(n):
+            v = y[i] - h * Z[i]
+            Z[i] = v
+            bad += 0 if abs(v) < big else 1
+        ok = bad == 0
+        if ok:
+            cnt[EVALS] += 1
+            ok = finite(gradient(Z, X[e], Wt, at, code, ws, reg, lam_a, lam_w))
+        if not ok:
+            _hermite_rows(y, Yn, K[0], Gn, t, h, D, st)
+            return
+    for k in range(4):  # rows 4..7: -h sum_j D853[k, j] g_j over the stages, g(Yn) and the extra stages
+        row = D[4 + k]
+        dk = _D853[k]
+        _zero_row(row)
+        _lincomb(row, K, dk, 12, -h)
+        c = -h * dk[12]
+        for i in range(n):
+            row[i] += c * Gn[i]
+        _lincomb(row, X, dk[13:], 3, -h)
+    for i in range(n):
+        dy = Yn[i] - y[i]
+        D[1, i] = dy
+        D[2, i] = -h * K[0, i] - dy
+        D[3, i] = 2.0 * dy + h * (Gn[i] + K[0, i])
+        D[0, i] = y[i]
+    st[D_T0] = t
+    st[D_H] = h
+    st[D_KIND] = D_DOP853
+    st[D_NEW] = 1.0
+
+
+@njit
+def dense_at(method, tau, bufs, st, out):
+    """out = the state at time ``tau`` inside the last step whose dense output was built (``advance``
+    returned ``DENSE``), from its interpolant: DOP853's 7th-order one, DOPRI5's 4th-order one, or the
+    cubic Hermite one (RKC)."""
+    D = bufs[dense_base(method):]
+    kind = st[D_KIND]
+    h = st[D_H]
+    th = (tau - st[D_T0]) / h
+    n = out.shape[0]
+    y0 = D[0]
+    if kind == D_DOP853:
+        for i in range(n):
+            v = 0.0
+            for q in range(7):  # Horner-like in th and 1 - th, from the highest vector down
+                v += D[7 - q, i]
+                v *= th if q % 2 == 0 else 1.0 - th
+            out[i] = y0[i] + v
+    elif kind == D_DOPRI5:
+        for i in range(n):
+            v = 0.0
+            for k in range(3, -1, -1):
+                v = (v + D[1 + k, i]) * th
+            out[i] = y0[i] + v
+    elif kind == D_HERMITE:
+        y1, g0, g1 = D[1], D[2], D[3]
+        for i in range(n):
+            dy = y1[i] - y0[i]
+            out[i] = ((1.0 - th) * y0[i] + th * y1[i]
+                      + th * (th - 1.0) * ((1.0 - 2.0 * th) * dy - (th - 1.0) * h * g0[i] - th * h * g1[i]))
+    else:
+        raise ValueError("no dense output was built: advance did not return DENSE")
 
 
 # --- RKC ----------------------------------------------------------------------------------------------
@@ -652,7 +852,8 @@ def _rkc_error(y, ys, g0, gs, h, rtol, atol):
 
 
 @njit
-def _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps, auto):
+def _rkc(t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps,
+         auto):
     g0 = bufs[0]
     G = bufs[4]
     eig = bufs[_EIG_AUTO] if auto else bufs[5]
@@ -765,6 +966,8 @@ def _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, ato
             if not fresh_rho:
                 cnt[SINCE] = RHO_EVERY  # re-estimate the spectral radius before retrying
             continue
+        if t < t_log < (t_end if last else t + h):
+            _hermite_rows(y, bufs[r1], g0, G, t, h, bufs[dbase:], st)
         copy_to(bufs[r1], y)
         copy_to(G, g0)
         st[LOSS] = lossn
@@ -797,6 +1000,8 @@ def _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, ato
                     return _SWITCH
                 cnt[BACKOFF] = 0
                 cnt[WIN_ACC0] = cnt[ACC]
+        if st[D_NEW] != 0.0:
+            return DENSE
     return OK
 
 
@@ -814,28 +1019,36 @@ def _check_sizes(method, y, bufs, st, cnt, Wt):
 
 
 @njit
-def advance(method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps):
+def advance(method, t_end, t_log, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
+            max_steps):
     """Integrate the flow from ``st[T]`` to ``t_end`` in place on ``y`` (float64, (W row-major, a)), with the
     regularizer ``reg`` of constant strengths ``lam_a``, ``lam_w``; ``bufs`` from ``buffers(method, n)``,
     ``st``, ``cnt`` from ``new_state`` (kept between calls), ``ws`` a float64 population workspace, ``Wt``,
     ``at`` the teacher in float64. A state entry must stay below ``big`` in magnitude. Returns ``OK``
-    (``st[T] == t_end``) or why it stopped (``UNDERFLOW``, ``MAX_STEPS``, ``BAD_STATE``); ``y`` is always
-    the last accepted state, ``st[LOSS]`` its loss when ``st[FRESH]`` is set."""
+    (``st[T] == t_end``) or why it stopped (``UNDERFLOW``, ``MAX_STEPS``, ``BAD_STATE``), or ``DENSE``: the
+    first accepted step that passed ``t_log`` (``t_log < t_end``; ``t_log >= t_end`` never stops there) ended
+    at ``st[T] > t_log``, and ``dense_at`` gives the state at any time inside it. Steps end on ``t_end``,
+    never on ``t_log``: logging by dense output does not shorten them. ``y`` is always the last accepted
+    state, ``st[LOSS]`` its loss when ``st[FRESH]`` is set."""
     _check_sizes(method, y, bufs, st, cnt, Wt)
+    st[D_NEW] = 0.0
+    dbase = dense_base(method)
     # one build of each method's loop serves every method code: the method and ``auto`` are run-time values
     # (literal arguments would compile each loop once per constant)
     auto = method == AUTO
     erk_method = DOP853 if auto else method
     while True:
         if method == RKC or (auto and st[MODE] != 0.0):
-            status = _rkc(t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps,
-                          auto)
+            status = _rkc(t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol,
+                          big, max_steps, auto)
         else:
-            status = _erk(erk_method, t_end, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
-                          max_steps, auto)
+            status = _erk(erk_method, t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w,
+                          rtol, atol, big, max_steps, auto)
         if not auto or status != _SWITCH:
             return status
         _switch(st, cnt)
+        if st[D_NEW] != 0.0:  # the step that made the switch also passed t_log
+            return DENSE
 
 
 @njit
