@@ -321,6 +321,7 @@ def setup():
     (dict(metrics=("nope",)), ValueError, "metrics"),
     (dict(max_steps=0), ValueError, "max_steps"),
     (dict(callback=3), TypeError, "callback"),
+    (dict(dense_output="yes"), TypeError, "dense_output"),
     (dict(reg=0.1), TypeError, "reg"),
     (dict(reg=ff.WeightDecay(lambda k: -1.0)), ValueError, "lam"),
     (dict(n_threads=10_000), ValueError, "n_threads"),

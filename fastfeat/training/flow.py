@@ -136,6 +136,8 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     teacher = objective.teacher
     metrics = _check_metrics(metrics, teacher, objective)
     metrics = ("loss",) + tuple(x for x in metrics if x != "loss")
+    if not isinstance(dense_output, (bool, np.bool_)):
+        raise TypeError(f"dense_output must be True or False, got {type(dense_output).__name__}")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable(time, net, values)")
     if n_threads is not None:
