@@ -272,6 +272,15 @@ def jax_peers():
         Ks = n[:, None] * nt[None, :] * kappa(rs)
         return 0.5 * (a @ (K @ a)) - a @ (Ks @ at) + 0.5 * lam * ((a * a).sum() + (W * W).sum())
 
+    def pop_loss_erf(params, Wt, at, lam):
+        """erf(z / sqrt 2) (docs/conventions.md): K(u, v) = (2/pi) arcsin(u.v / sqrt((1 + |u|^2)(1 + |v|^2)))."""
+        W, a = params
+        s = jnp.sqrt(1 + (W * W).sum(axis=1))
+        st = jnp.sqrt(1 + (Wt * Wt).sum(axis=1))
+        K = (2 / PI) * jnp.arcsin((W @ W.T) / (s[:, None] * s[None, :]))
+        Ks = (2 / PI) * jnp.arcsin((W @ Wt.T) / (s[:, None] * st[None, :]))
+        return 0.5 * (a @ (K @ a)) - a @ (Ks @ at) + 0.5 * lam * ((a * a).sum() + (W * W).sum())
+
     def emp_loss(params, X, y, lam):
         W, a = params
         f = jax.nn.relu(X @ W.T) @ a
@@ -290,6 +299,7 @@ def jax_peers():
         return step
 
     pop_step = jax.jit(sgd(pop_loss))
+    pop_step_erf = jax.jit(sgd(pop_loss_erf))
     emp_step = jax.jit(sgd(emp_loss))
     online_step = jax.jit(sgd(online_loss))
     online_one = sgd(online_loss)
@@ -303,14 +313,18 @@ def jax_peers():
 
     class Population(Base):
         label = "JAX jax.jit"
+        fn = staticmethod(pop_step)
 
         def __init__(self, W, a, Wt, at, lam):
             self.params = (jnp.asarray(W), jnp.asarray(a))
             self.data = (jnp.asarray(Wt), jnp.asarray(at), jnp.asarray(lam, W.dtype))
 
         def step(self, lr):
-            self.params = pop_step(self.params, jnp.asarray(lr, self.params[0].dtype), *self.data)
+            self.params = self.fn(self.params, jnp.asarray(lr, self.params[0].dtype), *self.data)
             self._sync()
+
+    class PopulationErf(Population):
+        fn = staticmethod(pop_step_erf)
 
     class Empirical(Base):
         label = "JAX jax.jit"
@@ -357,7 +371,8 @@ def jax_peers():
             self.params = online_step(self.params, jnp.asarray(lr, dt), jnp.asarray(X), self.Wt, self.at)
             self._sync()
 
-    return {"population": Population, "empirical": Empirical, "online": Online}, jax.__version__
+    return ({"population": Population, "population_erf": PopulationErf, "empirical": Empirical, "online": Online},
+            jax.__version__)
 
 
 PEERS = {"torch": torch_peers, "jax": jax_peers}
@@ -386,18 +401,20 @@ class Result:
 
 
 def compare_population(peers, quick, log, workload="population", dtype="float32"):
-    p = C.POPULATION if workload == "population" else C.PAPER
+    p = C.POPULATION if workload == "population" else dict(C.PAPER, **PAPER_VARIANTS.get(workload, {}))
     m, ms, d = p["m"], p["m_star"], p["d"]
-    w = C.population(m, ms, d, dtype=dtype)
-    res = Result(workload, f"population GD step, m={m}, m*={ms}, d={d}, {dtype} relu, weight decay",
+    act = p.get("activation", "relu")
+    w = C.population(m, ms, d, dtype=dtype, activation=act)
+    res = Result(workload, f"population GD step, m={m}, m*={ms}, d={d}, {dtype} {act}, weight decay",
                  "2 GEMMs m×m×d (W Wᵀ, G W), numpy BLAS")
     Wt, at = w.objective.teacher.W, w.objective.teacher.a
     # a step of a few hundred microseconds is timed over 50 (fastfeat: one call of 50 steps, as ff.train
     # runs them; the peers: a loop of 50 jitted steps), so that no contender's time is the wake-up of the
     # cores after the one timed before it
     return _compare_full_batch(w, res, peers, quick, log,
-                               lambda cls: cls(w.W0, w.a0, Wt, at, C.LAM), NumpyPopulation, check_lr=1.0,
-                               steps=50 if workload == "paper" else 1)
+                               lambda cls: cls(w.W0, w.a0, Wt, at, C.LAM), NumpyPopulation if act == "relu" else None,
+                               check_lr=1.0, steps=1 if workload == "population" else (50 if m <= 256 else 10),
+                               kind="population" if act == "relu" else f"population_{act}")
 
 
 def compare_empirical(peers, quick, log):
@@ -441,15 +458,19 @@ def _loop(step, k):
     return run
 
 
-def _compare_full_batch(w, res, peers, quick, log, make, numpy_cls, check_lr, steps=1):
+def _compare_full_batch(w, res, peers, quick, log, make, numpy_cls, check_lr, steps=1, kind=None):
     """Round-robin of fastfeat, the peers and the GEMMs; each timing covers ``steps`` steps (times are
-    reported per step)."""
+    reported per step). ``kind``: the peers' class (default the workload's); ``numpy_cls`` None: no numpy
+    row (a peer that has no class of that kind is left out too)."""
     W0, a0 = np.float64(w.W0), np.float64(w.a0)
     Wf, af = _one_step_ff(w, check_lr)
-    impls = {"fastfeat": None, numpy_cls.label: numpy_cls}
-    kind = "population" if res.workload == "paper" else res.workload  # the same step at other sizes
+    impls = {"fastfeat": None}
+    if numpy_cls is not None:
+        impls[numpy_cls.label] = numpy_cls
+    kind = kind or res.workload
     for name, classes in peers.items():
-        impls[classes[kind].label] = classes[kind]
+        if kind in classes:
+            impls[classes[kind].label] = classes[kind]
     contenders = {}
     w.run(1)  # compiled already; warm
     contenders["fastfeat"] = (lambda: w.run(steps), 1, w.reset)
@@ -546,7 +567,11 @@ TARGETS = {
     "empirical": ([("PyTorch", 2.0), ("JAX", 1.8)], 1.25),
     "online": ([("JAX", 10.0)], None),
     "paper": ([("JAX", 5.0)], None),
+    "paper_erf": ([("JAX", 5.0)], None),
+    "paper_m1024": ([("JAX", 10.0)], None),
 }
+#: the paper's regime at other activations and widths (``C.PAPER`` otherwise)
+PAPER_VARIANTS = {"paper_erf": {"activation": "erf"}, "paper_m1024": {"m": 1024}}
 
 
 def table(results):
@@ -586,7 +611,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (about a minute)")
     ap.add_argument("--peers", default="numpy,torch,jax", help="comma-separated subset of numpy,torch,jax")
-    ap.add_argument("--workloads", default="population,empirical,online,paper")
+    ap.add_argument("--workloads", default="population,empirical,online,paper,paper_erf,paper_m1024")
     ap.add_argument("--update-readme", action="store_true", help="rewrite the performance tables (README.md, docs/performance.md)")
     ap.add_argument("--tolerance", type=float, default=1e-3,
                     help="largest accepted relative difference of one step's update (float32)")
@@ -598,7 +623,8 @@ def main(argv=None):
 
     workloads = [x for x in args.workloads.split(",") if x]
     wanted = [x for x in args.peers.split(",") if x]
-    available = {"population": True, "empirical": C.has_empirical(), "online": C.has_online(), "paper": True}
+    available = {"population": True, "empirical": C.has_empirical(), "online": C.has_online(), "paper": True,
+                 "paper_erf": True, "paper_m1024": True}
     for wl in list(workloads):
         if not available.get(wl, False):
             log(f"skipping {wl}: not in this fastfeat yet")
@@ -609,11 +635,13 @@ def main(argv=None):
     builders = {"population": lambda: C.population(dtype="float32"),
                 "empirical": lambda: C.empirical(dtype="float32"),
                 "online": lambda: C.online(dtype="float32"),
-                "paper": lambda: C.population(**C.PAPER, dtype="float64")}
+                "paper": lambda: C.population(**C.PAPER, dtype="float64"),
+                "paper_erf": lambda: C.population(**C.PAPER, activation="erf", dtype="float64"),
+                "paper_m1024": lambda: C.population(**dict(C.PAPER, m=1024), dtype="float64")}
     for wl in workloads:
         log(f"{wl}: compiling and timing fastfeat alone ...")
         w = builders[wl]()
-        k = {"online": 2000, "paper": 50}.get(wl, 1)
+        k = {"online": 2000, "paper": 50, "paper_erf": 50, "paper_m1024": 10}.get(wl, 1)
         t0 = time.perf_counter()
         w.run(k)
         log(f"  first call {time.perf_counter() - t0:.1f} s (includes compilation)")
@@ -632,14 +660,18 @@ def main(argv=None):
     results = []
     for wl in workloads:
         log(f"{wl}: peers {sorted(peers)} ...")
-        res = {"population": compare_population, "empirical": compare_empirical, "online": compare_online,
-               "paper": lambda *a: compare_population(*a, workload="paper", dtype="float64")}[wl](
-            peers, args.quick, log)
+        if wl.startswith("paper"):
+            res = compare_population(peers, args.quick, log, workload=wl, dtype="float64")
+        else:
+            res = {"population": compare_population, "empirical": compare_empirical,
+                   "online": compare_online}[wl](peers, args.quick, log)
         res.ff_alone = alone[wl]
         w_flops = {"population": C.population_flops(C.POPULATION["m"], C.POPULATION["m_star"], C.POPULATION["d"]),
                    "empirical": C.empirical_flops(C.EMPIRICAL["n"], C.EMPIRICAL["m"], C.EMPIRICAL["d"]),
                    "online": C.online_flops(C.ONLINE["batch"], C.ONLINE["m"], C.ONLINE["d"]),
-                   "paper": C.population_flops(C.PAPER["m"], C.PAPER["m_star"], C.PAPER["d"])}[wl]
+                   "paper": C.population_flops(C.PAPER["m"], C.PAPER["m_star"], C.PAPER["d"]),
+                   "paper_erf": C.population_flops(C.PAPER["m"], C.PAPER["m_star"], C.PAPER["d"]),
+                   "paper_m1024": C.population_flops(1024, C.PAPER["m_star"], C.PAPER["d"])}[wl]
         res.gflops = w_flops / res.times["fastfeat"] / 1e9
         res.gemm_gflops = w_flops / res.times[res.gemm_label] / 1e9
         if "numpy" not in wanted:
