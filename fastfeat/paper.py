@@ -34,7 +34,8 @@ from .objectives import Empirical, Population
 from .regularizers import WeightDecay
 from .schedules import geometric
 from .training.history import History
-from .training.train import _check_metrics, _log_values, train
+from .training.common import check_metrics, log_values
+from .training.train import train
 
 
 @dataclass
@@ -241,7 +242,7 @@ def _check_all(teacher, m, kwargs):
             problems.append(ValueError(f"activation {teacher.activation!r} has no closed-form population kernel: "
                                        "pass n= to train on a sampled data set"))
         try:
-            args["metrics"] = _check_metrics(args["metrics"], teacher)
+            args["metrics"] = check_metrics(args["metrics"], teacher)
         except (TypeError, ValueError) as exc:
             problems.append(exc)
     return args, problems
@@ -350,7 +351,7 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
         data = (np.asarray(objective.X, np.float64), np.asarray(objective.y, np.float64))
 
     def log(hist, step, reg=None):
-        hist._append(step, _log_values(metrics, net, objective, teacher, reg, step))
+        hist._append(step, log_values(metrics, net, objective, teacher, reg, step))
 
     # Stage 1: one step on W with weight decay 1/eta1 (lam_a = 0, a untouched): W1 = -eta1 grad_W L.
     t0 = time.perf_counter()

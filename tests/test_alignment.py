@@ -97,7 +97,7 @@ def test_alignment_is_a_training_metric():
     np.testing.assert_allclose(hist["alignment.loss"], hist["loss"], rtol=1e-12)
     final = ff.metrics.alignment(net, teacher)
     np.testing.assert_allclose(hist["alignment.best_cos"][-1], final["best_cos"], rtol=1e-12)
-    from fastfeat.training.train import _check_metrics
+    from fastfeat.training.common import check_metrics
 
     with pytest.raises(ValueError, match="needs a teacher"):
-        _check_metrics(("alignment",), None)
+        check_metrics(("alignment",), None)

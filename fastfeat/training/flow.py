@@ -17,7 +17,8 @@ from ..objectives.population import Population
 from ..regularizers import check_reg
 from ..schedules import Schedule, constant
 from .history import History
-from .train import _TRAINING, _TRAINING_LOCK, TrainingDiverged, _check_metrics, _log_values, use_threads
+from .common import bad_data_error, check_metrics, exclusive, log_values, use_threads
+from .train import TrainingDiverged
 
 #: method names (``"rk45"`` is another name of ``"dopri5"``)
 METHODS = ("auto", "dop853", "dopri5", "rk45", "rkc")
@@ -116,9 +117,9 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
                             f"loss in closed form, which {kind} does not provide; train it with ff.train")
         raise TypeError(f"objective must be ff.Population, got {kind}")
     objective._check(net)
-    bad = objective._bad_data()
+    bad = bad_data_error(objective)
     if bad is not None:
-        raise ValueError(f"{bad} of the objective contains NaN or Inf (changed after the objective was built)")
+        raise bad
     t = check_float(t, "t", positive=True)
     rtol = check_float(rtol, "rtol", positive=True)
     if rtol < MIN_RTOL:
@@ -134,7 +135,7 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     max_steps = check_int(max_steps, "max_steps", minimum=1)
     reg = check_reg(reg)
     teacher = objective.teacher
-    metrics = _check_metrics(metrics, teacher, objective)
+    metrics = check_metrics(metrics, teacher, objective)
     metrics = ("loss",) + tuple(x for x in metrics if x != "loss")
     if not isinstance(dense_output, (bool, np.bool_)):
         raise TypeError(f"dense_output must be True or False, got {type(dense_output).__name__}")
@@ -143,18 +144,9 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     if n_threads is not None:
         n_threads = check_threads(n_threads)
     pieces = _pieces(reg, t)  # evaluates the schedules: a bad value raises here, before any kernel runs
-    with _TRAINING_LOCK:
-        if id(net) in _TRAINING:
-            raise ValueError("net is already being trained by another ff.train or ff.flow call (in another "
-                             "thread); use a copy, or wait for that call to return")
-        _TRAINING.add(id(net))
-    try:
-        with use_threads(n_threads, objective, net):
-            return _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps,
-                              callback, pieces, bool(dense_output))
-    finally:
-        with _TRAINING_LOCK:
-            _TRAINING.discard(id(net))
+    with exclusive(net, "ff.flow"), use_threads(n_threads, objective, net):
+        return _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback,
+                          pieces, bool(dense_output))
 
 
 def _log_grid(log_times, t):
@@ -256,10 +248,9 @@ class _State:
 def _diverged(state, history, objective, reason):
     """The error to raise: TrainingDiverged at the last accepted state (a ValueError when the teacher was
     given NaN or inf meanwhile)."""
-    bad = objective._bad_data()
+    bad = bad_data_error(objective, f"the flow stopped at time {state.time:.6g}; the net holds the state at that time")
     if bad is not None:
-        return ValueError(f"{bad} of the objective contains NaN or Inf (changed after the objective was built): "
-                          f"the flow stopped at time {state.time:.6g}; the net holds the state at that time")
+        return bad
     exc = TrainingDiverged(state.accepted, history, reason)
     exc.time = state.time
     exc.args = (f"gradient flow diverged at time {state.time:.6g} after {state.accepted} accepted steps: {reason}; "
@@ -295,7 +286,7 @@ def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics,
         else:
             loss = state.set_net(y)
         values = {"time": time}
-        values.update(_log_values(metrics, net, objective, teacher, reg, int(math.floor(time)),
+        values.update(log_values(metrics, net, objective, teacher, reg, int(math.floor(time)),
                                   known={"loss": loss + half_noise}))
         values["rejected"] = int(state.cnt[_k.REJ])
         values["evals"] = int(state.cnt[_k.EVALS])

@@ -1,26 +1,20 @@
 """``ff.train``: many steps per compiled call, schedules per step, metrics every ``log_every`` steps."""
-import contextlib
 import os
-import threading
 import time
 import warnings
 
-import numba
 import numpy as np
 
-from .. import metrics as _metrics
 from .._validation import check_int, check_threads
 from ..networks import TwoLayer, check_net, check_teacher
 from ..objectives.base import Objective
 from ..regularizers import check_reg, reg_arrays
 from ..schedules import as_schedule, constant, describe, evaluate
 from .checkpoint import Checkpoint
+from .common import bad_data_error, check_metrics, exclusive, log_values, use_threads
 from .history import History
 
 DEVICES = ("cpu", "cuda")
-#: ids of the nets being trained right now (two calls updating one net at once would corrupt it)
-_TRAINING = set()
-_TRAINING_LOCK = threading.Lock()
 
 
 class TrainingDiverged(FloatingPointError):
@@ -39,41 +33,6 @@ class TrainingDiverged(FloatingPointError):
         super().__init__(
             f"training diverged at step {step}: {reason}; the net keeps the weights from before step {step}. "
             "Lower lr or add regularization.")
-
-
-def _check_metrics(metrics, teacher, objective=None):
-    if metrics is None:
-        metrics = objective.default_metrics if objective is not None else ("loss",)
-    if isinstance(metrics, str):
-        metrics = (metrics,)
-    try:
-        metrics = tuple(metrics)
-    except TypeError:
-        raise TypeError(f"metrics must be a tuple of names, got {type(metrics).__name__}") from None
-    for name in metrics:
-        if name not in _metrics.REGISTRY:
-            raise ValueError(f"metrics: unknown metric {name!r}; known: {sorted(_metrics.REGISTRY)}")
-        if name in _metrics.NEEDS_TEACHER and teacher is None:
-            raise ValueError(f"metrics: {name!r} needs a teacher; pass teacher=")
-    return metrics
-
-
-def _log_values(metrics, net, objective, teacher, reg, step, known=None):
-    """The values of ``metrics`` at ``net``; ``known`` holds values train() already has (from the kernel)
-    and metrics it will fill in later (``None``: left out of the row for now)."""
-    out = {}
-    for name in metrics:
-        if known is not None and name in known:
-            if known[name] is not None:
-                out[name] = known[name]
-            continue
-        v = _metrics.REGISTRY[name](net, objective, teacher, reg, step)
-        if isinstance(v, dict):
-            for k, x in v.items():
-                out[f"{name}.{k}"] = x
-        else:
-            out[name] = v
-    return out
 
 
 class _Progress:
@@ -176,7 +135,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
         teacher = getattr(objective, "teacher", None)
     else:
         check_teacher(teacher)
-    metrics = _check_metrics(metrics, teacher, objective)
+    metrics = check_metrics(metrics, teacher, objective)
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if getattr(net, "on_device", False) and device != "cuda":
@@ -200,12 +159,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
             raise ValueError(f"checkpoint_every must be a multiple of log_every ({log_every}): checkpoints are "
                              f"written when metrics are logged, got {checkpoint_every}")
         run = _Run(objective, net, lr_s, lr_a_s, reg, metrics)
-    with _TRAINING_LOCK:
-        if id(net) in _TRAINING:
-            raise ValueError("net is already being trained by another ff.train call (in another thread); "
-                             "train a copy, or wait for that call to return")
-        _TRAINING.add(id(net))
-    try:
+    with exclusive(net, "ff.train"):
         previous = None
         origin = start_step  # checkpoints every checkpoint_every steps from here (the same after a resume)
         if resume and os.path.exists(checkpoint):
@@ -229,25 +183,6 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
                 return previous
         return _train(net, objective, steps, (lr_s, lr_a_s), reg, log_every, teacher, metrics, progress, n_threads,
                       device, callback, start_step, checkpoint, checkpoint_every, previous, origin, run)
-    finally:
-        with _TRAINING_LOCK:
-            _TRAINING.discard(id(net))
-
-
-@contextlib.contextmanager
-def use_threads(n_threads, objective, net, device="cpu"):
-    """numba's thread count inside a call of ``ff.train`` or ``ff.flow`` (restored on the way out):
-    ``n_threads`` when given, else one for a CPU step too small to gain from more (``objective._serial``),
-    else unchanged (all of them)."""
-    old = numba.get_num_threads()
-    try:
-        if n_threads is not None:
-            numba.set_num_threads(n_threads)
-        elif device == "cpu" and objective._serial(net):
-            numba.set_num_threads(1)  # the weights do not depend on it
-        yield
-    finally:
-        numba.set_num_threads(old)
 
 
 def _check_lrs(lr, lr_a, start_step):
@@ -353,11 +288,9 @@ def _accepts_a_step(objective, ckpt, reg):
 def _diagnose(objective, exc):
     """A ValueError instead of ``exc`` (a TrainingDiverged) when the objective's teacher or data hold
     NaN or inf (put there after it was built), else ``exc``."""
-    bad = objective._bad_data()
-    if bad is None:
-        return exc
-    return ValueError(f"{bad} of the objective contains NaN or Inf (changed after the objective was built): "
-                      f"training stopped at step {exc.step}; the net keeps the weights from before that step")
+    bad = bad_data_error(objective, f"training stopped at step {exc.step}; the net keeps the weights from before "
+                                    "that step")
+    return exc if bad is None else bad
 
 
 def _train(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
@@ -405,7 +338,7 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
                 known["loss"] = None
             if batch:
                 known["batch_loss"] = float(np.mean(losses[:done])) if done > 0 else np.nan
-            return _log_values(metrics, log_net, log_obj, teacher, reg, step, known)
+            return log_values(metrics, log_net, log_obj, teacher, reg, step, known)
 
         def complete(loss):
             values = pending[1]
