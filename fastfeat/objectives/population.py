@@ -21,20 +21,20 @@ class Population(Objective):
     Not available for ``tanh`` (no closed-form kernel): use ``ff.Empirical`` or ``ff.Online``.
 
     Tuning (results do not depend on them beyond rounding): ``tile`` rows of W per block (memory
-    O(tile * m)); ``blas`` True/False forces whole BLAS calls (BLAS's threads) or blocks of single-threaded
+    O(tile * m); None: chosen by width); ``blas`` True/False forces whole BLAS calls (BLAS's threads) or blocks of single-threaded
     BLAS calls spread over fastfeat's threads for the products, None decides by size.
     """
 
     name = "population"
 
-    def __init__(self, teacher, *, noise=0.0, tile=_pop.DEFAULT_TILE, blas=None):
+    def __init__(self, teacher, *, noise=0.0, tile=None, blas=None):
         self.teacher = check_teacher(teacher)
         if not teacher.has_population_kernel:
             raise ValueError(
                 f"activation {teacher.activation!r} has no closed-form population kernel; "
                 "use ff.Empirical or ff.Online")
         self.noise = check_float(noise, "noise", nonnegative=True)
-        self.tile = int(tile)
+        self.tile = None if tile is None else int(tile)
         self.blas = blas
         self._ws = {}
 

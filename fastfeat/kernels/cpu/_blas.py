@@ -205,20 +205,24 @@ def _zero(C, accumulate, k):
         C[:, :] = 0
 
 
-@pnjit
+@njit
 def _blocks_nt(A, B, C, accumulate):
-    p, k = A.shape
-    q = B.shape[0]
-    rb, cb, kc = _blocks(p, q, k)
-    nc = (q + cb - 1) // cb
-    for b in prange(((p + rb - 1) // rb) * nc):
-        i0 = (b // nc) * rb
-        j0 = (b % nc) * cb
-        i1, j1 = min(p, i0 + rb), min(q, j0 + cb)
-        _zero(C[i0:i1, j0:j1], accumulate, k)
-        for k0 in range(0, k, kc):
-            _gemm_rm(False, True, i1 - i0, j1 - j0, min(kc, k - k0), A[i0:, k0:], k, B[j0:, k0:], k, C[i0:, j0:], q,
-                     accumulate or k0 > 0)
+    """``C (+)= A B^T`` as ``_blocks_nn`` on a transposed copy of B: OpenBLAS's blocks of A B^T with a short
+    summed index ran at 2/3 the speed of the same blocks of A (B^T) (256 x 256 x 20, one Zen 4 core; the
+    copy is q k elements against p q k multiply-adds)."""
+    Bt = np.empty((B.shape[1], B.shape[0]), B.dtype)
+    _transpose(B, Bt)
+    _blocks_nn(A, Bt, C, accumulate)
+
+
+@njit
+def _transpose(B, Bt):
+    q, k = B.shape
+    for j0 in range(0, q, 16):  # in strips, so that both sides stay in cache
+        j1 = min(q, j0 + 16)
+        for t in range(k):
+            for j in range(j0, j1):
+                Bt[t, j] = B[j, t]
 
 
 @pnjit

@@ -41,6 +41,10 @@ from .common import add_reg_grad, guarded_update, row_norms
 from .scalar import asin, homog_consts, homog_terms, like, lr_at, lr_count, pair
 
 DEFAULT_TILE = 256
+#: up to this width the default tile is ``SMALL_TILE``: smaller diagonal blocks (whose pairs are
+#: evaluated in both triangles) took 8-12% off a step at d = 20, m = 256 and 1024 (one Zen 4 core); above
+#: it, each tile's parallel regions cost more than that
+SMALL_WIDTH, SMALL_TILE = 2048, 128
 _CHUNK = 64  # columns per parallel task in the off-diagonal pass
 # A parallel region costs ~50 us to wake the other threads (fastfeat sets OMP_WAIT_POLICY=PASSIVE, so
 # idle threads sleep instead of spinning on the cores), and a step opens about 10 per tile of rows plus
@@ -64,14 +68,18 @@ REGION_COST = 830_000
 PopulationWorkspace = namedtuple("PopulationWorkspace", "gbuf gsbuf nrm3 tnorms S T A part tile blas")
 
 
-def workspace(m, m_star, d, dtype, tile=DEFAULT_TILE, blas=None):
+def workspace(m, m_star, d, dtype, tile=None, blas=None):
     """Buffers for the population kernels (allocated once, reused every step): O(tile * m) memory.
 
-    ``blas``: one BLAS call per Gram block and product (True: BLAS's own threads), blocks of them
-    that BLAS runs on the calling thread, spread over fastfeat's threads (False), or decide by size (None: BLAS when a full tile's product has at least ``_blas.SMALL_WORK``
+    ``tile``: rows of W per block (None: ``SMALL_TILE`` up to ``SMALL_WIDTH`` neurons, else
+    ``DEFAULT_TILE``). ``blas``: one BLAS call per Gram block and product (True: BLAS's own threads),
+    blocks of them that BLAS runs on the calling thread, spread over fastfeat's threads (False), or
+    decide by size (None: whole calls when a full tile's product has at least ``_blas.SMALL_WORK``
     multiply-adds). Returns a ``PopulationWorkspace``.
     """
     dtype = np.dtype(dtype)
+    if tile is None:
+        tile = SMALL_TILE if m <= SMALL_WIDTH else DEFAULT_TILE
     tile = int(max(1, min(tile, m)))
     nch = (m + _CHUNK - 1) // _CHUNK
     if blas is None:
