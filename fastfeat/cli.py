@@ -138,10 +138,15 @@ def sweep_command(args):
         _fail(f"--threads-per-run must be >= 1, got {args.threads_per_run}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         _fail(f"--out {args.out} is a file, not a folder")
+    if args.plot:
+        try:
+            sw.check_plot(args.plot)
+        except ValueError as exc:
+            _fail(f"--plot: {exc}")
     try:  # the sweep checks every run, then --out, before it starts anything
         rows = sw.sweep(args.sweep, out=args.out, workers=args.workers, scheduler=args.scheduler,
                         threads_per_run=args.threads_per_run, plots=args.plots, progress=not args.quiet)
-    except (ImportError, OSError, ConfigError) as exc:
+    except (ImportError, OSError, ConfigError, sw.SweepBusyError) as exc:
         _fail(str(exc))
     swept = sw.swept_keys(rows)
     status = {}
@@ -149,8 +154,9 @@ def sweep_command(args):
         status[r["status"]] = status.get(r["status"], 0) + 1
     if swept and args.plot:
         try:
-            sw.plot(rows, os.path.join(args.out, "summary.png"), x=swept[0], y=args.plot,
-                    by=swept[1] if len(swept) > 1 else None)
+            # one line per value of the next swept key that is not a seed: seeds are what the band spreads over
+            by = next((k for k in swept[1:] if not k.endswith("seed")), None)
+            sw.plot(rows, os.path.join(args.out, "summary.png"), x=swept[0], y=args.plot, by=by)
         except ImportError:
             pass  # no matplotlib: the table is what counts
     if not args.quiet:

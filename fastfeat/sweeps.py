@@ -147,11 +147,7 @@ def protocol_task(cfg, out, plots=False):
         res = three_stage(teacher, m, **proto)
         plt = pyplot() if plots else None
         s = write_results(res, teacher, cfg, out, plt, time.perf_counter() - t0)
-        a_star = np.asarray(s["teacher_a"], float)
-        row.update(relative_loss=s["relative_loss"], loss=s["loss"], best_cos_min=float(np.min(s["best_cos"])),
-                   captured_mass_error=float(np.max(np.abs(np.asarray(s["captured_mass"]) - a_star))),
-                   far_mass=s["far_mass"], active_neurons=s["active_neurons"], best_cos=json.dumps(s["best_cos"]),
-                   captured_mass=json.dumps(s["captured_mass"]))
+        row.update(_summary_row(s))
     except TrainingDiverged as exc:
         row.update(status="diverged", message=str(exc))
     except ConfigError as exc:
@@ -160,6 +156,15 @@ def protocol_task(cfg, out, plots=False):
         row.update(status="error", message=f"{type(exc).__name__}: {exc}")
     row["wall_seconds"] = time.perf_counter() - t0
     return row
+
+
+def _summary_row(s):
+    """The metric columns of results.csv from a run's summary.json."""
+    a_star = np.asarray(s["teacher_a"], float)
+    return dict(relative_loss=s["relative_loss"], loss=s["loss"], best_cos_min=float(np.min(s["best_cos"])),
+                captured_mass_error=float(np.max(np.abs(np.asarray(s["captured_mass"]) - a_star))),
+                far_mass=s["far_mass"], active_neurons=s["active_neurons"], best_cos=json.dumps(s["best_cos"]),
+                captured_mass=json.dumps(s["captured_mass"]))
 
 
 def _user_task(fn, cfg, out):
@@ -201,10 +206,88 @@ def _warmup_plugin(dtypes):
 
 
 def _read_rows(path):
+    """(rows by key, header, what was skipped) of a results.csv: the rows that read back whole. A line that
+    is not UTF-8, has another number of fields than the header (a truncated last line) or no key is
+    skipped and counted, never an error: the runs it stood for are recovered from their folders, or run
+    again."""
     if not os.path.exists(path):
-        return {}
-    with open(path, newline="") as f:
-        return {r["key"]: r for r in csv.DictReader(f) if r.get("key")}
+        return {}, [], []
+    with open(path, "rb") as f:
+        raw = f.read().split(b"\n")
+    text, skipped = [], []
+    for i, line in enumerate(raw):
+        try:
+            text.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            skipped.append(f"line {i + 1} (not UTF-8)")
+    lines = [t for t in text if t.strip()]
+    if not lines:
+        return {}, [], skipped
+    reader = csv.reader(lines)
+    try:
+        header = next(reader)
+    except csv.Error:
+        return {}, [], skipped + ["the header"]
+    rows = {}
+    n = 1
+    while True:
+        n += 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            skipped.append(f"row {n} (not CSV)")
+            continue
+        if len(fields) != len(header):
+            skipped.append(f"row {n} ({len(fields)} fields, the header has {len(header)})")
+            continue
+        r = dict(zip(header, fields))
+        if not r.get("key"):
+            skipped.append(f"row {n} (no key)")
+            continue
+        rows[r["key"]] = r
+    return rows, header, skipped
+
+
+def _recover(out, todo, rows, listed):
+    """Rows of this sweep's protocol runs that results.csv does not list (``listed``) but whose folder holds
+    the summary.json a finished protocol writes: rebuilt from it into ``rows``. Returns the keys recovered."""
+    found = []
+    for swept, _, key in todo:
+        if key in rows or key in listed:
+            continue
+        try:
+            with open(os.path.join(out, "runs", key, "summary.json")) as f:
+                s = json.load(f)
+            row = dict(status="ok", message="recovered from runs/" + key, **_summary_row(s))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        row["wall_seconds"] = s.get("wall_seconds", math.nan)
+        rows[key] = dict(row, key=key, **swept)
+        found.append(key)
+    return found
+
+
+class SweepBusyError(RuntimeError):
+    """Another sweep is writing into the same folder."""
+
+
+def _lock(out):
+    """An exclusive lock on the sweep folder ``out`` (held until the returned file is closed; the system
+    releases it if the process dies); ``SweepBusyError`` when another sweep holds it."""
+    f = open(os.path.join(out, ".sweep.lock"), "a+")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock (Windows): no protection against a second sweep
+        return f
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise SweepBusyError(f"another sweep is writing into {out}; wait for it to finish, or give this one "
+                             "another --out") from None
+    return f
 
 
 def _append_row(path, row, columns):
@@ -222,7 +305,12 @@ def swept_keys(rows):
     if not rows:
         return []
     keys = list(rows[0])
-    return [k for k in keys[:keys.index("status")] if k.partition(".")[0] in ("teacher", "protocol")]
+
+    def given(v):  # (results.csv keeps other sweeps' keys: empty in the rows of this one)
+        return v is not None and v != "" and not (isinstance(v, float) and math.isnan(v))
+
+    return [k for k in keys[:keys.index("status")] if k.partition(".")[0] in ("teacher", "protocol")
+            and any(given(r.get(k)) for r in rows)]
 
 
 def _write_rows(path, rows, columns):
@@ -279,17 +367,43 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
         make_writable_folder(os.path.join(out, "runs"))
     except OSError as exc:
         raise PermissionError(f"the sweep's folder {out} is not writable: {exc.strerror or exc}") from None
-    swept_keys = list(dict.fromkeys(k for swept, _ in runs for k in swept))
+    lock = _lock(out)
+    try:
+        return _run_sweep(runs, out, fn, workers, scheduler, threads_per_run, plots, progress, retries, client)
+    finally:
+        lock.close()
+
+
+def _run_sweep(runs, out, fn, workers, scheduler, threads_per_run, plots, progress, retries, client):
     path = os.path.join(out, "results.csv")
-    previous = _read_rows(path)
-    extra = list(dict.fromkeys(k for r in previous.values() for k in r
+    todo = [(s, c, run_key(c)) for s, c in runs]
+    keys_in_order = list(dict.fromkeys(k for _, _, k in todo))
+    previous, header, skipped = _read_rows(path)
+    if skipped:
+        warnings.warn(f"fastfeat sweep: {path} was damaged; skipped " + ", ".join(skipped[:5])
+                      + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+                      + "; the runs they stood for are recovered from their folders or run again",
+                      RuntimeWarning, stacklevel=3)
+    done = {k: r for k, r in previous.items() if r.get("status") in FINISHED}
+    if fn is None:
+        recovered = _recover(out, todo, done, previous)
+        if recovered and not skipped:
+            warnings.warn(f"fastfeat sweep: {len(recovered)} finished run(s) missing from {path} were recovered "
+                          "from their folders", RuntimeWarning, stacklevel=3)
+    # results.csv is the union of every finished run in the folder: other sweeps' rows are kept, after
+    # this sweep's, under the union of the swept keys
+    old_swept = header[:header.index("status")] if "status" in header else []
+    swept_keys = list(dict.fromkeys([k for swept, _, _ in todo for k in swept]
+                                    + [k for k in old_swept if k.partition(".")[0] in ("teacher", "protocol")]))
+    extra = list(dict.fromkeys(k for r in done.values() for k in r
                                if k not in swept_keys and k not in METRIC_COLUMNS))  # a user function's values
     columns = swept_keys + extra + list(METRIC_COLUMNS)
-    done = {k: r for k, r in previous.items() if r.get("status") in FINISHED}
-    todo = [(s, c, run_key(c)) for s, c in runs]
-    keys_in_order = [k for _, _, k in todo]
+    others = [k for k in previous if k in done and k not in set(keys_in_order)]
     pending = [(s, c, k) for s, c, k in todo if k not in done]
     rows = dict(done)
+
+    def table():
+        return [rows[k] for k in keys_in_order + others if k in rows]
 
     def record(swept, key, row):
         row = dict(row, key=key, **swept)
@@ -297,12 +411,12 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
         new = [k for k in row if k not in columns]
         if new:  # a user function's own values: new columns, the table rewritten once
             columns[len(swept_keys):len(swept_keys)] = new
-            _write_rows(path, [rows[k] for k in keys_in_order if k in rows], columns)
+            _write_rows(path, table(), columns)
             return
         _append_row(path, row, columns)  # as runs finish, never only at the end
 
-    if os.path.exists(path):  # keep the finished rows only, under this sweep's columns
-        _write_rows(path, [done[k] for k in keys_in_order if k in done], columns)
+    if os.path.exists(path) or rows:  # the finished rows only, under this sweep's columns
+        _write_rows(path, table(), columns)
     t_start = time.perf_counter()
     first_task = None
     if pending:
@@ -338,7 +452,8 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
             bar = None
             if progress:
                 from tqdm.auto import tqdm
-                bar = tqdm(total=len(todo), initial=len(done), unit="run", dynamic_ncols=True)
+                bar = tqdm(total=len(keys_in_order), initial=len(keys_in_order) - len(pending), unit="run",
+                           dynamic_ncols=True)
             failed = 0
             for fut in as_completed(futures):
                 swept, key = futures[fut]
@@ -361,46 +476,97 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
                 own.close()
                 if cluster is not None:
                     cluster.close()
-    ordered = [rows[k] for k in keys_in_order if k in rows]
-    _write_rows(path, ordered, columns)
+    _write_rows(path, table(), columns)
+    mine = set(keys_in_order)
     try:  # typed rows (the finished ones were read back from the CSV as text), and Parquet
         import pandas as pd
     except ImportError:
         pd = None
     if pd is not None:
-        table = pd.read_csv(path, dtype={"key": str, "message": str}, keep_default_na=False, na_values=[""])
-        ordered = table.to_dict("records")
+        frame = pd.read_csv(path, dtype={"key": str, "message": str}, keep_default_na=False, na_values=[""])
+        typed = {r["key"]: r for r in frame.to_dict("records")}
+        ordered = [typed[k] for k in keys_in_order if k in typed]
         try:
-            table.to_parquet(os.path.join(out, "results.parquet"))
+            frame.to_parquet(os.path.join(out, "results.parquet"))
         except ImportError:  # no pyarrow / fastparquet
             pass
+    else:
+        ordered = [rows[k] for k in keys_in_order if k in rows and k in mine]
     with open(os.path.join(out, "sweep.json"), "w") as f:
-        json.dump({"runs": len(todo), "skipped": len(done), "computed": len(pending),
+        json.dump({"runs": len(keys_in_order), "skipped": len(keys_in_order) - len(pending), "computed": len(pending),
+                   "rows_in_results": len(table()),
                    "seconds": time.perf_counter() - t_start, "seconds_to_first_result": first_task}, f, indent=2)
     return ordered
 
 
-def plot(rows, path, *, x, y, by=None, logy=True):
-    """A summary plot of metric ``y`` against swept key ``x`` (one line per value of swept key ``by``)."""
+#: the metrics of results.csv a summary plot can show (numbers)
+PLOT_METRICS = ("relative_loss", "loss", "best_cos_min", "captured_mass_error", "far_mass", "active_neurons",
+                "wall_seconds")
+
+
+def check_plot(y):
+    """ValueError unless ``y`` is a metric a summary plot can show (checked before a sweep runs)."""
+    if y not in PLOT_METRICS:
+        raise ValueError(f"plot: unknown metric {y!r}; choose one of {list(PLOT_METRICS)}")
+
+
+def _number(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def plot(rows, path, *, x, y, by=None, logy=None):
+    """A summary plot of metric ``y`` against swept key ``x`` (one line per value of swept key ``by``): the
+    mean over the other swept keys (seeds, ...) with their spread (min to max) as a band, every run as a
+    faint dot. A key whose values are not all numbers (an activation) is shown as categories; a numeric
+    one spanning a factor 4 or more on a log axis. ``logy`` None: a log axis for a metric spanning a factor
+    10 or more (losses), else linear (cosines)."""
+    check_plot(y)
     plt = pyplot()
+    ok = [r for r in rows if r.get("status") == "ok" and _number(r.get(y)) is not None]
+    numeric = all(_number(r.get(x)) is not None for r in ok)
+    if numeric:
+        def pos(v):
+            return _number(v)
+        ticks = None
+    else:
+        cats = list(dict.fromkeys(str(r.get(x)) for r in ok))
+        def pos(v):
+            return float(cats.index(str(v)))
+        ticks = cats
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     groups = {}
-    for r in rows:
-        if r.get("status") != "ok":
-            continue
-        groups.setdefault(r.get(by) if by else None, []).append((float(r[x]), float(r[y])))
-    for g, pts in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for r in ok:
+        groups.setdefault(r.get(by) if by else None, []).append((pos(r[x]), _number(r[y])))
+    def order(kv):  # numbers in numeric order, then the rest by name
+        v = _number(kv[0])
+        return (0, v, "") if v is not None else (1, 0.0, str(kv[0]))
+
+    for g, pts in sorted(groups.items(), key=order):
         xs = sorted({p[0] for p in pts})
-        ys = [np.mean([p[1] for p in pts if p[0] == v]) for v in xs]  # the mean over the other keys
-        ax.plot(xs, ys, "o-", label=f"{by} = {g}" if by else None)
+        vals = [[p[1] for p in pts if p[0] == v] for v in xs]
+        line = ax.plot(xs, [np.mean(v) for v in vals], "o-", label=f"{by} = {g}" if by else None)[0]
+        if any(len(v) > 1 for v in vals):
+            ax.fill_between(xs, [min(v) for v in vals], [max(v) for v in vals], color=line.get_color(), alpha=0.2,
+                            linewidth=0)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], ".", color=line.get_color(), alpha=0.35)
+    ys_all = [_number(r[y]) for r in ok]
+    if logy is None:
+        logy = bool(ys_all) and min(ys_all) > 0 and max(ys_all) >= 10 * min(ys_all)
     ax.set_xlabel(x)
     ax.set_ylabel(y + (" (log scale)" if logy else ""))
-    ax.set_title(f"{y} against {x}" + (f", one line per {by}" if by else "") + "\n(mean over any other swept keys)",
-                 fontsize=10)
-    xs_all = [float(r[x]) for r in rows if r.get("status") == "ok"]
-    if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 4:  # widths, sample sizes: log axis
-        ax.set_xscale("log")
-    if logy:
+    ax.set_title(f"{y} against {x}" + (f", one line per {by}" if by else "")
+                 + "\n(mean over the other swept keys, band: min to max, dots: runs)", fontsize=10)
+    if ticks is not None:
+        ax.set_xticks(range(len(ticks)))
+        ax.set_xticklabels(ticks)
+    else:
+        xs_all = [pos(r[x]) for r in ok]
+        if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 4:  # widths, sample sizes: log axis
+            ax.set_xscale("log")
+    if logy and ys_all and min(ys_all) > 0:
         ax.set_yscale("log")
     if by:
         ax.legend(fontsize=8)
