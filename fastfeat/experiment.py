@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 
 from .networks import Teacher
-from .paper import argument_problems
+from .paper import KEYWORDS, argument_problems
 
 
 class ConfigError(ValueError):
@@ -33,7 +33,8 @@ TEACHER_KEYS = ("d", "m_star", "activation", "signs", "seed", "dtype")
 
 def read_config(path):
     """The configuration: DEFAULT_CONFIG updated by the tables of the TOML file at ``path``. Problems
-    with the file itself raise ``ConfigError``; the values are checked by ``check_config``."""
+    with the file itself raise ``ConfigError``; the keys and values are checked by ``check_config``
+    (every problem at once)."""
     cfg = {k: dict(v) for k, v in DEFAULT_CONFIG.items()}
     if path is None:
         return cfg
@@ -61,9 +62,6 @@ def read_config(path):
             problems.append(f"{table} must be a table ([{table}])")
             continue
         cfg[table].update(values)
-    bad = sorted(set(cfg["teacher"]) - set(TEACHER_KEYS))
-    if bad:
-        problems.append(f"[teacher]: unknown key(s) {bad}; known: {list(TEACHER_KEYS)}")
     if problems:
         _raise(f"config {path}: " + "; ".join(problems))
     return cfg
@@ -83,14 +81,46 @@ def check_config(cfg, where="config"):
     return teacher, m, proto
 
 
-def config_problems(cfg):
-    """(teacher, m, protocol keywords, problems): ``check_config`` without raising (problems: phrases)."""
-    problems = []
-    teacher = None
+def _unknown(table, keys, known):
+    """The phrase for a key of ``[table]`` that is not in ``known``, with the nearest known one."""
+    import difflib
+
+    out = []
+    for key in keys:
+        near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        out.append(f"[{table}]: unknown key {key!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+                   + f"; known: {', '.join(known)}" * (not near))
+    return out
+
+
+def _teacher_problems(values):
+    """(teacher or None, problems) of the [teacher] table: every bad key named, not only the first."""
+    unknown = [k for k in values if k not in TEACHER_KEYS]
+    problems = _unknown("teacher", unknown, list(TEACHER_KEYS))
+    given = {k: v for k, v in values.items() if k in TEACHER_KEYS}
+    for key in ("d", "m_star"):
+        if key not in given:
+            problems.append(f"[teacher] needs {key}")
     try:
-        teacher = Teacher.random(**cfg["teacher"])
+        return Teacher.random(**given), problems
     except (TypeError, ValueError) as exc:
-        problems.append(f"[teacher]: {exc}")
+        whole = exc
+    # find each key that fails on its own (over a valid base), so that one bad value hides no other
+    base = {"d": 4, "m_star": 2}
+    found = []
+    for key, value in given.items():
+        try:
+            Teacher.random(**dict(base, **{key: value}))
+        except (TypeError, ValueError) as exc:
+            text = str(exc)
+            found.append(f"[teacher]: {text}" if key in text else f"[teacher]: {key} = {value!r}: {text}")
+    return None, problems + (found or [f"[teacher]: {whole}"])
+
+
+def config_problems(cfg):
+    """(teacher, m, protocol keywords, problems): ``check_config`` without raising (problems: phrases,
+    each naming its table and key, every one of them)."""
+    teacher, problems = _teacher_problems(cfg["teacher"])
     proto = dict(cfg["protocol"])
     m = proto.pop("m", None)
     if m is None:
@@ -100,6 +130,11 @@ def config_problems(cfg):
         if key in proto:
             problems.append(f"[protocol]: {key} is set by the command line (--quiet), not in the config")
             proto.pop(key)
+    known = ["m"] + [k for k in KEYWORDS if k not in CLI_KEYS]
+    unknown = [k for k in proto if k not in known]
+    problems += _unknown("protocol", unknown, known)
+    for k in unknown:
+        proto.pop(k)
     problems += [f"[protocol]: {p}" for p in argument_problems(teacher, m, **proto)]
     return teacher, m, proto, problems
 

@@ -188,7 +188,8 @@ _CHECKS = {
     "n_threads": _optional(check_threads),
     "hessian": _check_bool,
 }
-_KEYWORDS = tuple(_CHECKS)
+#: the keywords of ``three_stage`` (besides ``teacher`` and ``m``)
+KEYWORDS = _KEYWORDS = tuple(_CHECKS)
 
 
 def argument_problems(teacher, m, **kwargs):

@@ -123,14 +123,22 @@ def load(path):
 
 def check_runs(runs, where="sweep"):
     """Check every run's configuration before anything starts; all problems raised as one ``ConfigError``."""
-    problems = []
+    # each problem once, with the runs that have it (a typo in the base is in every run)
+    runs_of = {}
+    bad = 0
     for swept, cfg in runs:
         found = config_problems(cfg)[3]
-        if found:
-            problems.append(f"run {swept or '(the base configuration)'}: " + "; ".join(found))
-    if problems:
-        raise ConfigError(f"{where}: {len(problems)} of {len(runs)} runs are invalid: " + " | ".join(problems[:5])
-                          + (" | ..." if len(problems) > 5 else ""))
+        bad += bool(found)
+        for p in found:
+            runs_of.setdefault(p, []).append(str(swept or "(the base configuration)"))
+    if runs_of:
+        parts = []
+        for p, which in runs_of.items():
+            where_ = "every run" if len(which) == len(runs) else (
+                f"run {which[0]}" if len(which) == 1 else f"{len(which)} runs, e.g. {which[0]}")
+            parts.append(f"{p} ({where_})")
+        raise ConfigError(f"{where}: {bad} of {len(runs)} runs are invalid: " + " | ".join(parts[:8])
+                          + (f" | and {len(parts) - 8} more problems" if len(parts) > 8 else ""))
 
 
 def protocol_task(cfg, out, plots=False):

@@ -116,6 +116,31 @@ def test_every_invalid_config_is_one_error_line_before_anything_is_created(name,
     assert not out.exists()
 
 
+def test_every_problem_of_a_file_at_once_each_with_its_table_and_key(tmp_path, capsys):
+    """An unknown key hides no other problem; near-misses get a suggestion; a bad seed names its key."""
+    path = tmp_path / "c.toml"
+    path.write_text('[teacher]\nactivaton = "relu"\nd = -3\nseed = -1\n[protocol]\nm = 255\nepoch = 3\n'
+                    'lam0 = -1\n')
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", str(path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1
+    for part in ("unknown key 'activaton' (did you mean 'activation'?)", "[teacher]: d must be >= 1",
+                 "[teacher]: seed = -1", "unknown key 'epoch' (did you mean 'epochs'?)", "m must be even",
+                 "lam0 must be >= 0"):
+        assert part in err[0], part
+    assert "progress" not in err[0] and not (tmp_path / "o").exists()
+
+
+def test_a_typo_in_a_sweep_is_reported_once(tmp_path):
+    runs = [{"protocol": {"m": m, "epoch": 3}} for m in (8, 16, 32)]
+    with pytest.raises(ff.ConfigError) as info:
+        ff.sweep(runs, out=tmp_path / "o", workers=1, progress=False)
+    msg = str(info.value)
+    assert msg.count("unknown key 'epoch'") == 1 and "every run" in msg and "3 of 3 runs" in msg
+    assert len(msg) < 400
+
+
 def test_out_that_is_a_file_or_holds_results_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ff.paper, "three_stage", lambda *a, **k: pytest.fail("the protocol ran"))
     afile = tmp_path / "afile"

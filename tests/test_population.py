@@ -164,3 +164,34 @@ def test_symmetric_init_is_zero_function():
     assert abs(pop.loss(net) - pop.loss(zero)) < 1e-14
     X = np.random.default_rng(0).standard_normal((5, 6))
     assert np.allclose(net(X), 0.0)
+
+
+def test_the_loss_at_the_teacher_is_never_negative():
+    """At the teacher the three terms of the closed form cancel to rounding noise: the loss is clamped at 0
+    (never below), while the gradient there stays the computed one (of rounding size)."""
+    for act in CLOSED_FORM:
+        for dt in ("float64", "float32"):
+            teacher = ff.Teacher.random(7, 3, activation=act, seed=11, dtype=dt)
+            net = ff.TwoLayer(teacher.W.copy(), teacher.a.copy(), act)
+            pop = ff.Population(teacher)
+            assert 0.0 <= pop.loss(net) < 1e-5
+            gW, ga = pop.grad(net)
+            assert np.abs(gW).max() < 1e-4 and np.abs(ga).max() < 1e-4
+
+
+def test_small_objective_calls_run_on_one_thread_and_give_the_same_bits():
+    """objective.loss / objective.grad at a small width run on the calling thread (a parallel region costs
+    more than the work): the same bits as with one thread set by hand."""
+    import numba
+    teacher = ff.Teacher.random(5, 2, seed=0)
+    net = ff.TwoLayer.init(5, 16, seed=1)
+    pop = ff.Population(teacher)
+    g_all = pop.grad(net)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        g_one = pop.grad(net)
+    finally:
+        numba.set_num_threads(before)
+    assert all(np.array_equal(x, y) for x, y in zip(g_all, g_one))
+    assert numba.get_num_threads() == before  # the kernel gave the thread count back

@@ -474,9 +474,13 @@ def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
             if want_grad:
                 matmul_nn(Go, WO, gI, True, blas)          # g_W[I] += B_I> W_>
                 matmul_tn(Go, WI, gW[i1:], True, blas)     # g_W[>] += B_I>^T W_I
-    loss = finish(W, a, gW, ga, S, T, A, want_grad)
+    loss = finish(W, a, gW, ga, S, T, A, want_grad) + 0.5 * teacher_energy(Wt, at, tnrm, code)
     serial_end(threads)
-    return loss + 0.5 * teacher_energy(Wt, at, tnrm, code)
+    # the loss is a mean of squares: at the teacher the three terms cancel to rounding noise, which may
+    # fall below 0 (and break log-scale plots); the gradient is computed apart and unaffected (NaN stays NaN)
+    if loss < 0.0:
+        loss = 0.0
+    return loss
 
 
 @njit
