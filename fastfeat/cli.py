@@ -60,11 +60,11 @@ def load_config(path):
         _fail(str(exc))
 
 
-def check_config(cfg, where="config"):
+def check_config(cfg, where="config", plots=False):
     """``experiment.check_config``; all problems end the program as one ``fastfeat: error:`` line (exit
     status 2)."""
     try:
-        return experiment.check_config(cfg, where)
+        return experiment.check_config(cfg, where, plots)
     except ConfigError as exc:
         _fail(str(exc))
 
@@ -74,6 +74,8 @@ def prepare_out(out, force=False):
     results there unless ``force``, writable (a probe file is created and removed). Creates the folder."""
     if os.path.exists(out) and not os.path.isdir(out):
         _fail(f"--out {out} is a file, not a folder")
+    if os.path.isdir(out) and any(os.path.exists(os.path.join(out, f)) for f in ("results.csv", "sweep.json")):
+        _fail(f"--out {out} is a sweep's folder (results.csv, runs/); give the run a folder of its own")
     if os.path.isdir(out) and not force:
         old = [name for name in OUTPUTS if os.path.exists(os.path.join(out, name))]
         if old:
@@ -101,7 +103,7 @@ def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=F
     from .training import TrainingDiverged
 
     cfg = load_config(config_path)
-    teacher, m, proto = check_config(cfg, f"config {config_path}" if config_path else "config")
+    teacher, m, proto = check_config(cfg, f"config {config_path}" if config_path else "config", plots)
     plt = _pyplot() if plots else None  # fail before the run, not after it
     prepare_out(out, force)
     say = print if progress else (lambda *a, **k: None)
@@ -239,6 +241,7 @@ def main(argv=None):
                       help="metric of the summary plot against the first swept key (default relative_loss)")
     p_sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("info", help="versions, threads, threading layer, CUDA, where the kernels are cached")
+    sub.add_parser("template", help="print a commented configuration file with every key at its default")
     p_warm = sub.add_parser("warmup", help="compile the kernels of training, the flow and `fastfeat run` for both "
                             "float types into the disk cache")
     p_warm.add_argument("--dtype", choices=("float32", "float64"), action="append",
@@ -257,6 +260,8 @@ def main(argv=None):
         run(args.config, args.out, plots=not args.no_plots, progress=not args.quiet, force=args.force)
     elif args.command == "sweep":
         sweep_command(args)
+    elif args.command == "template":
+        print(experiment.template(), end="")
     elif args.command == "warmup":
         from .kernels._warmup import DTYPES, TASKS, warmup
         # (the package's tasks are registered: importing this module imported the fastfeat package first)

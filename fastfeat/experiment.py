@@ -71,11 +71,11 @@ def read_config(path):
 CLI_KEYS = ("progress",)
 
 
-def check_config(cfg, where="config"):
+def check_config(cfg, where="config", plots=False):
     """(teacher, m, protocol keywords) of a configuration, after checking every value (types, ranges, every
     keyword of ``ff.paper.three_stage``) without running or compiling anything; all problems are raised
     together as one ``ConfigError``."""
-    teacher, m, proto, problems = config_problems(cfg)
+    teacher, m, proto, problems = config_problems(cfg, plots)
     if problems:
         _raise(f"{where}: " + "; ".join(problems))
     return teacher, m, proto
@@ -117,9 +117,10 @@ def _teacher_problems(values):
     return None, problems + (found or [f"[teacher]: {whole}"])
 
 
-def config_problems(cfg):
+def config_problems(cfg, plots=False):
     """(teacher, m, protocol keywords, problems): ``check_config`` without raising (problems: phrases,
-    each naming its table and key, every one of them)."""
+    each naming its table and key, every one of them). ``plots``: the run will draw its plots, whose
+    alignment panels need the ``alignment`` metric."""
     teacher, problems = _teacher_problems(cfg["teacher"])
     proto = dict(cfg["protocol"])
     m = proto.pop("m", None)
@@ -136,6 +137,10 @@ def config_problems(cfg):
     for k in unknown:
         proto.pop(k)
     problems += [f"[protocol]: {p}" for p in argument_problems(teacher, m, **proto)]
+    metrics = proto.get("metrics", ("loss", "alignment"))
+    if plots and isinstance(metrics, (list, tuple)) and "alignment" not in metrics:
+        problems.append(f"[protocol]: metrics = {list(metrics)} leaves out 'alignment', which the plots "
+                        "(alignment.png, mass_by_angle.png) need; add it, or leave the plots out (--no-plots)")
     return teacher, m, proto, problems
 
 
@@ -348,3 +353,69 @@ def write_results(res, teacher, cfg, out, plt, wall):
         if res.hessian is not None:
             plot_hessian(res, os.path.join(out, "hessian.png"), plt)
     return summary
+
+
+#: one line on each [protocol] key of the template (``fastfeat template``)
+_KEY_NOTES = {
+    "n": "None: the exact population loss; an integer: a data set of n samples",
+    "seed": "the initialization (and the data set)",
+    "noise": "label-noise standard deviation",
+    "dtype": '"float64" or "float32"',
+    "init_scale": "scale of the symmetric Gaussian initialization",
+    "eta1": "stage 1 step size (weight decay 1/eta1 on W)",
+    "renormalize": "rescale every row of W after stage 1 ...",
+    "row_norm": "... to this norm",
+    "ridge": "stage 2 ridge strength, relative to the mean diagonal of the Gram matrix",
+    "balance": "balance the norms before stage 3 (positively homogeneous activations)",
+    "lr": "stage 3 step size (None: lr_scale / the largest eigenvalue of K(W, W))",
+    "lr_a": "stage 3 step size of a (None: lr; 0 trains only W)",
+    "lr_scale": "see lr (gradient descent on a is stable below 2)",
+    "epochs": "stage 3 epochs; the weight decay is multiplied by lam_factor after each",
+    "epoch_steps": "steps per epoch",
+    "lam0": "stage 3 weight decay of the first epoch",
+    "lam_factor": "its factor from one epoch to the next",
+    "lam_floor": "its smallest value (on both layers)",
+    "batch_size": "stage 3 minibatch size (with n; None: full batch)",
+    "log_every": "steps between logged rows",
+    "metrics": "what the histories log (the plots need \"alignment\")",
+    "radius": "neighbourhood radius (radians) of the final alignment",
+    "n_threads": "threads of stage 3 (None: all)",
+    "hessian": "also the Hessian's spectrum at the end (hessian.npz, hessian.png)",
+}
+
+
+def _toml(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def template():
+    """A commented configuration file with every key at its default (``fastfeat template``): the teacher
+    and the width of the built-in run set, every other key commented out at its default value."""
+    from .paper import _DEFAULTS
+
+    lines = ["# fastfeat run CONFIG.toml: the three-stage protocol of ff.paper.three_stage (docs/cli.md)", "",
+             "[teacher]  # ff.Teacher.random"]
+    notes = {"d": "input dimension", "m_star": "teacher neurons (orthonormal directions, m_star <= d)",
+             "activation": "relu, abs, relu_centered, erf, linear, he2, he3, tanh",
+             "signs": '"mixed" (+1, -1, ...) or "positive" second layer', "seed": "the teacher's directions",
+             "dtype": '"float64" or "float32"'}
+    teacher = dict(DEFAULT_CONFIG["teacher"], dtype="float64")
+    for key in TEACHER_KEYS:
+        prefix = "" if key in DEFAULT_CONFIG["teacher"] else "# "
+        lines.append(f"{prefix}{key} = {_toml(teacher[key])}".ljust(34) + f"# {notes[key]}")
+    lines += ["", "[protocol]  # m and the keywords of ff.paper.three_stage",
+              f"m = {DEFAULT_CONFIG['protocol']['m']}".ljust(34) + "# student width (even)"]
+    for key in KEYWORDS:
+        if key in CLI_KEYS:
+            continue
+        value = DEFAULT_CONFIG["protocol"].get(key, _DEFAULTS[key])
+        prefix = "" if key in DEFAULT_CONFIG["protocol"] else "# "
+        shown = "(none)" if value is None else _toml(value)
+        lines.append(f"{prefix}{key} = {shown}".ljust(34) + f"# {_KEY_NOTES.get(key, '')}")
+    return "\n".join(lines) + "\n"

@@ -121,13 +121,13 @@ def load(path):
         raise ConfigError(str(exc)) from None
 
 
-def check_runs(runs, where="sweep"):
+def check_runs(runs, where="sweep", plots=False):
     """Check every run's configuration before anything starts; all problems raised as one ``ConfigError``."""
     # each problem once, with the runs that have it (a typo in the base is in every run)
     runs_of = {}
     bad = 0
     for swept, cfg in runs:
-        found = config_problems(cfg)[3]
+        found = config_problems(cfg, plots)[3]
         bad += bool(found)
         for p in found:
             runs_of.setdefault(p, []).append(str(swept or "(the base configuration)"))
@@ -150,7 +150,7 @@ def protocol_task(cfg, out, plots=False):
     t0 = time.perf_counter()
     row = {"status": "ok", "message": ""}
     try:
-        teacher, m, proto = check_config(cfg)
+        teacher, m, proto = check_config(cfg, plots=plots)
         os.makedirs(out, exist_ok=True)
         res = three_stage(teacher, m, **proto)
         plt = pyplot() if plots else None
@@ -366,7 +366,7 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
                 pairs.append((swept, cfg))
         runs = pairs
     if fn is None:
-        check_runs(runs, where)
+        check_runs(runs, where, plots)
         if plots:
             pyplot()  # no matplotlib: ImportError before anything runs
     threads_per_run = check_int(threads_per_run, "threads_per_run")

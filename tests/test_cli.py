@@ -141,6 +141,37 @@ def test_a_typo_in_a_sweep_is_reported_once(tmp_path):
     assert len(msg) < 400
 
 
+def test_template_is_the_default_configuration_with_every_key(tmp_path, capsys):
+    import tomllib
+
+    from fastfeat.paper import KEYWORDS
+    assert cli.main(["template"]) == 0
+    text = capsys.readouterr().out
+    assert tomllib.loads(text) == cli.DEFAULT_CONFIG
+    for key in [k for k in KEYWORDS if k != "progress"] + list(cli.TEACHER_KEYS):
+        assert f"{key} = " in text, key
+    path = tmp_path / "c.toml"
+    # every commented key uncommented (its default written out) is still the same valid configuration
+    lines = [ln[2:] if ln.startswith("# ") and " = " in ln and "(none)" not in ln else ln for ln in text.splitlines()]
+    path.write_text("\n".join(lines) + "\n")
+    cfg = cli.load_config(str(path))
+    teacher, m, proto = cli.check_config(cfg, plots=True)
+    assert m == 256 and proto["epochs"] == 5 and teacher.d == 20
+
+
+def test_plots_that_cannot_be_made_and_a_sweep_folder_are_refused_first(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text('[teacher]\nd = 4\nm_star = 2\n[protocol]\nm = 8\nmetrics = ["loss"]\n')
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"])
+    assert info.value.code == 2 and "alignment" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "results.csv").write_text("key,status\n")
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--out", str(tmp_path / "s"), "--quiet"])
+    assert "sweep's folder" in capsys.readouterr().err
+
+
 def test_out_that_is_a_file_or_holds_results_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ff.paper, "three_stage", lambda *a, **k: pytest.fail("the protocol ran"))
     afile = tmp_path / "afile"
