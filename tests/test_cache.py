@@ -199,3 +199,40 @@ def test_default_cache_folder_is_per_user_and_shared_by_installs(tmp_path):
     assert files and all(f.startswith(where + os.sep) for f in files), files
     for pkg in copies:
         assert _compiled_files(pkg) == []
+
+
+_ROW_NORMS = """
+import json, warnings
+import numpy as np
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from fastfeat.kernels.cpu.common import row_norms
+    out = np.empty(3)
+    row_norms(np.arange(6.0).reshape(3, 2), out)
+    st = row_norms.stats
+print(json.dumps({"norms": out.tolist(), "hits": sum(st.cache_hits.values()), "misses": sum(st.cache_misses.values()),
+                  "warnings": [str(w.message) for w in caught if "damaged" in str(w.message)]}))
+"""
+
+
+@pytest.mark.parametrize("damage", ["empty index", "garbage index", "truncated data", "garbage data"])
+def test_a_damaged_cache_file_is_a_miss_that_gets_repaired(tmp_path, damage):
+    """A truncated, emptied or overwritten .nbi / .nbc of a fastfeat kernel: the next process compiles the
+    kernel again with one warning naming the file, replaces the file, and the one after loads it."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    first = json.loads(_python(_ROW_NORMS, env))
+    assert first["misses"] == 1 and not first["warnings"]
+    files = sorted(p for p in tmp_path.rglob("common.row_norms-*") if p.suffix in (".nbi", ".nbc"))
+    index = [p for p in files if p.suffix == ".nbi"]
+    data = [p for p in files if p.suffix == ".nbc"]
+    assert index and data
+    target = index[0] if "index" in damage else data[0]
+    raw = target.read_bytes()
+    target.write_bytes({"empty index": b"", "garbage index": b"\x80\x05garbage" * 7,
+                        "truncated data": raw[: len(raw) // 3],
+                        "garbage data": (bytes(range(256)) * (len(raw) // 256 + 1))[:len(raw)]}[damage])
+    second = json.loads(_python(_ROW_NORMS, env))
+    assert second["norms"] == first["norms"] and second["misses"] == 1
+    assert len(second["warnings"]) == 1 and target.name in second["warnings"][0]
+    third = json.loads(_python(_ROW_NORMS, env))
+    assert third["hits"] == 1 and third["misses"] == 0 and not third["warnings"]

@@ -24,6 +24,10 @@ a module that F does not import leaves them valid. The BLAS the kernels link to 
 OpenBLAS, or scipy's through numba) is part of the cache files' names (``TAGS``), so code built for
 each is kept apart; numba keys each entry by the target CPU's name and features as well.
 
+A damaged entry (a truncated, emptied or overwritten ``.nbi`` / ``.nbc``: a full disk, a partly copied
+shared cache) is a miss, not an error: the kernel is compiled again, the file replaced, and a
+``RuntimeWarning`` names it once per process.
+
 Code outside fastfeat that calls fastfeat's kernels from its own ``@njit(cache=True)`` functions is
 cached by numba's own rules: after upgrading fastfeat, clear that code's cache (its ``__pycache__``
 ``*.nbi``/``*.nbc`` files) or touch its source.
@@ -34,6 +38,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import warnings
 
 import numba
 from numba.core import caching, config
@@ -195,11 +200,66 @@ class FastfeatCacheLocator(caching._CacheLocator):
         return self
 
 
+#: what reading a damaged cache file raises (a truncated, emptied or overwritten .nbi / .nbc): unpickling
+#: arbitrary bytes can raise nearly anything (UnpicklingError, EOFError, ValueError, OverflowError, ...)
+_DAMAGED = Exception
+_warned = set()
+
+
+def _ours(cache_file):
+    """Whether a numba cache file object belongs to fastfeat's kernels (other code's caches are left as
+    numba handles them)."""
+    return f"{os.sep}numba-{numba.__version__}{os.sep}{_PKG}" in str(getattr(cache_file, "_cache_path", ""))
+
+
+def _damaged(cache_file, path, exc):
+    """A damaged entry of fastfeat's cache is a miss: say so once per file, and remove the file so that
+    the kernel compiled now replaces it (and every later process finds a good one)."""
+    if path not in _warned:
+        _warned.add(path)
+        warnings.warn(f"fastfeat: the kernel cache file {path} is damaged ({type(exc).__name__}); the kernel is "
+                      "compiled again and the file replaced", RuntimeWarning, stacklevel=4)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _robust(cls):
+    """Make ``cls`` (numba's ``IndexDataCacheFile``) treat an unreadable index or data file of fastfeat's
+    cache as a miss instead of raising from every later kernel call (idempotent)."""
+    if getattr(cls, "_fastfeat_robust", False):
+        return
+    load_index, load = cls._load_index, cls.load
+
+    def _load_index(self):
+        try:
+            return load_index(self)
+        except _DAMAGED as exc:
+            if not _ours(self):
+                raise
+            _damaged(self, self._index_path, exc)
+            return {}
+
+    def _load(self, key):
+        try:
+            return load(self, key)
+        except _DAMAGED as exc:
+            if not _ours(self):
+                raise
+            name = self._load_index().get(key)
+            _damaged(self, self._data_path(name) if name else self._index_path, exc)
+            return None
+
+    cls._load_index, cls.load, cls._fastfeat_robust = _load_index, _load, True
+
+
 def install():
-    """Put the locator in front of numba's (idempotent)."""
+    """Put the locator in front of numba's, and make damaged cache files misses (idempotent)."""
     classes = caching.CacheImpl._locator_classes
     if FastfeatCacheLocator not in classes:
         classes.insert(0, FastfeatCacheLocator)
+    _robust(caching.IndexDataCacheFile)
 
 
 def cache_dirs():
