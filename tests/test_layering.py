@@ -50,22 +50,28 @@ def _above(name):
     return any(name == top or name.startswith(top + ".") for top in ABOVE_KERNELS)
 
 
+def _modules(package_dir, folder):
+    """(path, module name, whether it is a package's __init__) of every .py file under ``folder``."""
+    for dirpath, _, files in os.walk(folder):
+        for fname in sorted(files):
+            if fname.endswith(".py"):
+                path = os.path.join(dirpath, fname)
+                yield path, _module_name(path, package_dir), fname == "__init__.py"
+
+
+def _parse(path):
+    with open(path, encoding="utf-8") as f:
+        return ast.parse(f.read(), filename=path)
+
+
 def upward_imports(package_dir=PACKAGE_DIR):
     """[(file, line, imported name)] for every import of a layer above the kernels in ``kernels/``."""
     found = []
-    kernels_dir = os.path.join(package_dir, "kernels")
-    for dirpath, _, files in os.walk(kernels_dir):
-        for fname in sorted(files):
-            if not fname.endswith(".py"):
-                continue
-            path = os.path.join(dirpath, fname)
-            module = _module_name(path, package_dir)
-            with open(path, encoding="utf-8") as f:
-                tree = ast.parse(f.read(), filename=path)
-            for node in ast.walk(tree):
-                names = [n for n in _imported(node, module, fname == "__init__.py") if _above(n)]
-                if names:
-                    found.append((os.path.relpath(path, package_dir), node.lineno, names[0]))
+    for path, module, is_init in _modules(package_dir, os.path.join(package_dir, "kernels")):
+        for node in ast.walk(_parse(path)):
+            names = [n for n in _imported(node, module, is_init) if _above(n)]
+            if names:
+                found.append((os.path.relpath(path, package_dir), node.lineno, names[0]))
     return found
 
 
@@ -126,30 +132,22 @@ def floor_violations(package_dir=PACKAGE_DIR):
     importing ``fastfeat.sub`` (the package itself is always loaded first)."""
     found = []
     root = os.path.dirname(package_dir)
-    for dirpath, _, files in os.walk(package_dir):
-        for fname in sorted(files):
-            if not fname.endswith(".py"):
-                continue
-            path = os.path.join(dirpath, fname)
-            module = _module_name(path, package_dir)
-            level, group = _group(module)
-            if level is None:
-                found.append((os.path.relpath(path, package_dir), 0, module, "(in no floor)"))
-                continue
-            with open(path, encoding="utf-8") as f:
-                tree = ast.parse(f.read(), filename=path)
-            for node in ast.walk(tree):
-                names = [n for n in _imported(node, module, fname == "__init__.py")
-                         if n == "fastfeat" or n.startswith("fastfeat.")]
-                if len(names) > 1:  # from X import a, b: the submodules X.a, X.b where they exist
-                    subs = [n for n in names[1:] if os.path.exists(os.path.join(root, *n.split("."))) or
-                            os.path.exists(os.path.join(root, *n.split(".")) + ".py")]
-                    names = subs or names[:1]
-                for n in names:
-                    lv, g = _group(n)
-                    if g == group or (lv is not None and lv < level) or (n == "fastfeat" and module == "fastfeat"):
-                        continue
-                    found.append((os.path.relpath(path, package_dir), node.lineno, module, n))
+    for path, module, is_init in _modules(package_dir, package_dir):
+        level, group = _group(module)
+        if level is None:
+            found.append((os.path.relpath(path, package_dir), 0, module, "(in no floor)"))
+            continue
+        for node in ast.walk(_parse(path)):
+            names = [n for n in _imported(node, module, is_init) if n == "fastfeat" or n.startswith("fastfeat.")]
+            if len(names) > 1:  # from X import a, b: the submodules X.a, X.b where they exist
+                subs = [n for n in names[1:] if os.path.exists(os.path.join(root, *n.split("."))) or
+                        os.path.exists(os.path.join(root, *n.split(".")) + ".py")]
+                names = subs or names[:1]
+            for n in names:
+                lv, g = _group(n)
+                if g == group or (lv is not None and lv < level) or (n == "fastfeat" and module == "fastfeat"):
+                    continue
+                found.append((os.path.relpath(path, package_dir), node.lineno, module, n))
     return found
 
 

@@ -226,35 +226,35 @@ def _transpose(B, Bt):
 
 
 @pnjit
+def _blocks_ab(trans_a, A, B, C, accumulate):
+    """``C (p, q) (+)= op(A) B``, ``op(A)`` = A (p, k), or ``A.T`` for A (k, p) when ``trans_a``."""
+    if trans_a:
+        k, p = A.shape
+    else:
+        p, k = A.shape
+    q = B.shape[1]
+    lda = p if trans_a else k
+    rb, cb, kc = _blocks(p, q, k)
+    nc = (q + cb - 1) // cb
+    for b in prange(((p + rb - 1) // rb) * nc):
+        i0 = (b // nc) * rb
+        j0 = (b % nc) * cb
+        i1, j1 = min(p, i0 + rb), min(q, j0 + cb)
+        _zero(C[i0:i1, j0:j1], accumulate, k)
+        for k0 in range(0, k, kc):
+            Ab = A[k0:, i0:] if trans_a else A[i0:, k0:]
+            _gemm_rm(trans_a, False, i1 - i0, j1 - j0, min(kc, k - k0), Ab, lda, B[k0:, j0:], q, C[i0:, j0:], q,
+                     accumulate or k0 > 0)
+
+
+@njit
 def _blocks_nn(A, B, C, accumulate):
-    p, k = A.shape
-    q = B.shape[1]
-    rb, cb, kc = _blocks(p, q, k)
-    nc = (q + cb - 1) // cb
-    for b in prange(((p + rb - 1) // rb) * nc):
-        i0 = (b // nc) * rb
-        j0 = (b % nc) * cb
-        i1, j1 = min(p, i0 + rb), min(q, j0 + cb)
-        _zero(C[i0:i1, j0:j1], accumulate, k)
-        for k0 in range(0, k, kc):
-            _gemm_rm(False, False, i1 - i0, j1 - j0, min(kc, k - k0), A[i0:, k0:], k, B[k0:, j0:], q, C[i0:, j0:], q,
-                     accumulate or k0 > 0)
+    _blocks_ab(False, A, B, C, accumulate)
 
 
-@pnjit
+@njit
 def _blocks_tn(A, B, C, accumulate):
-    k, p = A.shape
-    q = B.shape[1]
-    rb, cb, kc = _blocks(p, q, k)
-    nc = (q + cb - 1) // cb
-    for b in prange(((p + rb - 1) // rb) * nc):
-        i0 = (b // nc) * rb
-        j0 = (b % nc) * cb
-        i1, j1 = min(p, i0 + rb), min(q, j0 + cb)
-        _zero(C[i0:i1, j0:j1], accumulate, k)
-        for k0 in range(0, k, kc):
-            _gemm_rm(True, False, i1 - i0, j1 - j0, min(kc, k - k0), A[k0:, i0:], p, B[k0:, j0:], q, C[i0:, j0:], q,
-                     accumulate or k0 > 0)
+    _blocks_ab(True, A, B, C, accumulate)
 
 
 def _whole_or_blocks(blas, blocks, name):
