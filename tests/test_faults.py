@@ -429,3 +429,25 @@ def test_guarded_update_is_all_or_nothing(dtype):
     gW[4, 2] = 1.0
     assert k.guarded_update(W, a, gW, ga, 0.5)
     assert np.all(W == 0.5) and np.all(a == 0.5)
+
+
+@pytest.mark.parametrize("kind", ["online", "empirical", "population"])
+def test_a_nan_put_into_the_target_after_building_the_objective_is_refused_before_training(kind):
+    """The teacher's and the data's arrays are checked at every ff.train call (as the net's are): a NaN put
+    there later raises ValueError naming the array, before any step, and the net is untouched."""
+    teacher = ff.Teacher.random(4, 2, activation="relu", seed=0)
+    obj = {"online": lambda: ff.Online(teacher, batch_size=1, seed=1),
+           "empirical": lambda: ff.Empirical.sample(teacher, 32, seed=2),
+           "population": lambda: ff.Population(teacher)}[kind]()
+    net = ff.TwoLayer.init(4, 6, activation="relu", seed=3)
+    before = net.copy()
+    ff.train(net.copy(), obj, steps=2, lr=0.01)  # fine as built
+    if kind == "empirical":
+        obj.X[5, 1] = np.nan
+        name = "X"
+    else:
+        teacher.W[1, 0] = np.nan
+        name = "teacher.W"
+    with pytest.raises(ValueError, match=name):
+        ff.train(net, obj, steps=2, lr=0.01)
+    assert np.array_equal(net.W, before.W) and np.array_equal(net.a, before.a)

@@ -124,6 +124,11 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be ff.Population, ff.Empirical or ff.Online, got {type(objective).__name__}")
     objective._check(net)
+    # the teacher's and the data's arrays at every call, as the net's: a NaN put there after the objective
+    # was built would otherwise train silently on another target (relu maps NaN to 0)
+    bad = bad_data_error(objective, "nothing was trained")
+    if bad is not None:
+        raise bad
     steps = check_int(steps, "steps", minimum=1)
     log_every = check_int(log_every, "log_every", minimum=1)
     start_step = check_int(start_step, "start_step", minimum=0)
