@@ -485,7 +485,6 @@ def _run_sweep(runs, out, fn, workers, scheduler, threads_per_run, plots, progre
                 if cluster is not None:
                     cluster.close()
     _write_rows(path, table(), columns)
-    mine = set(keys_in_order)
     try:  # typed rows (the finished ones were read back from the CSV as text), and Parquet
         import pandas as pd
     except ImportError:
@@ -499,7 +498,7 @@ def _run_sweep(runs, out, fn, workers, scheduler, threads_per_run, plots, progre
         except ImportError:  # no pyarrow / fastparquet
             pass
     else:
-        ordered = [rows[k] for k in keys_in_order if k in rows and k in mine]
+        ordered = [rows[k] for k in keys_in_order if k in rows]
     with open(os.path.join(out, "sweep.json"), "w") as f:
         json.dump({"runs": len(keys_in_order), "skipped": len(keys_in_order) - len(pending), "computed": len(pending),
                    "rows_in_results": len(table()),

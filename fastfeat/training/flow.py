@@ -221,18 +221,19 @@ class _State:
             self.m, teacher.m, self.d, np.float64, tile=objective.tile, blas=objective.blas))
         self.big = float(guard_limit(net.W))
 
-    def write_back(self):
+    def write_back(self, y=None):
+        """Write the integrator's state (or the state ``y``) into the net."""
+        y = self.y if y is None else y
         md = self.m * self.d
-        self.net.W[...] = self.y[:md].reshape(self.m, self.d)
-        self.net.a[...] = self.y[md:]
+        self.net.W[...] = y[:md].reshape(self.m, self.d)
+        self.net.a[...] = y[md:]
 
     def set_net(self, y):
         """Write the state ``y`` (an interpolated one) into the net; returns its loss (float64, no noise),
         computed at ``y`` itself."""
+        self.write_back(y)
         md = self.m * self.d
         W, a = y[:md].reshape(self.m, self.d), y[md:]
-        self.net.W[...] = W
-        self.net.a[...] = a
         # (the argument types of objective.loss on a float64 net: the same compiled loss)
         return float(_pop.loss_grad(W, a, self.Wt, self.at, self.net.code, W[:0], np.empty(self.m), self.ws, False))
 

@@ -632,12 +632,6 @@ def _lincomb(row, K, coef, ns, scale):
 
 
 @njit
-def _zero_row(row):
-    for i in range(row.shape[0]):
-        row[i] = 0.0
-
-
-@njit
 def _hermite_rows(y0, y1, g0, g1, t, h, D, st):
     """The cubic Hermite interpolant of a step (both ends and their gradients: free, 3rd order)."""
     copy_to(y0, D[0])
@@ -660,7 +654,7 @@ def _erk_dense(method, t, h, y, K, Gn, Yn, D, st, cnt, Wt, at, code, ws, reg, la
     if method == DOPRI5:
         copy_to(y, D[0])
         for k in range(4):
-            _zero_row(D[1 + k])
+            D[1 + k, :] = 0.0
             _lincomb(D[1 + k], K, _P5[:, k], 7, -h)
         st[D_T0] = t
         st[D_H] = h
@@ -671,7 +665,7 @@ def _erk_dense(method, t, h, y, K, Gn, Yn, D, st, cnt, Wt, at, code, ws, reg, la
     Z = D[7]  # the extra stages' states (the last coefficient vector is written after them)
     for e in range(3):
         a = _A853X[e]
-        _zero_row(Z)
+        Z[:] = 0.0
         _lincomb(Z, K, a, 12, 1.0)
         c = a[12]
         for i in range(n):
@@ -692,7 +686,7 @@ def _erk_dense(method, t, h, y, K, Gn, Yn, D, st, cnt, Wt, at, code, ws, reg, la
     for k in range(4):  # rows 4..7: -h sum_j D853[k, j] g_j over the stages, g(Yn) and the extra stages
         row = D[4 + k]
         dk = _D853[k]
-        _zero_row(row)
+        row[:] = 0.0
         _lincomb(row, K, dk, 12, -h)
         c = -h * dk[12]
         for i in range(n):
