@@ -22,7 +22,8 @@ from .math.activations import NAMES as ACTIVATIONS  # noqa: E402,F401
 from .networks import Teacher, TwoLayer  # noqa: E402,F401
 from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F401
 from .regularizers import PathNorm, WeightDecay  # noqa: E402,F401
-from .training import Checkpoint, CheckpointError, History, TrainingDiverged, flow, train  # noqa: E402,F401
+from .training import (Checkpoint, CheckpointError, History, TrainingDiverged, TrainingInterrupted,  # noqa: E402,F401
+                       flow, train)
 from .curvature import HessianSpectrum, hessian, hessian_spectrum, hessian_vector  # noqa: E402,F401
 from .experiment import ConfigError  # noqa: E402,F401
 from .sweeps import sweep  # noqa: E402,F401  (Dask is imported only when a sweep runs)

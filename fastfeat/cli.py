@@ -7,7 +7,14 @@
 - ``weights.npz``: the final student (``W``, ``a``) and the teacher (``W_star``, ``a_star``);
 - ``summary.json``: final diagnostics, the loss of f == 0, timings and the full configuration;
 - ``loss.png``, ``alignment.png``, ``mass_by_angle.png`` (needs matplotlib: the ``plot`` extra);
-- with ``hessian = true``: ``hessian.npz`` (the eigenvalues at the end) and ``hessian.png``.
+- with ``hessian = true``: ``hessian.npz`` (the eigenvalues at the end) and ``hessian.png``;
+- ``config.json``: the configuration, written first; while the run goes on, ``checkpoint/`` holds its
+  state (removed when it finishes).
+
+Ctrl-C (or SIGTERM) stops the run within about a second. Interrupted in stage 3, the run writes what it
+has (the histories so far, the weights of the step reached, ``summary.json`` with ``"interrupted"``),
+keeps its checkpoint, prints how to resume, and exits with 130 (SIGINT) or 143 (SIGTERM);
+``fastfeat run --resume DIR`` continues it bit for bit (same thread count) and writes every output.
 
 Before anything runs, the whole configuration (every keyword of ``three_stage``, types and ranges) and
 ``DIR`` are checked (not a file, writable, no results of an earlier run unless ``--force``); all problems
@@ -32,8 +39,11 @@ A configuration file has a ``[teacher]`` table (keywords of ``ff.Teacher.random`
     # lam0 = 0.01        # ... any keyword of ff.paper.three_stage
 """
 import argparse
+import json
 import os
 import platform
+import shutil
+import signal
 import sys
 import time
 
@@ -69,22 +79,58 @@ def check_config(cfg, where="config", plots=False):
         _fail(str(exc))
 
 
-def prepare_out(out, force=False):
+#: the run's configuration and its state while it goes on (in the output folder)
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoint"
+
+
+def prepare_out(out, force=False, resume=False):
     """Make sure the results can be written to folder ``out`` before anything runs: not a file, no earlier
-    results there unless ``force``, writable (a probe file is created and removed). Creates the folder."""
+    results there unless ``force`` (or ``resume``: the interrupted run's own), writable (a probe file is
+    created and removed). Creates the folder."""
+    flag = "--resume" if resume else "--out"
     if os.path.exists(out) and not os.path.isdir(out):
-        _fail(f"--out {out} is a file, not a folder")
+        _fail(f"{flag} {out} is a file, not a folder")
     if os.path.isdir(out) and any(os.path.exists(os.path.join(out, f)) for f in ("results.csv", "sweep.json")):
-        _fail(f"--out {out} is a sweep's folder (results.csv, runs/); give the run a folder of its own")
-    if os.path.isdir(out) and not force:
-        old = [name for name in OUTPUTS if os.path.exists(os.path.join(out, name))]
+        _fail(f"{flag} {out} is a sweep's folder (results.csv, runs/); give the run a folder of its own")
+    if os.path.isdir(out) and not force and not resume:
+        if os.path.isdir(os.path.join(out, CHECKPOINT_DIR)):
+            _fail(f"--out {out} holds an interrupted run; continue it with `fastfeat run --resume {out}`, or pass "
+                  "--force to start over there")
+        old = [name for name in OUTPUTS + (CONFIG_FILE,) if os.path.exists(os.path.join(out, name))]
         if old:
             _fail(f"--out {out} already holds results ({', '.join(old)}); choose another folder or pass --force "
                   "to overwrite them")
     try:
         make_writable_folder(out)
     except OSError as exc:
-        _fail(f"--out {out} is not writable: {exc.strerror or exc}")
+        _fail(f"{flag} {out} is not writable: {exc.strerror or exc}")
+
+
+def _resume_config(folder):
+    """The configuration an interrupted run in ``folder`` was started with (its ``config.json``)."""
+    if not os.path.isdir(folder):
+        _fail(f"--resume {folder} is not a folder")
+    path = os.path.join(folder, CONFIG_FILE)
+    if not os.path.isdir(os.path.join(folder, CHECKPOINT_DIR)):
+        done = os.path.exists(os.path.join(folder, "summary.json"))
+        _fail(f"--resume {folder}: " + ("the run there has finished (no checkpoint/ left)" if done else
+                                        f"no interrupted run there (no {CHECKPOINT_DIR}/)"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+        if not (isinstance(cfg, dict) and set(cfg) == {"teacher", "protocol"}):
+            raise ValueError("not a [teacher], [protocol] configuration")
+    except (OSError, ValueError) as exc:
+        _fail(f"--resume {folder}: cannot read {path}: {exc}")
+    return cfg
+
+
+def _write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
 
 
 def _pyplot():
@@ -95,26 +141,55 @@ def _pyplot():
         _fail(str(exc))
 
 
-def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=False):
+def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=False, resume=False):
     """``fastfeat run``: returns the ``ThreeStageResult``. The whole configuration and the output folder are
     checked before anything runs (``fastfeat: error:``, exit status 2); a run that fails (diverges) ends
-    with one ``fastfeat: error:`` line and exit status 1."""
-    from .paper import three_stage
-    from .training import TrainingDiverged
+    with one ``fastfeat: error:`` line and exit status 1. ``resume=True``: ``out`` holds an interrupted
+    run, continued with its own configuration. Ctrl-C / SIGTERM: see the module's docstring."""
+    from .paper import START, three_stage
+    from .training import TrainingDiverged, TrainingInterrupted
 
-    cfg = load_config(config_path)
-    teacher, m, proto = check_config(cfg, f"config {config_path}" if config_path else "config", plots)
+    if resume:
+        if config_path is not None:
+            _fail("--resume takes the configuration from the run's folder (config.json); leave CONFIG out")
+        cfg = _resume_config(out)
+        where = f"config {os.path.join(out, CONFIG_FILE)}"
+    else:
+        cfg = load_config(config_path)
+        where = f"config {config_path}" if config_path else "config"
+    teacher, m, proto = check_config(cfg, where, plots)
     plt = _pyplot() if plots else None  # fail before the run, not after it
-    prepare_out(out, force)
+    prepare_out(out, force, resume)
+    state = os.path.join(out, CHECKPOINT_DIR)
+    if not resume:
+        if force and os.path.isdir(state):
+            shutil.rmtree(state)  # --force: the interrupted run there is given up
+        _write_json(os.path.join(out, CONFIG_FILE), cfg)
     say = print if progress else (lambda *a, **k: None)
-    say(f"fastfeat {__version__}: three-stage protocol, teacher {cfg['teacher']}, m={m}, {proto or 'defaults'}")
+    say(f"fastfeat {__version__}: three-stage protocol, teacher {cfg['teacher']}, m={m}, {proto or 'defaults'}"
+        + (f"; resuming {out}" if resume else ""))
     t0 = time.perf_counter()
+    old_term = signal.getsignal(signal.SIGTERM) if hasattr(signal, "SIGTERM") else None
+    if old_term is not None:  # SIGTERM (a batch system's stop) stops the run as Ctrl-C does
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        res = three_stage(teacher, m, progress=progress, **proto)
+        res = three_stage(teacher, m, progress=progress, checkpoint=state, resume=resume, **proto)
     except TrainingDiverged as exc:
         _fail(f"the protocol stopped: {exc}", code=1)
+    except TrainingInterrupted as exc:
+        _interrupted(exc, teacher, cfg, out, time.perf_counter() - t0)
+    except KeyboardInterrupt:  # outside stage 3's training (stages 1-2, the final diagnostics)
+        if os.path.exists(os.path.join(state, START)):
+            print(f"\nfastfeat: interrupted; continue with: fastfeat run --resume {out}", file=sys.stderr)
+        else:
+            print("\nfastfeat: interrupted before stage 3 began; nothing was saved: run it again", file=sys.stderr)
+        raise SystemExit(130)
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     wall = time.perf_counter() - t0
     summary = write_results(res, teacher, cfg, out, plt, wall)
+    shutil.rmtree(state, ignore_errors=True)  # finished: every output is written
     s = summary
     say(f"done in {wall:.1f} s: population loss {s['loss']:.3g} ({s['relative_loss']:.3g} of f = 0), best cosine "
         f"{np.round(s['best_cos'], 4).tolist()}, captured mass {np.round(s['captured_mass'], 4).tolist()} "
@@ -128,6 +203,20 @@ def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=F
     pngs = ", loss.png, alignment.png, mass_by_angle.png" + (", hessian.png" if res.hessian is not None else "")
     say(f"wrote {out}{os.sep}: summary.json, weights.npz, stage1-3.json{extra}" + (pngs if plots else ""))
     return res
+
+
+def _interrupted(exc, teacher, cfg, out, wall):
+    """Write what an interrupted run has (histories, weights, a summary marked interrupted; no plots), say
+    how to resume, and exit with 128 + the signal's number."""
+    res = exc.result
+    summary = write_results(res, teacher, cfg, out, None, wall)
+    where = res.config["interrupted"]
+    summary["interrupted"] = where
+    _write_json(os.path.join(out, "summary.json"), summary)
+    print(f"\nfastfeat: interrupted in stage 3 at step {where['step']} of {where['steps']}; wrote the run so far "
+          f"to {out}{os.sep}; " + (f"continue with: fastfeat run --resume {out}" if exc.checkpoint else
+                                   "its state could not be saved: run it again"), file=sys.stderr)
+    raise SystemExit(128 + int(exc.signum))
 
 
 def sweep_command(args):
@@ -225,10 +314,12 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command")
     p_run = sub.add_parser("run", help="run the three-stage experiment and write results to a folder")
     p_run.add_argument("config", nargs="?", help="TOML configuration ([teacher], [protocol]); default: built in")
-    p_run.add_argument("--out", default="fastfeat-run", help="output folder (default: fastfeat-run)")
+    p_run.add_argument("--out", default=None, help="output folder (default: fastfeat-run)")
     p_run.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     p_run.add_argument("--quiet", action="store_true", help="no progress output")
     p_run.add_argument("--force", action="store_true", help="overwrite the results of an earlier run in --out")
+    p_run.add_argument("--resume", metavar="DIR", default=None,
+                       help="continue the interrupted run in DIR (its config.json and checkpoint/), bit for bit")
     p_sw = sub.add_parser("sweep", help="run a grid of three-stage experiments on Dask (results.csv per sweep)")
     p_sw.add_argument("sweep", help="TOML: [teacher], [protocol], and [sweep] lists of values and/or [[runs]]")
     p_sw.add_argument("--out", required=True, help="output folder (results.csv, runs/<key>/, summary.png)")
@@ -257,7 +348,15 @@ def main(argv=None):
         parser.print_help()
         return 0
     if args.command == "run":
-        run(args.config, args.out, plots=not args.no_plots, progress=not args.quiet, force=args.force)
+        if args.resume is not None:
+            if args.force:
+                _fail("--resume continues a run; --force starts one over: give one of them")
+            if args.out is not None and os.path.abspath(args.out) != os.path.abspath(args.resume):
+                _fail("--resume DIR writes into DIR; leave --out out")
+            run(args.config, args.resume, plots=not args.no_plots, progress=not args.quiet, resume=True)
+        else:
+            run(args.config, args.out or "fastfeat-run", plots=not args.no_plots, progress=not args.quiet,
+                force=args.force)
     elif args.command == "sweep":
         sweep_command(args)
     elif args.command == "template":

@@ -19,6 +19,7 @@ Each stage counts its own steps in its History (stage 1: rows at 0 and 1; stage 
 after the solve at 0 and 1; stage 3: every ``log_every`` steps).
 """
 import inspect
+import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -31,10 +32,12 @@ from .curvature import hessian_spectrum
 from .metrics.alignment import DEFAULT_RADIUS, alignment
 from .networks import TwoLayer, check_teacher
 from .objectives import Empirical, Population
+from .objectives.base import teacher_digest
 from .regularizers import WeightDecay
 from .schedules import geometric
+from .training.checkpoint import Checkpoint
+from .training.common import TrainingInterrupted, check_metrics, log_values
 from .training.history import History
-from .training.common import check_metrics, log_values
 from .training.train import train
 
 
@@ -188,8 +191,10 @@ _CHECKS = {
     "n_threads": _optional(check_threads),
     "hessian": _check_bool,
 }
-#: the keywords of ``three_stage`` (besides ``teacher`` and ``m``)
+#: the keywords of ``three_stage`` (besides ``teacher`` and ``m``) that set up the run (a configuration's
+#: [protocol] keys); ``RUN_KEYWORDS`` say where its state is kept, and are no part of a configuration
 KEYWORDS = _KEYWORDS = tuple(_CHECKS)
+RUN_KEYWORDS = ("checkpoint", "resume")
 
 
 def argument_problems(teacher, m, **kwargs):
@@ -263,7 +268,7 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
                 init_scale=1.0, eta1=1.0, renormalize=True, row_norm=1.0, ridge=1e-3, balance=True, lr=None,
                 lr_a=None, lr_scale=0.6, epochs=5, epoch_steps=150, lam0=1e-2, lam_factor=0.25, lam_floor=0.0,
                 batch_size=None, log_every=100, metrics=("loss", "alignment"), radius=DEFAULT_RADIUS,
-                progress=False, n_threads=None, hessian=False):
+                progress=False, n_threads=None, hessian=False, checkpoint=None, resume=False):
     """Run the three-stage protocol (docs/paper.md) on a fresh student of width ``m``.
 
     Parameters
@@ -319,6 +324,19 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
         "Near zero" there means ``|lambda|`` at most the norm of the regularized gradient at the end
         (the directions of an exact symmetry have eigenvalues of that size at a point that is only
         approximately stationary), or the rounding threshold if larger. Needs a closed-form kernel.
+    checkpoint : path or None
+        A folder (created if needed) for the run's state: ``start.npz``, the student and the histories of
+        stages 1-2 at the start of stage 3, and ``stage3.npz``, ``ff.train``'s checkpoint, written at every
+        logged row and when the run is interrupted.
+    resume : bool
+        With ``checkpoint``: continue the run saved there (stages 1-2 are not run again; stage 3 goes on
+        from its checkpoint), bit for bit as if it had not stopped (same thread count). The saved run must
+        have the same teacher and settings (ValueError naming what differs); without saved state the
+        run starts from the beginning.
+
+    Ctrl-C (see ``ff.train``) during stage 3 raises ``ff.TrainingInterrupted`` within about a second; its
+    ``.result`` is a ``ThreeStageResult`` of the run so far (stage 3's history up to the last row, the
+    net at the step reached, its alignment), ``.result.config["interrupted"]`` the stage and step.
 
     Returns
     -------
@@ -330,6 +348,12 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
                            lam_factor=lam_factor, lam_floor=lam_floor, batch_size=batch_size, log_every=log_every,
                            metrics=metrics, radius=radius, progress=progress, n_threads=n_threads,
                            hessian=hessian)
+    if resume not in (False, True):
+        raise TypeError(f"resume must be True or False, got {resume!r}")
+    if checkpoint is not None:
+        checkpoint = _checkpoint_folder(checkpoint)
+    elif resume:
+        raise ValueError("resume=True needs checkpoint=folder")
     (m, n, seed, noise, dtype, init_scale, eta1, renormalize, row_norm, ridge, balance, lr, lr_a, lr_scale, epochs,
      epoch_steps, lam0, lam_factor, lam_floor, batch_size, log_every, metrics, radius, progress, n_threads,
      hessian) = (args[k] for k in ("m",) + _KEYWORDS)
@@ -354,53 +378,40 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
     def log(hist, step, reg=None):
         hist._append(step, log_values(metrics, net, objective, teacher, reg, step))
 
-    # Stage 1: one step on W with weight decay 1/eta1 (lam_a = 0, a untouched): W1 = -eta1 grad_W L.
-    t0 = time.perf_counter()
-    stage1 = History(info={"stage": 1, "objective": objective.name})
-    log(stage1, 0)
-    reg1 = WeightDecay(lam_a=0.0, lam_w=1.0 / eta1)
-    gW, _ = objective.grad(net, reg1)
-    net.W -= net.W.dtype.type(eta1) * gW
-    if renormalize:
-        nrm = np.linalg.norm(net.W.astype(np.float64), axis=1)
-        scale = _over_norms(row_norm, nrm)
-        net.W *= scale[:, None].astype(net.W.dtype)
-    log(stage1, 1)
-    seconds["stage1"] = time.perf_counter() - t0
-
-    # Stage 2: W frozen, a = ridge regression.
-    t0 = time.perf_counter()
-    stage2 = History(info={"stage": 2, "objective": objective.name, "ridge": ridge})
-    log(stage2, 0)
-    W64 = np.asarray(net.W, np.float64)
-    if data is None:
-        G = kernel_matrix(teacher.activation, W64, W64)
-        b = kernel_matrix(teacher.activation, W64, teacher.W) @ np.asarray(teacher.a, np.float64)
+    start = _load_start(checkpoint, config, teacher) if resume else None
+    if start is not None:  # stages 1-2 and the balancing as they were run, lr included
+        start.restore(net)
+        saved = start.info["protocol"]
+        stage1, stage2 = (History.from_dict(saved[k]) for k in ("stage1", "stage2"))
+        seconds.update(saved["seconds"])
+        lr, balanced = saved["lr"], saved["balanced"]
+        config["lr"] = saved["config"]["lr"]
     else:
-        G, b = _feature_normal_equations(teacher.activation, *data, W64)
-    net.a[:] = _ridge(G, b, ridge)
-    log(stage2, 1)
-    seconds["stage2"] = time.perf_counter() - t0
+        stage1, stage2, lr, balanced = _stages_1_2(net, objective, teacher, data, config, seconds, log, lr)
+        if checkpoint is not None:
+            Checkpoint.of(net, 0, None, {"protocol": {
+                "config": config, "teacher": teacher_digest(teacher), "stage1": stage1.to_dict(),
+                "stage2": stage2.to_dict(), "seconds": seconds, "lr": lr, "balanced": balanced}}).save(
+                    os.path.join(checkpoint, START))
 
-    # Stage 3: balance, then GD on both layers with geometrically decreasing weight decay.
-    t0 = time.perf_counter()
-    balanced = balance and teacher.activation in HOMOGENEOUS
-    if balanced:
-        a64 = np.asarray(net.a, np.float64)
-        nrm = np.linalg.norm(W64, axis=1)
-        root = np.sqrt(np.abs(a64) * nrm)
-        rescale = _over_norms(root, nrm)
-        net.W[:] = W64 * rescale[:, None]
-        net.a[:] = np.sign(a64) * root
-        G = G * rescale[:, None] * rescale[None, :]  # homogeneous: K(c u, c' v) = c c' K(u, v)
-    if lr is None:
-        lr = lr_scale / _lambda_max(G)
-        config["lr"] = lr
+    # Stage 3: GD on both layers with geometrically decreasing weight decay.
+    t0 = time.perf_counter() - seconds.get("stage3", 0.0)
     if epochs > 0:
         lam = geometric(lam0, lam_factor, epoch_steps, floor=lam_floor)
-        stage3 = train(net, objective, steps=epochs * epoch_steps, lr=lr, lr_a=lr_a, reg=WeightDecay(lam),
-                       log_every=min(log_every, epoch_steps), teacher=teacher, metrics=metrics, progress=progress,
-                       n_threads=n_threads)
+        kw = {} if checkpoint is None else {"checkpoint": os.path.join(checkpoint, STAGE3), "resume": resume}
+        try:
+            stage3 = train(net, objective, steps=epochs * epoch_steps, lr=lr, lr_a=lr_a, reg=WeightDecay(lam),
+                           log_every=min(log_every, epoch_steps), teacher=teacher, metrics=metrics,
+                           progress=progress, n_threads=n_threads, **kw)
+        except TrainingInterrupted as exc:
+            exc.history.info.update({"stage": 3, "balanced": bool(balanced), "lr": lr,
+                                     "lr_a": lr if lr_a is None else lr_a})
+            seconds["stage3"] = time.perf_counter() - t0
+            config["interrupted"] = {"stage": 3, "step": exc.step, "steps": epochs * epoch_steps}
+            exc.result = ThreeStageResult(net=net, stage1=stage1, stage2=stage2, stage3=exc.history,
+                                          alignment=alignment(net, teacher, radius=radius), seconds=seconds,
+                                          config=config)
+            raise
     else:
         stage3 = History()
         log(stage3, 0)
@@ -417,6 +428,93 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
         seconds["hessian"] = time.perf_counter() - t0
     return ThreeStageResult(net=net, stage1=stage1, stage2=stage2, stage3=stage3, alignment=final,
                             seconds=seconds, config=config, hessian=spectrum)
+
+
+#: the files of ``three_stage(checkpoint=folder)``: the state at the start of stage 3, and stage 3's checkpoint
+START = "start.npz"
+STAGE3 = "stage3.npz"
+
+
+def _checkpoint_folder(path):
+    """The checkpoint folder as a string, created if needed and checked writable."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"checkpoint must be a folder path (str or os.PathLike), got {type(path).__name__}") from None
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"checkpoint {path} is a file; give a folder")
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"checkpoint folder {path} is not writable")
+    return path
+
+
+def _load_start(folder, config, teacher):
+    """The saved start of stage 3 of this run (None when there is none), after checking that it was
+    written by a run with the same teacher and settings."""
+    path = os.path.join(folder, START)
+    if not os.path.exists(path):
+        return None
+    start = Checkpoint.load(path)
+    saved = start.info.get("protocol")
+    if not isinstance(saved, dict) or not {"config", "teacher", "stage1", "stage2", "seconds", "lr",
+                                           "balanced"} <= set(saved):
+        raise ValueError(f"checkpoint {path} is not the start of a three_stage run")
+    then, now = saved["config"], dict(config, lr=saved["config"].get("lr"))
+    changes = [f"{k}: {then.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in sorted(set(then) | set(now))
+               if then.get(k) != now.get(k)]
+    if saved["teacher"] != teacher_digest(teacher):
+        changes.append("the teacher's weights differ")
+    if changes:
+        raise ValueError(f"checkpoint {path} was written by another run: " + "; ".join(changes)
+                         + "; resume it with its own settings, or start over in another folder")
+    return start
+
+
+def _stages_1_2(net, objective, teacher, data, config, seconds, log, lr):
+    """Stages 1 and 2, the balancing and the choice of lr, in place on ``net``: (stage1, stage2, lr,
+    balanced)."""
+    c = config
+    # Stage 1: one step on W with weight decay 1/eta1 (lam_a = 0, a untouched): W1 = -eta1 grad_W L.
+    t0 = time.perf_counter()
+    stage1 = History(info={"stage": 1, "objective": objective.name})
+    log(stage1, 0)
+    reg1 = WeightDecay(lam_a=0.0, lam_w=1.0 / c["eta1"])
+    gW, _ = objective.grad(net, reg1)
+    net.W -= net.W.dtype.type(c["eta1"]) * gW
+    if c["renormalize"]:
+        nrm = np.linalg.norm(net.W.astype(np.float64), axis=1)
+        scale = _over_norms(c["row_norm"], nrm)
+        net.W *= scale[:, None].astype(net.W.dtype)
+    log(stage1, 1)
+    seconds["stage1"] = time.perf_counter() - t0
+
+    # Stage 2: W frozen, a = ridge regression; then the balancing that starts stage 3.
+    t0 = time.perf_counter()
+    stage2 = History(info={"stage": 2, "objective": objective.name, "ridge": c["ridge"]})
+    log(stage2, 0)
+    W64 = np.asarray(net.W, np.float64)
+    if data is None:
+        G = kernel_matrix(teacher.activation, W64, W64)
+        b = kernel_matrix(teacher.activation, W64, teacher.W) @ np.asarray(teacher.a, np.float64)
+    else:
+        G, b = _feature_normal_equations(teacher.activation, *data, W64)
+    net.a[:] = _ridge(G, b, c["ridge"])
+    log(stage2, 1)
+    balanced = c["balance"] and teacher.activation in HOMOGENEOUS
+    if balanced:
+        a64 = np.asarray(net.a, np.float64)
+        nrm = np.linalg.norm(W64, axis=1)
+        root = np.sqrt(np.abs(a64) * nrm)
+        rescale = _over_norms(root, nrm)
+        net.W[:] = W64 * rescale[:, None]
+        net.a[:] = np.sign(a64) * root
+        G = G * rescale[:, None] * rescale[None, :]  # homogeneous: K(c u, c' v) = c c' K(u, v)
+    if lr is None:
+        lr = c["lr_scale"] / _lambda_max(G)
+        config["lr"] = lr
+    seconds["stage2"] = time.perf_counter() - t0
+    return stage1, stage2, lr, bool(balanced)
 
 
 #: ``three_stage(hessian=True)`` computes every eigenvalue up to this many parameters (eigvalsh of a P x P
@@ -441,5 +539,5 @@ def _final_spectrum(net, objective, reg):
 
 #: the defaults of ``three_stage``'s keywords (what ``argument_problems`` checks when one is not given)
 _DEFAULTS = {k: p.default for k, p in inspect.signature(three_stage).parameters.items()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY}
+             if p.kind is inspect.Parameter.KEYWORD_ONLY and k not in RUN_KEYWORDS}
 assert set(_DEFAULTS) == set(_KEYWORDS), "every keyword of three_stage needs its check in _CHECKS"

@@ -54,24 +54,32 @@ def test_reused_loss_on_divergence_keeps_rows_complete():
 
 
 def test_online_default_metric_is_the_mean_minibatch_loss():
-    """ff.Online logs batch_loss by default: NaN at the first row, then the mean over the steps since the
-    previous row of the loss of each step's batch at the weights before that step."""
+    """ff.Online logs batch_loss by default: at the first row the loss of the first step's batch before that
+    step, then the mean over the steps since the previous row of the loss of each step's batch at the
+    weights before that step; the same numbers with a callback (every row complete when it is logged)."""
     t, net = _pair("erf", d=6, m=9)
     obj = ff.Online(t, batch_size=3, seed=4)
     assert obj.default_metrics == ("batch_loss",)
     c = _copy(net)
     h = ff.train(net, obj, steps=12, lr=0.05, log_every=4)
-    assert list(h.metrics) == ["batch_loss"] and np.isnan(h["batch_loss"][0])
+    assert list(h.metrics) == ["batch_loss"] and np.all(np.isfinite(h["batch_loss"]))
     expected = []
     losses = []
     for s in range(12):
         losses.append(obj._grad(c, np.empty_like(c.W), np.empty_like(c.a), step=s))
+        if s == 0:
+            expected.append(losses[0])
         ff.train(c, obj, steps=1, lr=0.05, start_step=s, metrics=())
         if (s + 1) % 4 == 0:
             expected.append(np.mean(losses))
             losses = []
-    np.testing.assert_allclose(h["batch_loss"][1:], expected, rtol=1e-10)
+    np.testing.assert_allclose(h["batch_loss"], expected, rtol=1e-10)
     np.testing.assert_array_equal(net.W, c.W)
+    seen = []
+    h_cb = ff.train(_pair("erf", d=6, m=9)[1], obj, steps=12, lr=0.05, log_every=4,
+                    callback=lambda step, n, values: seen.append(values["batch_loss"]))
+    np.testing.assert_array_equal(h_cb["batch_loss"], h["batch_loss"])
+    assert seen == h["batch_loss"].tolist()
     # the exact population loss on request
     h2 = ff.train(_copy(c), obj, steps=4, lr=0.05, log_every=4, metrics=("loss", "batch_loss"))
     assert h2["loss"][0] == pytest.approx(obj.loss(c), rel=1e-12)

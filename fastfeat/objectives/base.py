@@ -63,6 +63,16 @@ class Objective:
         depend on the thread count)."""
         return False
 
+    def _step_work(self, net):
+        """About the multiply-adds of one training step at ``net``'s sizes (a constant factor apart): what
+        ``ff.train`` and ``ff.flow`` size their compiled calls by."""
+        return net.m * net.d
+
+    def _call_quantum(self, net):
+        """Compiled calls that start and end at global steps that are multiples of this give the weights
+        of one long call bit for bit (1: any cut does)."""
+        return 1
+
     def _kernel_loss_is_loss(self, net):
         """Whether the losses the runner returns are ``loss(net)`` before each step (then ``ff.train``
         logs them instead of computing the loss again)."""

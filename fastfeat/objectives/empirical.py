@@ -145,6 +145,9 @@ class Empirical(Objective):
     def _serial(self, net):
         return self._batch() * net.m * self.d < SERIAL_WORK
 
+    def _step_work(self, net):
+        return 4 * self._batch() * net.m * self.d  # forward, and the backward products of W and a
+
     def _kernel_loss_is_loss(self, net):
         return self._batch() >= self.n  # full batch: the runner's losses are the data set's loss
 

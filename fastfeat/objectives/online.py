@@ -3,6 +3,7 @@ import numpy as np
 
 from .._validation import check_float, check_int
 from ..kernels.cpu import online as _onl
+from ..kernels.cpu import online_single as _single
 from ..networks import check_pair, check_teacher
 from .base import Objective, bad_teacher, teacher_digest
 from .empirical import Empirical, _check_seed
@@ -74,6 +75,13 @@ class Online(Objective):
     def exact_loss(self, net):
         """True when ``loss(net)`` is the closed-form population loss (not a Monte Carlo estimate)."""
         return net.activation == self.teacher.activation and self.teacher.has_population_kernel
+
+    def _step_work(self, net):
+        # the student's and the teacher's forward products, the backward one, and ~16 per drawn normal
+        return self.batch_size * (4 * (net.m + self.teacher.m) * net.d + 16 * net.d)
+
+    def _call_quantum(self, net):
+        return _single.BLOCK if self.batch_size == 1 else 1  # batch 1 runs blocks of steps
 
     def _workspace(self, net):
         return self._workspace_for((net.m, net.d, net.dtype),

@@ -67,6 +67,11 @@ class Population(Objective):
     def _serial(self, net):
         return net.m * (net.m + self.teacher.m) * net.d < SERIAL_WORK
 
+    def _step_work(self, net):
+        # every (student, student|teacher) pair: d multiply-adds of the Gram products, and the arc-cosine
+        # or erf math, worth about 48 of them
+        return net.m * (net.m + self.teacher.m) * (net.d + 48)
+
     def _kernel_loss_is_loss(self, net):
         return True  # the runner's losses are the exact loss (noise included) before each step
 

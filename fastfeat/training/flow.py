@@ -17,7 +17,8 @@ from ..objectives.population import Population
 from ..regularizers import check_reg
 from ..schedules import Schedule, constant
 from .history import History
-from .common import bad_data_error, check_metrics, exclusive, log_values, use_threads
+from .common import (TrainingInterrupted, bad_data_error, check_metrics, deferred_interrupts, exclusive, log_values,
+                     steps_per_call, use_threads)
 from .train import TrainingDiverged
 
 #: method names (``"rk45"`` is another name of ``"dopri5"``)
@@ -27,6 +28,8 @@ _ALIASES = {"rk45": "dopri5"}
 _SCHEDULE_CHUNK = 1 << 20
 #: the smallest rtol accepted: below it the error test asks for more than float64 rounding allows
 MIN_RTOL = 100 * np.finfo(np.float64).eps
+#: the largest rtol accepted
+MAX_RTOL = 0.1
 
 
 def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", log_times=100, metrics=None,
@@ -61,8 +64,8 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
       order: use it with loose tolerances (rtol 1e-5 .. 1e-7).
 
     Tolerances: a step is accepted when its local error estimate, divided entry by entry by ``atol +
-    rtol * max(|y_old|, |y_new|)`` over all weights, has an RMS of at most 1 (``rtol`` at least
-    ``MIN_RTOL``). The default ``atol=1e-10`` keeps weights that decay to 0 under weight decay from
+    rtol * max(|y_old|, |y_new|)`` over all weights, has an RMS of at most 1 (``rtol`` from ``MIN_RTOL``
+    to ``MAX_RTOL``). The default ``atol=1e-10`` keeps weights that decay to 0 under weight decay from
     forcing tiny steps while staying far below the weights that matter.
 
     ``reg``: ``ff.WeightDecay``, ``ff.PathNorm`` or None. Here a schedule's argument is time: the
@@ -107,6 +110,10 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     is logged at its time (before ``t``), ``history.info["stopped"] == "max_steps"`` and the history is
     returned (a stiff problem: try ``method="rkc"``, or ``"auto"`` if another method was chosen).
 
+    Ctrl-C (as in ``ff.train``) stops the integration within about a second: the net holds the last
+    accepted state, a last row is logged at its time, ``history.info["stopped"] == "interrupted"``, and
+    ``ff.TrainingInterrupted`` is raised with ``.history`` and ``.time``.
+
     Every argument is checked before any kernel runs (ValueError or TypeError naming it).
     """
     check_net(net)
@@ -124,6 +131,9 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     rtol = check_float(rtol, "rtol", positive=True)
     if rtol < MIN_RTOL:
         raise ValueError(f"rtol must be >= {MIN_RTOL:.3g} (100 float64 epsilons), got {rtol}")
+    if rtol > MAX_RTOL:
+        raise ValueError(f"rtol must be <= {MAX_RTOL} (a looser tolerance controls no error: a step may change the "
+                         f"weights by as much as they are), got {rtol}")
     atol = check_float(atol, "atol", positive=True)
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, one of {METHODS}, got {type(method).__name__}")
@@ -144,8 +154,8 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     if n_threads is not None:
         n_threads = check_threads(n_threads)
     pieces = _pieces(reg, t)  # evaluates the schedules: a bad value raises here, before any kernel runs
-    with exclusive(net, "ff.flow"), use_threads(n_threads, objective, net):
-        return _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback,
+    with exclusive(net, "ff.flow"), use_threads(n_threads, objective, net), deferred_interrupts() as stop:
+        return _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback,
                           pieces, bool(dense_output))
 
 
@@ -260,7 +270,12 @@ def _diverged(state, history, objective, reason):
     return exc
 
 
-def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback, pieces,
+#: gradient evaluations an integrator step costs at most, as ``ff.flow`` sizes its compiled calls (DOP853
+#: takes 12, RKC's steps take more stages only where each one goes further)
+_GRADS_PER_STEP = 16
+
+
+def _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback, pieces,
                dense_output):
     state = _State(net, objective, code_m)
     teacher = objective.teacher
@@ -308,11 +323,26 @@ def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics,
         ends = sorted(set(logged) | {s for s in changes if s < t})
     nxt = 0  # the next logged time
     y_log = np.empty_like(state.y)
+    # attempted steps per compiled call: Ctrl-C takes effect within about a second (a call stopped by this
+    # cap and called again goes on bit for bit)
+    per_call = steps_per_call(objective, net, _GRADS_PER_STEP)
+
+    def interrupted():
+        """Stop at the last accepted state: the net holds it, the history's last row is it."""
+        row(state.time)
+        history.info["stopped"] = "interrupted"
+        raise TrainingInterrupted(state.accepted, summary(), None, stop.signum, time=state.time)
+
     for end in ends:
         while True:
+            if stop.requested:
+                interrupted()
             t_log = logged[nxt] if dense_output and nxt < len(logged) and logged[nxt] < end else end
+            cap = min(max_steps, int(state.cnt[_k.ACC] + state.cnt[_k.REJ]) + per_call)
             status = _k.advance(code_m, end, t_log, state.y, state.bufs, state.st, state.cnt, *args, code, lam_a,
-                                lam_w, rtol, atol, state.big, max_steps)
+                                lam_w, rtol, atol, state.big, cap)
+            if status == _k.MAX_STEPS and cap < max_steps:
+                continue  # this call's share: call again
             if status != _k.DENSE:
                 break
             now = state.time  # the step passed logged times: their states from its interpolant
@@ -350,4 +380,6 @@ def _integrate(net, objective, t, reg, rtol, atol, name, code_m, times, metrics,
         if end in changes:
             _, code, lam_a, lam_w = changes[end]
             _k.restart(state.st, state.cnt)
+    if stop.requested:  # arrived during the last call: the flow is complete, say so with its history
+        raise TrainingInterrupted(state.accepted, summary(), None, stop.signum, time=state.time)
     return summary()

@@ -10,8 +10,9 @@ from ..networks import TwoLayer, check_net, check_teacher
 from ..objectives.base import Objective
 from ..regularizers import check_reg, reg_arrays
 from ..schedules import as_schedule, constant, describe, evaluate
-from .checkpoint import Checkpoint
-from .common import bad_data_error, check_metrics, exclusive, log_values, use_threads
+from .checkpoint import Checkpoint, CheckpointError
+from .common import (TrainingInterrupted, bad_data_error, check_metrics, deferred_interrupts, exclusive, log_values,
+                     steps_per_call, use_threads)
 from .history import History
 
 DEVICES = ("cpu", "cuda")
@@ -89,16 +90,26 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     ``lr`` is the step size of W and ``lr_a`` that of a (None: ``lr``); 0 freezes that layer (its weights
     stay bit for bit as they were; the other must be > 0). Both, and the regularizer's lam, may be floats
     or schedules (step -> value), evaluated at every step.
-    Steps run ``log_every`` at a time inside one compiled call; after each call ``metrics`` are logged
-    (and at step 0). ``metrics=None`` logs the objective's ``default_metrics``: ``("loss",)``, except
+    Steps run many at a time inside compiled calls: up to ``log_every``, and as many as take about
+    ``CALL_WORK`` multiply-adds (0.1-0.5 s on 2 cores; the cut depends on the sizes only and never changes
+    the weights). ``metrics`` are logged every ``log_every`` steps from ``start_step`` (and there).
+    ``metrics=None`` logs the objective's ``default_metrics``: ``("loss",)``, except
     ``ff.Online``: ``("batch_loss",)``. ``"batch_loss"`` is the mean of the minibatch losses of the steps
-    since the last row (what SGD saw; NaN in the first row), free; ``"loss"`` is ``objective.loss(net)``
+    since the last row (what SGD saw; in the first row, the loss of the first step's batch before that
+    step), free; ``"loss"`` is ``objective.loss(net)``
     (for ``ff.Online`` the exact population loss, O(m (m + m*) d) per row). Where the kernel computes that
     loss anyway (``ff.Population``, full-batch ``ff.Empirical``), each row takes it from the next compiled
     call (the loss before its first step) instead of computing it again; with a ``callback`` every row is
     complete when it is logged, so it is computed then. ``callback(step, net, values)`` is called after
     each logging; return ``False`` from it to stop early. ``start_step`` offsets the global step
     (schedules, random streams), so a run continued from a checkpoint reproduces the uninterrupted one.
+
+    Ctrl-C (SIGINT, or SIGTERM where the program made it raise KeyboardInterrupt as ``fastfeat run``
+    does) stops the call at the end of the current compiled call, within about a second: with
+    ``checkpoint=path`` a checkpoint of that exact step is written (also between two rows), then
+    ``ff.TrainingInterrupted`` (a KeyboardInterrupt) is raised with ``.step``, ``.history`` and
+    ``.checkpoint``; the net holds the weights of that step, and ``resume=True`` continues bit for bit,
+    rows included. A second Ctrl-C stops at once (the last checkpoint written at a row stays).
 
     ``n_threads``: the threads of this call; None: all of numba's, except one for a population or empirical
     step too small to gain from more (``SERIAL_WORK`` in their modules). The weights do not depend on it.
@@ -165,7 +176,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
                              f"written when metrics are logged, got {checkpoint_every}")
         run = _Run(objective, net, lr_s, lr_a_s, reg, metrics)
     with exclusive(net, "ff.train"):
-        previous = None
+        previous = partial = None
         origin = start_step  # checkpoints every checkpoint_every steps from here (the same after a resume)
         if resume and os.path.exists(checkpoint):
             saved = Checkpoint.load(checkpoint)  # checked whole before anything of net changes
@@ -178,6 +189,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
                 raise ValueError(f"checkpoint {checkpoint} was written by another run: " + "; ".join(changes)
                                  + ". Resuming would give weights that match neither run; pass resume='force' "
                                  "to continue it anyway")
+            partial = _partial_row(saved, checkpoint)
             saved.restore(net)
             previous = saved.history
             if changes:
@@ -187,7 +199,23 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
             if steps == 0:
                 return previous
         return _train(net, objective, steps, (lr_s, lr_a_s), reg, log_every, teacher, metrics, progress, n_threads,
-                      device, callback, start_step, checkpoint, checkpoint_every, previous, origin, run)
+                      device, callback, start_step, checkpoint, checkpoint_every, previous, origin, run, partial)
+
+
+def _partial_row(saved, path):
+    """The batch losses since the last row of a checkpoint written between rows (when a run was
+    interrupted), checked against its history; None for one written at a row."""
+    partial = saved.info.get("partial_row")
+    if partial is None:
+        return None
+    try:
+        since, total, count = int(partial["since"]), float(partial["sum"]), int(partial["count"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"checkpoint {path} has an unreadable partial row: {partial!r}") from None
+    if len(saved.history) == 0 or saved.history.step[-1] != since or not since < saved.step or count < 0:
+        raise CheckpointError(f"checkpoint {path}: its partial row (since step {since}) does not follow its "
+                              f"history, which ends at step {saved.history.step[-1] if len(saved.history) else None}")
+    return {"since": since, "sum": total, "count": count}
 
 
 def _check_lrs(lr, lr_a, start_step):
@@ -299,11 +327,11 @@ def _diagnose(objective, exc):
 
 
 def _train(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, n_threads, device, callback,
-           start_step, checkpoint, checkpoint_every, previous, origin, run):
+           start_step, checkpoint, checkpoint_every, previous, origin, run, partial):
     try:
         with use_threads(n_threads, objective, net, device):
             return _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, device,
-                         callback, start_step, checkpoint, checkpoint_every, previous, origin, run)
+                         callback, start_step, checkpoint, checkpoint_every, previous, origin, run, partial)
     except TrainingDiverged as exc:
         err = _diagnose(objective, exc)
         if err is exc:
@@ -318,8 +346,18 @@ def _cuda_runner(objective, net):
     return runner_for(objective, net)
 
 
+def _first_loss(objective, net, step, reg):
+    """The loss the kernel sees before step ``step`` at ``net`` (of that step's batch), the same bits the
+    next compiled call would give: a step with lr 0 on a host copy of the weights (the CPU kernels; NaN
+    when it is not finite)."""
+    probe = TwoLayer(np.array(net.W), np.array(net.a), net.activation)
+    code, la, lw = reg_arrays(reg, step, 1)
+    done, losses = objective._runner(probe)(step, np.zeros((2, 1)), code, la, lw)
+    return float(losses[0]) if done == 1 else np.nan
+
+
 def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, device, callback,
-          start_step, checkpoint, checkpoint_every, previous, origin, run):
+          start_step, checkpoint, checkpoint_every, previous, origin, run, partial):
     history = History(info={"objective": objective.name, "device": device, "start_step": start_step})
     if previous is not None:  # continue the saved history (it ends with the row of start_step)
         history.step, history.metrics = previous.step, previous.metrics
@@ -327,112 +365,159 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
     bar = _Progress(steps, progress)
     runner = None
     unverified = None  # a Checkpoint whose state is not yet known to be able to go on
-    try:
-        runner = objective._runner(net) if device == "cpu" else _cuda_runner(objective, net)
-        # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
-        # through runner.view (the loss is computed on the device, weights are copied only when read)
-        log_net, log_obj = getattr(runner, "view", (net, objective))
-        # "loss" from the kernel: the row of step s gets the loss the next call computes before step s
-        lagged = ("loss" in metrics and callback is None and device == "cpu" and objective._kernel_loss_is_loss(net))
-        batch = "batch_loss" in metrics
-        pending = None  # (step, values) of a row still waiting for its "loss"
+    # rows every log_every steps from origin; compiled calls end there and at the global multiples of `chunk`
+    # (sizes only: a resumed run cuts its calls where the first one did, and no cut changes the weights)
+    chunk = steps_per_call(objective, net)
+    # the batch losses of the steps since the last row: their sum (each call's np.sum, added in order) and count
+    acc = [0.0, 0] if partial is None else [float(partial["sum"]), int(partial["count"])]
+    with deferred_interrupts() as stop:
+        try:
+            runner = objective._runner(net) if device == "cpu" else _cuda_runner(objective, net)
+            # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
+            # through runner.view (the loss is computed on the device, weights are copied only when read)
+            log_net, log_obj = getattr(runner, "view", (net, objective))
+            # "loss" from the kernel: the row of step s gets the loss the next call computes before step s
+            lagged = ("loss" in metrics and callback is None and device == "cpu"
+                      and objective._kernel_loss_is_loss(net))
+            batch = "batch_loss" in metrics
+            pending = None  # (step, values, keys) of a row still waiting for the next call's first loss
 
-        def row(step, losses, done):
-            known = {}
-            if lagged:
-                known["loss"] = None
-            if batch:
-                known["batch_loss"] = float(np.mean(losses[:done])) if done > 0 else np.nan
-            return log_values(metrics, log_net, log_obj, teacher, reg, step, known)
+            def row(step):
+                known = {}
+                if lagged:
+                    known["loss"] = None
+                if batch:
+                    known["batch_loss"] = acc[0] / acc[1] if acc[1] else np.nan
+                    acc[:] = [0.0, 0]
+                return log_values(metrics, log_net, log_obj, teacher, reg, step, known)
 
-        def complete(loss):
-            values = pending[1]
-            values["loss"] = loss
-            history._append(pending[0], values)
-            bar.note(values)
-            return values
+            def complete(first):
+                """Fill the pending row with the loss the kernel saw before its step (``first``; None when
+                that step was refused: then its loss is computed, and its batch loss is NaN)."""
+                step, values, keys = pending
+                for key in keys:
+                    if first is not None:
+                        values[key] = first
+                    else:
+                        values[key] = objective.loss(net) if key == "loss" else np.nan
+                history._append(step, values)
+                bar.note(values)
+                return step, values
 
-        def check_row(step, values):
-            """A logged loss that is not finite: the state at ``step`` has diverged."""
-            loss = values.get("loss")
-            if loss is not None and not np.isfinite(loss):
-                raise TrainingDiverged(step, history, "the loss there is not finite")
+            def check_row(step, values):
+                """A logged loss that is not finite: the state at ``step`` has diverged."""
+                loss = values.get("loss")
+                if loss is not None and not np.isfinite(loss):
+                    raise TrainingDiverged(step, history, "the loss there is not finite")
 
-        def save(ckpt):
-            ckpt.history = History(history.step, history.metrics, history.info)  # the rows up to its step
-            ckpt.save(checkpoint)
+            def save(ckpt):
+                ckpt.history = History(history.step, history.metrics, history.info)  # the rows up to its step
+                ckpt.save(checkpoint)
 
-        def snapshot(step):
-            return Checkpoint.of(log_net, step, None, {"objective": objective.name, "run": run.describe(step, origin)})
+            def snapshot(step):
+                return Checkpoint.of(log_net, step, None,
+                                     {"objective": objective.name, "run": run.describe(step, origin)})
 
-        if previous is None or len(previous) == 0 or previous.step[-1] != start_step:
-            values = row(start_step, None, 0)
-            if lagged:
-                pending = (start_step, values)
-            else:
-                check_row(start_step, values)
-                history._append(start_step, values)
-                if callback is not None and callback(start_step, log_net, values) is False:
-                    return history
-        done_total = 0
-        while done_total < steps:
-            n = min(log_every, steps - done_total)
-            s0 = start_step + done_total
-            lrs = _step_sizes(*lrs_s, s0, n)
-            code, la, lw = reg_arrays(reg, s0, n)
-            t_call = time.perf_counter()
-            done, losses = runner(s0, lrs, code, la, lw)
-            bar.timed(time.perf_counter() - t_call, done)
-            done_total += done
-            if pending is not None:  # the loss before this call's first step is the pending row's
-                check_row(pending[0], complete(float(losses[0]) if done > 0 else objective.loss(net)))
-                pending = None
-            if unverified is not None:
-                if done > 0:  # a step from its state was accepted: the state was finite
-                    save(unverified)
-                unverified = None  # else: not written, the last good checkpoint stays
-            if done < n:
+            def interrupted(step):
+                """Stop at ``step`` (a call boundary): a checkpoint there when asked for (with the batch
+                losses since the last row, so the resumed run logs the same row), then TrainingInterrupted."""
+                nonlocal unverified, pending
+                if pending is not None:  # its loss, as the next call would have given it
+                    check_row(*complete(_first_loss(objective, log_net, step, reg)))
+                    pending = None
+                written = None
+                if checkpoint is not None:
+                    ckpt = unverified if unverified is not None and unverified.step == step else snapshot(step)
+                    unverified = None
+                    if history.step[-1] != step:
+                        ckpt.info["partial_row"] = {"since": int(history.step[-1]), "sum": acc[0], "count": acc[1]}
+                    if _accepts_a_step(objective, ckpt, reg):
+                        save(ckpt)
+                        written = checkpoint
+                raise TrainingInterrupted(step, history, written, stop.signum)
+
+            if partial is None and (previous is None or len(previous) == 0 or previous.step[-1] != start_step):
+                values = row(start_step)
+                keys = ["loss"] if lagged else []
+                if batch:  # the first row's batch loss: that of the first step's batch, before the step
+                    if callback is None:
+                        keys.append("batch_loss")  # from the first call
+                    else:  # every row complete when it is logged
+                        values["batch_loss"] = _first_loss(objective, log_net, start_step, reg)
+                if keys:
+                    pending = (start_step, values, keys)
+                else:
+                    check_row(start_step, values)
+                    history._append(start_step, values)
+                    if callback is not None and callback(start_step, log_net, values) is False:
+                        return history
+            s, end = start_step, start_step + steps
+            while s < end:
+                if stop.requested:
+                    interrupted(s)
+                row_end = min(end, s + log_every - (s - origin) % log_every)
+                n = min(row_end - s, chunk - s % chunk)
+                lrs = _step_sizes(*lrs_s, s, n)
+                code, la, lw = reg_arrays(reg, s, n)
+                t_call = time.perf_counter()
+                done, losses = runner(s, lrs, code, la, lw)
+                bar.timed(time.perf_counter() - t_call, done)
                 if done > 0:
-                    values = row(s0 + done, losses, done)
-                    if lagged:
-                        values["loss"] = objective.loss(net)
-                    history._append(s0 + done, values)
-                raise TrainingDiverged(s0 + done, history)
-            values = row(s0 + n, losses, n)
-            at_checkpoint = checkpoint is not None and ((s0 + n - origin) % checkpoint_every == 0
-                                                        or done_total == steps)
-            if at_checkpoint:  # written once a step from it is accepted
-                unverified = snapshot(s0 + n)
-            if lagged:
-                pending = (s0 + n, values)
-                if done_total < steps:
-                    bar.update(done_total, values)
+                    acc[0] += float(np.sum(losses[:done]))
+                    acc[1] += done
+                if pending is not None:  # the loss before this call's first step is the pending row's
+                    check_row(*complete(float(losses[0]) if done > 0 else None))
+                    pending = None
+                if unverified is not None:
+                    if done > 0:  # a step from its state was accepted: the state was finite
+                        save(unverified)
+                    unverified = None  # else: not written, the last good checkpoint stays
+                s += done
+                if done < n:
+                    if s > history.step[-1]:
+                        values = row(s)
+                        if lagged:
+                            values["loss"] = objective.loss(net)
+                        history._append(s, values)
+                    raise TrainingDiverged(s, history)
+                if s < row_end:
+                    bar.update(s - start_step, {})
                     continue
-                values = complete(objective.loss(net))
-                pending = None
-            else:
-                history._append(s0 + n, values)
-            check_row(s0 + n, values)
-            bar.update(done_total, values)
-            if callback is not None and callback(s0 + n, log_net, values) is False:
-                break
-        if unverified is not None:  # the last checkpoint: written if a step from it would be accepted
-            ckpt, unverified = unverified, None
-            if _accepts_a_step(objective, ckpt, reg):
-                save(ckpt)
-            else:
-                warnings.warn(f"the state at step {ckpt.step} cannot take another step (its loss or gradient is not "
-                              f"finite): its checkpoint was not written and {checkpoint} keeps the last good one; "
-                              "the next call will raise TrainingDiverged", RuntimeWarning, stacklevel=3)
-    except TrainingDiverged:
-        raise  # a pending checkpoint is of a state that cannot go on: the last good one stays
-    except BaseException:
-        # interrupted (a callback raised, Ctrl-C): keep the latest checkpoint if it is good
-        if unverified is not None and _accepts_a_step(objective, unverified, reg):
-            save(unverified)
-        raise
-    finally:
-        bar.close()
-        if runner is not None and hasattr(runner, "finish"):
-            runner.finish()  # CUDA: copy the (last finite) weights back into net, also on errors
+                values = row(s)
+                if checkpoint is not None and ((s - origin) % checkpoint_every == 0 or s == end):
+                    unverified = snapshot(s)  # written once a step from it is accepted
+                if lagged:
+                    pending = (s, values, ["loss"])
+                    if s < end:
+                        bar.update(s - start_step, values)
+                        continue
+                    complete(objective.loss(net))
+                    pending = None
+                else:
+                    history._append(s, values)
+                check_row(s, values)
+                bar.update(s - start_step, values)
+                if callback is not None and callback(s, log_net, values) is False:
+                    break
+            if unverified is not None:  # the last checkpoint: written if a step from it would be accepted
+                ckpt, unverified = unverified, None
+                if _accepts_a_step(objective, ckpt, reg):
+                    save(ckpt)
+                else:
+                    warnings.warn(f"the state at step {ckpt.step} cannot take another step (its loss or gradient is "
+                                  f"not finite): its checkpoint was not written and {checkpoint} keeps the last good "
+                                  "one; the next call will raise TrainingDiverged", RuntimeWarning, stacklevel=3)
+            if stop.requested:  # arrived during the last call: the run is complete, say so with its history
+                raise TrainingInterrupted(history.step[-1], history, checkpoint, stop.signum)
+        except (TrainingDiverged, TrainingInterrupted):
+            raise  # a pending checkpoint is of a state that cannot go on: the last good one stays
+        except BaseException:
+            # interrupted otherwise (a callback raised, a second Ctrl-C): keep the latest checkpoint if it is good
+            if unverified is not None and _accepts_a_step(objective, unverified, reg):
+                save(unverified)
+            raise
+        finally:
+            bar.close()
+            if runner is not None and hasattr(runner, "finish"):
+                runner.finish()  # CUDA: copy the (last finite) weights back into net, also on errors
     return history

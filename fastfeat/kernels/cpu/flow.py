@@ -518,6 +518,9 @@ def _erk(method, t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, l
     Er = bufs[S + 2]   # scratch of the error estimate
     Gn = bufs[S + 3]   # DOP853: the gradient at the new state
     while st[T] < t_end:
+        # first, before any work: a call stopped here and called again continues bit for bit
+        if cnt[ACC] + cnt[REJ] >= max_steps:
+            return MAX_STEPS
         t = st[T]
         if st[FRESH] == 0.0:
             cnt[EVALS] += 1
@@ -533,8 +536,6 @@ def _erk(method, t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, l
                                       rtol, atol, big)
             if st[H] <= 0.0:
                 return UNDERFLOW
-        if cnt[ACC] + cnt[REJ] >= max_steps:
-            return MAX_STEPS
         h_prop = st[H]
         h = h_prop
         last = False
@@ -853,6 +854,8 @@ def _rkc(t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, la
     eig = bufs[_EIG_AUTO] if auto else bufs[5]
     smax = max(2, int(math.sqrt(rtol / (10.0 * 2.220446049250313e-16))))
     while st[T] < t_end:
+        if cnt[ACC] + cnt[REJ] >= max_steps:  # first, before any work (as in _erk)
+            return MAX_STEPS
         t = st[T]
         fresh_rho = False
         if st[FRESH] == 0.0:
@@ -890,8 +893,6 @@ def _rkc(t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, la
             else:
                 h = span
             st[H] = h
-        if cnt[ACC] + cnt[REJ] >= max_steps:
-            return MAX_STEPS
         h_prop = st[H]
         h = h_prop
         last = False
