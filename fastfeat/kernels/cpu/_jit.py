@@ -4,7 +4,9 @@
 ``cache=True`` (``fastfeat.kernels._cache``: cached on disk, never stale). Functions made inside other
 functions are compiled into the module-level kernels that call them and are not cached on their own.
 """
+import ctypes
 import os
+import sys
 
 import numba
 import numpy as np
@@ -16,7 +18,32 @@ from numba.extending import intrinsic
 from ...math.activations import build
 from .. import _cache  # noqa: F401  (installs the cache locator before any kernel is defined)
 
-# Start numba's threading layer now. numba starts it when a parallel function is called from Python,
+
+def _tbb_loadable():
+    """Make numba's ``tbb`` threading layer loadable where the ``tbb`` wheel is installed: the wheel puts
+    ``libtbb.so.12`` into ``sys.prefix/lib``, which the loader of a virtual environment does not search,
+    so numba would fall back to GNU OpenMP, whose processes cannot ``fork`` once it ran (a forked child
+    that runs a parallel region is killed: "fork() called from a process already using GNU OpenMP").
+    Loading the library by its path first lets numba's layer find it. Only when the program left the
+    choice of layer to numba; returns whether the library is loaded."""
+    if not sys.platform.startswith("linux") or numba.config.THREADING_LAYER not in ("default", "safe", "forksafe",
+                                                                                      "threadsafe", "tbb"):
+        return False
+    for folder in dict.fromkeys([os.path.join(sys.prefix, "lib"), os.path.join(sys.base_prefix, "lib")]):
+        path = os.path.join(folder, "libtbb.so.12")
+        if os.path.exists(path):
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                return True
+            except OSError:
+                return False
+    return False
+
+
+TBB_LOADED = _tbb_loadable()
+
+# Start numba's threading layer now: tbb where it can be loaded (fork-safe; as fast as OpenMP for these
+# kernels), else numba's next choice. numba starts it when a parallel function is called from Python,
 # not when compiled code reaches one: a function loaded from the disk cache that calls a parallel
 # kernel (the gradient-flow integrator; a user's cached @njit code calling ff.kernels) crashed the
 # process with a segmentation fault when it ran first in a fresh process. get_num_threads starts it.
