@@ -591,8 +591,43 @@ def hessian_vector(net, objective, v, reg=None, *, step=0):
     return out[:, 0] if v.ndim == 1 else out
 
 
+#: ``hessian_spectrum`` (method "auto") uses the dense Hessian up to this many parameters, also for ``k``:
+#: 8 P^2 bytes (0.5 GB) and O(P^3) time (``eigvalsh``: about 8 s at P = 5376 on 2 cores), where Lanczos
+#: can need tens of thousands of products on the clusters of near-zero eigenvalues of a trained network
+DENSE_MAX = 8192
+#: the accuracy of eigenvalues computed by Lanczos (method "lanczos"), relative to the largest |eigenvalue|
+LANCZOS_ACCURACY = 1e-10
+#: the Hessian-vector products ``hessian_spectrum(k=..., method="lanczos")`` may use, by default, per
+#: wanted eigenvalue (and at least ``MIN_PRODUCTS``)
+PRODUCTS_PER_EIGENVALUE = 1000
+MIN_PRODUCTS = 20000
+
+
+class SpectrumNotConverged(RuntimeError):
+    """``hessian_spectrum(k=..., method="lanczos")`` used its ``max_products`` Hessian-vector products
+    without finding the ``k`` smallest eigenvalues to the stated accuracy."""
+
+
+class _Budget:
+    """Counts the Hessian-vector products of a Lanczos computation; raises when they pass the budget."""
+
+    def __init__(self, op, limit, k, P):
+        self.op, self.limit, self.k, self.P = op, limit, k, P
+        self.used = 0
+
+    def apply(self, X):
+        self.used += X.shape[1]
+        if self.used > self.limit:
+            raise SpectrumNotConverged(
+                f"hessian_spectrum(k={self.k}) used max_products={self.limit:,} Hessian-vector products without "
+                f"finding the {self.k} smallest eigenvalues to {LANCZOS_ACCURACY:g} of the largest (P = {self.P}); "
+                "pass a larger max_products, a smaller k, or method='dense' (8 P^2 bytes)")
+        return self.op.apply(X)
+
+
 def _smallest(op, P, k, max_rounds=64, maxiter=None):
-    """The k smallest eigenvalues of the operator (and its largest), by ``eigsh`` with locking.
+    """The k smallest eigenvalues of the operator (and its largest), by ``eigsh`` with locking, each to
+    about ``LANCZOS_ACCURACY`` times the largest |eigenvalue|.
 
     Lanczos finds one copy of a repeated eigenvalue per run, and exact zero modes come in groups (one
     per neuron): each round runs ``eigsh`` on the operator with the eigenvectors found so far moved to
@@ -612,8 +647,13 @@ def _smallest(op, P, k, max_rounds=64, maxiter=None):
 
     v0 = np.random.default_rng(0).standard_normal(P)
     lin = operator(H)
-    top = float(eigsh(lin, k=1, which="LM", v0=v0, return_eigenvectors=False)[0])
-    largest = top if top >= 0 else float(eigsh(lin, k=1, which="LA", v0=v0, return_eigenvectors=False)[0])
+    # ARPACK's test ||H x - theta x|| <= tol |theta|: the residuals of the shifted runs below, whose
+    # spectrum lies in [|top|, 3 |top|], are then at most about 3 tol |top|, and the Rayleigh-Ritz values
+    # of H on the vectors found are at least that accurate (its default tol, machine precision, can take
+    # tens of thousands of products on a cluster of near-zero eigenvalues)
+    tol = LANCZOS_ACCURACY / 3
+    top = float(eigsh(lin, k=1, which="LM", v0=v0, tol=tol, return_eigenvectors=False)[0])
+    largest = top if top >= 0 else float(eigsh(lin, k=1, which="LA", v0=v0, tol=tol, return_eigenvectors=False)[0])
     if top == 0.0:
         return np.zeros(k), 0.0
     sigma, tau = 2.0 * abs(top), 4.0 * abs(top)
@@ -630,7 +670,7 @@ def _smallest(op, P, k, max_rounds=64, maxiter=None):
         kk = min(k, P - 1)
         start = v0 - Z @ (Z.T @ v0)
         try:
-            vals, vecs = eigsh(operator(deflated), k=kk, which="SA", v0=start, maxiter=maxiter)
+            vals, vecs = eigsh(operator(deflated), k=kk, which="SA", v0=start, maxiter=maxiter, tol=tol)
         except ArpackNoConvergence as exc:  # a cluster it cannot resolve in one run: keep what converged
             vals, vecs = exc.eigenvalues, exc.eigenvectors
         new = vecs[:, vals < 0.5 * (sigma + abs(top) + tau)]  # not the locked vectors (at tau)
@@ -641,7 +681,8 @@ def _smallest(op, P, k, max_rounds=64, maxiter=None):
         S = Q.T @ H(Q)
         w, Y = np.linalg.eigh(0.5 * (S + S.T))
         order = np.argsort(w)[:k]
-        done = theta is not None and len(theta) == len(order) and w[order][-1] >= theta[-1] - 1e-12 * abs(top)
+        done = (theta is not None and len(theta) == len(order)
+                and w[order][-1] >= theta[-1] - LANCZOS_ACCURACY * abs(top))
         theta = w[order]
         Z = Q @ Y[:, order]
         if done:
@@ -689,7 +730,11 @@ class HessianSpectrum:
                 f"tol={self.tol:.3g})")
 
 
-def hessian_spectrum(net, objective, reg=None, *, step=0, k=None, tol=None):
+#: the methods of ``hessian_spectrum``
+SPECTRUM_METHODS = ("auto", "dense", "lanczos")
+
+
+def hessian_spectrum(net, objective, reg=None, *, step=0, k=None, tol=None, method="auto", max_products=None):
     """Eigenvalues of the exact Hessian, with counts of zero and negative ones.
 
     Parameters
@@ -703,11 +748,20 @@ def hessian_spectrum(net, objective, reg=None, *, step=0, k=None, tol=None):
     step : int
         The global step at which a scheduled regularizer strength is evaluated.
     k : int or None
-        None: all ``P`` eigenvalues (``numpy.linalg.eigvalsh`` of ``hessian``; memory ``8 P^2``
-        bytes). An integer ``1 <= k < P``: the ``k`` smallest, by ``scipy.sparse.linalg.eigsh`` on
-        products from ``hessian_vector`` (``H`` is never formed), run again with the eigenvectors found
-        so far locked until no new eigenvalue appears among the ``k`` smallest (Lanczos finds one copy
-        of a repeated eigenvalue per run), and the largest by ``eigsh`` as well.
+        None: all ``P`` eigenvalues. An integer ``1 <= k < P``: the ``k`` smallest (and the largest).
+    method : "auto", "dense" or "lanczos"
+        "dense": ``numpy.linalg.eigvalsh`` of ``hessian`` (memory ``8 P^2`` bytes, time O(P^3); exact to
+        rounding). "lanczos" (needs ``k``): ``scipy.sparse.linalg.eigsh`` on products from
+        ``hessian_vector`` (``H`` is never formed), run again with the eigenvectors found so far
+        locked until no new eigenvalue appears among the ``k`` smallest (Lanczos finds one copy of a
+        repeated eigenvalue per run), and the largest by ``eigsh`` as well; each eigenvalue to about
+        ``LANCZOS_ACCURACY`` (1e-10) times the largest |eigenvalue|, a thousandth of the smallest
+        threshold ``three_stage``'s diagnostic counts with. "auto" (default): "dense" up to
+        ``DENSE_MAX`` parameters, and for ``k=None``; else "lanczos".
+    max_products : int or None
+        "lanczos": the most Hessian-vector products it may use (None: ``PRODUCTS_PER_EIGENVALUE`` per
+        wanted eigenvalue, at least ``MIN_PRODUCTS``); beyond it ``SpectrumNotConverged`` is raised
+        (a trained network's thousands of near-zero eigenvalues can make Lanczos crawl).
     tol : float or None
         Eigenvalues with ``|lambda| <= tol`` count as zero. Default ``P * eps * max|lambda|`` (``eps``
         the float64 machine epsilon; ``max|lambda|`` from the largest and the smallest eigenvalue):
@@ -735,8 +789,9 @@ def hessian_spectrum(net, objective, reg=None, *, step=0, k=None, tol=None):
     - Neurons sharing a direction. A group of ``g`` students that are positive multiples of the same
       teacher neuron, at a global minimum, has ``g (d + 1) - d`` zero modes (mass and direction can be
       exchanged within the group).
-    - Neurons with ``a_j = 0``: ``d - 1`` zero modes each (the ``w_j`` directions orthogonal to
-      ``r_j = d2L / dw_j da_j``), at any point, for every activation.
+    - Neurons with ``a_j = 0``: at least ``d - 1`` zero modes each (the ``w_j`` directions orthogonal
+      to ``r_j = d2L / dw_j da_j = E[(f - y) sigma'(w_j . x) x]``), at any point, for every activation;
+      ``d`` where ``r_j = 0`` (at a global minimum).
     - linear: the loss depends on ``W^T a`` only; ``P - d`` zero modes at a global minimum.
     - Weight decay ``lam`` adds ``lam`` to every eigenvalue at a global minimum of the loss, so none
       remain there; at a stationary point of the regularized loss the rescaling directions become
@@ -744,19 +799,29 @@ def hessian_spectrum(net, objective, reg=None, *, step=0, k=None, tol=None):
       neurons changes neither the network nor the weight decay and stays flat (seen at a point
       converged by BFGS, not in the tests).
     """
+    if not isinstance(method, str) or method not in SPECTRUM_METHODS:
+        raise ValueError(f"method must be one of {SPECTRUM_METHODS}, got {method!r}")
+    if max_products is not None:
+        max_products = check_int(max_products, "max_products")
     M = _prepare(net, objective, reg, step)
     P = M.P
     if k is not None:
         k = check_int(k, "k")
         if k >= P:
             raise ValueError(f"k must be < P = {P} (use k=None for all eigenvalues), got k={k}")
+    elif method == "lanczos":
+        raise ValueError("method='lanczos' computes the k smallest eigenvalues: pass k")
     if tol is not None:
         tol = check_float(tol, "tol", nonnegative=True)
-    if k is None:
+    if method == "auto":
+        method = "dense" if k is None or P <= DENSE_MAX else "lanczos"
+    if method == "dense":
         ev = np.linalg.eigvalsh(_dense(M))
         largest = float(ev[-1])
+        ev = ev if k is None else ev[:k]
     else:
-        ev, largest = _smallest(_Operator(M, keep=True), P, k)
+        limit = max_products or max(MIN_PRODUCTS, PRODUCTS_PER_EIGENVALUE * k)
+        ev, largest = _smallest(_Budget(_Operator(M, keep=True), limit, k, P), P, k)
     if tol is None:
         tol = P * np.finfo(np.float64).eps * max(abs(largest), abs(float(ev[0])))
     return HessianSpectrum(eigenvalues=ev, tol=float(tol), n_zero=int(np.sum(np.abs(ev) <= tol)),

@@ -214,20 +214,83 @@ def test_zero_modes_of_the_linear_activation_and_of_neurons_with_a_zero():
         assert hessian_spectrum(net, pop, ff.WeightDecay(lam_a=0.0, lam_w=1e-3)).n_zero == 0
 
 
+@pytest.mark.parametrize("act", ANGULAR)
+def test_a_neuron_with_a_zero_at_a_global_minimum_has_d_zero_modes(act):
+    """At a global minimum r_j = E[(f - y) sigma'(w_j . x) x] = 0, so all d directions of an extra neuron
+    with a_j = 0 are flat (d - 1 is the bound at any point), besides the teacher neurons' rescalings."""
+    d, m_star = 5, 3
+    net, pop = _stationary(act, d, m_star)
+    extra = np.random.default_rng(3).standard_normal(d)
+    W = np.vstack([net.W, extra])
+    a = np.concatenate([net.a, [0.0]])
+    sp = hessian_spectrum(ff.TwoLayer(W, a, act), pop)
+    assert sp.n_zero == m_star + d and sp.n_negative == 0
+
+
 def test_k_smallest_agree_with_all_eigenvalues():
+    """Lanczos's k smallest are the dense ones to its stated accuracy (LANCZOS_ACCURACY of the largest);
+    "auto" takes the dense path at these sizes (the same numbers bit for bit)."""
+    from fastfeat.curvature import LANCZOS_ACCURACY
     net, pop = _problem("relu", 5, 17, 3)
     full = hessian_spectrum(net, pop)
-    part = hessian_spectrum(net, pop, k=6)
+    part = hessian_spectrum(net, pop, k=6, method="lanczos")
     assert not part.complete and part.eigenvalues.size == 6
-    np.testing.assert_allclose(part.eigenvalues, full.eigenvalues[:6], rtol=0, atol=1e-12 * full.largest)
-    assert part.largest == pytest.approx(full.largest, rel=1e-12)
-    assert part.tol == pytest.approx(full.tol, rel=1e-12)
+    np.testing.assert_allclose(part.eigenvalues, full.eigenvalues[:6], rtol=0, atol=LANCZOS_ACCURACY * full.largest)
+    assert part.largest == pytest.approx(full.largest, rel=LANCZOS_ACCURACY)
+    assert part.tol == pytest.approx(full.tol, rel=LANCZOS_ACCURACY)
+    auto = hessian_spectrum(net, pop, k=6)
+    np.testing.assert_array_equal(auto.eigenvalues, full.eigenvalues[:6])
+    assert auto.largest == full.largest and auto.n_params == full.n_params
     # repeated zero eigenvalues (one per neuron) are all found
     net, pop = _stationary("relu", 8, 4)
-    part = hessian_spectrum(net, pop, k=6)
+    part = hessian_spectrum(net, pop, k=6, method="lanczos")
     assert part.n_zero == 4 and part.n_negative == 0
     np.testing.assert_allclose(part.eigenvalues, hessian_spectrum(net, pop).eigenvalues[:6], rtol=0,
-                               atol=1e-12 * part.largest)
+                               atol=LANCZOS_ACCURACY * part.largest)
+
+
+def test_lanczos_through_a_cluster_of_zero_modes_within_a_product_budget(monkeypatch):
+    """Half of the 40 neurons with a = 0 (d - 1 zero modes each: a cluster of 220 near-zero eigenvalues
+    after 176 negative ones): the 200 and 260 smallest agree with the dense spectrum to the stated
+    accuracy, with the same zero and negative counts, in fewer than 5,000 products (about 1,500 are
+    needed); a budget too small for it raises SpectrumNotConverged saying what to do."""
+    from fastfeat import curvature
+    d, m = 12, 40
+    t = ff.Teacher.random(d, 3, activation="relu", seed=0)
+    net = ff.TwoLayer.init(d, m, activation="relu", seed=1, scale=0.5)
+    net.a[m // 2:] = 0.0
+    pop = ff.Population(t)
+    full = hessian_spectrum(net, pop)
+    assert full.n_zero >= (m // 2) * (d - 1)
+    used = []
+    real = curvature._Budget.apply
+
+    def counting(self, X):
+        out = real(self, X)
+        used.append(self.used)
+        return out
+
+    monkeypatch.setattr(curvature._Budget, "apply", counting)
+    for k in (200, 260):
+        used.clear()
+        part = hessian_spectrum(net, pop, k=k, method="lanczos")
+        np.testing.assert_allclose(part.eigenvalues, full.eigenvalues[:k], rtol=0,
+                                   atol=curvature.LANCZOS_ACCURACY * full.largest)
+        assert part.n_zero == np.sum(np.abs(full.eigenvalues[:k]) <= full.tol)
+        assert part.n_negative == min(k, full.n_negative)
+        assert used[-1] < 5000, used[-1]
+    with pytest.raises(ff.SpectrumNotConverged, match="max_products=300"):
+        hessian_spectrum(net, pop, k=200, method="lanczos", max_products=300)
+
+
+def test_spectrum_method_is_checked():
+    net, pop = _problem("relu", 3, 4, 2)
+    with pytest.raises(ValueError, match="method"):
+        hessian_spectrum(net, pop, method="arpack")
+    with pytest.raises(ValueError, match="pass k"):
+        hessian_spectrum(net, pop, method="lanczos")
+    with pytest.raises(ValueError, match="max_products"):
+        hessian_spectrum(net, pop, k=2, method="lanczos", max_products=0)
     loose = hessian_spectrum(net, pop, tol=1e-3)
     assert loose.tol == 1e-3 and loose.n_zero == np.sum(np.abs(hessian_spectrum(net, pop).eigenvalues) <= 1e-3)
 
