@@ -92,6 +92,11 @@ from .population import loss_grad
 
 DOP853, DOPRI5, RKC, AUTO = 0, 1, 2, 3
 METHODS = {"dop853": DOP853, "dopri5": DOPRI5, "rkc": RKC, "auto": AUTO}
+#: RKC, a second-order method, controls its local error per step: over a stiff flow of many steps its
+#: global error grows like the local tolerance to the power 2/3 (measured: 0.5 rtol at rtol = 1e-4,
+#: 2.6 rtol at 1e-6, 11 rtol at 1e-8, d = 10, m = 16, weight decay 1e-3, t = 2000). So it runs at
+#: ``rtol * sqrt(rtol / RKC_TOL_REF)`` (and atol scaled alike): the delivered error stays near rtol
+RKC_TOL_REF = 1e-5
 #: ``advance``'s results: reached t_end; the step size fell below ``hmin``; ``max_steps`` attempted
 #: steps were used up; the current state has no finite loss and gradient (``_SWITCH``: internal to AUTO)
 OK, UNDERFLOW, MAX_STEPS, BAD_STATE, _SWITCH = 0, 1, 2, 3, 4
@@ -1032,10 +1037,13 @@ def advance(method, t_end, t_log, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a
     # (literal arguments would compile each loop once per constant)
     auto = method == AUTO
     erk_method = DOP853 if auto else method
+    # RKC's local error control runs at tolerances scaled by sqrt(rtol / RKC_TOL_REF) (tolerance
+    # proportionality): its global error grows as the local tolerance to the power 2/3
+    scale = min(1.0, math.sqrt(rtol / RKC_TOL_REF))
     while True:
         if method == RKC or (auto and st[MODE] != 0.0):
-            status = _rkc(t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol,
-                          big, max_steps, auto)
+            status = _rkc(t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol * scale,
+                          atol * scale, big, max_steps, auto)
         else:
             status = _erk(erk_method, t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w,
                           rtol, atol, big, max_steps, auto)
