@@ -88,3 +88,66 @@ def test_online_default_metric_is_the_mean_minibatch_loss():
 def test_batch_loss_outside_training_is_nan():
     t, net = _pair()
     assert np.isnan(ff.metrics.REGISTRY["batch_loss"](net, ff.Population(t), t, None, 0))
+
+
+def test_log_spaced_rows_give_the_weights_of_evenly_logged_runs():
+    """log_every as an increasing array of steps: rows at start_step plus each of them and at the end;
+    the weights are those of an evenly logged run bit for bit (the compiled calls are cut by work, not by
+    rows), the batch losses are the means over the uneven intervals, and a checkpointed run resumes
+    with the same rows."""
+    t, net0 = _pair("relu", d=7, m=17)
+    at = ff.log_spaced(300, rows=12)
+    assert at[0] == 1 and at[-1] == 300 and np.all(np.diff(at) > 0) and len(at) <= 12
+    for obj in (ff.Population(t), ff.Empirical.sample(t, 65, seed=3, batch_size=7)):
+        even, spaced = _copy(net0), _copy(net0)
+        ff.train(even, obj, steps=300, lr=0.05, log_every=100, start_step=5)
+        h = ff.train(spaced, obj, steps=300, lr=0.05, log_every=at, start_step=5, metrics=("loss", "batch_loss"))
+        assert h.step.tolist() == [5] + (5 + at).tolist()
+        np.testing.assert_array_equal(spaced.W, even.W)
+        # the batch loss of each row: the mean over its own interval, from per-step losses
+        c = _copy(net0)
+        losses = []
+        for s in range(5, 305):
+            losses.append(ff.train(c, obj, steps=1, lr=0.05, start_step=s, metrics=("batch_loss",),
+                                   log_every=1)["batch_loss"][-1])
+        bounds = [0] + at.tolist()
+        expect = [losses[0]] + [np.mean(losses[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        np.testing.assert_allclose(h["batch_loss"], expect, rtol=1e-12)
+
+
+def test_log_spaced_rows_resume_and_bad_grids(tmp_path):
+    t, net0 = _pair("erf", d=5, m=6)
+    obj = ff.Population(t)
+    at = np.array([3, 10, 40, 90])
+    ref = ff.train(_copy(net0), obj, steps=90, lr=0.05, log_every=at)
+    path = str(tmp_path / "c.npz")
+    net = _copy(net0)
+    ff.train(net, obj, steps=90, lr=0.05, log_every=at, checkpoint=path, callback=lambda s, n, v: s < 10)
+    assert ff.Checkpoint.load(path).step == 10
+    h = ff.train(net, obj, steps=90, lr=0.05, log_every=at, checkpoint=path, resume=True)
+    assert h.step.tolist() == ref.step.tolist() == [0, 3, 10, 40, 90]
+    np.testing.assert_array_equal(h["loss"], ref["loss"])
+    for bad, err in (([3, 3, 9], ValueError), ([0, 5], ValueError), ([5, 91], ValueError), ([1.5, 4], TypeError),
+                     ([[1, 2]], TypeError)):
+        with pytest.raises(err, match="log_every"):
+            ff.train(_copy(net0), obj, steps=90, lr=0.05, log_every=bad)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        ff.train(_copy(net0), obj, steps=90, lr=0.05, log_every=at, checkpoint=path, checkpoint_every=10)
+
+
+def test_online_history_gives_alpha():
+    t, net = _pair("erf", d=8, m=5)
+    h = ff.train(net, ff.Online(t, batch_size=1, seed=1), steps=80, lr=0.05, log_every=40)
+    np.testing.assert_array_equal(h.alpha, [0.0, 5.0, 10.0])
+    h2 = ff.History.load(_saved(h))
+    np.testing.assert_array_equal(h2.alpha, h.alpha)
+    with pytest.raises(ValueError, match="online"):
+        ff.train(net, ff.Population(t), steps=2, lr=0.05).alpha
+
+
+def _saved(h):
+    import os
+    import tempfile
+    path = os.path.join(tempfile.mkdtemp(), "h.json")
+    h.save(path)
+    return path

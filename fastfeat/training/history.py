@@ -48,6 +48,16 @@ class History:
     def __len__(self):
         return len(self.step)
 
+    @property
+    def alpha(self):
+        """Online time ``alpha = step / d`` (the samples seen per input dimension, with batch 1), for a
+        history of ``ff.train`` on ``ff.Online`` (its ``info["d"]``); ValueError for other histories."""
+        d = self.info.get("d")
+        if self.info.get("objective") != "online" or not d:
+            raise ValueError("alpha = step / d is the time of online SGD: this history was not logged by ff.train "
+                             "on ff.Online")
+        return self.step / float(d)
+
     def __getitem__(self, name):
         return self.metrics[name]
 

@@ -92,7 +92,10 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     or schedules (step -> value), evaluated at every step.
     Steps run many at a time inside compiled calls: up to ``log_every``, and as many as take about
     ``CALL_WORK`` multiply-adds (0.1-0.5 s on 2 cores; the cut depends on the sizes only and never changes
-    the weights). ``metrics`` are logged every ``log_every`` steps from ``start_step`` (and there).
+    the weights). ``metrics`` are logged every ``log_every`` steps from ``start_step`` (and there), or, with
+    ``log_every`` an increasing array of steps in ``1 .. steps`` (``ff.log_spaced(steps)``: a few hundred
+    rows spaced on a log scale), at ``start_step`` plus each of them and at the end. For ``ff.Online``
+    the history also gives the time ``alpha = step / d`` (``History.alpha``).
     ``metrics=None`` logs the objective's ``default_metrics``: ``("loss",)``, except
     ``ff.Online``: ``("batch_loss",)``. ``"batch_loss"`` is the mean of the minibatch losses of the steps
     since the last row (what SGD saw; in the first row, the loss of the first step's batch before that
@@ -141,7 +144,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     if bad is not None:
         raise bad
     steps = check_int(steps, "steps", minimum=1)
-    log_every = check_int(log_every, "log_every", minimum=1)
+    log_every = _check_log_every(log_every, steps)
     start_step = check_int(start_step, "start_step", minimum=0)
     if start_step + steps >= 2**63:
         raise ValueError(f"start_step + steps must be < 2**63 (the step counter is int64), got {start_step + steps}")
@@ -168,10 +171,15 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     run = None
     if checkpoint is not None:
         checkpoint = _check_checkpoint_path(checkpoint)
+        if isinstance(log_every, np.ndarray):
+            if checkpoint_every is not None:
+                raise ValueError("checkpoint_every needs an int log_every; with an array of logged steps a "
+                                 "checkpoint is written at every logged row")
+            checkpoint_every = 1
         if checkpoint_every is None:
             checkpoint_every = log_every
         checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
-        if checkpoint_every % log_every:
+        if not isinstance(log_every, np.ndarray) and checkpoint_every % log_every:
             raise ValueError(f"checkpoint_every must be a multiple of log_every ({log_every}): checkpoints are "
                              f"written when metrics are logged, got {checkpoint_every}")
         run = _Run(objective, net, lr_s, lr_a_s, reg, metrics)
@@ -216,6 +224,35 @@ def _partial_row(saved, path):
         raise CheckpointError(f"checkpoint {path}: its partial row (since step {since}) does not follow its "
                               f"history, which ends at step {saved.history.step[-1] if len(saved.history) else None}")
     return {"since": since, "sum": total, "count": count}
+
+
+def log_spaced(steps, rows=200):
+    """About ``rows`` logged steps spaced evenly on a log scale in ``1 .. steps`` (distinct integers,
+    ``steps`` last): ``ff.train(..., log_every=ff.log_spaced(steps))`` gives a log-log curve of a long
+    run with a few hundred rows."""
+    steps = check_int(steps, "steps")
+    rows = check_int(rows, "rows")
+    return np.unique(np.round(np.geomspace(1, steps, rows)).astype(np.int64))
+
+
+def _check_log_every(log_every, steps):
+    """``log_every``: an int >= 1, or an increasing array of logged steps in ``1 .. steps`` (counted from
+    ``start_step``; ``steps`` is logged in any case), returned as an int64 array."""
+    if isinstance(log_every, (bool, np.bool_)) or np.ndim(log_every) == 0:
+        return check_int(log_every, "log_every", minimum=1)
+    try:
+        arr = np.asarray(log_every)
+    except (TypeError, ValueError):
+        raise TypeError(f"log_every must be an int or an array of steps, got {type(log_every).__name__}") from None
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu" and not (
+            arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+        raise TypeError("log_every must be an int or a one-dimensional array of whole steps")
+    arr = arr.astype(np.int64)
+    if arr[0] < 1 or arr[-1] > steps:
+        raise ValueError(f"log_every: the logged steps must lie in 1 .. steps = {steps}, got {arr[0]} .. {arr[-1]}")
+    if np.any(np.diff(arr) <= 0):
+        raise ValueError("log_every: the logged steps must be strictly increasing")
+    return arr if arr[-1] == steps else np.append(arr, steps)
 
 
 def _check_lrs(lr, lr_a, start_step):
@@ -359,13 +396,16 @@ def _first_loss(objective, net, step, reg):
 def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, device, callback,
           start_step, checkpoint, checkpoint_every, previous, origin, run, partial):
     history = History(info={"objective": objective.name, "device": device, "start_step": start_step})
+    if objective.name == "online":
+        history.info["d"] = net.d  # History.alpha = step / d
     if previous is not None:  # continue the saved history (it ends with the row of start_step)
         history.step, history.metrics = previous.step, previous.metrics
         history.info.update({k: v for k, v in previous.info.items() if k not in history.info})
     bar = _Progress(steps, progress)
     runner = None
     unverified = None  # a Checkpoint whose state is not yet known to be able to go on
-    # rows every log_every steps from origin; compiled calls end there and at the global multiples of `chunk`
+    # rows every log_every steps from origin (or at origin + log_every[i]); compiled calls end there and at the
+    # global multiples of `chunk`
     # (sizes only: a resumed run cuts its calls where the first one did, and no cut changes the weights)
     chunk = steps_per_call(objective, net)
     # the batch losses of the steps since the last row: their sum (each call's np.sum, added in order) and count
@@ -452,10 +492,19 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
                     if callback is not None and callback(start_step, log_net, values) is False:
                         return history
             s, end = start_step, start_step + steps
+            if isinstance(log_every, np.ndarray):
+                rows_at = origin + log_every
+
+                def next_row(s):
+                    i = int(np.searchsorted(rows_at, s, side="right"))
+                    return min(end, int(rows_at[i])) if i < rows_at.size else end
+            else:
+                def next_row(s):
+                    return min(end, s + log_every - (s - origin) % log_every)
             while s < end:
                 if stop.requested:
                     interrupted(s)
-                row_end = min(end, s + log_every - (s - origin) % log_every)
+                row_end = next_row(s)
                 n = min(row_end - s, chunk - s % chunk)
                 lrs = _step_sizes(*lrs_s, s, n)
                 code, la, lw = reg_arrays(reg, s, n)
