@@ -23,7 +23,7 @@ from .networks import Teacher, TwoLayer  # noqa: E402,F401
 from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F401
 from .regularizers import PathNorm, WeightDecay  # noqa: E402,F401
 from .training import (Checkpoint, CheckpointError, History, TrainingDiverged, TrainingInterrupted,  # noqa: E402,F401
-                       flow, log_spaced, train)
+                       flow, log_spaced, ode, train)
 from .curvature import (HessianSpectrum, SpectrumNotConverged, hessian, hessian_spectrum,  # noqa: E402,F401
                         hessian_vector)
 from .experiment import ConfigError  # noqa: E402,F401

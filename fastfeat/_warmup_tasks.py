@@ -120,6 +120,17 @@ def kernels(dtype):
     k.row_norms(W, np.empty(net.m, W.dtype))
 
 
+def ode(dtype):
+    """The order-parameter ODEs (float64 whatever the net's type), for each activation they cover, with each
+    kind of regularizer."""
+    from .training.ode import ODE_ACTIVATIONS
+    from .training import ode as integrate
+    for act in ODE_ACTIVATIONS:
+        for reg in _regs():
+            integrate(_net(act, dtype, m=3), _teacher(act, dtype), 0.5, lr=0.1, lr_a=0.1, reg=reg, noise=0.1,
+                      log_times=1)
+
+
 # the biggest first: parallel workers then finish together. The flow integrator is compiled in float64
 # whatever the net's float type. The public kernels called from Python with their other documented
 # argument forms (a scalar lr, (n,) step sizes, the one-step kernels) are not what ff.train and ff.flow
@@ -130,5 +141,6 @@ for _name, _fn, _dtypes, _default in (
         ("empirical", empirical, ("float32", "float64"), True),
         ("population", population, ("float32", "float64"), True),
         ("paper", paper, ("float32", "float64"), True),
+        ("ode", ode, ("float64",), True),
         ("kernels", kernels, ("float32", "float64"), False)):
     register(_name, _fn, dtypes=_dtypes, default=_default)

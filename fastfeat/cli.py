@@ -339,7 +339,7 @@ def main(argv=None):
                         help="only this float type (repeatable; default both)")
     p_warm.add_argument("--task", action="append",
                         help="only this warm-up task (repeatable; default: online, empirical, flow, population, "
-                        "paper; `kernels` adds the public ff.kernels entry points' other argument forms)")
+                        "paper, ode; `kernels` adds the public ff.kernels entry points' other argument forms)")
     p_warm.add_argument("--processes", type=int, default=None,
                         help="worker processes (default: the CPU count; 1 compiles in this process)")
     p_warm.add_argument("--quiet", action="store_true", help="no progress lines")

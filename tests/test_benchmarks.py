@@ -170,3 +170,16 @@ def test_paper_regime_benchmark_runs():
     bench.time_step(256, "erf", "float64")
     ns = bench.track_ns_per_pair_one_thread(256, "erf", "float64")
     assert np.isfinite(ns) and ns > 0
+
+
+def test_ode_benchmarks():
+    """bench_ode's asv class runs, and its numpy version of the ODE agrees with ff.ode."""
+    from benchmarks import bench_ode as B
+
+    bench = B.OdeErf()
+    bench.setup((4, 4, 5.0))
+    bench.time_ode((4, 4, 5.0))
+    net, teacher = B.problem(3, 2, d=30)
+    sol = B.run_numpy(net, teacher, 2.0)
+    h = B.run_ff(net, teacher, 2.0)
+    np.testing.assert_allclose(sol.y[:9, -1], h["Q"][-1].ravel(), rtol=1e-6)

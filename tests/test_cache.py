@@ -136,10 +136,11 @@ def test_warmup_cli(tmp_path):
 
 
 def test_default_warmup_tasks():
-    """The default warm-up is what training, the flow and ``fastfeat run`` call; the flow integrator (float64
-    for both float types) is one job; the public kernels' other argument forms are warmed up on request."""
+    """The default warm-up is what training, the flow, the ODEs and ``fastfeat run`` call; the flow and ODE
+    integrators (float64 for both float types) are one job each; the public kernels' other argument forms
+    are warmed up on request."""
     from fastfeat.kernels import _warmup
-    assert set(_warmup.DEFAULT_TASKS) == {"online", "empirical", "population", "paper", "flow"}
+    assert set(_warmup.DEFAULT_TASKS) == {"online", "empirical", "population", "paper", "flow", "ode"}
     assert "kernels" in _warmup.TASKS and "kernels" not in _warmup.DEFAULT_TASKS
     done = ff.kernels.warmup(tasks=["flow"], processes=1, progress=False)
     assert [(n, dt) for n, dt, _ in done] == [("flow", "float64")]

@@ -1,0 +1,395 @@
+"""``ff.ode``: the order-parameter ODEs of online SGD in the limit of high input dimension.
+
+For the two-layer model of ``ff.Online`` (``f(x) = sum_j a_j g(w_j . x)``, ``x ~ N(0, I_d)``, a teacher
+``y = sum_n a*_n g(w*_n . x) + noise``, batch 1), the overlaps ``Q = W W^T``, ``M = W W*^T`` and the second
+layer ``a`` follow, as ``d -> infinity``, deterministic ODEs in the time ``alpha = steps / d`` (Saad &
+Solla, Phys. Rev. E 52, 4225 (1995); Biehl & Schwarze 1995; Goldt et al., NeurIPS 2019 with the second
+layer trained), when SGD takes the step sizes ``lr / d`` (W) and ``lr_a / d`` (a). With the local fields
+``u = (w_1 . x, ..., w_m . x, w*_1 . x, ..., w*_m* . x) ~ N(0, C)``, ``C = [[Q, M], [M^T, P]]``, and the error
+``e = sum_r c_r g(u_r) - zeta`` (``c = (a, -a*)``, ``zeta`` the label noise of variance ``sigma^2``):
+
+    dM_jn/dalpha = -lr a_j sum_r c_r I3(j, m+n, r)                               - lr reg_W(j) M_jn
+    dQ_jk/dalpha = -lr (a_j sum_r c_r I3(j, k, r) + a_k sum_r c_r I3(k, j, r))  - lr (reg_W(j) + reg_W(k)) Q_jk
+                   + lr^2 a_j a_k (sum_rs c_r c_s I4(j, k, r, s) + sigma^2 J2(j, k))
+    da_j/dalpha  = -lr_a (sum_r c_r I2(j, r) + reg_a(j))
+
+with ``I2(p, q) = E[g(u_p) g(u_q)]``, ``J2(p, q) = E[g'(u_p) g'(u_q)]``, ``I3(p, q, r) = E[g'(u_p) u_q g(u_r)]``,
+``I4(p, q, r, s) = E[g'(u_p) g'(u_q) g(u_r) g(u_s)]``; weight decay gives ``reg_W(j) = lam_w``,
+``reg_a(j) = lam_a a_j``, the path norm ``lam (sum_j |a_j| |w_j|)`` gives ``reg_W(j) = lam |a_j| / sqrt(Q_jj)``,
+``reg_a(j) = lam sign(a_j) sqrt(Q_jj)`` (the regularizer's second-order terms vanish as 1/d). The loss
+is ``1/2 sum_rs c_r c_s I2(r, s) + sigma^2 / 2``, the population loss of ``ff.Population`` for a network
+with these overlaps.
+
+The Gaussian averages are in closed form for ``erf`` (``g(z) = erf(z / sqrt 2)``, Saad & Solla's) and
+``linear``; the ODE is integrated by a compiled Dormand-Prince 5(4) pair with Hairer's step-size control.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from .._validation import check_float, check_int
+from numba import prange
+
+from ..kernels.cpu._jit import njit, pnjit
+from ..kernels.cpu.scalar import asin
+from ..math.regularizer import REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY
+from ..networks import check_net, check_teacher
+from ..regularizers import check_reg
+from ..schedules import Schedule, constant
+from .history import History
+
+#: the activations whose Gaussian averages ``ff.ode`` has in closed form
+ODE_ACTIVATIONS = ("erf", "linear")
+_CODES = {"erf": 0, "linear": 1}
+_2PI = 2.0 / math.pi
+_4PI2 = 4.0 / math.pi**2
+
+
+@njit
+def _i2(kind, cpp, cqq, cpq):
+    if kind == 1:
+        return cpq
+    return _2PI * math.asin(cpq / math.sqrt((1.0 + cpp) * (1.0 + cqq)))
+
+
+@njit
+def _j2(kind, cpp, cqq, cpq):
+    if kind == 1:
+        return 1.0
+    return _2PI / math.sqrt((1.0 + cpp) * (1.0 + cqq) - cpq * cpq)
+
+
+@njit
+def _i3(kind, C, p, q, r):
+    """E[g'(u_p) u_q g(u_r)]."""
+    if kind == 1:
+        return C[q, r]
+    cpp, crr = C[p, p], C[r, r]
+    lam3 = (1.0 + cpp) * (1.0 + crr) - C[p, r] ** 2
+    return _2PI / math.sqrt(lam3) * (C[q, r] * (1.0 + cpp) - C[p, q] * C[p, r]) / (1.0 + cpp)
+
+
+@njit
+def _i4(kind, C, p, q, r, s):
+    """E[g'(u_p) g'(u_q) g(u_r) g(u_s)]."""
+    if kind == 1:
+        return C[r, s]
+    cpp, cqq, crr, css = C[p, p], C[q, q], C[r, r], C[s, s]
+    cpq, cpr, cps, cqr, cqs, crs = C[p, q], C[p, r], C[p, s], C[q, r], C[q, s], C[r, s]
+    lam4 = (1.0 + cpp) * (1.0 + cqq) - cpq * cpq
+    lam0 = lam4 * crs - cqr * cqs * (1.0 + cpp) - cpr * cps * (1.0 + cqq) + cpq * cpr * cqs + cpq * cps * cqr
+    lam1 = lam4 * (1.0 + crr) - cqr * cqr * (1.0 + cpp) - cpr * cpr * (1.0 + cqq) + 2.0 * cpq * cpr * cqr
+    lam2 = lam4 * (1.0 + css) - cqs * cqs * (1.0 + cpp) - cps * cps * (1.0 + cqq) + 2.0 * cpq * cps * cqs
+    x = lam0 / math.sqrt(lam1 * lam2)
+    return _4PI2 / math.sqrt(lam4) * math.asin(min(1.0, max(-1.0, x)))
+
+
+@pnjit
+def _quad_all(kind, C, c, K, m, noise2, quad):
+    """quad[j, k] = sum_rs c_r c_s I4(j, k, r, s) + noise2 J2(j, k) for the students j <= k (the second-order
+    term of dQ), in parallel over j. For erf the (j, k) factors are taken out of the double sum, whose
+    inner loop is then a few multiply-adds and the branch-free arcsine: it vectorizes."""
+    for j in prange(m):
+        L1 = np.empty(K)
+        for k in range(j, m):
+            if kind == 1:
+                s = 0.0
+                for r in range(K):
+                    for q in range(K):
+                        s += c[r] * c[q] * C[r, q]
+                quad[j, k] = s + noise2
+                continue
+            cpp, cqq, cpq = C[j, j], C[k, k], C[j, k]
+            lam4 = (1.0 + cpp) * (1.0 + cqq) - cpq * cpq
+            for r in range(K):
+                cpr, cqr = C[j, r], C[k, r]
+                lam1 = lam4 * (1.0 + C[r, r]) - cqr * cqr * (1.0 + cpp) - cpr * cpr * (1.0 + cqq) + 2.0 * cpq * cpr * cqr
+                L1[r] = 1.0 / math.sqrt(lam1)
+            total = 0.0
+            for r in range(K):
+                cpr, cqr, lr_ = C[j, r], C[k, r], L1[r]
+                acc = 0.0
+                for s_ in range(K):
+                    cps, cqs = C[j, s_], C[k, s_]
+                    lam0 = (lam4 * C[r, s_] - cqr * cqs * (1.0 + cpp) - cpr * cps * (1.0 + cqq)
+                            + cpq * (cpr * cqs + cps * cqr))
+                    x = min(1.0, max(-1.0, lam0 * lr_ * L1[s_]))
+                    acc += c[s_] * asin(x)
+                total += c[r] * acc
+            quad[j, k] = _4PI2 / math.sqrt(lam4) * total + noise2 * _j2(kind, cpp, cqq, cpq)
+
+
+@njit
+def _unpack(y, m, ms, P, C, c, a_star):
+    """The covariance C of the local fields and the coefficients c = (a, -a*) of the state y = (Q, M, a)."""
+    K = m + ms
+    for j in range(m):
+        for k in range(m):
+            C[j, k] = y[j * m + k]
+        for n in range(ms):
+            C[j, m + n] = C[m + n, j] = y[m * m + j * ms + n]
+        c[j] = y[m * m + m * ms + j]
+    for n in range(ms):
+        for o in range(ms):
+            C[m + n, m + o] = P[n, o]
+        c[m + n] = -a_star[n]
+    return K
+
+
+@njit
+def _loss(kind, C, c, K, half_noise):
+    s = 0.0
+    for r in range(K):
+        for q in range(K):
+            s += c[r] * c[q] * _i2(kind, C[r, r], C[q, q], C[r, q])
+    return 0.5 * s + half_noise
+
+
+@njit
+def _rhs(kind, y, out, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C, c, h3, quad):
+    """out = dy/dalpha at y; returns the loss at y."""
+    K = _unpack(y, m, ms, P, C, c, a_star)
+    if lr != 0.0:
+        _quad_all(kind, C, c, K, m, noise2, quad)
+    # h3[j, q] = sum_r c_r I3(j, q, r): the drift of the fields of student j along field q
+    for j in range(m):
+        for q in range(K):
+            s = 0.0
+            for r in range(K):
+                s += c[r] * _i3(kind, C, j, q, r)
+            h3[j, q] = s
+    for j in range(m):
+        aj = c[j]
+        nj = math.sqrt(C[j, j]) if C[j, j] > 0.0 else 0.0
+        if reg == REG_WEIGHT_DECAY:
+            rw_j, ra_j = lam_w, lam_a * aj
+        elif reg == REG_PATH_NORM:
+            rw_j = lam_w * abs(aj) / nj if nj > 0.0 else 0.0
+            ra_j = lam_w * (nj if aj > 0.0 else (-nj if aj < 0.0 else 0.0))
+        else:
+            rw_j, ra_j = 0.0, 0.0
+        for n in range(ms):
+            out[m * m + j * ms + n] = -lr * aj * h3[j, m + n] - lr * rw_j * C[j, m + n]
+        s = 0.0
+        for r in range(K):
+            s += c[r] * _i2(kind, C[j, j], C[r, r], C[j, r])
+        out[m * m + m * ms + j] = -lr_a * (s + ra_j)
+        for k in range(j, m):
+            ak = c[k]
+            nk = math.sqrt(C[k, k]) if C[k, k] > 0.0 else 0.0
+            if reg == REG_WEIGHT_DECAY:
+                rw_k = lam_w
+            elif reg == REG_PATH_NORM:
+                rw_k = lam_w * abs(ak) / nk if nk > 0.0 else 0.0
+            else:
+                rw_k = 0.0
+            v = -lr * (aj * h3[j, k] + ak * h3[k, j]) - lr * (rw_j + rw_k) * C[j, k]
+            if lr != 0.0:
+                v += lr * lr * aj * ak * quad[j, k]
+            out[j * m + k] = v
+            out[k * m + j] = v
+    return _loss(kind, C, c, K, 0.5 * noise2)
+
+
+# Dormand-Prince 5(4) (Hairer, Norsett & Wanner), the coefficients of scipy's RK45
+_A = np.array([[0, 0, 0, 0, 0, 0],
+               [1 / 5, 0, 0, 0, 0, 0],
+               [3 / 40, 9 / 40, 0, 0, 0, 0],
+               [44 / 45, -56 / 15, 32 / 9, 0, 0, 0],
+               [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0, 0],
+               [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0]])
+_B = np.array([35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84])
+_E = np.array([71 / 57600, 0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40])
+
+
+@njit
+def _integrate(kind, y, t0, t1, h, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, rtol, atol, max_steps,
+               K6, ynew, f_new, C, c, h3, quad, cnt):
+    """Integrate y from t0 to t1 in place (DOPRI5 with FSAL, Hairer's controller); K6[0] must hold f(y).
+    Returns (h for the next call, status): 0 reached t1, 1 step size underflow, 2 max_steps, 3 not finite.
+    cnt[0] accepted, cnt[1] rejected, cnt[2] evaluations."""
+    n = y.shape[0]
+    t = t0
+    err_old = 1e-4
+    while t < t1:
+        if cnt[0] + cnt[1] >= max_steps:
+            return h, 2
+        last = False
+        if t + h >= t1:
+            h = t1 - t
+            last = True
+        for s in range(1, 6):
+            for i in range(n):
+                acc = 0.0
+                for q in range(s):
+                    acc += _A[s, q] * K6[q, i]
+                ynew[i] = y[i] + h * acc
+            _rhs(kind, ynew, K6[s], m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C, c, h3, quad)
+            cnt[2] += 1
+        for i in range(n):
+            acc = 0.0
+            for q in range(6):
+                acc += _B[q] * K6[q, i]
+            ynew[i] = y[i] + h * acc
+        _rhs(kind, ynew, f_new, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C, c, h3, quad)
+        cnt[2] += 1
+        err = 0.0
+        finite = True
+        for i in range(n):
+            e = _E[6] * f_new[i]
+            for q in range(6):
+                e += _E[q] * K6[q, i]
+            e *= h
+            if not (math.isfinite(ynew[i]) and math.isfinite(f_new[i])):
+                finite = False
+            sc = atol + rtol * max(abs(y[i]), abs(ynew[i]))
+            err += (e / sc) ** 2
+        err = math.sqrt(err / n)
+        if not finite:
+            cnt[1] += 1
+            h *= 0.25
+            if h < 1e-14 * max(1.0, abs(t)):
+                return h, 3
+            continue
+        if err <= 1.0:
+            t = t1 if last else t + h
+            for i in range(n):
+                y[i] = ynew[i]
+                K6[0, i] = f_new[i]
+            cnt[0] += 1
+            # Hairer's PI controller (beta = 0.04) with the factor bounds of DOPRI5
+            fac = 0.9 * max(err, 1e-10) ** -0.17 * max(err_old, 1e-10) ** 0.04
+            err_old = max(err, 1e-4)
+            h_next = h * min(10.0, max(0.2, fac))
+            if not last:
+                h = h_next
+            else:
+                h = max(h, h_next)
+        else:
+            cnt[1] += 1
+            h *= max(0.2, 0.9 * err ** -0.2)
+            if h < 1e-14 * max(1.0, abs(t)):
+                return h, 1
+    return h, 0
+
+
+def _log_times(log_times, alpha):
+    if isinstance(log_times, (bool, np.bool_)):
+        raise TypeError("log_times must be an int or an array of times, got bool")
+    if isinstance(log_times, numbers.Integral):
+        n = check_int(log_times, "log_times", minimum=1)
+        times = np.linspace(0.0, alpha, n + 1)
+        times[-1] = alpha
+        return times
+    try:
+        arr = np.asarray(log_times, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"log_times must be an int or an array of times, got {type(log_times).__name__}") from None
+    if arr.ndim != 1 or not np.all(np.isfinite(arr)):
+        raise ValueError("log_times must be a one-dimensional array of finite times")
+    if arr.size and (arr[0] <= 0 or arr[-1] > alpha or np.any(np.diff(arr) <= 0)):
+        raise ValueError(f"log_times must be strictly increasing times in (0, alpha] = (0, {alpha}]")
+    tail = [alpha] if arr.size == 0 or arr[-1] < alpha else []
+    return np.concatenate([[0.0], arr, tail])
+
+
+def overlaps(net, teacher):
+    """(Q, M, P): ``W W^T``, ``W W*^T`` and ``W* W*^T`` of a student and a teacher, in float64."""
+    W = np.asarray(net.W, np.float64)
+    Wt = np.asarray(teacher.W, np.float64)
+    return W @ W.T, W @ Wt.T, Wt @ Wt.T
+
+
+def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100, rtol=1e-8, atol=1e-10,
+        max_steps=1_000_000):
+    """Integrate the order-parameter ODEs of online SGD (module docstring) from the overlaps of ``net``
+    and ``teacher`` over ``alpha`` units of time; returns an ``ff.History``.
+
+    Convention: ``ff.train(net, ff.Online(teacher, batch_size=1, noise=noise), lr=lr / d, lr_a=lr_a / d,
+    reg=reg)`` follows it in ``alpha = steps / d`` as ``d -> infinity`` (``lr_a = 0``: the soft committee
+    machine, a fixed; ``reg``: ``ff.WeightDecay`` or ``ff.PathNorm`` with constant strengths, the same
+    objects as in ``ff.train``).
+
+    ``net`` gives the initial overlaps and the activation (``ODE_ACTIVATIONS``: ``"erf"`` and
+    ``"linear"``, whose Gaussian averages are in closed form; the teacher's activation must be the
+    same). ``log_times``: an int ``n`` logs ``n + 1`` evenly spaced times in ``[0, alpha]``, or an
+    increasing array of times in ``(0, alpha]`` (0 and ``alpha`` are always logged). Each logged time
+    ends an integration step (no interpolation). ``rtol``, ``atol``: the tolerances of the
+    Dormand-Prince 5(4) error control over the state ``(Q, M, a)``.
+
+    The history: ``step`` the accepted integration steps so far; ``"time"`` (alpha), ``"loss"`` (the
+    population loss of a network with these overlaps, noise included), ``"best_cos"`` (for each teacher
+    direction the largest cosine ``M_jn / sqrt(Q_jj P_nn)`` over the students), ``"Q"``, ``"M"`` and
+    ``"a"`` (arrays per row); ``info`` holds ``P``, ``a_star``, the settings and the evaluation counts.
+    """
+    check_net(net)
+    check_teacher(teacher)
+    if net.activation not in ODE_ACTIVATIONS:
+        raise ValueError(f"ff.ode has the Gaussian averages of {ODE_ACTIVATIONS} in closed form; activation "
+                         f"{net.activation!r} is not among them")
+    if teacher.activation != net.activation:
+        raise ValueError(f"ff.ode needs the teacher's activation to be the student's ({net.activation!r}), got "
+                         f"{teacher.activation!r}")
+    if teacher.d != net.d:
+        raise ValueError(f"teacher has d = {teacher.d}, net has d = {net.d}")
+    alpha = check_float(alpha, "alpha", positive=True)
+    lr = check_float(lr, "lr", nonnegative=True)
+    lr_a = check_float(lr_a, "lr_a", nonnegative=True)
+    if lr == 0.0 and lr_a == 0.0:
+        raise ValueError("lr and lr_a are both 0: nothing would change")
+    noise = check_float(noise, "noise", nonnegative=True)
+    rtol = check_float(rtol, "rtol", positive=True)
+    atol = check_float(atol, "atol", positive=True)
+    max_steps = check_int(max_steps, "max_steps", minimum=1)
+    reg = check_reg(reg)
+    code, lam_a, lam_w = REG_NONE, 0.0, 0.0
+    if reg is not None:
+        if any(isinstance(v, Schedule) and not isinstance(v, constant) for v in vars(reg).values()):
+            raise ValueError("ff.ode takes a regularizer of constant strength (a schedule in alpha is not "
+                             "supported yet)")
+        la, lw = reg.lams(0, 1)
+        code, lam_a, lam_w = reg.code, float(la[0]), float(lw[0])
+    times = _log_times(log_times, alpha)
+
+    Q, M, P = overlaps(net, teacher)
+    m, ms = Q.shape[0], P.shape[0]
+    a_star = np.asarray(teacher.a, np.float64).copy()
+    y = np.concatenate([Q.ravel(), M.ravel(), np.asarray(net.a, np.float64)])
+    kind = _CODES[net.activation]
+    K = m + ms
+    C, c, h3, quad = np.empty((K, K)), np.empty(K), np.empty((m, K)), np.empty((m, m))
+    K6 = np.empty((6, y.size))
+    ynew, f_new = np.empty(y.size), np.empty(y.size)
+    cnt = np.zeros(3, np.int64)
+    args = (m, ms, P, a_star, lr, lr_a, noise * noise, code, lam_a, lam_w)
+    loss = _rhs(kind, y, K6[0], *args, C, c, h3, quad)
+    cnt[2] += 1
+    history = History(info={"objective": "ode", "activation": net.activation, "lr": lr, "lr_a": lr_a,
+                            "noise": noise, "reg": None if reg is None else reg._describe([0]), "rtol": rtol,
+                            "atol": atol, "P": P.tolist(), "a_star": a_star.tolist()})
+
+    def log(t, loss):
+        Qt = y[:m * m].reshape(m, m)
+        Mt = y[m * m:m * m + m * ms].reshape(m, ms)
+        norms = np.sqrt(np.maximum(np.diag(Qt), 0.0))
+        cos = Mt / np.where(norms > 0, norms, 1.0)[:, None] / np.sqrt(np.diag(P))[None, :]
+        history._append(int(cnt[0]), {"time": float(t), "loss": float(loss), "best_cos": cos.max(axis=0),
+                                      "Q": Qt.copy(), "M": Mt.copy(), "a": y[m * m + m * ms:].copy()})
+
+    if not np.isfinite(loss) or not np.all(np.isfinite(K6[0])):
+        raise FloatingPointError("ff.ode: the right-hand side at the initial overlaps is not finite")
+    log(0.0, loss)
+    h = min(1e-2, alpha) if lr > 0 else min(1.0, alpha)
+    for t0, t1 in zip(times[:-1], times[1:]):
+        h, status = _integrate(kind, y, t0, t1, h, *args, rtol, atol, max_steps, K6, ynew, f_new, C, c, h3, quad,
+                               cnt)
+        if status != 0:
+            reason = {1: "the step size fell below 1e-14 alpha", 2: f"max_steps={max_steps} were used up",
+                      3: "the overlaps stopped being finite (lr too large for this problem?)"}[status]
+            history.info.update({"stopped": reason, "evals": int(cnt[2]), "rejected": int(cnt[1])})
+            raise FloatingPointError(f"ff.ode stopped at alpha = {t0:.6g}: {reason}")
+        _unpack(y, m, ms, P, C, c, a_star)
+        log(t1, _loss(kind, C, c, K, 0.5 * noise * noise))
+    history.info.update({"evals": int(cnt[2]), "rejected": int(cnt[1])})
+    return history
