@@ -84,7 +84,7 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoint"
 
 
-def prepare_out(out, force=False, resume=False):
+def prepare_out(out, force=False, resume=False, outputs=OUTPUTS, command="run"):
     """Make sure the results can be written to folder ``out`` before anything runs: not a file, no earlier
     results there unless ``force`` (or ``resume``: the interrupted run's own), writable (a probe file is
     created and removed). Creates the folder."""
@@ -95,9 +95,9 @@ def prepare_out(out, force=False, resume=False):
         _fail(f"{flag} {out} is a sweep's folder (results.csv, runs/); give the run a folder of its own")
     if os.path.isdir(out) and not force and not resume:
         if os.path.isdir(os.path.join(out, CHECKPOINT_DIR)):
-            _fail(f"--out {out} holds an interrupted run; continue it with `fastfeat run --resume {out}`, or pass "
+            _fail(f"--out {out} holds an interrupted run; continue it with `fastfeat {command} --resume {out}`, or pass "
                   "--force to start over there")
-        old = [name for name in OUTPUTS + (CONFIG_FILE,) if os.path.exists(os.path.join(out, name))]
+        old = [name for name in tuple(outputs) + (CONFIG_FILE,) if os.path.exists(os.path.join(out, name))]
         if old:
             _fail(f"--out {out} already holds results ({', '.join(old)}); choose another folder or pass --force "
                   "to overwrite them")
@@ -107,7 +107,7 @@ def prepare_out(out, force=False, resume=False):
         _fail(f"{flag} {out} is not writable: {exc.strerror or exc}")
 
 
-def _resume_config(folder):
+def _resume_config(folder, tables=("teacher", "protocol")):
     """The configuration an interrupted run in ``folder`` was started with (its ``config.json``)."""
     if not os.path.isdir(folder):
         _fail(f"--resume {folder} is not a folder")
@@ -119,8 +119,10 @@ def _resume_config(folder):
     try:
         with open(path, encoding="utf-8") as f:
             cfg = json.load(f)
-        if not (isinstance(cfg, dict) and set(cfg) == {"teacher", "protocol"}):
-            raise ValueError("not a [teacher], [protocol] configuration")
+        if not (isinstance(cfg, dict) and set(cfg) == set(tables)):
+            raise ValueError("not a configuration of " + ", ".join(f"[{t}]" for t in tables)
+                             + (" (was the run there started by the other command?)" if isinstance(cfg, dict)
+                                else ""))
     except (OSError, ValueError) as exc:
         _fail(f"--resume {folder}: cannot read {path}: {exc}")
     return cfg
@@ -203,6 +205,63 @@ def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=F
     pngs = ", loss.png, alignment.png, mass_by_angle.png" + (", hessian.png" if res.hessian is not None else "")
     say(f"wrote {out}{os.sep}: summary.json, weights.npz, stage1-3.json{extra}" + (pngs if plots else ""))
     return res
+
+
+def train_command(config_path=None, out="fastfeat-train", plots=True, progress=True, force=False, resume=False):
+    """``fastfeat train``: one ``ff.train`` run (``fastfeat.trainjob``); returns the History. Configuration and
+    folder are checked first (exit status 2), a divergence ends with exit status 1, Ctrl-C / SIGTERM as
+    ``fastfeat run`` (the outputs so far, exit 130 / 143, ``--resume`` continues bit for bit)."""
+    from . import trainjob
+    from .training import TrainingDiverged, TrainingInterrupted, train
+
+    if resume:
+        if config_path is not None:
+            _fail("--resume takes the configuration from the run's folder (config.json); leave CONFIG out")
+        cfg = _resume_config(out, tuple(trainjob.DEFAULTS))
+    else:
+        try:
+            cfg = trainjob.read(config_path)
+        except ConfigError as exc:
+            _fail(str(exc))
+    try:
+        teacher, net, objective, kw = trainjob.build(cfg)
+    except ConfigError as exc:
+        _fail(f"config {config_path or os.path.join(out, CONFIG_FILE)}: {exc}")
+    plt = _pyplot() if plots else None
+    prepare_out(out, force, resume, trainjob.OUTPUTS, "train")
+    state = os.path.join(out, CHECKPOINT_DIR)
+    if not resume:
+        if force and os.path.isdir(state):
+            shutil.rmtree(state)
+        _write_json(os.path.join(out, CONFIG_FILE), cfg)
+    os.makedirs(state, exist_ok=True)
+    say = print if progress else (lambda *a, **k: None)
+    say(f"fastfeat {__version__}: train {cfg['objective']['kind']}, teacher {cfg['teacher']}, student "
+        f"{cfg['student']}" + (f"; resuming {out}" if resume else ""))
+    t0 = time.perf_counter()
+    old_term = signal.getsignal(signal.SIGTERM) if hasattr(signal, "SIGTERM") else None
+    if old_term is not None:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        hist = train(net, objective, teacher=teacher, progress=progress,
+                     checkpoint=os.path.join(state, "train.npz"), resume=resume, **kw)
+    except TrainingDiverged as exc:
+        _fail(f"training stopped: {exc}", code=1)
+    except TrainingInterrupted as exc:
+        where = {"step": exc.step, "steps": kw["steps"]}
+        trainjob.write(out, exc.history, net, teacher, objective, cfg, time.perf_counter() - t0, interrupted=where)
+        print(f"\nfastfeat: interrupted at step {exc.step} of {kw['steps']}; wrote the run so far to {out}{os.sep}; "
+              + (f"continue with: fastfeat train --resume {out}" if exc.checkpoint else
+                 "its state could not be saved: run it again"), file=sys.stderr)
+        raise SystemExit(128 + int(exc.signum))
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+    s = trainjob.write(out, hist, net, teacher, objective, cfg, time.perf_counter() - t0, plt)
+    shutil.rmtree(state, ignore_errors=True)
+    say(f"done in {s['seconds']:.1f} s: {s['step']} steps, loss {s['loss']:.4g}; wrote {out}{os.sep}: summary.json, "
+        "history.json, weights.npz" + (", loss.png" if plots else ""))
+    return hist
 
 
 def _interrupted(exc, teacher, cfg, out, wall):
@@ -320,6 +379,14 @@ def main(argv=None):
     p_run.add_argument("--force", action="store_true", help="overwrite the results of an earlier run in --out")
     p_run.add_argument("--resume", metavar="DIR", default=None,
                        help="continue the interrupted run in DIR (its config.json and checkpoint/), bit for bit")
+    p_tr = sub.add_parser("train", help="one ff.train run of any objective ([teacher], [student], [objective], "
+                          "[train]) into a folder")
+    p_tr.add_argument("config", nargs="?", help="TOML configuration; default: built in (fastfeat.trainjob.DEFAULTS)")
+    p_tr.add_argument("--out", default=None, help="output folder (default: fastfeat-train)")
+    p_tr.add_argument("--no-plots", action="store_true", help="skip loss.png (no matplotlib needed)")
+    p_tr.add_argument("--quiet", action="store_true", help="no progress output")
+    p_tr.add_argument("--force", action="store_true", help="overwrite the results of an earlier run in --out")
+    p_tr.add_argument("--resume", metavar="DIR", default=None, help="continue the interrupted run in DIR")
     p_sw = sub.add_parser("sweep", help="run a grid of three-stage experiments on Dask (results.csv per sweep)")
     p_sw.add_argument("sweep", help="TOML: [teacher], [protocol], and [sweep] lists of values and/or [[runs]]")
     p_sw.add_argument("--out", required=True, help="output folder (results.csv, runs/<key>/, summary.png)")
@@ -357,6 +424,16 @@ def main(argv=None):
         else:
             run(args.config, args.out or "fastfeat-run", plots=not args.no_plots, progress=not args.quiet,
                 force=args.force)
+    elif args.command == "train":
+        if args.resume is not None:
+            if args.force:
+                _fail("--resume continues a run; --force starts one over: give one of them")
+            if args.out is not None and os.path.abspath(args.out) != os.path.abspath(args.resume):
+                _fail("--resume DIR writes into DIR; leave --out out")
+            train_command(args.config, args.resume, plots=not args.no_plots, progress=not args.quiet, resume=True)
+        else:
+            train_command(args.config, args.out or "fastfeat-train", plots=not args.no_plots,
+                          progress=not args.quiet, force=args.force)
     elif args.command == "sweep":
         sweep_command(args)
     elif args.command == "template":

@@ -89,6 +89,11 @@ def test_configuration_examples_are_valid(page, tmp_path, capsys):
             sweeps.check_runs(runs)  # raises SystemExit on any problem
             assert runs
             continue
+        if "[train]" in text or "[objective]" in text or "[student]" in text:  # a `fastfeat train` configuration
+            from fastfeat import trainjob
+            _, net, objective, kw = trainjob.build(trainjob.read(str(path)))  # raises ConfigError on any problem
+            assert net is not None and objective is not None
+            continue
         cfg = cli.load_config(str(path))
         teacher, m, proto = cli.check_config(cfg)  # raises SystemExit on any problem
         assert isinstance(teacher, ff.Teacher) and m >= 2

@@ -112,7 +112,7 @@ FLOORS = (
     ("fastfeat.training",),
     ("fastfeat.paper",),
     ("fastfeat.experiment", "fastfeat._warmup_tasks"),
-    ("fastfeat.sweeps",),
+    ("fastfeat.sweeps", "fastfeat.trainjob"),
     ("fastfeat.cli",),
 )
 
