@@ -414,26 +414,17 @@ def main(argv=None):
     if args.command is None:  # a bare `fastfeat`: what it can do
         parser.print_help()
         return 0
-    if args.command == "run":
+    if args.command in ("run", "train"):
+        command = run if args.command == "run" else train_command
         if args.resume is not None:
             if args.force:
                 _fail("--resume continues a run; --force starts one over: give one of them")
             if args.out is not None and os.path.abspath(args.out) != os.path.abspath(args.resume):
                 _fail("--resume DIR writes into DIR; leave --out out")
-            run(args.config, args.resume, plots=not args.no_plots, progress=not args.quiet, resume=True)
+            command(args.config, args.resume, plots=not args.no_plots, progress=not args.quiet, resume=True)
         else:
-            run(args.config, args.out or "fastfeat-run", plots=not args.no_plots, progress=not args.quiet,
-                force=args.force)
-    elif args.command == "train":
-        if args.resume is not None:
-            if args.force:
-                _fail("--resume continues a run; --force starts one over: give one of them")
-            if args.out is not None and os.path.abspath(args.out) != os.path.abspath(args.resume):
-                _fail("--resume DIR writes into DIR; leave --out out")
-            train_command(args.config, args.resume, plots=not args.no_plots, progress=not args.quiet, resume=True)
-        else:
-            train_command(args.config, args.out or "fastfeat-train", plots=not args.no_plots,
-                          progress=not args.quiet, force=args.force)
+            command(args.config, args.out or f"fastfeat-{args.command}", plots=not args.no_plots,
+                    progress=not args.quiet, force=args.force)
     elif args.command == "sweep":
         sweep_command(args)
     elif args.command == "template":

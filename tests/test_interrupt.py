@@ -223,13 +223,13 @@ def test_fastfeat_run_ctrl_c_writes_what_it_has_and_resumes_bit_for_bit(tmp_path
     """A real SIGINT from outside, half a second into stage 3 (rows every 2000 steps, several seconds
     apart): the run stops within 3 s, exits 130 saying how to resume, and leaves the histories so far,
     the weights and a summary marked interrupted; `fastfeat run --resume` finishes it with the weights and
-    histories of an uninterrupted run, bit for bit, and removes its checkpoint. SIGTERM stops it as well
-    (exit 143)."""
+    histories of an uninterrupted run, bit for bit, and removes its checkpoint. (SIGTERM, which fastfeat
+    run makes a KeyboardInterrupt as the test above does, stops it the same way, with exit status 143.)"""
     cfg = tmp_path / "c.toml"
     cfg.write_text('[teacher]\nd = 50\nm_star = 3\nactivation = "relu"\nseed = 0\n'
                    '[protocol]\nm = 512\nepochs = 2\nepoch_steps = 2000\nlog_every = 2000\nn_threads = 1\n')
     runs = {}
-    for name, sig in (("int", signal.SIGINT), ("term", signal.SIGTERM)):
+    for name, sig in (("int", signal.SIGINT),):
         out = str(tmp_path / name)
         p = _start(["run", str(cfg), "--out", out, "--no-plots", "--quiet"])
         assert p.stdout.readline().strip() == "STAGE3"

@@ -24,7 +24,6 @@ The Gaussian averages are in closed form for ``erf`` (``g(z) = erf(z / sqrt 2)``
 ``linear``; the ODE is integrated by a compiled Dormand-Prince 5(4) pair with Hairer's step-size control.
 """
 import math
-import numbers
 
 import numpy as np
 
@@ -37,6 +36,7 @@ from ..math.regularizer import REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY
 from ..networks import check_net, check_teacher
 from ..regularizers import check_reg
 from ..schedules import Schedule, constant
+from .flow import _log_grid
 from .history import History
 
 #: the activations whose Gaussian averages ``ff.ode`` has in closed form
@@ -274,26 +274,6 @@ def _integrate(kind, y, t0, t1, h, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_
     return h, 0
 
 
-def _log_times(log_times, alpha):
-    if isinstance(log_times, (bool, np.bool_)):
-        raise TypeError("log_times must be an int or an array of times, got bool")
-    if isinstance(log_times, numbers.Integral):
-        n = check_int(log_times, "log_times", minimum=1)
-        times = np.linspace(0.0, alpha, n + 1)
-        times[-1] = alpha
-        return times
-    try:
-        arr = np.asarray(log_times, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"log_times must be an int or an array of times, got {type(log_times).__name__}") from None
-    if arr.ndim != 1 or not np.all(np.isfinite(arr)):
-        raise ValueError("log_times must be a one-dimensional array of finite times")
-    if arr.size and (arr[0] <= 0 or arr[-1] > alpha or np.any(np.diff(arr) <= 0)):
-        raise ValueError(f"log_times must be strictly increasing times in (0, alpha] = (0, {alpha}]")
-    tail = [alpha] if arr.size == 0 or arr[-1] < alpha else []
-    return np.concatenate([[0.0], arr, tail])
-
-
 def overlaps(net, teacher):
     """(Q, M, P): ``W W^T``, ``W W*^T`` and ``W* W*^T`` of a student and a teacher, in float64."""
     W = np.asarray(net.W, np.float64)
@@ -350,7 +330,7 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
                              "supported yet)")
         la, lw = reg.lams(0, 1)
         code, lam_a, lam_w = reg.code, float(la[0]), float(lw[0])
-    times = _log_times(log_times, alpha)
+    times = _log_grid(log_times, alpha)
 
     Q, M, P = overlaps(net, teacher)
     m, ms = Q.shape[0], P.shape[0]
