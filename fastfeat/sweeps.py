@@ -196,6 +196,28 @@ def _task(fn, cfg, out, plots):
     return protocol_task(cfg, out, plots) if fn is None else _user_task(fn, cfg, out)
 
 
+def _cache_filled():
+    """Whether the kernel cache looks filled (the population run kernel's entries exist)."""
+    from .kernels import _cache
+    from .kernels.cpu import population
+    return _cache.has_entries(population.run)
+
+
+def _fill_cache(dtypes):
+    """Compile the sweep's kernels into the disk cache in processes of their own, before any run starts,
+    so that every worker loads them: code that numba compiles in the process that runs it can differ in
+    the last bits from the same kernel loaded from the cache (a parallel kernel's loop body is kept twice,
+    optimized apart, and the process that compiled it runs the other copy), so a sweep started with a cold
+    cache would give rows that differ from a rerun's."""
+    from .kernels import warmup
+    try:
+        warmup(tuple(dtypes), tasks=["population", "empirical", "paper"], processes=max(2, os.cpu_count() or 1),
+               progress=False)
+    except RuntimeError as exc:  # the workers' own warm-up still runs
+        warnings.warn(f"fastfeat sweep: filling the kernel cache failed ({exc}); the workers compile what they "
+                      "need", RuntimeWarning, stacklevel=3)
+
+
 def _warmup_plugin(dtypes):
     """A Dask worker plugin that loads the compiled kernels (from the disk cache) before the worker takes
     tasks; it runs again on any worker that joins or restarts."""
@@ -445,6 +467,8 @@ def _run_sweep(runs, out, fn, workers, scheduler, threads_per_run, plots, progre
                 client = own = Client(cluster)
         try:
             dtypes = sorted({str(c["protocol"].get("dtype", "float64")) for _, c, _ in pending})
+            if own is not None and scheduler is None and not _cache_filled():
+                _fill_cache(dtypes)
             try:
                 client.register_plugin(_warmup_plugin(dtypes))
             except Exception as exc:  # noqa: BLE001 - a worker that died meanwhile: the tasks still run

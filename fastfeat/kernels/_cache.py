@@ -262,6 +262,14 @@ def install():
     _robust(caching.IndexDataCacheFile)
 
 
+def has_entries(dispatcher):
+    """Whether the disk cache holds entries of a kernel for its current source (its index file exists): a
+    cheap sign that the cache was filled, without loading anything."""
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    path = getattr(cache_file, "_index_path", None)
+    return bool(path) and os.path.exists(path)
+
+
 def cache_dirs():
     """The folders fastfeat's kernels are cached in on this machine (for ``fastfeat info``)."""
     from . import cpu  # noqa: F401  (every kernel module)
