@@ -142,6 +142,23 @@ def test_online_sgd_approaches_the_ode_as_d_grows():
     assert np.all(np.abs(large[:, 0]) < 1e-12)
 
 
+def test_online_sgd_with_the_path_norm_follows_the_ode():
+    """The path norm's terms (rho_j = lam |a_j| / sqrt(Q_jj), rho_a = lam sign(a_j) sqrt(Q_jj)): at d = 2000 the
+    seed mean of the simulated loss agrees with the ODE within 4.5 standard errors at every row, and the
+    ODE differs from the one without the regularizer by far more than that."""
+    kw = dict(alpha=8.0, lr=0.8, lr_a=0.5, noise=0.0, rows=8)
+    with_pn = _simulate(2000, range(8), reg=ff.PathNorm(0.05), **kw)
+    mean, se = with_pn.mean(axis=0)[1:], with_pn.std(axis=0, ddof=1)[1:] / np.sqrt(8)
+    assert np.all(np.abs(mean) <= 4.5 * se + 1e-5), (mean, se)
+    net = ff.TwoLayer(np.random.default_rng(0).normal(size=(3, 2000)) * np.sqrt(0.3 / 2000), np.array([0.3, -0.2, 0.1]),
+                      "erf")
+    teacher = ff.Teacher(np.linalg.qr(np.random.default_rng(100).standard_normal((2000, 2)))[0].T,
+                         np.array([1.0, 0.8]), "erf")
+    a = ff.ode(net, teacher, 8.0, lr=0.8, lr_a=0.5, reg=ff.PathNorm(0.05), log_times=8)["loss"]
+    b = ff.ode(net, teacher, 8.0, lr=0.8, lr_a=0.5, log_times=8)["loss"]
+    assert np.max(np.abs(a - b)) > 20 * se.max()
+
+
 def test_arguments_are_checked():
     t = ff.Teacher.random(5, 2, activation="erf", seed=0)
     net = ff.TwoLayer.init(5, 3, activation="erf", seed=1)
