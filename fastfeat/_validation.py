@@ -67,3 +67,16 @@ def check_threads(value, name="n_threads"):
         raise ValueError(f"{name}={value} exceeds the {numba.config.NUMBA_NUM_THREADS} threads numba was started with "
                          "(NUMBA_NUM_THREADS)")
     return value
+
+
+#: the largest label-noise standard deviation accepted: the losses add noise^2 / 2, which must stay finite
+MAX_NOISE = 1e150
+
+
+def check_noise(value, name="noise"):
+    """A label-noise standard deviation: a finite float >= 0 whose square is finite too."""
+    v = check_float(value, name, nonnegative=True)
+    if v > MAX_NOISE:
+        raise ValueError(f"{name} must be <= {MAX_NOISE:g} (the loss adds {name}^2 / 2), got {v:g}")
+    return v
+

@@ -178,6 +178,10 @@ def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=F
         res = three_stage(teacher, m, progress=progress, checkpoint=state, resume=resume, **proto)
     except TrainingDiverged as exc:
         _fail(f"the protocol stopped: {exc}", code=1)
+    except (ValueError, OverflowError, FloatingPointError, MemoryError, RuntimeError) as exc:
+        # what the settings lead to only once the run is under way (a step size from the curvature, the
+        # Hessian of the end state): one line, as a divergence
+        _fail(f"the protocol stopped: {type(exc).__name__}: {exc}", code=1)
     except TrainingInterrupted as exc:
         _interrupted(exc, teacher, cfg, out, time.perf_counter() - t0)
     except KeyboardInterrupt:  # outside stage 3's training (stages 1-2, the final diagnostics)

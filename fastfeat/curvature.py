@@ -61,6 +61,7 @@ costs ``O(m (m + m*) d)`` time (a few matrix products) and ``O(t (m + m*))`` mem
 ``t`` neurons.
 """
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -533,10 +534,29 @@ def hessian(net, objective, reg=None, *, step=0):
 
     Notes
     -----
-    Memory is ``8 P^2`` bytes (231 MB for m = 256, d = 20); for wider nets use ``hessian_vector``.
+    Memory is ``8 P^2`` bytes (231 MB for m = 256, d = 20); for wider nets use ``hessian_vector``. A
+    matrix larger than the machine's memory raises ``MemoryError`` saying so, before anything is built.
     """
     M = _prepare(net, objective, reg, step)
+    _check_dense_memory(M.P, "ff.hessian")
     return _dense(M)
+
+
+def _physical_memory():
+    """The machine's memory in bytes (None where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_dense_memory(P, who):
+    """MemoryError naming the way out when a dense P x P float64 matrix exceeds the machine's memory."""
+    need, have = 8 * P * P, _physical_memory()
+    if have is not None and need > have:
+        raise MemoryError(f"{who} needs the dense Hessian of P = {P} parameters: {need / 2**30:,.1f} GiB, more than "
+                          f"this machine's {have / 2**30:,.1f} GiB; use ff.hessian_vector for products, or "
+                          "ff.hessian_spectrum(k=..., method='lanczos') for the smallest eigenvalues")
 
 
 def _check_vector(v, P):
@@ -816,6 +836,7 @@ def hessian_spectrum(net, objective, reg=None, *, step=0, k=None, tol=None, meth
     if method == "auto":
         method = "dense" if k is None or P <= DENSE_MAX else "lanczos"
     if method == "dense":
+        _check_dense_memory(P, "hessian_spectrum(method='dense')")
         ev = np.linalg.eigvalsh(_dense(M))
         largest = float(ev[-1])
         ev = ev if k is None else ev[:k]

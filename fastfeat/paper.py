@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._validation import as_dtype, check_float, check_int, check_threads
+from ._validation import as_dtype, check_float, check_int, check_noise, check_threads
 from .math.activations import HOMOGENEOUS, kernel_matrix
 from .math.reference import features
 from .curvature import hessian_spectrum
@@ -38,7 +38,7 @@ from .schedules import geometric
 from .training.checkpoint import Checkpoint
 from .training.common import TrainingInterrupted, check_metrics, log_values
 from .training.history import History
-from .training.train import train
+from .training.train import TrainingDiverged, train
 
 
 @dataclass
@@ -159,6 +159,19 @@ def _positive(value, name):
     return check_float(value, name, positive=True)
 
 
+#: the range of the scale settings (init_scale, eta1, row_norm): kernels and Gram matrices hold their
+#: squares, which must neither overflow nor vanish in float64
+SCALE_RANGE = (1e-100, 1e100)
+
+
+def _scale(value, name):
+    v = check_float(value, name, positive=True)
+    if not SCALE_RANGE[0] <= v <= SCALE_RANGE[1]:
+        raise ValueError(f"{name} must lie in [{SCALE_RANGE[0]:g}, {SCALE_RANGE[1]:g}] (its square enters the "
+                         f"kernels), got {v:g}")
+    return v
+
+
 def _nonnegative(value, name):
     return check_float(value, name, nonnegative=True)
 
@@ -167,12 +180,12 @@ def _nonnegative(value, name):
 _CHECKS = {
     "n": _optional(lambda v, k: check_int(v, k)),
     "seed": _check_seed,
-    "noise": _nonnegative,
+    "noise": check_noise,
     "dtype": lambda v, k: np.dtype(as_dtype(v, k)).name,
-    "init_scale": _positive,
-    "eta1": _positive,
+    "init_scale": lambda v, k: _scale(v, k),
+    "eta1": lambda v, k: _scale(v, k),
     "renormalize": _check_bool,
-    "row_norm": _positive,
+    "row_norm": lambda v, k: _scale(v, k),
     "ridge": _nonnegative,
     "balance": _check_bool,
     "lr": _optional(_positive),
@@ -479,6 +492,7 @@ def _stages_1_2(net, objective, teacher, data, config, seconds, log, lr):
     t0 = time.perf_counter()
     stage1 = History(info={"stage": 1, "objective": objective.name})
     log(stage1, 0)
+    W0 = net.W.copy()
     reg1 = WeightDecay(lam_a=0.0, lam_w=1.0 / c["eta1"])
     gW, _ = objective.grad(net, reg1)
     net.W -= net.W.dtype.type(c["eta1"]) * gW
@@ -486,6 +500,11 @@ def _stages_1_2(net, objective, teacher, data, config, seconds, log, lr):
         nrm = np.linalg.norm(net.W.astype(np.float64), axis=1)
         scale = _over_norms(c["row_norm"], nrm)
         net.W *= scale[:, None].astype(net.W.dtype)
+    if not np.all(np.isfinite(net.W)):
+        net.W[...] = W0
+        raise TrainingDiverged(1, stage1, f"stage 1 (one step of size eta1 = {c['eta1']:g} from weights of scale "
+                               f"init_scale = {c['init_scale']:g}, rows rescaled to row_norm = {c['row_norm']:g}) gave "
+                               f"weights beyond the range of {net.dtype}; lower init_scale or eta1")
     log(stage1, 1)
     seconds["stage1"] = time.perf_counter() - t0
 
@@ -499,7 +518,11 @@ def _stages_1_2(net, objective, teacher, data, config, seconds, log, lr):
         b = kernel_matrix(teacher.activation, W64, teacher.W) @ np.asarray(teacher.a, np.float64)
     else:
         G, b = _feature_normal_equations(teacher.activation, *data, W64)
-    net.a[:] = _ridge(G, b, c["ridge"])
+    a_new = _ridge(G, b, c["ridge"])
+    if not (np.all(np.isfinite(a_new)) and np.all(np.isfinite(a_new.astype(net.a.dtype)))):
+        raise TrainingDiverged(1, stage2, f"stage 2's ridge regression (ridge = {c['ridge']:g}, rows of norm "
+                               f"row_norm = {c['row_norm']:g}) gave a second layer beyond the range of {net.dtype}")
+    net.a[:] = a_new
     log(stage2, 1)
     balanced = c["balance"] and teacher.activation in HOMOGENEOUS
     if balanced:
@@ -511,7 +534,11 @@ def _stages_1_2(net, objective, teacher, data, config, seconds, log, lr):
         net.a[:] = np.sign(a64) * root
         G = G * rescale[:, None] * rescale[None, :]  # homogeneous: K(c u, c' v) = c c' K(u, v)
     if lr is None:
-        lr = c["lr_scale"] / _lambda_max(G)
+        lam_max = _lambda_max(G)
+        lr = c["lr_scale"] / lam_max
+        if not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr: lr_scale / lambda_max = {c['lr_scale']:g} / {lam_max:g} is not a usable step size; "
+                             "give lr explicitly")
         config["lr"] = lr
     seconds["stage2"] = time.perf_counter() - t0
     return stage1, stage2, lr, bool(balanced)

@@ -451,3 +451,68 @@ def test_a_nan_put_into_the_target_after_building_the_objective_is_refused_befor
     with pytest.raises(ValueError, match=name):
         ff.train(net, obj, steps=2, lr=0.01)
     assert np.array_equal(net.W, before.W) and np.array_equal(net.a, before.a)
+
+
+def test_settings_whose_squares_overflow_and_bad_tiles_are_refused_naming_them():
+    """noise = 1e300 used to be accepted and fail later with OverflowError; tile = nan / inf gave errors
+    that did not name tile."""
+    t = ff.Teacher.random(5, 2, activation="relu", seed=0)
+    for make in (lambda: ff.Population(t, noise=1e300), lambda: ff.Online(t, noise=1e300),
+                 lambda: ff.Empirical.sample(t, 10, noise=1e300), lambda: ff.paper.three_stage(t, 4, noise=1e300)):
+        with pytest.raises(ValueError, match="noise"):
+            make()
+    for tile in (float("nan"), float("inf"), 2.5):
+        with pytest.raises((TypeError, ValueError), match="tile"):
+            ff.Population(t, tile=tile)
+
+
+def test_a_dense_hessian_larger_than_memory_says_what_to_use(monkeypatch):
+    """ff.hessian at m = 4096, d = 512 (P = 2.1e6, 32 TiB) used to fail with numpy's allocation error."""
+    from fastfeat import curvature
+    net = ff.TwoLayer.init(6, 5, activation="relu", seed=1)
+    pop = ff.Population(ff.Teacher.random(6, 2, seed=0))
+    monkeypatch.setattr(curvature, "_physical_memory", lambda: 1000)  # a machine of 1000 bytes
+    for call in (lambda: ff.hessian(net, pop), lambda: ff.hessian_spectrum(net, pop)):
+        with pytest.raises(MemoryError, match="hessian_vector"):
+            call()
+    assert ff.hessian_spectrum(net, pop, k=3, method="lanczos").eigenvalues.size == 3
+
+
+def test_a_checkpoint_announcing_a_huge_array_is_a_checkpoint_error(tmp_path):
+    """An altered header that announces an array larger than any memory raised MemoryError."""
+    import zipfile
+    net = ff.TwoLayer.init(4, 3, activation="relu", seed=1)
+    path = str(tmp_path / "c.npz")
+    ff.Checkpoint.of(net, 5).save(path)
+    with zipfile.ZipFile(path) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    w = bytearray(parts["W.npy"])
+    w[:w.index(b"}") + 1] = bytearray(w[:w.index(b"}") + 1].replace(b"(3, 4)", b"(900000000000, 4)"))
+    parts["W.npy"] = bytes(w)
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in parts.items():
+            z.writestr(n, data)
+    with pytest.raises(ff.CheckpointError, match="c.npz"):
+        ff.Checkpoint.load(path)
+
+
+def test_protocol_settings_that_break_a_stage_are_named(tmp_path, capsys):
+    """erf, float32, init_scale = 1e6: stage 1 overflows float32; it used to end in "net.W contains NaN or
+    Inf" (a net the user never set) and a traceback from fastfeat run. Now the stage and its settings are
+    named, a scale whose square would overflow is refused before anything runs, and fastfeat run ends with
+    one line and status 1."""
+    t32 = ff.Teacher.random(6, 2, activation="erf", seed=0, dtype="float32")
+    with pytest.raises(ff.TrainingDiverged, match="stage 1.*init_scale = 1e\\+06"):
+        ff.paper.three_stage(t32, 8, dtype="float32", init_scale=1e6, epochs=1, epoch_steps=5)
+    t = ff.Teacher.random(6, 2, seed=0)
+    for key, value in (("row_norm", 1e200), ("row_norm", 1e-300), ("init_scale", 1e120), ("eta1", 1e-200)):
+        with pytest.raises(ValueError, match=key):
+            ff.paper.three_stage(t, 8, **{key: value})
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[teacher]\nd = 6\nm_star = 2\nactivation = "erf"\ndtype = "float32"\n'
+                   '[protocol]\nm = 8\ndtype = "float32"\ninit_scale = 1e6\nepochs = 1\nepoch_steps = 5\n')
+    from fastfeat import cli
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet", "--no-plots"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and err.count("\n") == 1 and "stage 1" in err and "Traceback" not in err

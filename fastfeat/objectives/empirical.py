@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from .._validation import check_array, check_float, check_int
+from .._validation import check_array, check_float, check_int, check_noise
 from ..kernels.cpu import empirical as _emp
 from ..networks import check_teacher
 from .base import Objective, digest
@@ -78,7 +78,7 @@ class Empirical(Objective):
         """
         check_teacher(teacher)
         n = check_int(n, "n")
-        noise = check_float(noise, "noise", nonnegative=True)
+        noise = check_noise(noise)
         seed = _check_seed(seed)
         rng = np.random.default_rng(seed)
         X = rng.standard_normal((n, teacher.d))

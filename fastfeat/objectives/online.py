@@ -1,7 +1,7 @@
 """Online (one-pass) SGD: every step draws a fresh batch from the teacher inside the kernel."""
 import numpy as np
 
-from .._validation import check_float, check_int
+from .._validation import check_float, check_int, check_noise
 from ..kernels.cpu import online as _onl
 from ..kernels.cpu import online_single as _single
 from ..networks import check_pair, check_teacher
@@ -50,7 +50,7 @@ class Online(Objective):
     def __init__(self, teacher, *, batch_size=1, noise=0.0, seed=0, loss_samples=8192):
         self.teacher = check_teacher(teacher)
         self.batch_size = check_int(batch_size, "batch_size")
-        self.noise = check_float(noise, "noise", nonnegative=True)
+        self.noise = check_noise(noise)
         self.seed = _check_seed(seed)
         self.loss_samples = check_int(loss_samples, "loss_samples")
         self._grad_calls = 0

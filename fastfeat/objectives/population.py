@@ -1,7 +1,7 @@
 """The exact Gaussian population objective (closed-form kernels, docs/conventions.md)."""
 import numpy as np
 
-from .._validation import check_float
+from .._validation import check_float, check_int, check_noise
 from ..kernels.cpu import population as _pop
 from ..networks import check_pair, check_teacher
 from .base import Objective, bad_teacher, teacher_digest
@@ -33,8 +33,8 @@ class Population(Objective):
             raise ValueError(
                 f"activation {teacher.activation!r} has no closed-form population kernel; "
                 "use ff.Empirical or ff.Online")
-        self.noise = check_float(noise, "noise", nonnegative=True)
-        self.tile = None if tile is None else int(tile)
+        self.noise = check_noise(noise)
+        self.tile = None if tile is None else check_int(tile, "tile")
         self.blas = blas
         self._ws = {}
 

@@ -116,7 +116,8 @@ class Checkpoint:
                 history, info = str(z["history"]), str(z["info"])
         except CheckpointError:
             raise
-        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, UnicodeDecodeError,
+                MemoryError) as exc:  # (an altered header can announce an array larger than any memory)
             raise CheckpointError(f"checkpoint {path} cannot be read (truncated, altered or not a fastfeat "
                                   f"checkpoint): {type(exc).__name__}: {exc}") from None
         problem = _check_arrays(W, a, act, step)

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from .._validation import check_float, check_int
+from .._validation import check_float, check_int, check_noise
 from numba import prange
 
 from ..kernels.cpu._jit import njit, pnjit
@@ -318,7 +318,7 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     lr_a = check_float(lr_a, "lr_a", nonnegative=True)
     if lr == 0.0 and lr_a == 0.0:
         raise ValueError("lr and lr_a are both 0: nothing would change")
-    noise = check_float(noise, "noise", nonnegative=True)
+    noise = check_noise(noise)
     rtol = check_float(rtol, "rtol", positive=True)
     atol = check_float(atol, "atol", positive=True)
     max_steps = check_int(max_steps, "max_steps", minimum=1)
