@@ -300,7 +300,7 @@ def sweep_command(args):
     try:  # the sweep checks every run, then --out, before it starts anything
         rows = sw.sweep(args.sweep, out=args.out, workers=args.workers, scheduler=args.scheduler,
                         threads_per_run=args.threads_per_run, plots=args.plots, progress=not args.quiet)
-    except (ImportError, OSError, ConfigError, sw.SweepBusyError) as exc:
+    except (ImportError, OSError, ConfigError, sw.SweepBusyError, ValueError, TypeError) as exc:
         _fail(str(exc))
     swept = sw.swept_keys(rows)
     status = {}

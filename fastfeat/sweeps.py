@@ -181,7 +181,9 @@ def _user_task(fn, cfg, out):
         got = fn(cfg)
         row = {"status": "ok", "message": ""}
         if isinstance(got, dict):
-            row.update(got)
+            # the sweep's own columns stay its own: a value of the user's under one of their names is kept
+            # as "fn.<name>" (a returned "status" would otherwise decide whether the run counts as finished)
+            row.update({(f"fn.{k}" if k in METRIC_COLUMNS else k): v for k, v in got.items()})
         elif got is not None:
             row["value"] = got
     except Exception as exc:  # noqa: BLE001
@@ -365,7 +367,10 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
     of values for the row, or a number); None runs the protocol. ``workers``: processes of the
     ``LocalCluster`` (default: the cores); ``scheduler``: the address of an existing Dask scheduler
     instead; ``client``: an existing ``distributed.Client``. ``threads_per_run``: numba and BLAS
-    threads of each worker. ``retries``: how often Dask retries a run whose worker died.
+    threads of each worker (at most the cores, for a local cluster). ``retries``: how often Dask retries a
+    run whose worker died. Every argument is checked before the folder is created or anything written.
+    A user function's values named like the sweep's own columns (``status``, ``wall_seconds``, ...) are
+    kept as ``fn.<name>``.
     """
     try:
         import distributed  # noqa: F401  (installed?)
@@ -392,6 +397,11 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
         if plots:
             pyplot()  # no matplotlib: ImportError before anything runs
     threads_per_run = check_int(threads_per_run, "threads_per_run")
+    if workers is not None:
+        workers = check_int(workers, "workers")
+    if scheduler is None and client is None and threads_per_run > (os.cpu_count() or 1):
+        raise ValueError(f"threads_per_run must be <= the {os.cpu_count()} cores of this machine for a local cluster, "
+                         f"got {threads_per_run}")
     out = os.fspath(out)
     try:
         make_writable_folder(os.path.join(out, "runs"))

@@ -270,3 +270,27 @@ def test_summary_plot(tmp_path):
             for m in (8, 64) for s in (0, 1)] + [{"protocol.m": 8, "teacher.seed": 2, "status": "error"}]
     sw.plot(rows, tmp_path / "s.png", x="protocol.m", y="relative_loss", by="teacher.seed")
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_arguments_are_checked_before_the_folder_exists(tmp_path):
+    """--threads-per-run 1000000 used to crash every worker's warm-up forever; workers = 0 was refused only
+    after results.csv was rewritten."""
+    out = tmp_path / "never"
+    runs = [{"teacher": {"d": 4, "m_star": 1}, "protocol": {"m": 4, "epochs": 1, "epoch_steps": 2}}]
+    with pytest.raises(ValueError, match="threads_per_run"):
+        ff.sweep(runs, out=str(out), threads_per_run=1_000_000)
+    with pytest.raises(ValueError, match="workers"):
+        ff.sweep(runs, out=str(out), workers=0)
+    assert not out.exists()
+
+
+def test_a_user_function_cannot_overwrite_the_sweeps_columns(tmp_path):
+    """A run returning status = "converged" used to replace the sweep's status (and be run again at every
+    rerun, "converged" not being a finished state); its values are kept as fn.<name>."""
+    rows = ff.sweep([{"teacher": {"d": 4, "m_star": 1}, "protocol": {"m": 4}}], out=str(tmp_path / "s"),
+                    fn=_returns_status, workers=1, progress=False)
+    assert rows[0]["status"] == "ok" and rows[0]["fn.status"] == "converged" and rows[0]["fn.wall_seconds"] == -1.0
+
+
+def _returns_status(cfg):
+    return {"status": "converged", "wall_seconds": -1.0}
