@@ -516,3 +516,27 @@ def test_protocol_settings_that_break_a_stage_are_named(tmp_path, capsys):
         cli.main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet", "--no-plots"])
     err = capsys.readouterr().err
     assert info.value.code == 1 and err.count("\n") == 1 and "stage 1" in err and "Traceback" not in err
+
+
+def test_public_population_kernels_check_their_buffers():
+    """A workspace of other sizes, a teacher of another d, an unknown activation code or gradient buffers of
+    the wrong shape segfaulted or returned wrong numbers silently (loss 0.0 for code 99)."""
+    from fastfeat import kernels as K
+    t = ff.Teacher.random(6, 2, activation="relu", seed=0)
+    net = ff.TwoLayer.init(6, 5, activation="relu", seed=1)
+    W, a = net.W, net.a
+    gW, ga = np.empty_like(W), np.empty_like(a)
+    ws = K.population_workspace(5, 2, 6, W.dtype)
+    code = K.ACTIVATION_CODES["relu"]
+    ok = K.population_loss_grad(W, a, t.W, t.a, code, gW, ga, ws, True)
+    assert ok == pytest.approx(ff.Population(t).loss(net), rel=1e-12)
+    bad_calls = {
+        "small workspace": (W, a, t.W, t.a, code, gW, ga, K.population_workspace(3, 2, 6, W.dtype), True),
+        "teacher of another d": (W, a, np.ones((2, 4)), t.a, code, gW, ga, ws, True),
+        "code 99": (W, a, t.W, t.a, 99, gW, ga, ws, True),
+        "tanh (no kernel)": (W, a, t.W, t.a, K.ACTIVATION_CODES["tanh"], gW, ga, ws, True),
+        "gradient of another shape": (W, a, t.W, t.a, code, np.empty((2, 6)), ga, ws, True),
+    }
+    for what, args in bad_calls.items():
+        with pytest.raises(ValueError, match="population kernel"):
+            K.population_loss_grad(*args)

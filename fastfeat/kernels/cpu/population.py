@@ -32,7 +32,7 @@ from collections import namedtuple
 import numpy as np
 from numba import prange
 
-from ...math.activations import ANGULAR_CODES, ERF
+from ...math.activations import ANGULAR_CODES, CODES, ERF, HAS_KERNEL
 from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
 from ._finite import finite, isnan
 from ._jit import local_array, njit, pnjit
@@ -411,6 +411,35 @@ def serial_end(n):
     set_num_threads(n)
 
 
+#: the activation codes with a population kernel (the others, tanh, have no closed form)
+_KERNEL_CODES = np.array(sorted(CODES[n] for n in HAS_KERNEL), np.int64)
+
+
+@njit
+def check_args(W, a, Wt, at, code, gW, ga, ws, want_grad):
+    """ValueError unless the arguments fit together: the kernels index buffers by these sizes without
+    bounds checks, so a workspace of other sizes or a teacher of another d would read or write outside
+    them (a segmentation fault or wrong numbers). A few integer comparisons per call."""
+    m, d = W.shape
+    ms = Wt.shape[0]
+    if a.shape[0] != m or Wt.shape[1] != d or at.shape[0] != ms:
+        raise ValueError("population kernel: W (m, d), a (m,), Wt (m*, d), at (m*,) do not fit together")
+    ok = False
+    for c in _KERNEL_CODES:
+        ok = ok or code == c
+    if not ok:
+        raise ValueError("population kernel: code is not an activation with a closed-form population kernel")
+    if want_grad and (gW.shape[0] != m or gW.shape[1] != d or ga.shape[0] != m):
+        raise ValueError("population kernel: gW and ga must have the shapes of W and a")
+    t = ws.tile
+    nch = (m + _CHUNK - 1) // _CHUNK
+    if (t < 1 or t > m or ws.gbuf.shape[0] < t * m or ws.gsbuf.shape[0] < t * max(ms, 1)
+            or ws.nrm3.shape[1] != m or ws.tnorms.shape[0] < max(ms, 1) or ws.S.shape[0] != m
+            or ws.T.shape[0] != m or ws.A.shape[0] != m or ws.part.shape[1] < nch or ws.part.shape[2] < t):
+        raise ValueError("population kernel: the workspace was made for other sizes: "
+                         "use population_workspace(m, m_star, d, dtype) of these arrays")
+
+
 @njit
 def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
     """Population loss (without noise) at (W, a); fills gW, ga with its gradient if want_grad.
@@ -418,6 +447,7 @@ def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
     W (m, d), a (m,), Wt (m*, d), at (m*,) of one float dtype; ``ws`` from ``workspace``.
     Never modifies W or a. Returns the loss as float64.
     """
+    check_args(W, a, Wt, at, code, gW, ga, ws, want_grad)
     m, d = W.shape
     ms = Wt.shape[0]
     tile = ws.tile
