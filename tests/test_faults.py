@@ -540,3 +540,48 @@ def test_public_population_kernels_check_their_buffers():
     for what, args in bad_calls.items():
         with pytest.raises(ValueError, match="population kernel"):
             K.population_loss_grad(*args)
+
+
+def test_public_online_kernels_check_their_buffers():
+    from fastfeat import kernels as K
+    t = ff.Teacher.random(6, 2, activation="relu", seed=0)
+    net = ff.TwoLayer.init(6, 5, activation="relu", seed=1)
+    W, a = net.W, net.a
+    gW, ga = np.empty_like(W), np.empty_like(a)
+    code = K.ACTIVATION_CODES["relu"]
+    for batch in (1, 3):
+        ws = K.online_workspace(batch, 5, 6, W.dtype)
+        assert np.isfinite(K.online_loss_grad(W, a, t.W, t.a, code, code, 0.0, 0, 0, gW, ga, ws))
+        bad = {"workspace of another width": K.online_workspace(batch, 9, 6, W.dtype),
+               "workspace of another d": K.online_workspace(batch, 5, 4, W.dtype)}
+        for what, other in bad.items():
+            with pytest.raises(ValueError, match="online kernel"):
+                K.online_loss_grad(W, a, t.W, t.a, code, code, 0.0, 0, 0, gW, ga, other)
+        with pytest.raises(ValueError, match="online kernel"):
+            K.online_loss_grad(W, a, t.W, t.a, 99, code, 0.0, 0, 0, gW, ga, ws)
+        with pytest.raises(ValueError, match="online kernel"):
+            K.online_loss_grad(W, a, np.ones((2, 4)), t.a, code, code, 0.0, 0, 0, gW, ga, ws)
+        with pytest.raises(ValueError, match="online kernel"):
+            K.online_step(W, a, t.W, t.a, code, code, 0.0, 0, 0, 1e-3, K.REG_NONE, 0.0, 0.0,
+                          K.online_workspace(batch, 9, 6, W.dtype))
+
+
+def test_public_empirical_kernels_check_their_buffers():
+    from fastfeat import kernels as K
+    net = ff.TwoLayer.init(6, 5, activation="relu", seed=1)
+    W, a = net.W, net.a
+    X = np.random.default_rng(0).standard_normal((9, 6))
+    y = np.ones(9)
+    gW, ga = np.empty_like(W), np.empty_like(a)
+    code = K.ACTIVATION_CODES["relu"]
+    ws = K.empirical_workspace(9, 5, 6, W.dtype)
+    idx = np.empty(0, np.int64)
+    assert np.isfinite(K.empirical_loss_grad(W, a, X, y, idx, code, gW, ga, ws, True))
+    bad = {"workspace of another width": (W, a, X, y, idx, code, gW, ga, K.empirical_workspace(9, 3, 6, W.dtype), True),
+           "X of another d": (W, a, X[:, :4], y, idx, code, gW, ga, ws, True),
+           "code 99": (W, a, X, y, idx, 99, gW, ga, ws, True),
+           "idx outside": (W, a, X, y, np.array([0, 9]), code, gW, ga, ws, True),
+           "gradient of another shape": (W, a, X, y, idx, code, np.empty((5, 2)), ga, ws, True)}
+    for what, args in bad.items():
+        with pytest.raises(ValueError, match="empirical kernel"):
+            K.empirical_loss_grad(*args)

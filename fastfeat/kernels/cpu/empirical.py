@@ -487,9 +487,37 @@ def entry_for(code):
 # The public kernels (``ff.kernels.empirical_*``): any activation code, dispatched on its kind at run time.
 
 @njit
+def check_args(W, a, X, y, code, gW, ga, ws, want_grad):
+    """ValueError unless the arguments of a public empirical kernel fit together (the kernels index their
+    buffers without bounds checks): shapes, the activation code, a workspace made for these sizes."""
+    m, d = W.shape
+    n = X.shape[0]
+    if a.shape[0] != m or X.shape[1] != d or y.shape[0] != n:
+        raise ValueError("empirical kernel: W (m, d), a (m,), X (n, d), y (n,) do not fit together")
+    if code < 0 or code >= EMP_KIND_OF.shape[0]:
+        raise ValueError("empirical kernel: code is not one of ff.kernels.ACTIVATION_CODES")
+    if want_grad and (gW.shape[0] != m or gW.shape[1] != d or ga.shape[0] != m):
+        raise ValueError("empirical kernel: gW and ga must have the shapes of W and a")
+    t = ws.yg.shape[0]
+    if (ws.xg.shape[1] != d or ws.z.shape[0] < t * m or ws.sh.shape[0] != m or ws.nrm.shape[0] != m
+            or ws.gpart.shape[1] != m or ws.gchunk.shape[1] != m):
+        raise ValueError("empirical kernel: the workspace was made for other sizes: use empirical_workspace(n, m, "
+                         "d, dtype) of these arrays")
+
+
+@njit
+def _check_idx(idx, n):
+    for i in range(idx.shape[0]):
+        if idx[i] < 0 or idx[i] >= n:
+            raise ValueError("empirical kernel: idx holds a sample index outside 0 .. n - 1")
+
+
+@njit
 def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
     """Empirical loss 1/(2 n_b) sum_k (f(x_k) - y_k)^2 over the samples ``idx`` (all n, in order, when
     ``idx`` is empty) as float64; fills gW, ga with its gradient when ``want_grad``. Never writes W, a."""
+    check_args(W, a, X, y, code, gW, ga, ws, want_grad)
+    _check_idx(idx, X.shape[0])
     k = EMP_KIND_OF[code]
     if k == KIND_STEP:
         return _lg_step(W, a, X, y, idx, code, gW, ga, ws, want_grad)
@@ -504,6 +532,8 @@ def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
 def step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws):
     """One regularized gradient step on the samples ``idx`` (empty: all) in place; returns the loss before
     it (float64), or NaN when the loss or gradient is not finite (W, a are then left unchanged)."""
+    check_args(W, a, X, y, code, gW, ga, ws, True)
+    _check_idx(idx, X.shape[0])
     k = EMP_KIND_OF[code]
     if k == KIND_STEP:
         return _st_step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
@@ -519,6 +549,9 @@ def run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, 
     """``len(lrs)`` steps from global step ``step0`` (full batch when ``batch >= n``, else the minibatches
     of the module docstring); losses[s] gets the loss before step s. Returns the number of steps done
     (fewer when a non-finite loss or gradient stopped the run)."""
+    check_args(W, a, X, y, code, gW, ga, ws, True)
+    if batch < X.shape[0] and ws.perm.shape[0] != X.shape[0]:
+        raise ValueError("empirical kernel: minibatches need a workspace made with batch < n")
     k = EMP_KIND_OF[code]
     if k == KIND_STEP:
         return _rn_step(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)

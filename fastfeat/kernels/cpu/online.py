@@ -49,6 +49,7 @@ from collections import namedtuple
 import numpy as np
 from numba import prange
 
+from ...math.activations import NAMES as _NAMES
 from ...math.regularizer import REG_NONE
 from . import online_single as _single
 from ._finite import finite, isnan
@@ -379,10 +380,37 @@ def kernels_for(batch, m, d):
 # call compiles both builds (and, for step and run, the blocked batch-1 path)
 
 
+#: the number of activation codes (0 .. N_ACTIVATIONS - 1)
+N_ACTIVATIONS = len(_NAMES)
+
+
+@njit
+def check_args(W, a, Wt, at, code, tcode, ws):
+    """ValueError unless the arguments of a public online kernel fit together (the kernels index their
+    buffers without bounds checks): shapes, activation codes, and a workspace made for these sizes."""
+    m, d = W.shape
+    ms = Wt.shape[0]
+    if a.shape[0] != m or Wt.shape[1] != d or at.shape[0] != ms:
+        raise ValueError("online kernel: W (m, d), a (m,), Wt (m*, d), at (m*,) do not fit together")
+    if code < 0 or code >= N_ACTIVATIONS or tcode < 0 or tcode >= N_ACTIVATIONS:
+        raise ValueError("online kernel: an activation code is not one of ff.kernels.ACTIVATION_CODES")
+    B = ws.xb.shape[0]
+    nch = (m + NEURON_CHUNK - 1) // NEURON_CHUNK
+    if (B < 1 or ws.xb.shape[1] != d or ws.phi.shape[1] != m or ws.dphi.shape[1] != m or ws.nrm.shape[0] != m
+            or ws.grow.shape[1] != d or ws.part.shape[1] < nch or ws.wabs.shape[0] != m):
+        raise ValueError("online kernel: the workspace was made for other sizes: use online_workspace(batch, m, "
+                         "d, dtype) of these arrays")
+    if B == 1 and (ws.single.h.shape[0] < m or ws.single.x.shape[1] < d + 1 or ws.single.E.shape[1] < m):
+        raise ValueError("online kernel: the batch-1 workspace was made for other sizes")
+
+
 @njit
 def loss_grad(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
     """The unregularized minibatch loss and gradient of global step ``step`` into gW, ga (W, a unchanged);
     returns the loss."""
+    check_args(W, a, Wt, at, code, tcode, ws)
+    if gW.shape[0] != W.shape[0] or gW.shape[1] != W.shape[1] or ga.shape[0] != W.shape[0]:
+        raise ValueError("online kernel: gW and ga must have the shapes of W and a")
     if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
         return _lg1(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
     return _lg0(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
@@ -393,6 +421,7 @@ def step(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, w
     """One SGD step on the fresh batch of global step ``step_``; returns the batch loss before it (float64),
     or NaN when the loss or the gradient is not finite (W, a are then unchanged). Batch 1 runs the blocked
     path (``online_single``) for one step, register-block variant ``isa``."""
+    check_args(W, a, Wt, at, code, tcode, ws)
     if ws.xb.shape[0] == 1:
         fw = ws.single
         sc = fw.scratch
@@ -412,6 +441,9 @@ def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws,
     """Steps ``step0 .. step0 + len(lrs) - 1``; losses[s] gets the batch loss before step s. Returns the
     number of steps done (fewer when a non-finite loss or gradient stopped it). Batch 1 runs the blocked
     path (``online_single``), register-block variant ``isa``."""
+    check_args(W, a, Wt, at, code, tcode, ws)
+    if losses.shape[0] < lr_count(lrs) or lam_as.shape[0] < lr_count(lrs) or lam_ws.shape[0] < lr_count(lrs):
+        raise ValueError("online kernel: losses, lam_as and lam_ws need an entry per step")
     if ws.xb.shape[0] == 1:
         return _single.run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws.single,
                            losses, isa)
