@@ -506,18 +506,10 @@ def check_args(W, a, X, y, code, gW, ga, ws, want_grad):
 
 
 @njit
-def _check_idx(idx, n):
-    for i in range(idx.shape[0]):
-        if idx[i] < 0 or idx[i] >= n:
-            raise ValueError("empirical kernel: idx holds a sample index outside 0 .. n - 1")
-
-
-@njit
 def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
     """Empirical loss 1/(2 n_b) sum_k (f(x_k) - y_k)^2 over the samples ``idx`` (all n, in order, when
     ``idx`` is empty) as float64; fills gW, ga with its gradient when ``want_grad``. Never writes W, a."""
     check_args(W, a, X, y, code, gW, ga, ws, want_grad)
-    _check_idx(idx, X.shape[0])
     k = EMP_KIND_OF[code]
     if k == KIND_STEP:
         return _lg_step(W, a, X, y, idx, code, gW, ga, ws, want_grad)
@@ -533,7 +525,6 @@ def step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws):
     """One regularized gradient step on the samples ``idx`` (empty: all) in place; returns the loss before
     it (float64), or NaN when the loss or gradient is not finite (W, a are then left unchanged)."""
     check_args(W, a, X, y, code, gW, ga, ws, True)
-    _check_idx(idx, X.shape[0])
     k = EMP_KIND_OF[code]
     if k == KIND_STEP:
         return _st_step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
