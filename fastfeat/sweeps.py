@@ -403,15 +403,27 @@ def sweep(runs, *, out, fn=None, workers=None, scheduler=None, threads_per_run=1
         raise ValueError(f"threads_per_run must be <= the {os.cpu_count()} cores of this machine for a local cluster, "
                          f"got {threads_per_run}")
     out = os.fspath(out)
+    connected = None
+    if scheduler is not None and client is None:  # reachable? (before the folder is created)
+        import dask
+        from distributed import Client
+        try:  # (dask's connect timeout, distributed.comm.timeouts.connect: 30 s by default)
+            client = connected = Client(scheduler, timeout=dask.config.get("distributed.comm.timeouts.connect"))
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise OSError(f"cannot reach the Dask scheduler {scheduler}: {type(exc).__name__}: {exc}") from None
     try:
-        make_writable_folder(os.path.join(out, "runs"))
-    except OSError as exc:
-        raise PermissionError(f"the sweep's folder {out} is not writable: {exc.strerror or exc}") from None
-    lock = _lock(out)
-    try:
-        return _run_sweep(runs, out, fn, workers, scheduler, threads_per_run, plots, progress, retries, client)
+        try:
+            make_writable_folder(os.path.join(out, "runs"))
+        except OSError as exc:
+            raise PermissionError(f"the sweep's folder {out} is not writable: {exc.strerror or exc}") from None
+        lock = _lock(out)
+        try:
+            return _run_sweep(runs, out, fn, workers, scheduler, threads_per_run, plots, progress, retries, client)
+        finally:
+            lock.close()
     finally:
-        lock.close()
+        if connected is not None:
+            connected.close()
 
 
 def _run_sweep(runs, out, fn, workers, scheduler, threads_per_run, plots, progress, retries, client):

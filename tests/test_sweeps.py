@@ -294,3 +294,13 @@ def test_a_user_function_cannot_overwrite_the_sweeps_columns(tmp_path):
 
 def _returns_status(cfg):
     return {"status": "converged", "wall_seconds": -1.0}
+
+
+def test_an_unreachable_scheduler_is_refused_before_the_folder_exists(tmp_path):
+    out = tmp_path / "never"
+    runs = [{"teacher": {"d": 4, "m_star": 1}, "protocol": {"m": 4}}]
+    import dask
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), \
+            pytest.raises(OSError, match="cannot reach the Dask scheduler"):
+        ff.sweep(runs, out=str(out), scheduler="tcp://127.0.0.1:9", progress=False)
+    assert not out.exists()
