@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 
@@ -44,3 +45,36 @@ def _warm_public_kernel_forms():
         return
     err = proc.stderr.read().decode()
     assert proc.returncode == 0, f"background warm-up of the public kernels failed: {err[-3000:]}"
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: the CUDA-simulator worker of test_cuda_sim.py, started with the session (None: not started)
+CUDA_SIM = {"proc": None, "out": None, "log": None}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """test_cuda_sim.py's tests last: its simulator worker (one core, about a minute of pure Python) then
+    runs beside the rest of the suite, started with the session, instead of being waited for."""
+    items.sort(key=lambda item: os.path.basename(str(item.fspath)) == "test_cuda_sim.py")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cuda_sim_worker(request):
+    """Start test_cuda_sim.py's simulator worker now, when its tests are selected (they read its results)."""
+    if not any(os.path.basename(str(item.fspath)) == "test_cuda_sim.py" for item in request.session.items):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="fastfeat-cudasim-")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTFEAT_CUDA_TILE="2", FASTFEAT_CUDA_RB="2",
+               FASTFEAT_CUDA_THREADS="3")
+    env.pop("NUMBA_DISABLE_JIT", None)
+    log = open(os.path.join(folder, "worker.log"), "w+")
+    out = os.path.join(folder, "results.npz")
+    CUDA_SIM.update(proc=subprocess.Popen([sys.executable, os.path.join(HERE, "cuda_sim_worker.py"), out], cwd=HERE,
+                                          env=env, stdout=log, stderr=subprocess.STDOUT), out=out, log=log)
+    yield
+    proc = CUDA_SIM["proc"]
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()

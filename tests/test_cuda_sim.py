@@ -23,29 +23,37 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """(cpu, gpu): {case: {name: array}}. The simulator worker runs while this process computes the CPU
-    side (mostly compilation), so the wall time is the longer of the two, not their sum."""
-    tmp = tmp_path_factory.mktemp("cudasim")
-    out = tmp / "results.npz"
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTFEAT_CUDA_TILE="2", FASTFEAT_CUDA_RB="2",
-               FASTFEAT_CUDA_THREADS="3")
-    env.pop("NUMBA_DISABLE_JIT", None)
-    with open(tmp / "worker.log", "w+") as log:
-        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "cuda_sim_worker.py"), str(out)], cwd=HERE,
+    """(cpu, gpu): {case: {name: array}}. The simulator worker was started with the session (conftest.py)
+    and ran beside the other tests, which pytest runs before these; this process computes the CPU side
+    (mostly compilation) meanwhile. Run alone, the worker starts here."""
+    from conftest import CUDA_SIM
+    if CUDA_SIM["proc"] is not None:  # started with the session (conftest), running beside the other tests
+        proc, out, log, own = CUDA_SIM["proc"], CUDA_SIM["out"], CUDA_SIM["log"], False
+    else:
+        tmp = tmp_path_factory.mktemp("cudasim")
+        out = str(tmp / "results.npz")
+        env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTFEAT_CUDA_TILE="2", FASTFEAT_CUDA_RB="2",
+                   FASTFEAT_CUDA_THREADS="3")
+        env.pop("NUMBA_DISABLE_JIT", None)
+        log = open(tmp / "worker.log", "w+")
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "cuda_sim_worker.py"), out], cwd=HERE,
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            cpu = {}
-            for case, fn in cuda_sim_cases.CASES.items():
-                try:
-                    cpu[case] = fn("cpu")
-                except Exception as exc:  # noqa: BLE001 - reported by that case's test
-                    cpu[case] = exc
-            proc.wait(timeout=900)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        log.seek(0)
-        output = log.read()
+        own = True
+    try:
+        cpu = {}
+        for case, fn in cuda_sim_cases.CASES.items():
+            try:
+                cpu[case] = fn("cpu")
+            except Exception as exc:  # noqa: BLE001 - reported by that case's test
+                cpu[case] = exc
+        proc.wait(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log.seek(0)
+    output = log.read()
+    if own:
+        log.close()
     assert proc.returncode == 0, f"simulator worker failed:\n{output}"
     gpu = {}
     with np.load(out) as f:
