@@ -39,6 +39,7 @@ A configuration file has a ``[teacher]`` table (keywords of ``ff.Teacher.random`
     # lam0 = 0.01        # ... any keyword of ff.paper.three_stage
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -128,6 +129,31 @@ def _resume_config(folder, tables=("teacher", "protocol")):
     return cfg
 
 
+def _start_state(out, cfg, force, resume):
+    """The run's state folder in ``out`` (its checkpoints): a new run writes its configuration first and,
+    with ``force``, gives up an interrupted run's state there; a resumed run keeps both."""
+    state = os.path.join(out, CHECKPOINT_DIR)
+    if not resume:
+        if force and os.path.isdir(state):
+            shutil.rmtree(state)  # --force: the interrupted run there is given up
+        _write_json(os.path.join(out, CONFIG_FILE), cfg)
+    os.makedirs(state, exist_ok=True)
+    return state
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a batch system's stop) stops a run as Ctrl-C does, while the run goes on."""
+    old = signal.getsignal(signal.SIGTERM) if hasattr(signal, "SIGTERM") else None
+    if old is not None:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
 def _write_json(path, data):
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -162,37 +188,29 @@ def run(config_path=None, out="fastfeat-run", plots=True, progress=True, force=F
     teacher, m, proto = check_config(cfg, where, plots)
     plt = _pyplot() if plots else None  # fail before the run, not after it
     prepare_out(out, force, resume)
-    state = os.path.join(out, CHECKPOINT_DIR)
-    if not resume:
-        if force and os.path.isdir(state):
-            shutil.rmtree(state)  # --force: the interrupted run there is given up
-        _write_json(os.path.join(out, CONFIG_FILE), cfg)
+    state = _start_state(out, cfg, force, resume)
     say = print if progress else (lambda *a, **k: None)
     say(f"fastfeat {__version__}: three-stage protocol, teacher {cfg['teacher']}, m={m}, {proto or 'defaults'}"
         + (f"; resuming {out}" if resume else ""))
     t0 = time.perf_counter()
-    old_term = signal.getsignal(signal.SIGTERM) if hasattr(signal, "SIGTERM") else None
-    if old_term is not None:  # SIGTERM (a batch system's stop) stops the run as Ctrl-C does
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        res = three_stage(teacher, m, progress=progress, checkpoint=state, resume=resume, **proto)
-    except TrainingDiverged as exc:
-        _fail(f"the protocol stopped: {exc}", code=1)
-    except (ValueError, OverflowError, FloatingPointError, MemoryError, RuntimeError) as exc:
-        # what the settings lead to only once the run is under way (a step size from the curvature, the
-        # Hessian of the end state): one line, as a divergence
-        _fail(f"the protocol stopped: {type(exc).__name__}: {exc}", code=1)
-    except TrainingInterrupted as exc:
-        _interrupted(exc, teacher, cfg, out, time.perf_counter() - t0)
-    except KeyboardInterrupt:  # outside stage 3's training (stages 1-2, the final diagnostics)
-        if os.path.exists(os.path.join(state, START)):
-            print(f"\nfastfeat: interrupted; continue with: fastfeat run --resume {out}", file=sys.stderr)
-        else:
-            print("\nfastfeat: interrupted before stage 3 began; nothing was saved: run it again", file=sys.stderr)
-        raise SystemExit(130)
-    finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+    with _sigterm_as_interrupt():  # (also while the handlers below write what the run has)
+        try:
+            res = three_stage(teacher, m, progress=progress, checkpoint=state, resume=resume, **proto)
+        except TrainingDiverged as exc:
+            _fail(f"the protocol stopped: {exc}", code=1)
+        except (ValueError, OverflowError, FloatingPointError, MemoryError, RuntimeError) as exc:
+            # what the settings lead to only once the run is under way (a step size from the curvature, the
+            # Hessian of the end state): one line, as a divergence
+            _fail(f"the protocol stopped: {type(exc).__name__}: {exc}", code=1)
+        except TrainingInterrupted as exc:
+            _interrupted(exc, teacher, cfg, out, time.perf_counter() - t0)
+        except KeyboardInterrupt:  # outside stage 3's training (stages 1-2, the final diagnostics)
+            if os.path.exists(os.path.join(state, START)):
+                print(f"\nfastfeat: interrupted; continue with: fastfeat run --resume {out}", file=sys.stderr)
+            else:
+                print("\nfastfeat: interrupted before stage 3 began; nothing was saved: run it again",
+                      file=sys.stderr)
+            raise SystemExit(130)
     wall = time.perf_counter() - t0
     summary = write_results(res, teacher, cfg, out, plt, wall)
     shutil.rmtree(state, ignore_errors=True)  # finished: every output is written
@@ -233,34 +251,25 @@ def train_command(config_path=None, out="fastfeat-train", plots=True, progress=T
         _fail(f"config {config_path or os.path.join(out, CONFIG_FILE)}: {exc}")
     plt = _pyplot() if plots else None
     prepare_out(out, force, resume, trainjob.OUTPUTS, "train")
-    state = os.path.join(out, CHECKPOINT_DIR)
-    if not resume:
-        if force and os.path.isdir(state):
-            shutil.rmtree(state)
-        _write_json(os.path.join(out, CONFIG_FILE), cfg)
-    os.makedirs(state, exist_ok=True)
+    state = _start_state(out, cfg, force, resume)
     say = print if progress else (lambda *a, **k: None)
     say(f"fastfeat {__version__}: train {cfg['objective']['kind']}, teacher {cfg['teacher']}, student "
         f"{cfg['student']}" + (f"; resuming {out}" if resume else ""))
     t0 = time.perf_counter()
-    old_term = signal.getsignal(signal.SIGTERM) if hasattr(signal, "SIGTERM") else None
-    if old_term is not None:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        hist = train(net, objective, teacher=teacher, progress=progress,
-                     checkpoint=os.path.join(state, "train.npz"), resume=resume, **kw)
-    except TrainingDiverged as exc:
-        _fail(f"training stopped: {exc}", code=1)
-    except TrainingInterrupted as exc:
-        where = {"step": exc.step, "steps": kw["steps"]}
-        trainjob.write(out, exc.history, net, teacher, objective, cfg, time.perf_counter() - t0, interrupted=where)
-        print(f"\nfastfeat: interrupted at step {exc.step} of {kw['steps']}; wrote the run so far to {out}{os.sep}; "
-              + (f"continue with: fastfeat train --resume {out}" if exc.checkpoint else
-                 "its state could not be saved: run it again"), file=sys.stderr)
-        raise SystemExit(128 + int(exc.signum))
-    finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+    with _sigterm_as_interrupt():  # (also while the handlers below write what the run has)
+        try:
+            hist = train(net, objective, teacher=teacher, progress=progress,
+                         checkpoint=os.path.join(state, "train.npz"), resume=resume, **kw)
+        except TrainingDiverged as exc:
+            _fail(f"training stopped: {exc}", code=1)
+        except TrainingInterrupted as exc:
+            where = {"step": exc.step, "steps": kw["steps"]}
+            trainjob.write(out, exc.history, net, teacher, objective, cfg, time.perf_counter() - t0,
+                           interrupted=where)
+            print(f"\nfastfeat: interrupted at step {exc.step} of {kw['steps']}; wrote the run so far to "
+                  f"{out}{os.sep}; " + (f"continue with: fastfeat train --resume {out}" if exc.checkpoint else
+                                         "its state could not be saved: run it again"), file=sys.stderr)
+            raise SystemExit(128 + int(exc.signum))
     s = trainjob.write(out, hist, net, teacher, objective, cfg, time.perf_counter() - t0, plt)
     shutil.rmtree(state, ignore_errors=True)
     say(f"done in {s['seconds']:.1f} s: {s['step']} steps, loss {s['loss']:.4g}; wrote {out}{os.sep}: summary.json, "

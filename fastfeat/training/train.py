@@ -346,13 +346,19 @@ class _Run:
         return out
 
 
+def _probe(objective, W, a, activation, step, reg):
+    """A step with lr 0 from weights ``W``, ``a`` at global ``step`` on copies of them (the CPU kernels):
+    the loss the kernel sees before that step (of its batch; the same bits the next compiled call would
+    give), or None when the kernels would refuse the step (a loss or gradient not finite, an overflow)."""
+    probe = TwoLayer(np.array(W), np.array(a), activation)
+    code, la, lw = reg_arrays(reg, step, 1)
+    done, losses = objective._runner(probe)(step, np.zeros((2, 1)), code, la, lw)
+    return float(losses[0]) if done == 1 else None
+
+
 def _accepts_a_step(objective, ckpt, reg):
-    """Whether the kernels would take the next step from the state of ``ckpt`` (its loss and gradient
-    finite, no overflow): a step with lr 0 on a copy of its weights (the CPU kernels)."""
-    probe = TwoLayer(ckpt.W.copy(), ckpt.a.copy(), ckpt.activation)
-    code, la, lw = reg_arrays(reg, ckpt.step, 1)
-    done, _ = objective._runner(probe)(ckpt.step, np.zeros((2, 1)), code, la, lw)
-    return done == 1
+    """Whether the kernels would take the next step from the state of ``ckpt``."""
+    return _probe(objective, ckpt.W, ckpt.a, ckpt.activation, ckpt.step, reg) is not None
 
 
 def _diagnose(objective, exc):
@@ -381,16 +387,6 @@ def _cuda_runner(objective, net):
     imported here, when a CUDA run starts)."""
     from ..gpu import runner_for
     return runner_for(objective, net)
-
-
-def _first_loss(objective, net, step, reg):
-    """The loss the kernel sees before step ``step`` at ``net`` (of that step's batch), the same bits the
-    next compiled call would give: a step with lr 0 on a host copy of the weights (the CPU kernels; NaN
-    when it is not finite)."""
-    probe = TwoLayer(np.array(net.W), np.array(net.a), net.activation)
-    code, la, lw = reg_arrays(reg, step, 1)
-    done, losses = objective._runner(probe)(step, np.zeros((2, 1)), code, la, lw)
-    return float(losses[0]) if done == 1 else np.nan
 
 
 def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progress, device, callback,
@@ -463,7 +459,8 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
                 losses since the last row, so the resumed run logs the same row), then TrainingInterrupted."""
                 nonlocal unverified, pending
                 if pending is not None:  # its loss, as the next call would have given it
-                    check_row(*complete(_first_loss(objective, log_net, step, reg)))
+                    first = _probe(objective, log_net.W, log_net.a, log_net.activation, step, reg)
+                    check_row(*complete(np.nan if first is None else first))
                     pending = None
                 written = None
                 if checkpoint is not None:
@@ -483,7 +480,8 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
                     if callback is None:
                         keys.append("batch_loss")  # from the first call
                     else:  # every row complete when it is logged
-                        values["batch_loss"] = _first_loss(objective, log_net, start_step, reg)
+                        first = _probe(objective, log_net.W, log_net.a, log_net.activation, start_step, reg)
+                        values["batch_loss"] = np.nan if first is None else first
                 if keys:
                     pending = (start_step, values, keys)
                 else:
