@@ -123,7 +123,8 @@ def test_step_kernel_matches_gemm_kernel(name, dtype):
         ws = emp.workspace(n, m, d, dtype, tile=56)
         gW, ga, loss, z = np.empty_like(W), np.empty_like(a), np.empty(1), np.empty(0)
         no_lrs = np.empty((2, 0))  # the arguments' types as ff.Empirical passes them: the cached builds
-        assert emp.ENTRIES[kind](W, a, X, y, code, 0, n, 0, no_lrs, 0, z, z, gW, ga, ws, loss, 1) == 1
+        assert emp.ENTRIES[kind](W, a, X, y, np.empty(0, np.int64), code, 0, n, 0, no_lrs, 0, z, z, gW, ga, ws, loss,
+                                emp.GRAD) == 1
         out[kind] = (loss[0], gW, ga)
     tol = 1e-13 if dtype == np.float64 else 2e-5
     (l0, gW0, ga0), (l1, gW1, ga1) = out[emp.KIND_ALG], out[emp.KIND_STEP]

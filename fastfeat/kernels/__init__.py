@@ -24,7 +24,8 @@ when it refused the step: the loss or gradient was not finite, or an updated wei
 
 Step sizes: every ``lr`` may be one number (both layers) or a pair ``(lr_W, lr_a)``, and every ``lrs``
 an array of shape (n,) or (2, n) (row 0 for W, row 1 for a); a layer whose step size is 0 is left
-untouched, bit for bit. Each form is compiled on first use (``ff.train`` passes (2, n)).
+untouched, bit for bit. The kernels bring both forms to the pair and the (2, n) array that ``ff.train``
+passes (an (n,) array is copied once per call), so every form runs the one compiled algorithm.
 
 Shared helpers: ``add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w) -> all_finite``,
 ``sgd_update(W, a, gW, ga, lr)`` and ``guarded_update(W, a, gW, ga, lr) -> taken`` (the update only when

@@ -22,8 +22,9 @@ def _check_seed(seed):
 #: against 1 took 12x the time at n = 256, m = 32; 2.7x at n = 1024, m = 64; 1.3x at n = 2048, m = 128;
 #: 0.88x at n = 4096, m = 256.
 SERIAL_WORK = 1 << 21
-#: ``lrs`` for the entry's modes that take no step
+#: ``lrs`` for the entry's modes that take no step, and ``idx`` for its modes on the whole data set
 _NO_LRS = np.empty((2, 0))
+_ALL = np.empty(0, np.int64)
 
 
 class Empirical(Objective):
@@ -130,17 +131,17 @@ class Empirical(Objective):
         out = np.empty(1)
         z = np.empty(0)
         # the step sizes in the shape ff.train passes them, (2, n): one compilation serves both
-        entry(net.W, net.a, self.X, self.y, net.code, 0, self.n, self.seed, _NO_LRS, 0, z, z, gW, ga,
+        entry(net.W, net.a, self.X, self.y, _ALL, net.code, 0, self.n, self.seed, _NO_LRS, 0, z, z, gW, ga,
               self._workspace(net, self.n), out, mode)
         return float(out[0])
 
     def loss(self, net):
         """The loss over the whole data set (float; no regularizer)."""
         self._check(net)
-        return self._full(net, net.W[:0], net.a[:0], 0)  # no gradient: empty placeholders
+        return self._full(net, net.W[:0], net.a[:0], _emp.LOSS)  # no gradient: empty placeholders
 
     def _grad(self, net, gW, ga):
-        return self._full(net, gW, ga, 1)
+        return self._full(net, gW, ga, _emp.GRAD)
 
     def _serial(self, net):
         return self._batch() * net.m * self.d < SERIAL_WORK
@@ -161,8 +162,8 @@ class Empirical(Objective):
 
         def runner(step0, lrs, reg_code, lam_as, lam_ws):
             losses = np.empty(lrs.shape[-1])
-            done = entry(net.W, net.a, X, y, net.code, step0, batch, seed, lrs, reg_code, lam_as, lam_ws, gW, ga, ws,
-                         losses, 2)
+            done = entry(net.W, net.a, X, y, _ALL, net.code, step0, batch, seed, lrs, reg_code, lam_as, lam_ws, gW, ga,
+                         ws, losses, _emp.RUN)
             return done, losses[:done]
 
         return runner

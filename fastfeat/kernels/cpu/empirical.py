@@ -43,14 +43,16 @@ and each kind's formula is branch-free:
   (``tanh`` stores ``tanh z`` in the first sweep and gets ``sigma' = 1 - tanh^2`` from it).
 
 Compilation: every function is generic in the float type (numba compiles one version per argument
-types) and cached on disk. The kind-specific pieces (the elementwise pass, and the loss, step and run
-built on it) are closures made per kind by ``_make``; they are not cached on their own but compiled into
-small module-level entry points, which are, so a process compiles (or loads) only the kind it uses:
+types) and cached on disk. The kind-specific pieces (the elementwise pass, and the loss, gradient and
+steps built on it) are closures made per kind by ``_make``; they are not cached on their own but inlined
+into one small module-level entry point per kind, which is, so a process compiles (or loads) only the
+kind it uses:
 
-- ``entry_alg``, ``entry_erf``, ``entry_tanh``, ``entry_step`` (``entry_for(code)`` picks one): what
-  ``ff.Empirical`` calls, one compilation for its loss, gradient and runs (``mode``);
+- ``entry_alg``, ``entry_erf``, ``entry_tanh``, ``entry_step`` (``entry_for(code)`` picks one): one
+  compilation for the loss, the gradient, a step and a run (``mode``), with the tile loop in it once;
 - ``loss_grad``, ``step``, ``run``: the public kernels (``ff.kernels.empirical_*``), which take any
-  activation code and dispatch on its kind at run time (their first compilation covers all four kinds).
+  activation code and dispatch on its kind at run time to the entry points, whose code they link: a
+  public kernel compiles only its own few lines, and the first call loads (or compiles) all four kinds.
 
 Minibatches: ``idx`` lists the samples of the batch (rows are gathered tile by tile into a ``t x d``
 buffer); an empty ``idx`` means the whole data set in order. ``run`` draws the batches: with ``B`` the
@@ -69,13 +71,14 @@ from numba import prange
 from ...math.activations import (
     ERF, KIND_ALG, KIND_ERF, KIND_OF, KIND_TANH, NAMES, TANH, TWO_VALUED_DERIVATIVE,
 )
+from ...math.regularizer import REG_NONE
 from . import masked
 from ._blas import gemm_nt, gemm_tn
-from ._finite import finite, isnan
+from ._finite import finite
 from ._jit import njit, pnjit
 from ._rng import shuffle
 from .common import add_reg_grad, guarded_update, row_norms
-from .scalar import alg_params, dneuron, like, lr_at, lr_count, neuron
+from .scalar import alg_params, as_pairs, dneuron, like, lr_at, lr_count, lr_pair, neuron
 
 #: the empirical kernels' own kind: ALG activations whose derivative takes two values (see the module
 #: docstring and ``TWO_VALUED_DERIVATIVE``), whose weight gradient is a bit-matrix product (``masked``)
@@ -85,6 +88,8 @@ KIND_STEP = 3
 EMP_KIND_OF = np.array([KIND_STEP if c in TWO_VALUED_DERIVATIVE else KIND_OF[c] for c in range(len(NAMES))],
                        np.int64)
 EMP_KIND_OF.setflags(write=False)  # compiled into the cached public kernels: a constant
+#: what an entry point does (its ``mode``): the loss; the loss and gradient; a run of steps; one step
+LOSS, GRAD, RUN, STEP = 0, 1, 2, 3
 #: rows per parallel task in the elementwise pass (fixed: the g_a partial sums do not depend on threads)
 ROW_CHUNK = 16
 #: bytes of the per-tile pre-activation block (t * m entries) the default tile aims for. Measured at
@@ -106,8 +111,10 @@ TILE_BYTES = 1 << 23
 #:           product M^T Y over all tiles, the tile's rows y_k = (r_k / n) x_k, the workers' tables and
 #:           work split)
 #:   ypart   (nrc, d) float64 per-row-chunk partials of sum_k y_k (KIND_STEP)
+#:   lr1, scratch (2, 1), (3, 1) float64: a public kernel's single step sizes, and lam_a, lam_w, loss
 #: (``t`` samples per tile, ``nrc = ceil(t / ROW_CHUNK)``)
-Workspace = namedtuple("Workspace", "z xg yg rb lrow gpart gchunk sh nrm perm bits S ybuf tabs plan ypart")
+Workspace = namedtuple("Workspace", "z xg yg rb lrow gpart gchunk sh nrm perm bits S ybuf tabs plan ypart lr1 "
+                                     "scratch")
 
 
 def default_tile(m, rows, itemsize=4):
@@ -132,7 +139,7 @@ def workspace(n, m, d, dtype, batch=None, tile=None):
         rb=np.empty(t, dtype), lrow=np.empty(t, np.float64), gpart=np.empty((nrc, m), np.float64),
         gchunk=np.empty((nrc, m), dtype), sh=np.empty(m, dtype), nrm=np.empty(m, dtype),
         perm=np.empty(0 if full else n, np.int64), bits=bits, S=S, ybuf=ybuf, tabs=tabs, plan=plan,
-        ypart=np.zeros((nrc, d), np.float64),
+        ypart=np.zeros((nrc, d), np.float64), lr1=np.zeros((2, 1)), scratch=np.zeros((3, 1)),
     )
 
 
@@ -321,8 +328,9 @@ def step_grad(W, a, S, ypart, nrc, da, beta, sh, R, gW, ga):
 
 
 def _make(kind):
-    """``(loss_grad, step, run, entry)`` of one kernel kind: functions inlined into the module-level
-    entry points that call them (the kind is fixed at compile time; the float type is the arguments')."""
+    """The ``entry`` of one kernel kind: inlined into the module-level entry point of the kind, with the
+    loss and gradient pass ``loss_grad`` inlined into it (the kind is fixed at compile time; the float type
+    is the arguments')."""
     is_step = kind == KIND_STEP
     rows = None if is_step else _make_rows(kind)
     RC = ROW_CHUNK
@@ -392,87 +400,79 @@ def _make(kind):
         return 0.5 * loss / nb
 
     @njit(inline="always")
-    def step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws):
-        """One gradient step on the samples ``idx`` (empty: all) in place; returns the loss before it
-        (float64), or NaN when the loss or gradient is not finite or an updated weight would reach
-        ``guard_limit`` (W, a are then left unchanged)."""
-        loss = loss_grad(W, a, X, y, idx, code, gW, ga, ws, True)
-        ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
-        if not (ok and finite(loss) and guarded_update(W, a, gW, ga, lr)):
-            return np.nan
-        return loss
-
-    @njit(inline="always")
-    def run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
-        """len(lrs) steps starting at global step ``step0``: full batch when ``batch >= n``, else the
-        minibatches of the module docstring. losses[s] gets the (minibatch) loss before step s.
-        Returns the number of steps done (fewer when a non-finite loss or gradient stopped it)."""
+    def entry(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+        """What every kernel of this kind does, by ``mode``: ``LOSS`` the loss over the samples ``idx``
+        (empty: all) into losses[0]; ``GRAD`` also its gradient into gW, ga; ``STEP`` one regularized
+        step on ``idx`` with step sizes ``lrs[:, 0]`` and ``lam_as[0]``, ``lam_ws[0]``, its loss (or NaN)
+        into losses[0]; ``RUN`` ``len(lrs)`` steps from global step ``step0``: full batch when ``batch
+        >= n``, else the minibatches of the module docstring (``idx`` unused), losses[s] the (minibatch)
+        loss before step s. Returns the number of steps done (1 for ``LOSS`` and ``GRAD``; fewer than
+        asked when a non-finite loss or gradient, or an update that would reach ``guard_limit``, stopped
+        it: W, a are then left as they were before that step). One function, with the loss and gradient
+        pass in it once, so that one compilation serves ``Empirical.loss``, ``grad``, ``ff.train`` and the
+        public kernels."""
         perm = ws.perm
         n = X.shape[0]
+        count = lr_count(lrs) if mode == RUN else 1
         full = batch >= n
         nb = (n + batch - 1) // batch
-        for s in range(lr_count(lrs)):
-            g = step0 + s
-            if full:
-                idx = perm[:0]
-            else:
-                b = g % nb
-                if s == 0 or b == 0:
-                    shuffle(perm, seed, g // nb)
-                idx = perm[b * batch: min(n, (b + 1) * batch)]
-            loss = step(W, a, X, y, idx, code, lr_at(lrs, s), reg, lam_as[s], lam_ws[s], gW, ga, ws)
-            losses[s] = loss
-            if isnan(loss):
+        for s in range(count):
+            ix = idx
+            if mode == RUN:
+                g = step0 + s
+                if full:
+                    ix = perm[:0]
+                else:
+                    b = g % nb
+                    if s == 0 or b == 0:
+                        shuffle(perm, seed, g // nb)
+                    ix = perm[b * batch: min(n, (b + 1) * batch)]
+            loss = loss_grad(W, a, X, y, ix, code, gW, ga, ws, mode != LOSS)
+            if mode == LOSS or mode == GRAD:
+                losses[0] = loss
+                return 1
+            ok = add_reg_grad(W, a, gW, ga, reg, lam_as[s], lam_ws[s])
+            if not (ok and finite(loss) and guarded_update(W, a, gW, ga, lr_at(lrs, s))):
+                losses[s] = np.nan
                 return s
-        return lr_count(lrs)
+            losses[s] = loss
+        return count
 
-    @njit(inline="always")
-    def entry(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
-        """``mode`` 0: the full-data loss into losses[0]; 1: the loss and the full-batch gradient; 2:
-        ``run``. Returns ``run``'s count (1 for modes 0 and 1). One function for the three, so that one
-        compilation serves ``Empirical.loss``, ``grad`` and ``ff.train``."""
-        if mode < 2:
-            losses[0] = loss_grad(W, a, X, y, ws.perm[:0], code, gW, ga, ws, mode == 1)
-            return 1
-        return run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
-
-    return loss_grad, step, run, entry
+    return entry
 
 
-_lg_alg, _st_alg, _rn_alg, _en_alg = _make(KIND_ALG)
-_lg_erf, _st_erf, _rn_erf, _en_erf = _make(KIND_ERF)
-_lg_tanh, _st_tanh, _rn_tanh, _en_tanh = _make(KIND_TANH)
-_lg_step, _st_step, _rn_step, _en_step = _make(KIND_STEP)
+_en_alg = _make(KIND_ALG)
+_en_erf = _make(KIND_ERF)
+_en_tanh = _make(KIND_TANH)
+_en_step = _make(KIND_STEP)
 
 
-# The entry points ff.Empirical calls, one per kind (``entry_for``), each compiled (or loaded from the
-# cache) only when a net of its kind is trained. Arguments: ``(W, a, X, y, code, step0, batch, seed,
-# lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)``: ``mode`` 0 puts the full-data loss in
-# losses[0], 1 also fills gW, ga with the full-batch gradient (both return 1), 2 runs ``len(lrs)``
-# steps as ``run`` does and returns their count.
+# The entry points, one per kind (``entry_for``), each compiled (or loaded from the cache) only when a net
+# of its kind is trained or a public kernel dispatches to it. Arguments: ``(W, a, X, y, idx, code, step0,
+# batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)``, see ``_make``'s ``entry``.
 
 @njit
-def entry_alg(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+def entry_alg(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
     """The ALG kind's entry (abs, he2, he3)."""
-    return _en_alg(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
+    return _en_alg(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
 
 
 @njit
-def entry_erf(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+def entry_erf(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
     """The ERF kind's entry."""
-    return _en_erf(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
+    return _en_erf(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
 
 
 @njit
-def entry_tanh(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+def entry_tanh(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
     """The TANH kind's entry."""
-    return _en_tanh(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
+    return _en_tanh(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
 
 
 @njit
-def entry_step(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+def entry_step(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
     """The KIND_STEP entry (relu, relu_centered, linear)."""
-    return _en_step(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
+    return _en_step(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
 
 
 #: kernel kind -> its entry point
@@ -484,7 +484,9 @@ def entry_for(code):
     return ENTRIES[int(EMP_KIND_OF[code])]
 
 
-# The public kernels (``ff.kernels.empirical_*``): any activation code, dispatched on its kind at run time.
+# The public kernels (``ff.kernels.empirical_*``): any activation code, dispatched on its kind at run time
+# to the entry points above (which they link: the algorithm is compiled once for both), with the
+# arguments of a single call passed through the workspace's ``lr1`` and ``scratch``.
 
 @njit
 def check_args(W, a, X, y, code, gW, ga, ws, want_grad):
@@ -505,19 +507,31 @@ def check_args(W, a, X, y, code, gW, ga, ws, want_grad):
                          "d, dtype) of these arrays")
 
 
+@njit(inline="always")
+def _entry(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode):
+    """The entry point of ``code``'s kind, chosen at run time."""
+    k = EMP_KIND_OF[code]
+    if k == KIND_STEP:
+        return entry_step(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses,
+                          mode)
+    elif k == KIND_ALG:
+        return entry_alg(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses,
+                         mode)
+    elif k == KIND_ERF:
+        return entry_erf(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses,
+                         mode)
+    return entry_tanh(W, a, X, y, idx, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses, mode)
+
+
 @njit
 def loss_grad(W, a, X, y, idx, code, gW, ga, ws, want_grad):
     """Empirical loss 1/(2 n_b) sum_k (f(x_k) - y_k)^2 over the samples ``idx`` (all n, in order, when
     ``idx`` is empty) as float64; fills gW, ga with its gradient when ``want_grad``. Never writes W, a."""
     check_args(W, a, X, y, code, gW, ga, ws, want_grad)
-    k = EMP_KIND_OF[code]
-    if k == KIND_STEP:
-        return _lg_step(W, a, X, y, idx, code, gW, ga, ws, want_grad)
-    elif k == KIND_ALG:
-        return _lg_alg(W, a, X, y, idx, code, gW, ga, ws, want_grad)
-    elif k == KIND_ERF:
-        return _lg_erf(W, a, X, y, idx, code, gW, ga, ws, want_grad)
-    return _lg_tanh(W, a, X, y, idx, code, gW, ga, ws, want_grad)
+    sc = ws.scratch
+    _entry(W, a, X, y, idx, code, np.int64(0), np.int64(X.shape[0]), np.int64(0), ws.lr1, np.int64(REG_NONE), sc[0],
+           sc[1], gW, ga, ws, sc[2], np.int64(GRAD if want_grad else LOSS))
+    return sc[2, 0]
 
 
 @njit
@@ -525,29 +539,27 @@ def step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws):
     """One regularized gradient step on the samples ``idx`` (empty: all) in place; returns the loss before
     it (float64), or NaN when the loss or gradient is not finite (W, a are then left unchanged)."""
     check_args(W, a, X, y, code, gW, ga, ws, True)
-    k = EMP_KIND_OF[code]
-    if k == KIND_STEP:
-        return _st_step(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
-    elif k == KIND_ALG:
-        return _st_alg(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
-    elif k == KIND_ERF:
-        return _st_erf(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
-    return _st_tanh(W, a, X, y, idx, code, lr, reg, lam_a, lam_w, gW, ga, ws)
+    sc = ws.scratch
+    lr1 = ws.lr1
+    lr1[0, 0], lr1[1, 0] = lr_pair(lr)
+    sc[0, 0] = lam_a
+    sc[1, 0] = lam_w
+    _entry(W, a, X, y, idx, code, np.int64(0), np.int64(X.shape[0]), np.int64(0), lr1, reg, sc[0], sc[1], gW, ga,
+           ws, sc[2], np.int64(STEP))
+    return sc[2, 0]
 
 
 @njit
 def run(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
     """``len(lrs)`` steps from global step ``step0`` (full batch when ``batch >= n``, else the minibatches
     of the module docstring); losses[s] gets the loss before step s. Returns the number of steps done
-    (fewer when a non-finite loss or gradient stopped the run)."""
+    (fewer when a non-finite loss or gradient stopped the run). Step sizes of shape (n,) are copied into
+    the (2, n) form once per call."""
     check_args(W, a, X, y, code, gW, ga, ws, True)
     if batch < X.shape[0] and ws.perm.shape[0] != X.shape[0]:
         raise ValueError("empirical kernel: minibatches need a workspace made with batch < n")
-    k = EMP_KIND_OF[code]
-    if k == KIND_STEP:
-        return _rn_step(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
-    elif k == KIND_ALG:
-        return _rn_alg(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
-    elif k == KIND_ERF:
-        return _rn_erf(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
-    return _rn_tanh(W, a, X, y, code, step0, batch, seed, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+    n = lr_count(lrs)
+    if losses.shape[0] < n or lam_as.shape[0] < n or lam_ws.shape[0] < n:
+        raise ValueError("empirical kernel: losses, lam_as and lam_ws need an entry per step")
+    return _entry(W, a, X, y, ws.perm, code, step0, batch, seed, as_pairs(lrs), reg, lam_as, lam_ws, gW, ga, ws,
+                  losses, np.int64(RUN))

@@ -32,10 +32,11 @@ written.
 Small problems (``B m d < PARALLEL_MIN_WORK``) run a build of the same code without ``prange``: the
 fork/join of a parallel region costs more than the work there. The choice depends only on the sizes,
 never on the thread count. The two builds are made by one factory (``_build(parallel)``). The module-level
-kernels, generic in the float type and cached on disk: ``loss_grad``, ``step``, ``run`` (public, any
-sizes: they pick the build, or the batch-1 path, when they run, so they compile all of them), and the
-objective's, which compile only what they run: ``loss_grad_serial`` / ``loss_grad_parallel``,
-``run_serial`` / ``run_parallel`` (batch > 1) and ``run_single`` (batch 1); ``kernels_for`` picks them.
+kernels, generic in the float type and cached on disk: the objective's, which compile only what they
+run: ``loss_grad_serial`` / ``loss_grad_parallel``, ``run_serial`` / ``run_parallel`` (batch > 1) and
+``run_single`` (batch 1), picked by ``kernels_for``; and the public ``loss_grad``, ``step``, ``run`` (any
+sizes), which check their arguments, bring the step sizes to the (2, n) form the objective's kernels take
+and call the one the sizes select: they compile only themselves and link the objective's code.
 
 Batch 1 (the usual online SGD of the theory papers) takes another path, ``online_single``: blocks of
 steps that read and write W once per block, run by a persistent team of threads with one barrier per
@@ -48,14 +49,15 @@ from collections import namedtuple
 
 import numpy as np
 from numba import prange
+from numba.extending import overload
 
 from ...math.activations import NAMES as _NAMES
 from ...math.regularizer import REG_NONE
 from . import online_single as _single
 from ._finite import finite, isnan
-from ._jit import HOST_ISA, njit, pnjit
+from ._jit import HOST_ISA, isa_value, njit, pnjit
 from ._rng import normal_keyed, normals, stream_key
-from .scalar import dneuron, dneuron_dnorm, guard_limit, like, lr_at, lr_count, lr_pair, neuron, reg_terms
+from .scalar import as_pairs, dneuron, dneuron_dnorm, guard_limit, like, lr_at, lr_count, lr_pair, neuron, reg_terms
 
 NEURON_CHUNK = 32
 #: below this many multiply-adds per step (B * m * d) the serial build is used
@@ -146,7 +148,7 @@ def all_finite(W, a, xb, dphi, gab, cw, lr):
 
 def _build(parallel):
     """The kernels of one build: with ``prange`` over samples and neuron chunks (``parallel``), or without.
-    Returns (loss_grad, step, run, entry)."""
+    Returns (loss_grad, run)."""
     jit = pnjit if parallel else njit
     CH = NEURON_CHUNK
 
@@ -218,7 +220,8 @@ def _build(parallel):
     @jit
     def apply(W, a, xb, dphi, gab, cw, grow, lr, gW, ga, write_grad):
         """W -= lr_W g_W, a -= lr_a g_a row by row (``lr``: one step size or the pair; a layer whose step
-        size is 0 is not touched); or, when ``write_grad``, g_W, g_a into gW, ga.
+        size is 0 is not touched); or, when ``write_grad``, g_W, g_a into gW, ga. ``write_grad`` is a
+        run-time bool (``np.bool_``, not a literal: one compilation for both; it is tested per row).
         g_W[j] = cw_j w_j + sum_k c_kj x_k is accumulated in that order."""
         m, d = W.shape
         B = xb.shape[0]
@@ -294,7 +297,7 @@ def _build(parallel):
         ``step``/``run`` use at that step. Fills gW, ga; never writes W, a. Returns the loss."""
         loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step, np.int64(REG_NONE), 0.0, 0.0, ws,
                               (0.0, 0.0))
-        apply(W, a, ws.xb, ws.dphi, ws.gab, ws.cw, ws.grow, (0.0, 0.0), gW, ga, True)
+        apply(W, a, ws.xb, ws.dphi, ws.gab, ws.cw, ws.grow, (0.0, 0.0), gW, ga, np.bool_(True))
         return loss
 
     @njit(inline="always")
@@ -305,7 +308,7 @@ def _build(parallel):
         loss, ok = batch_grad(W, a, Wt, at, code, tcode, noise, seed, step_, reg, lam_a, lam_w, ws, lr)
         if not ok:
             return np.nan
-        apply(W, a, ws.xb, ws.dphi, ws.gab, ws.cw, ws.grow, lr, W, a, False)
+        apply(W, a, ws.xb, ws.dphi, ws.gab, ws.cw, ws.grow, lr, W, a, np.bool_(False))
         return loss
 
     @njit(inline="always")
@@ -321,7 +324,7 @@ def _build(parallel):
                 return s
         return n
 
-    return loss_grad, step, run
+    return loss_grad, run
 
 
 def use_parallel(batch, m, d):
@@ -329,8 +332,8 @@ def use_parallel(batch, m, d):
     return batch * m * d >= PARALLEL_MIN_WORK
 
 
-_lg0, _st0, _rn0 = _build(False)
-_lg1, _st1, _rn1 = _build(True)
+_lg0, _rn0 = _build(False)
+_lg1, _rn1 = _build(True)
 
 
 # the objective's kernels: one build each, so a run compiles only what it uses
@@ -404,6 +407,38 @@ def check_args(W, a, Wt, at, code, tcode, ws):
         raise ValueError("online kernel: the batch-1 workspace was made for other sizes")
 
 
+def _single_call(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
+    """``run_single`` with the variant ``isa``; left out when it is the default (as the objective calls it
+    from Python, so both find one compilation)."""
+    return run_single(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa)
+
+
+@overload(_single_call, jit_options={"nogil": True})
+def _single_call_ov(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
+    if isa_value(isa) == HOST_ISA:
+        def impl(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
+            return run_single(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+    else:
+        def impl(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
+            return run_single(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses,
+                              isa)
+    return impl
+
+
+@njit(inline="always")
+def _run_any(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
+    """The objective's run kernel for these sizes (``kernels_for``), called with (2, n) step sizes."""
+    if ws.xb.shape[0] == 1:
+        return _single_call(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa)
+    if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
+        return run_parallel(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+    return run_serial(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+
+
+# The public kernels check their arguments, bring the step sizes to the (2, n) form and call the
+# objective's kernels above: one compilation of the algorithm serves both, and the public entry points
+# compile (or load) only themselves and link the rest.
+
 @njit
 def loss_grad(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
     """The unregularized minibatch loss and gradient of global step ``step`` into gW, ga (W, a unchanged);
@@ -412,41 +447,35 @@ def loss_grad(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws):
     if gW.shape[0] != W.shape[0] or gW.shape[1] != W.shape[1] or ga.shape[0] != W.shape[0]:
         raise ValueError("online kernel: gW and ga must have the shapes of W and a")
     if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
-        return _lg1(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
-    return _lg0(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
+        return loss_grad_parallel(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
+    return loss_grad_serial(W, a, Wt, at, code, tcode, noise, seed, step, gW, ga, ws)
 
 
 @njit
 def step(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws, isa=HOST_ISA):
     """One SGD step on the fresh batch of global step ``step_``; returns the batch loss before it (float64),
-    or NaN when the loss or the gradient is not finite (W, a are then unchanged). Batch 1 runs the blocked
-    path (``online_single``) for one step, register-block variant ``isa``."""
+    or NaN when the loss or the gradient is not finite (W, a are then unchanged). A run of one step: batch
+    1 takes the blocked path (``online_single``) with register-block variant ``isa``, and its arguments go
+    through the workspace's ``single.lr1`` and ``single.scratch``, so nothing is allocated."""
     check_args(W, a, Wt, at, code, tcode, ws)
-    if ws.xb.shape[0] == 1:
-        fw = ws.single
-        sc = fw.scratch
-        lr1 = fw.lr1
-        lr1[0, 0], lr1[1, 0] = lr_pair(lr)
-        sc[0, 0] = lam_a
-        sc[1, 0] = lam_w
-        done = _single.run(W, a, Wt, at, code, tcode, noise, seed, step_, lr1, reg, sc[0], sc[1], fw, sc[2], isa)
-        return sc[2, 0] if done == 1 else np.nan
-    if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
-        return _st1(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws)
-    return _st0(W, a, Wt, at, code, tcode, noise, seed, step_, lr, reg, lam_a, lam_w, ws)
+    fw = ws.single
+    sc = fw.scratch
+    lr1 = fw.lr1
+    lr1[0, 0], lr1[1, 0] = lr_pair(lr)
+    sc[0, 0] = lam_a
+    sc[1, 0] = lam_w
+    done = _run_any(W, a, Wt, at, code, tcode, noise, seed, step_, lr1, reg, sc[0], sc[1], ws, sc[2], isa)
+    return sc[2, 0] if done == 1 else np.nan
 
 
 @njit
 def run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa=HOST_ISA):
     """Steps ``step0 .. step0 + len(lrs) - 1``; losses[s] gets the batch loss before step s. Returns the
     number of steps done (fewer when a non-finite loss or gradient stopped it). Batch 1 runs the blocked
-    path (``online_single``), register-block variant ``isa``."""
+    path (``online_single``), register-block variant ``isa``. Step sizes of shape (n,) are copied into the
+    (2, n) form once per call."""
     check_args(W, a, Wt, at, code, tcode, ws)
     if losses.shape[0] < lr_count(lrs) or lam_as.shape[0] < lr_count(lrs) or lam_ws.shape[0] < lr_count(lrs):
         raise ValueError("online kernel: losses, lam_as and lam_ws need an entry per step")
-    if ws.xb.shape[0] == 1:
-        return _single.run(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws.single,
-                           losses, isa)
-    if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
-        return _rn1(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
-    return _rn0(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+    return _run_any(W, a, Wt, at, code, tcode, noise, seed, step0, as_pairs(lrs), reg, lam_as, lam_ws, ws, losses,
+                    isa)

@@ -38,7 +38,7 @@ from ._finite import finite, isnan
 from ._jit import local_array, njit, pnjit
 from ._sync import num_threads, set_num_threads
 from .common import add_reg_grad, guarded_update, row_norms
-from .scalar import asin, homog_consts, homog_terms, like, lr_at, lr_count, pair
+from .scalar import asin, homog_consts, homog_terms, like, lr_at, lr_count, lr_pair, pair
 
 DEFAULT_TILE = 256
 #: up to this width the default tile is ``SMALL_TILE``: smaller diagonal blocks (whose pairs are
@@ -514,10 +514,8 @@ def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
 
 
 @njit
-def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
-    """One gradient step in place (``lr``: one step size, or a pair (lr_W, lr_a)); returns the loss before
-    the step (float64, NaN when the step was refused because the loss or the gradient is not finite or an
-    updated weight would reach ``guard_limit``: W, a are then unchanged)."""
+def _step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
+    """``step`` with ``lr`` the pair (lr_W, lr_a): the one compilation ``step`` and ``run`` share."""
     # np.bool_(True), a run-time bool: the loss_grad the objective calls from Python, not a second
     # compilation for the literal True
     threads = serial_begin(W, Wt, ws)
@@ -529,13 +527,21 @@ def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
 
 
 @njit
+def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
+    """One gradient step in place (``lr``: one step size, or a pair (lr_W, lr_a)); returns the loss before
+    the step (float64, NaN when the step was refused because the loss or the gradient is not finite or an
+    updated weight would reach ``guard_limit``: W, a are then unchanged)."""
+    return _step(W, a, Wt, at, code, lr_pair(lr), reg, lam_a, lam_w, gW, ga, ws)
+
+
+@njit
 def run(W, a, Wt, at, code, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
     """``n`` steps; ``lrs`` has shape (n,) (one step size per step) or (2, n) (rows: W, a); losses[s] gets
     the loss before step s. Returns the number of steps done (fewer when a non-finite loss or gradient
     stopped it; W, a keep their last finite values)."""
     n = lr_count(lrs)
     for s in range(n):
-        loss = step(W, a, Wt, at, code, lr_at(lrs, s), reg, lam_as[s], lam_ws[s], gW, ga, ws)
+        loss = _step(W, a, Wt, at, code, lr_at(lrs, s), reg, lam_as[s], lam_ws[s], gW, ga, ws)
         losses[s] = loss
         if isnan(loss):
             return s

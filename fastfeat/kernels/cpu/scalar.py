@@ -179,6 +179,29 @@ def _lr_at(lrs, s):
     return None
 
 
+def as_pairs(lrs):
+    """``lrs`` in the (2, n) form: a (2, n) array as it is, an (n,) array copied into a new (2, n) float64
+    array (once per call: the public kernels take both forms, the compiled step loops only this one)."""
+    lrs = np.asarray(lrs)
+    return lrs if lrs.ndim == 2 else np.stack([lrs, lrs]).astype(np.float64)
+
+
+@overload(as_pairs, jit_options=_OPTS)
+def _as_pairs(lrs):
+    if isinstance(lrs, types.Array) and lrs.ndim == 2:
+        return lambda lrs: lrs
+
+    if isinstance(lrs, types.Array) and lrs.ndim == 1:
+        def impl(lrs):
+            out = np.empty((2, lrs.shape[0]), np.float64)
+            for s in range(lrs.shape[0]):
+                out[0, s] = lrs[s]
+                out[1, s] = lrs[s]
+            return out
+        return impl
+    return None
+
+
 def lr_count(lrs):
     """The number of steps of ``lrs`` (shape (n,) or (2, n))."""
     return np.shape(lrs)[-1]
