@@ -471,7 +471,7 @@ def _switch(st, cnt):
 
 # --- the explicit pairs -------------------------------------------------------------------------------
 
-@njit
+@njit(inline="always")
 def _erk_initial_step(method, y, bufs, st, cnt, span, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big):
     """Hairer's starting step (RMS norms), at most ``span``; 0 when no finite trial state was found."""
     S = ERK_STAGES[method]
@@ -503,7 +503,7 @@ def _erk_initial_step(method, y, bufs, st, cnt, span, Wt, at, code, ws, reg, lam
     return min(100.0 * h, h1, span)
 
 
-@njit
+@njit(inline="always")
 def _erk(method, t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big,
          max_steps, detect):
     S = ERK_STAGES[method]
@@ -650,7 +650,7 @@ def _hermite_rows(y0, y1, g0, g1, t, h, D, st):
     st[D_NEW] = 1.0
 
 
-@njit
+@njit(inline="always")
 def _erk_dense(method, t, h, y, K, Gn, Yn, D, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, big):
     """The dense output of the accepted explicit step from (t, y) to (t + h, Yn), before ``y`` and ``K[0]``
     are overwritten: DOPRI5's free interpolant, or DOP853's (3 more gradients; should a stage leave the
@@ -780,7 +780,7 @@ def _shift_along_diff(y, u, v, scale, out):
         out[i] = y[i] + scale * (u[i] - v[i])
 
 
-@njit
+@njit(inline="always")
 def spectral_radius(y, g0, v, gv, eig, cnt, Wt, at, code, ws, reg, lam_a, lam_w):
     """An upper estimate (1.2 x) of the spectral radius of the Hessian of L + R at ``y`` (``g0`` its
     gradient), by the nonlinear power iteration of Sommeijer, Shampine & Verwer: ``v`` is moved along the
@@ -851,7 +851,7 @@ def _rkc_error(y, ys, g0, gs, h, rtol, atol):
     return math.sqrt(s / n)
 
 
-@njit
+@njit(inline="always")
 def _rkc(t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w, rtol, atol, big, max_steps,
          auto):
     g0 = bufs[0]
