@@ -54,6 +54,8 @@ def empirical(dtype):
 
 
 def online(dtype):
+    """Online SGD as ``ff.train`` runs it at the usual sizes: batch 1 (the blocked path) and small
+    batches (the serial build), with the exact loss (closed forms) and the Monte Carlo one (tanh)."""
     from .objectives import Online
     for act in NAMES:
         t = _teacher(act, dtype)
@@ -61,14 +63,24 @@ def online(dtype):
         for batch in (1, 3):
             obj = Online(t, batch_size=batch, seed=3, loss_samples=64)
             _train_all(net, obj, metrics=("batch_loss", "loss"))
-            obj.grad(net)
-            obj.grad(net, step=5)
-    # the parallel build of batches > 1 (chosen from batch * m * d >= 2^20)
+
+
+def online_extra(dtype):
+    """What online SGD compiles only when asked: the ``prange`` build of large batches (chosen from
+    ``batch * m * d >= 2^20``) and the minibatch gradient of ``Online.grad`` (a diagnostic; ``ff.train``
+    never calls it)."""
+    from .objectives import Online
     t = _teacher("relu", dtype, d=128)
     net = _net("relu", dtype, d=128, m=128)
     obj = Online(t, batch_size=64, seed=3)
     _train_all(net, obj)
     obj.grad(net)
+    t = _teacher("relu", dtype)
+    net = _net("relu", dtype)
+    for batch in (1, 3):
+        obj = Online(t, batch_size=batch, seed=3)
+        obj.grad(net)
+        obj.grad(net, step=5)
 
 
 def paper(dtype):
@@ -132,9 +144,10 @@ def ode(dtype):
 
 
 # the biggest first: parallel workers then finish together. The flow integrator is compiled in float64
-# whatever the net's float type. The public kernels called from Python with their other documented
-# argument forms (a scalar lr, (n,) step sizes, the one-step kernels) are not what ff.train and ff.flow
-# call: they compile on first use (and are cached), or with `fastfeat warmup --task kernels`.
+# whatever the net's float type. Not in the default set, compiled on first use (and cached) or on request
+# (`fastfeat warmup --task NAME`, or `--all`): what ff.train and ff.flow call only at sizes or for uses
+# that few runs have (online_extra), and the public kernels called from Python with their other documented
+# argument forms (a scalar lr, (n,) step sizes, the one-step kernels; kernels).
 for _name, _fn, _dtypes, _default in (
         ("online", online, ("float32", "float64"), True),
         ("flow", flow, ("float64",), True),
@@ -142,5 +155,6 @@ for _name, _fn, _dtypes, _default in (
         ("population", population, ("float32", "float64"), True),
         ("paper", paper, ("float32", "float64"), True),
         ("ode", ode, ("float64",), True),
+        ("online_extra", online_extra, ("float32", "float64"), False),
         ("kernels", kernels, ("float32", "float64"), False)):
     register(_name, _fn, dtypes=_dtypes, default=_default)

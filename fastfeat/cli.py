@@ -419,7 +419,9 @@ def main(argv=None):
                         help="only this float type (repeatable; default both)")
     p_warm.add_argument("--task", action="append",
                         help="only this warm-up task (repeatable; default: online, empirical, flow, population, "
-                        "paper, ode; `kernels` adds the public ff.kernels entry points' other argument forms)")
+                        "paper, ode; `online_extra` adds online SGD's large-batch build and Online.grad, "
+                        "`kernels` the public ff.kernels entry points' other argument forms)")
+    p_warm.add_argument("--all", action="store_true", help="every task, the optional ones too")
     p_warm.add_argument("--processes", type=int, default=None,
                         help="worker processes (default: the CPU count; 1 compiles in this process)")
     p_warm.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -449,8 +451,11 @@ def main(argv=None):
             _fail(f"--processes must be >= 1, got {args.processes}")
         if args.task and any(t not in TASKS for t in args.task):
             _fail(f"--task: unknown task; choose from {sorted(TASKS)}")
+        if args.all and args.task:
+            _fail("--all runs every task; leave --task out")
         try:
-            warmup(tuple(args.dtype or DTYPES), tasks=args.task, processes=args.processes, progress=not args.quiet)
+            warmup(tuple(args.dtype or DTYPES), tasks=list(TASKS) if args.all else args.task,
+                   processes=args.processes, progress=not args.quiet)
         except RuntimeError as exc:
             _fail(str(exc))
     else:

@@ -19,9 +19,9 @@ def rng():
 
 @pytest.fixture(scope="session", autouse=True)
 def _warm_public_kernel_forms():
-    """Compile the public ``ff.kernels`` entry points' other argument forms (a scalar step size, (n,) step
-    sizes, the one-step kernels: the optional ``kernels`` warm-up task, which ``fastfeat warmup`` leaves
-    to first use) in a background process while the first tests run, so that the tests of those forms
+    """Compile what ``fastfeat warmup`` leaves to first use (the optional warm-up tasks: online SGD's
+    large-batch build and ``Online.grad``; the public ``ff.kernels`` entry points' other argument forms, a
+    scalar step size, (n,) step sizes, the one-step kernels) in a background process while the first tests run, so that the tests of those forms
     find them in the disk cache instead of compiling them one after the other on one core. The results
     do not depend on it: a test that gets there first compiles what it needs itself, and a run that ends
     first stops it.
@@ -29,8 +29,9 @@ def _warm_public_kernel_forms():
     if os.environ.get("FASTFEAT_TEST_BACKGROUND_WARMUP", "1") == "0":
         yield
         return
-    proc = subprocess.Popen([sys.executable, "-m", "fastfeat.cli", "warmup", "--task", "kernels", "--processes", "1",
-                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "fastfeat.cli", "warmup", "--task", "online_extra", "--task",
+                             "kernels", "--processes", "1", "--quiet"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     yield
     if proc.poll() is None:
         # the tests are done (a partial run may end long before it): numba writes each cache file to a
@@ -44,7 +45,7 @@ def _warm_public_kernel_forms():
             proc.wait()
         return
     err = proc.stderr.read().decode()
-    assert proc.returncode == 0, f"background warm-up of the public kernels failed: {err[-3000:]}"
+    assert proc.returncode == 0, f"background warm-up of the optional tasks failed: {err[-3000:]}"
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -129,6 +129,9 @@ def test_warmup_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "fastfeat.cli", "warmup", "--task", "nope"], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "fastfeat: error: --task" in bad.stderr and "Traceback" not in bad.stderr
+    both = subprocess.run([sys.executable, "-m", "fastfeat.cli", "warmup", "--all", "--task", "paper"],
+                          capture_output=True, text=True, timeout=120)
+    assert both.returncode == 2 and "--all" in both.stderr and "Traceback" not in both.stderr
     with pytest.raises(ValueError, match="tasks"):
         ff.kernels.warmup(tasks=["nope"])
     with pytest.raises(ValueError, match="dtypes"):
@@ -137,11 +140,12 @@ def test_warmup_cli(tmp_path):
 
 def test_default_warmup_tasks():
     """The default warm-up is what training, the flow, the ODEs and ``fastfeat run`` call; the flow and ODE
-    integrators (float64 for both float types) are one job each; the public kernels' other argument forms
-    are warmed up on request."""
+    integrators (float64 for both float types) are one job each; online SGD's large-batch build and
+    ``Online.grad``, and the public kernels' other argument forms, are warmed up on request (``--all``)."""
     from fastfeat.kernels import _warmup
     assert set(_warmup.DEFAULT_TASKS) == {"online", "empirical", "population", "paper", "flow", "ode"}
-    assert "kernels" in _warmup.TASKS and "kernels" not in _warmup.DEFAULT_TASKS
+    for optional in ("kernels", "online_extra"):
+        assert optional in _warmup.TASKS and optional not in _warmup.DEFAULT_TASKS
     done = ff.kernels.warmup(tasks=["flow"], processes=1, progress=False)
     assert [(n, dt) for n, dt, _ in done] == [("flow", "float64")]
     assert ff.kernels.warmup(("float32",), tasks=["flow"], processes=1, progress=False) == []
