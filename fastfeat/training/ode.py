@@ -20,8 +20,12 @@ with ``I2(p, q) = E[g(u_p) g(u_q)]``, ``J2(p, q) = E[g'(u_p) g'(u_q)]``, ``I3(p,
 is ``1/2 sum_rs c_r c_s I2(r, s) + sigma^2 / 2``, the population loss of ``ff.Population`` for a network
 with these overlaps.
 
-The Gaussian averages are in closed form for ``erf`` (``g(z) = erf(z / sqrt 2)``, Saad & Solla's) and
-``linear``; the ODE is integrated by a compiled Dormand-Prince 5(4) pair with Hairer's step-size control.
+The Gaussian averages are in closed form for ``erf`` (``g(z) = erf(z / sqrt 2)``, Saad & Solla's), and
+for the polynomial activations ``linear``, ``he2`` (``z^2 - 1``) and ``he3`` (``z^3 - 3 z``) by Wick's
+(Isserlis') theorem: the moments ``E[u_p^a u_q^b u_r^c u_s^e]`` of jointly Gaussian fields follow from
+``E[u_p^a R] = (a - 1) C_pp E[u_p^(a-2) R] + sum over the other factors u_t of R of C_pt E[u_p^(a-1) R / u_t]``,
+filled in a table by increasing exponents (exact: no quadrature). The ODE is integrated by a compiled
+Dormand-Prince 5(4) pair with Hairer's step-size control.
 """
 import math
 
@@ -40,23 +44,87 @@ from .flow import _log_grid
 from .history import History
 
 #: the activations whose Gaussian averages ``ff.ode`` has in closed form
-ODE_ACTIVATIONS = ("erf", "linear")
-_CODES = {"erf": 0, "linear": 1}
+ODE_ACTIVATIONS = ("erf", "linear", "he2", "he3")
+_CODES = {"erf": 0, "linear": 1, "he2": 2, "he3": 3}
+#: the polynomial activations (kind >= 1): coefficients of g and of g' in 1, z, z^2, z^3 (row = kind)
+_G = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-1.0, 0.0, 1.0, 0.0], [0.0, -3.0, 0.0, 1.0]])
+_DG = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [-3.0, 0.0, 3.0, 0.0]])
+_DEG = np.array([0, 1, 2, 3], np.int64)  # the degree of g (g' has one less)
+_ONE = np.array([1.0, 0.0, 0.0, 0.0])  # the polynomial 1
+_Z = np.array([0.0, 1.0, 0.0, 0.0])  # the polynomial z
 _2PI = 2.0 / math.pi
 _4PI2 = 4.0 / math.pi**2
 
 
 @njit
+def _wick(C, p, q, r, s, f0, d0, f1, d1, f2, d2, f3, d3):
+    """E[f0(u_p) f1(u_q) f2(u_r) f3(u_s)] for polynomials f_t (coefficients of 1, z, z^2, z^3) of degrees
+    d_t <= 3 and fields u of covariance C (indices may repeat; C may be singular): the moments
+    T[a, b, c, e] = E[u_p^a u_q^b u_r^c u_s^e] by the recursion on the first nonzero exponent (module
+    docstring), in lexicographic order (each entry needs only smaller ones)."""
+    T = np.empty((d0 + 1, d1 + 1, d2 + 1, d3 + 1))
+    cpp, cpq, cpr, cps = C[p, p], C[p, q], C[p, r], C[p, s]
+    cqq, cqr, cqs, crr, crs, css = C[q, q], C[q, r], C[q, s], C[r, r], C[r, s], C[s, s]
+    total = 0.0
+    for a in range(d0 + 1):
+        for b in range(d1 + 1):
+            for c in range(d2 + 1):
+                for e in range(d3 + 1):
+                    n = a + b + c + e
+                    v = 0.0
+                    if n == 0:
+                        v = 1.0
+                    elif n % 2 == 1:
+                        v = 0.0
+                    elif a > 0:
+                        if a >= 2:
+                            v += (a - 1) * cpp * T[a - 2, b, c, e]
+                        if b >= 1:
+                            v += b * cpq * T[a - 1, b - 1, c, e]
+                        if c >= 1:
+                            v += c * cpr * T[a - 1, b, c - 1, e]
+                        if e >= 1:
+                            v += e * cps * T[a - 1, b, c, e - 1]
+                    elif b > 0:
+                        if b >= 2:
+                            v += (b - 1) * cqq * T[0, b - 2, c, e]
+                        if c >= 1:
+                            v += c * cqr * T[0, b - 1, c - 1, e]
+                        if e >= 1:
+                            v += e * cqs * T[0, b - 1, c, e - 1]
+                    elif c > 0:
+                        if c >= 2:
+                            v += (c - 1) * crr * T[0, 0, c - 2, e]
+                        if e >= 1:
+                            v += e * crs * T[0, 0, c - 1, e - 1]
+                    else:
+                        v = (e - 1) * css * T[0, 0, 0, e - 2]
+                    T[a, b, c, e] = v
+                    total += f0[a] * f1[b] * f2[c] * f3[e] * v
+    return total
+
+
+@njit
 def _i2(kind, cpp, cqq, cpq):
+    """E[g(u_p) g(u_q)] for fields of variances cpp, cqq and covariance cpq."""
     if kind == 1:
         return cpq
+    if kind >= 2:
+        C = np.array([[cpp, cpq], [cpq, cqq]])
+        g, dg = _G[kind], _DEG[kind]
+        return _wick(C, 0, 1, 0, 0, g, dg, g, dg, _ONE, 0, _ONE, 0)
     return _2PI * math.asin(cpq / math.sqrt((1.0 + cpp) * (1.0 + cqq)))
 
 
 @njit
 def _j2(kind, cpp, cqq, cpq):
+    """E[g'(u_p) g'(u_q)]."""
     if kind == 1:
         return 1.0
+    if kind >= 2:
+        C = np.array([[cpp, cpq], [cpq, cqq]])
+        g, dg = _DG[kind], _DEG[kind] - 1
+        return _wick(C, 0, 1, 0, 0, g, dg, g, dg, _ONE, 0, _ONE, 0)
     return _2PI / math.sqrt((1.0 + cpp) * (1.0 + cqq) - cpq * cpq)
 
 
@@ -65,6 +133,9 @@ def _i3(kind, C, p, q, r):
     """E[g'(u_p) u_q g(u_r)]."""
     if kind == 1:
         return C[q, r]
+    if kind >= 2:
+        dg = _DEG[kind]
+        return _wick(C, p, q, r, p, _DG[kind], dg - 1, _Z, 1, _G[kind], dg, _ONE, 0)
     cpp, crr = C[p, p], C[r, r]
     lam3 = (1.0 + cpp) * (1.0 + crr) - C[p, r] ** 2
     return _2PI / math.sqrt(lam3) * (C[q, r] * (1.0 + cpp) - C[p, q] * C[p, r]) / (1.0 + cpp)
@@ -75,6 +146,9 @@ def _i4(kind, C, p, q, r, s):
     """E[g'(u_p) g'(u_q) g(u_r) g(u_s)]."""
     if kind == 1:
         return C[r, s]
+    if kind >= 2:
+        g, dg, dd = _G[kind], _DG[kind], _DEG[kind]
+        return _wick(C, p, q, r, s, dg, dd - 1, dg, dd - 1, g, dd, g, dd)
     cpp, cqq, crr, css = C[p, p], C[q, q], C[r, r], C[s, s]
     cpq, cpr, cps, cqr, cqs, crs = C[p, q], C[p, r], C[p, s], C[q, r], C[q, s], C[r, s]
     lam4 = (1.0 + cpp) * (1.0 + cqq) - cpq * cpq
@@ -89,10 +163,18 @@ def _i4(kind, C, p, q, r, s):
 def _quad_all(kind, C, c, K, m, noise2, quad):
     """quad[j, k] = sum_rs c_r c_s I4(j, k, r, s) + noise2 J2(j, k) for the students j <= k (the second-order
     term of dQ), in parallel over j. For erf the (j, k) factors are taken out of the double sum, whose
-    inner loop is then a few multiply-adds and the branch-free arcsine: it vectorizes."""
+    inner loop is then a few multiply-adds and the branch-free arcsine: it vectorizes. For he2 and he3 each
+    term is a table of Gaussian moments (``_wick``), O(deg^4) operations."""
     for j in prange(m):
         L1 = np.empty(K)
         for k in range(j, m):
+            if kind >= 2:
+                s = 0.0
+                for r in range(K):
+                    for q in range(K):
+                        s += c[r] * c[q] * _i4(kind, C, j, k, r, q)
+                quad[j, k] = s + noise2 * _j2(kind, C[j, j], C[k, k], C[j, k])
+                continue
             if kind == 1:
                 s = 0.0
                 for r in range(K):
@@ -291,9 +373,9 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     machine, a fixed; ``reg``: ``ff.WeightDecay`` or ``ff.PathNorm`` with constant strengths, the same
     objects as in ``ff.train``).
 
-    ``net`` gives the initial overlaps and the activation (``ODE_ACTIVATIONS``: ``"erf"`` and
-    ``"linear"``, whose Gaussian averages are in closed form; the teacher's activation must be the
-    same). ``log_times``: an int ``n`` logs ``n + 1`` evenly spaced times in ``[0, alpha]``, or an
+    ``net`` gives the initial overlaps and the activation (``ODE_ACTIVATIONS``: ``"erf"``, ``"linear"``,
+    ``"he2"`` and ``"he3"``, whose Gaussian averages are in closed form; the teacher's activation must be
+    the same). ``log_times``: an int ``n`` logs ``n + 1`` evenly spaced times in ``[0, alpha]``, or an
     increasing array of times in ``(0, alpha]`` (0 and ``alpha`` are always logged). Each logged time
     ends an integration step (no interpolation). ``rtol``, ``atol``: the tolerances of the
     Dormand-Prince 5(4) error control over the state ``(Q, M, a)``.
