@@ -122,6 +122,11 @@ def kernels(dtype):
         k.online_loss_grad(W, a, t.W, t.a, code, code, 0.0, 0, 0, gW, ga, ows)
         k.online_step(W, a, t.W, t.a, code, code, 0.0, 0, 0, 1e-3, k.REG_NONE, 0.0, 0.0, ows)
         k.online_run(W, a, t.W, t.a, code, code, 0.0, 0, 0, lrs, k.REG_NONE, lams, lams, ows, losses)
+    if dtype == "float64":  # the batch-1 path with the variant chosen at run time (both compiled): float64
+        from .kernels.cpu import _jit, online
+        ows = k.online_workspace(1, net.m, net.d, W.dtype)
+        online.run_single(W, a, t.W, t.a, code, code, 0.0, 0, 0, np.stack([lrs, lrs]), k.REG_NONE, lams, lams, ows,
+                          losses, int(_jit.HOST_ISA))
     X = np.ones((9, net.d), W.dtype)
     y = np.ones(9, W.dtype)
     ews = k.empirical_workspace(9, net.m, net.d, W.dtype)
