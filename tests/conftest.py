@@ -21,8 +21,8 @@ def rng():
 def _warm_public_kernel_forms():
     """Compile what ``fastfeat warmup`` leaves to first use (the optional warm-up tasks: online SGD's
     large-batch build and ``Online.grad``; the public ``ff.kernels`` entry points' other argument forms, a
-    scalar step size, (n,) step sizes, the one-step kernels) in a background process while the first tests run, so that the tests of those forms
-    find them in the disk cache instead of compiling them one after the other on one core. The results
+    scalar step size, (n,) step sizes, the one-step kernels) in a background process while the first
+    tests run, so that the tests of those forms find them in the disk cache instead of compiling them one after the other on one core. The results
     do not depend on it: a test that gets there first compiles what it needs itself, and a run that ends
     first stops it.
     ``FASTFEAT_TEST_BACKGROUND_WARMUP=0`` turns it off."""

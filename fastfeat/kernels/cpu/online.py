@@ -407,30 +407,31 @@ def check_args(W, a, Wt, at, code, tcode, ws):
         raise ValueError("online kernel: the batch-1 workspace was made for other sizes")
 
 
+def _single_call(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
+    """``run_single`` with the batch-1 variant ``isa``."""
+    return run_single(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa)
+
+
+@overload(_single_call, prefer_literal=True, jit_options={"nogil": True})
+def _single_call_ov(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
+    # the default variant (an omitted isa, which the body sees as its literal, or the literal HOST_ISA) calls
+    # run_single without it, as the objective does from Python: both find one compilation
+    if isa_value(isa) == HOST_ISA:
+        def impl(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
+            return run_single(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
+        return impl
+    return _single_call
+
+
+@njit(inline="always")
 def _run_any(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
     """The objective's run kernel for these sizes (``kernels_for``), called with (2, n) step sizes and the
     batch-1 variant ``isa``."""
     if ws.xb.shape[0] == 1:
-        return run_single(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa)
+        return _single_call(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa)
     if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
         return run_parallel(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
     return run_serial(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
-
-
-@overload(_run_any, prefer_literal=True, jit_options={"nogil": True})
-def _run_any_ov(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
-    # the default variant (an omitted isa, or the literal HOST_ISA) calls run_single without it, as the
-    # objective does from Python: both find one compilation
-    if isa_value(isa) == HOST_ISA:
-        def impl(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses, isa):
-            if ws.xb.shape[0] == 1:
-                return run_single(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
-            if ws.xb.shape[0] * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
-                return run_parallel(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws,
-                                    losses)
-            return run_serial(W, a, Wt, at, code, tcode, noise, seed, step0, lrs, reg, lam_as, lam_ws, ws, losses)
-        return impl
-    return _run_any
 
 
 # The public kernels check their arguments, bring the step sizes to the (2, n) form and call the
