@@ -584,3 +584,33 @@ def test_public_empirical_kernels_check_their_buffers():
     for what, args in bad.items():
         with pytest.raises(ValueError, match="empirical kernel"):
             K.empirical_loss_grad(*args)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_guard_is_one_rule_compiled_as_written(dtype):
+    """The divergence guard of every kernel (``fastfeat.math.guard``): a step is refused unless
+    |w| + lr |g| < max_float / 4, also when w - lr g itself would be small (w and lr g both huge), and
+    always for a NaN or infinite gradient, even with step size 0. The CPU build (inlined into the
+    kernels, with their fast-math flags) gives what the plain Python rule gives."""
+    import numba
+
+    from fastfeat.kernels.cpu.scalar import fits as fits_cpu
+    from fastfeat.kernels.cpu.scalar import guard_limit
+    from fastfeat.math import guard
+
+    ft = np.dtype(dtype).type
+    big = guard.limit(dtype)
+    assert big == ft(np.finfo(ft).max / 4) and guard_limit(np.zeros(1, dtype)) == big
+
+    @numba.njit
+    def compiled(w, g, lr, big):
+        return fits_cpu(w, g, lr, big)
+
+    cases = [(1.0, 2.0, 0.5, True), (big * 0.75, big * 0.75, 1.0, False),  # w - lr g = 0, yet refused
+             (big * 0.5, big * 0.25, 1.0, True), (0.0, np.inf, 0.0, False), (0.0, np.nan, 1e-3, False),
+             (-big * 0.9, -big * 0.2, 1.0, False), (1.0, -np.inf, 1e-3, False)]
+    for w, g, lr, want in cases:
+        w, g, lr = ft(w), ft(g), ft(lr)
+        with np.errstate(invalid="ignore", over="ignore"):  # 0 * inf is NaN: refused, as compiled
+            assert guard.fits(w, g, lr, big) == want, (w, g, lr)
+        assert compiled(w, g, lr, big) == want, (w, g, lr)

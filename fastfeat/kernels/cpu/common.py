@@ -1,8 +1,9 @@
 """Kernels every objective shares: row norms, the regularizer gradient and value, the guarded update.
 
-The divergence guard: a step is taken only when every updated weight stays below ``guard_limit``
-(``max_float / 4``) in magnitude, checked as ``|w| + lr |g| < limit`` for every entry before anything is
-written (``guarded_update``). The bound holds whatever the rounding of ``w - lr g`` (fused or not), is
+The divergence guard (``fastfeat.math.guard``, the one rule of every kernel): a step is taken only
+when every updated weight stays below ``guard_limit`` (``max_float / 4``) in magnitude, checked as
+``fits(w, g, lr, limit)``, ``|w| + lr |g| < limit``, for every entry before anything is written
+(``guarded_update``). The bound holds whatever the rounding of ``w - lr g`` (fused or not), is
 false for NaN and inf gradients, and so keeps every weight finite; a refused step leaves W, a as they were.
 
 Generic in the float type (float32 or float64 arrays, one type per call) and cached on disk. The
@@ -19,7 +20,7 @@ from numba import prange
 from ...math.regularizer import NEEDS_NORM, REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY  # noqa: F401
 from ._finite import finite
 from ._jit import njit, pnjit
-from .scalar import guard_limit, like, lr_pair, reg_terms
+from .scalar import fits, guard_limit, like, lr_pair, reg_terms
 from .scalar import reg_value as _neuron_reg_value
 
 
@@ -91,9 +92,9 @@ def update_fits(W, a, gW, ga, lr):
     big = guard_limit(W)
     bad = 0
     for j in prange(m):
-        nb = 0 if abs(a[j]) + la_ * abs(ga[j]) < big else 1
+        nb = 0 if fits(a[j], ga[j], la_, big) else 1
         for i in range(d):  # counted, not short-circuited, so that the loop vectorizes
-            nb += 0 if abs(W[j, i]) + lw_ * abs(gW[j, i]) < big else 1
+            nb += 0 if fits(W[j, i], gW[j, i], lw_, big) else 1
         bad += nb
     return bad == 0
 

@@ -26,8 +26,8 @@ unchanged): with ``xmax_k = max_i |x_k[i]|`` and ``wabs_j = sum_i |w_j[i]|`` (ta
 a sum, which vectorizes, where a max would not),
 ``|g_W[j, i]| <= b_j = sum_k |c_kj| xmax_k + |cw_j| |w_j|``; when ``wabs_j + lr b_j`` and
 ``|a_j| + lr_a |g_a[j]|`` are below the limit for every row, every updated weight is; otherwise the rare
-slow path computes every entry of the gradient and checks ``|w - lr g| < limit`` before anything is
-written.
+slow path computes every entry of the gradient and checks each weight with it (``fits``: ``|w| + lr |g|
+< limit``, the rule of the other kernels) before anything is written.
 
 Small problems (``B m d < PARALLEL_MIN_WORK``) run a build of the same code without ``prange``: the
 fork/join of a parallel region costs more than the work there. The choice depends only on the sizes,
@@ -57,7 +57,7 @@ from . import online_single as _single
 from ._finite import finite, isnan
 from ._jit import HOST_ISA, isa_value, njit, pnjit
 from ._rng import normal_keyed, normals, stream_key
-from .scalar import as_pairs, dneuron, dneuron_dnorm, guard_limit, like, lr_at, lr_count, lr_pair, neuron, reg_terms
+from .scalar import as_pairs, dneuron, dneuron_dnorm, fits, guard_limit, like, lr_at, lr_count, lr_pair, neuron, reg_terms
 
 NEURON_CHUNK = 32
 #: below this many multiply-adds per step (B * m * d) the serial build is used
@@ -119,15 +119,15 @@ def coefficients(W, a, code, rb, R, xmax, phi, dphi, nrm, wabs, reg, lam_a, lam_
         bound += abs(c) * nw
         if not finite(g):
             ga_ok = False
-        if not (wabs[j] + lw_ * bound < big and abs(aj) + la_ * abs(g) < big):  # also False for NaN
+        if not (fits(wabs[j], bound, lw_, big) and fits(aj, g, la_, big)):  # also False for NaN
             bound_ok = False
     return ga_ok, bound_ok
 
 
 @njit
 def all_finite(W, a, xb, dphi, gab, cw, lr):
-    """The slow exact check (only when the bound failed): every g_W entry finite and every updated
-    weight below ``guard_limit``."""
+    """The slow check with the exact gradient (only when the bound failed): the guard's test (``fits``) for
+    every weight and its gradient entry."""
     m, d = W.shape
     B = xb.shape[0]
     lr_w, lr_a = lr_pair(lr)
@@ -135,13 +135,13 @@ def all_finite(W, a, xb, dphi, gab, cw, lr):
     la_ = like(W, lr_a)
     big = guard_limit(W)
     for j in range(m):
-        if not abs(a[j] - la_ * gab[j]) < big:
+        if not fits(a[j], gab[j], la_, big):
             return False
         for i in range(d):
             g = cw[j] * W[j, i]
             for k in range(B):
                 g += dphi[k, j] * xb[k, i]
-            if not (finite(g) and abs(W[j, i] - lw_ * g) < big):
+            if not fits(W[j, i], g, lw_, big):
                 return False
     return True
 

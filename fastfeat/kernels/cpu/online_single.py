@@ -77,7 +77,7 @@ from ._finite import finite
 from ._jit import (AVX2, AVX512, FASTMATH, HOST_ISA, VECTOR_REGISTERS, aligned, isa_value, lanes, local_array,
                    local_vectors, njit, pnjit, vector_sums, wide_vectors)
 from ._rng import pairs_into, stream_key
-from .scalar import alg_params, dneuron, dneuron_dnorm, guard_limit, like, lr_at, lr_count, neuron, reg_terms
+from .scalar import alg_params, dneuron, dneuron_dnorm, fits, guard_limit, like, lr_at, lr_count, neuron, reg_terms
 
 #: rows per chunk (the unit of the fixed split, and of the per-chunk partial sums)
 CHUNK = 64
@@ -941,7 +941,7 @@ def block_worker(isa, w, n_workers, W, a, Wt, at, tnorm, code, tcode, noise, see
             bga = ar * sph + sra  # bounds on |g_a|, |g_W| entries
             bgw = ar * (g1 * xmax + g2) + g0
             ok = finite(loss)
-            if not (ok and bga < big and bgw < big and sa + la * bga < big and snw + lw * bgw < big):
+            if not (ok and bga < big and bgw < big and fits(sa, bga, la, big) and fits(snw, bgw, lw, big)):
                 if moves:
                     apply_pending(isa, W, A, C, Al, Xb, kb, k, mode, r0, r1)  # W <- W(s): the weights before s
                 if not ok:

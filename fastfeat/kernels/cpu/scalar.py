@@ -6,7 +6,8 @@ functions here pick the build of their arguments' type when the calling kernel i
 written once, for both float types, and numba's dispatch on argument types does the rest.
 
 - ``like(x, v)``: ``v`` as a number of ``x``'s float type (``x`` a float or an array of floats);
-- ``guard_limit(x)``: the divergence guard's threshold, ``max_float / 4`` in ``x``'s float type;
+- ``guard_limit(x)``, ``fits(x, g, lr, big)``: the divergence guard (``fastfeat.math.guard``), its threshold in
+  ``x``'s float type and its test;
 - ``neuron(code, z, nw)``, ``dneuron(code, z)``, ``dneuron_dnorm(code, x)``, ``pair(code, nu, nv, c)``,
   ``homog_consts(code, x)``, ``homog_terms(rho, off, scale, shift)``, ``acos(x)``, ``asin(x)``: the table's functions;
 - ``alg_params(code, x)``: the piecewise-polynomial coefficients (``ALG_PARAMS``) in ``x``'s float type;
@@ -17,6 +18,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from ...math import guard as _guard
 from ...math import regularizer as _reg
 from ...math.activations import ALG_PARAMS
 from ._jit import FASTMATH, TABLE32, TABLE64, _scalar
@@ -52,18 +54,15 @@ def _like(x, v):
 def guard_limit(x):
     """The divergence guard's threshold, max_float / 4, in the float type of ``x`` (a float or an array):
     every kernel refuses a step after which a weight could reach it (so weights never overflow)."""
-    return like(x, np.finfo(np.asarray(x).dtype).max / 4)
+    return _guard.limit(np.asarray(x).dtype)
 
 
 @overload(guard_limit, inline="always", jit_options=_OPTS)
 def _guard_limit(x):
     t = _float_of(x)
-    if t == types.float32:
-        v = np.float32(np.finfo(np.float32).max / 4)
-    elif t == types.float64:
-        v = np.float64(np.finfo(np.float64).max / 4)
-    else:
+    if t is None:
         return None
+    v = _guard.limit(str(t))
     return lambda x: v
 
 
@@ -141,6 +140,8 @@ def alg_params(code, x):
 #: the loops that call them (as a call of its own, the online batch-1 path-norm pass was 15-45% slower)
 reg_terms = numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy", cache=False)(_reg.reg_terms)
 reg_value = _scalar(_reg.reg_value)
+#: the divergence guard's test (``fastfeat.math.guard.fits``), inlined into the loops that call it
+fits = numba.njit(inline="always", fastmath=FASTMATH, error_model="numpy", cache=False)(_guard.fits)
 
 
 # Step sizes. A kernel's ``lr`` is one number (both layers) or a pair ``(lr_W, lr_a)``; its ``lrs`` an array
