@@ -30,6 +30,8 @@ import numba
 import numpy as np
 
 from ...math.activations import build as build_table
+from ...math.guard import fits as fits_py
+from ...math.guard import limit as guard_limit
 from ...math.random import build as build_random
 from ...math.regularizer import reg_terms as reg_terms_py
 
@@ -74,7 +76,8 @@ def _make(ft, T, RB):
     nbt = numba.from_dtype(np.dtype(ft))
     f64 = numba.float64
     zero, half = ft(0.0), ft(0.5)
-    big = ft(np.finfo(ft).max / 4)  # the divergence guard's limit
+    big = guard_limit(ft)  # the divergence guard (fastfeat.math.guard): its threshold and test
+    fits = cuda.jit(device=True)(fits_py)
     NR = MAX_REDUCE_THREADS
 
     @cuda.jit
@@ -147,6 +150,29 @@ def _make(ft, T, RB):
             elif lr_a != zero:
                 a[idx - md] -= lr_a * ga[idx - md]
 
+    # ---------------------------------------------------------------- the tiled products
+    # Each thread block computes a (TR x TR) tile of an output product, each thread an (RB x RB) register
+    # block of it (rows u T + ty, columns v T + tx), summing over T positions of the shared tiles at a time.
+    # The kernels differ in what they load into the shared tiles and where they write the block; the
+    # register block's arithmetic is these two device functions, inlined into every product kernel.
+    @cuda.jit(device=True, inline="always")
+    def zero_block(acc):
+        for u in range(RB):
+            for v in range(RB):
+                acc[u, v] = zero
+
+    @cuda.jit(device=True, inline="always")
+    def tile_product(A, B, acc, ra, rb, ty, tx):
+        """acc[u, v] += sum_t A[u T + ty, t] B[v T + tx, t] (pass a tile stored the other way round as
+        its ``.T``)."""
+        for t in range(T):
+            for u in range(RB):
+                ra[u] = A[u * T + ty, t]
+                rb[u] = B[u * T + tx, t]
+            for u in range(RB):
+                for v in range(RB):
+                    acc[u, v] += ra[u] * rb[v]
+
     # ---------------------------------------------------------------- population
     @cuda.jit
     def pop_gram(W, Wt, i0, rows, G, state):
@@ -164,9 +190,7 @@ def _make(ft, T, RB):
         acc = cuda.local.array((RB, RB), nbt)
         ra = cuda.local.array(RB, nbt)
         rb = cuda.local.array(RB, nbt)
-        for u in range(RB):
-            for v in range(RB):
-                acc[u, v] = zero
+        zero_block(acc)
         for l0 in range(0, d, T):
             li = l0 + tx
             for u in range(RB):
@@ -183,13 +207,7 @@ def _make(ft, T, RB):
                 else:
                     sb[u * T + ty, tx] = zero
             cuda.syncthreads()
-            for t in range(T):
-                for u in range(RB):
-                    ra[u] = sa[u * T + ty, t]
-                    rb[u] = sb[u * T + tx, t]
-                for u in range(RB):
-                    for v in range(RB):
-                        acc[u, v] += ra[u] * rb[v]
+            tile_product(sa, sb, acc, ra, rb, ty, tx)
             cuda.syncthreads()
         for u in range(RB):
             for v in range(RB):
@@ -265,9 +283,7 @@ def _make(ft, T, RB):
         acc = cuda.local.array((RB, RB), nbt)
         ra = cuda.local.array(RB, nbt)
         rb = cuda.local.array(RB, nbt)
-        for u in range(RB):
-            for v in range(RB):
-                acc[u, v] = zero
+        zero_block(acc)
         for k0 in range(0, N, T):
             kb = k0 + tx
             kv = k0 + ty
@@ -285,13 +301,7 @@ def _make(ft, T, RB):
                 else:
                     sb[ty, u * T + tx] = zero
             cuda.syncthreads()
-            for t in range(T):
-                for u in range(RB):
-                    ra[u] = sa[u * T + ty, t]
-                    rb[u] = sb[t, u * T + tx]
-                for u in range(RB):
-                    for v in range(RB):
-                        acc[u, v] += ra[u] * rb[v]
+            tile_product(sa, sb.T, acc, ra, rb, ty, tx)
             cuda.syncthreads()
         for u in range(RB):
             for v in range(RB):
@@ -320,12 +330,12 @@ def _make(ft, T, RB):
                 gaj = sK + ra
                 ga[j] = gaj
                 cw = aj * sA + rw
-                ok = math.isfinite(gaj) and abs(aj) + lr_a * abs(gaj) < big
+                ok = math.isfinite(gaj) and fits(aj, gaj, lr_a, big)
                 for i in range(d):
                     w = W[j, i]
                     g = gW[j, i] + cw * w
                     gW[j, i] = g
-                    ok = ok and math.isfinite(g) and abs(w) + lr * abs(g) < big
+                    ok = ok and math.isfinite(g) and fits(w, g, lr, big)
                 if not ok:
                     state[1] = 1
 
@@ -345,9 +355,7 @@ def _make(ft, T, RB):
         acc = cuda.local.array((RB, RB), nbt)
         ra = cuda.local.array(RB, nbt)
         rb = cuda.local.array(RB, nbt)
-        for u in range(RB):
-            for v in range(RB):
-                acc[u, v] = zero
+        zero_block(acc)
         for l0 in range(0, d, T):
             li = l0 + tx
             for u in range(RB):
@@ -362,13 +370,7 @@ def _make(ft, T, RB):
                 else:
                     sb[u * T + ty, tx] = zero
             cuda.syncthreads()
-            for t in range(T):
-                for u in range(RB):
-                    ra[u] = sa[u * T + ty, t]
-                    rb[u] = sb[u * T + tx, t]
-                for u in range(RB):
-                    for v in range(RB):
-                        acc[u, v] += ra[u] * rb[v]
+            tile_product(sa, sb, acc, ra, rb, ty, tx)
             cuda.syncthreads()
         for u in range(RB):
             for v in range(RB):
@@ -452,9 +454,7 @@ def _make(ft, T, RB):
         acc = cuda.local.array((RB, RB), nbt)
         ra = cuda.local.array(RB, nbt)
         rb = cuda.local.array(RB, nbt)
-        for u in range(RB):
-            for v in range(RB):
-                acc[u, v] = zero
+        zero_block(acc)
         for s0 in range(0, cnt, T):
             ss = s0 + ty
             for u in range(RB):
@@ -469,13 +469,7 @@ def _make(ft, T, RB):
                 else:
                     sb[ty, u * T + tx] = zero
             cuda.syncthreads()
-            for t in range(T):
-                for u in range(RB):
-                    ra[u] = sa[t, u * T + ty]
-                    rb[u] = sb[t, u * T + tx]
-                for u in range(RB):
-                    for v in range(RB):
-                        acc[u, v] += ra[u] * rb[v]
+            tile_product(sa.T, sb.T, acc, ra, rb, ty, tx)
             cuda.syncthreads()
         for u in range(RB):
             for v in range(RB):
@@ -507,12 +501,12 @@ def _make(ft, T, RB):
                 cw = rw
                 if nj > zero:
                     cw += cg * dn * rsum / nj
-                ok = math.isfinite(gaj) and abs(aj) + lr_a * abs(gaj) < big
+                ok = math.isfinite(gaj) and fits(aj, gaj, lr_a, big)
                 for i in range(d):
                     w = W[j, i]
                     g = cg * gW[j, i] + cw * w
                     gW[j, i] = g
-                    ok = ok and math.isfinite(g) and abs(w) + lr * abs(g) < big
+                    ok = ok and math.isfinite(g) and fits(w, g, lr, big)
                 if not ok:
                     state[1] = 1
 
