@@ -60,14 +60,14 @@ rows contribute nothing (``K(u, 0) = 0``).
 costs ``O(m (m + m*) d)`` time (a few matrix products) and ``O(t (m + m*))`` memory for row tiles of
 ``t`` neurons.
 """
-import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._validation import check_float, check_int
-from .math.activations import SPEC
+from .math.activations import SPEC, smooth_kernel_derivatives
+from .math.regularizer import REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY
 from .networks import check_net
 from .objectives.population import Population
 from .regularizers import PathNorm, WeightDecay, check_reg
@@ -133,13 +133,13 @@ def _prepare(net, objective, reg, step):
     reg = check_reg(reg)
     step = check_int(step, "step", minimum=0)
     lam_a = lam_w = 0.0
-    kind = None
+    kind = REG_NONE
     if isinstance(reg, WeightDecay):
         la, lw = reg.lams(step, 1)
-        lam_a, lam_w, kind = float(la[0]), float(lw[0]), "wd"
+        lam_a, lam_w, kind = float(la[0]), float(lw[0]), REG_WEIGHT_DECAY
     elif isinstance(reg, PathNorm):
         lam_w = float(reg.lams(step, 1)[1][0])
-        kind = "path" if lam_w > 0 else None
+        kind = REG_PATH_NORM if lam_w > 0 else REG_NONE
     elif reg is not None:
         raise TypeError(f"reg must be ff.WeightDecay, ff.PathNorm or None, got {type(reg).__name__}")
     W = np.asarray(net.W, dtype=np.float64)
@@ -150,7 +150,7 @@ def _prepare(net, objective, reg, step):
             f"net.W has zero rows (neurons {_listing(zero_rows)}): the population loss of activation "
             f"{net.activation!r} has no Hessian there (its kernel |u||v| kappa(rho) is not differentiable "
             "at u = 0)")
-    if kind == "path":
+    if kind == REG_PATH_NORM:
         kinks = np.flatnonzero((a == 0) | ~np.any(W != 0, axis=1))
         if kinks.size:
             raise ValueError(
@@ -292,42 +292,7 @@ class _SmoothTile:
         c = M.W[j0:j1] @ M.V.T
         p = (M.n[j0:j1] ** 2)[:, None]
         q = (M.nv ** 2)[None, :]
-        shape = c.shape
-        full = lambda x: np.broadcast_to(x, shape)  # noqa: E731  (constant or row/column: no copy)
-        zero = full(0.0)
-        name = M.activation
-        if name == "linear":
-            K, Kp, Kc = c, zero, full(1.0)
-            Kpp = Kpq = Kpc = Kqc = Kcc = zero
-        elif name == "he2":                            # K = (p-1)(q-1) + 2c^2
-            K = (p - 1) * (q - 1) + 2 * c * c
-            Kp, Kc = full(q - 1), 4 * c
-            Kpp, Kpq, Kpc, Kqc, Kcc = zero, full(1.0), zero, zero, full(4.0)
-        elif name == "he3":                            # K = c (9 (p-1)(q-1) + 6c^2)
-            pq = 9 * (p - 1) * (q - 1)
-            c2 = c * c
-            K = c * (pq + 6 * c2)
-            Kp = 9 * c * (q - 1)
-            Kc = pq + 18 * c2
-            Kpp, Kpq, Kpc, Kqc, Kcc = zero, 9 * c, full(9 * (q - 1)), full(9 * (p - 1)), 36 * c
-        elif name == "erf":
-            A = 1 + p
-            B = 1 + q
-            r = np.sqrt(A * B)
-            s = np.clip(c / r, -1.0, 1.0)
-            w1 = 1.0 / np.sqrt(1.0 - s * s)
-            g1 = (2 / math.pi) * w1                   # dK/ds
-            g2 = (2 / math.pi) * s * w1 ** 3          # d2K/ds2
-            sp, sq, sc = -s / (2 * A), -s / (2 * B), 1.0 / r
-            K = (2 / math.pi) * np.arcsin(s)
-            Kp, Kc = g1 * sp, g1 * sc
-            Kpp = g1 * (3 * s / (4 * A * A)) + g2 * sp * sp
-            Kpq = g1 * (s / (4 * A * B)) + g2 * sp * sq
-            Kpc = g1 * (-1.0 / (2 * A * r)) + g2 * sp * sc
-            Kqc = g1 * (-1.0 / (2 * B * r)) + g2 * sq * sc
-            Kcc = g2 * sc * sc
-        else:  # pragma: no cover - Population rejects activations without a kernel
-            raise ValueError(f"activation {name!r} has no closed-form population kernel")
+        K, Kp, Kc, Kpp, Kpq, Kpc, Kqc, Kcc = smooth_kernel_derivatives(M.activation, p, q, c)
         aj = M.a[j0:j1]
         cV = M.c[:, None] * M.V
         self.d11 = aj * (2 * Kp @ M.c)
@@ -433,12 +398,12 @@ def _dense(M):
 
 def _add_reg_dense(M, H):
     m, d, md = M.m, M.d, M.md
-    if M.reg_kind == "wd":
+    if M.reg_kind == REG_WEIGHT_DECAY:
         idx = np.arange(md)
         H[idx, idx] += M.lam_w
         idx = np.arange(md, md + m)
         H[idx, idx] += M.lam_a
-    elif M.reg_kind == "path":
+    elif M.reg_kind == REG_PATH_NORM:
         lam = M.lam_w
         for j in range(m):
             wh = M.Wh[j]
@@ -489,10 +454,10 @@ class _Operator:
 
     def _reg(self, X, y, oW, oa):
         M = self.M
-        if M.reg_kind == "wd":
+        if M.reg_kind == REG_WEIGHT_DECAY:
             oW += M.lam_w * X
             oa += M.lam_a * y
-        elif M.reg_kind == "path":
+        elif M.reg_kind == REG_PATH_NORM:
             lam = M.lam_w
             t = np.einsum("ja,ja->j", M.Wh, X)
             sa = np.sign(M.a)

@@ -270,6 +270,42 @@ def build(jit, ftype, fast_acos=False):
     return table
 
 
+def smooth_kernel_derivatives(name, p, q, c):
+    """The kernel of a smooth activation (erf, linear, he2, he3) as ``K(p, q, c)`` with ``p = |u|^2``,
+    ``q = |v|^2``, ``c = u.v``, and its derivatives: ``(K, K_p, K_c, K_pp, K_pq, K_pc, K_qc, K_cc)``, numpy
+    arrays broadcast to the shape of ``c`` (float64; constants and row or column vectors are broadcast
+    views, not copies). The exact Hessian (``ff.hessian``) is built from them."""
+    shape = np.shape(c)
+    full = lambda x: np.broadcast_to(x, shape)  # noqa: E731  (constant or row/column: no copy)
+    zero = full(0.0)
+    if name == "linear":
+        return c, zero, full(1.0), zero, zero, zero, zero, zero
+    if name == "he2":                              # K = (p-1)(q-1) + 2c^2
+        return ((p - 1) * (q - 1) + 2 * c * c, full(q - 1), 4 * c,
+                zero, full(1.0), zero, zero, full(4.0))
+    if name == "he3":                              # K = c (9 (p-1)(q-1) + 6c^2)
+        pq = 9 * (p - 1) * (q - 1)
+        c2 = c * c
+        return (c * (pq + 6 * c2), 9 * c * (q - 1), pq + 18 * c2,
+                zero, 9 * c, full(9 * (q - 1)), full(9 * (p - 1)), 36 * c)
+    if name == "erf":                              # K = (2/pi) arcsin(s), s = c / sqrt((1 + p)(1 + q))
+        A = 1 + p
+        B = 1 + q
+        r = np.sqrt(A * B)
+        s = np.clip(c / r, -1.0, 1.0)
+        w1 = 1.0 / np.sqrt(1.0 - s * s)
+        g1 = (2 / math.pi) * w1                   # dK/ds
+        g2 = (2 / math.pi) * s * w1 ** 3          # d2K/ds2
+        sp, sq, sc = -s / (2 * A), -s / (2 * B), 1.0 / r
+        return ((2 / math.pi) * np.arcsin(s), g1 * sp, g1 * sc,
+                g1 * (3 * s / (4 * A * A)) + g2 * sp * sp,
+                g1 * (s / (4 * A * B)) + g2 * sp * sq,
+                g1 * (-1.0 / (2 * A * r)) + g2 * sp * sc,
+                g1 * (-1.0 / (2 * B * r)) + g2 * sq * sc,
+                g2 * sc * sc)
+    raise ValueError(f"activation {name!r} has no smooth closed-form population kernel")
+
+
 def kernel_matrix(name, U, V):
     """Slow, plain numpy reference of K(U, V) (rows of U against rows of V), float64."""
     U = np.asarray(U, np.float64)
@@ -277,26 +313,15 @@ def kernel_matrix(name, U, V):
     nu = np.linalg.norm(U, axis=1)[:, None]
     nv = np.linalg.norm(V, axis=1)[None, :]
     c = U @ V.T
-    if name in ("relu", "abs", "relu_centered"):
+    spec = SPEC[CODES[name]] if name in CODES else None
+    if spec is not None and spec.kernel == "angular":  # K = |u||v| scale (s + rho (off - arccos rho) + shift)
+        off, scale, shift = spec.angular
         with np.errstate(invalid="ignore", divide="ignore"):
             rho = np.clip(np.where(nu * nv > 0, c / np.where(nu * nv > 0, nu * nv, 1), 0.0), -1, 1)
-        sq = np.sqrt(1 - rho**2)
-        if name == "relu":
-            kap = (sq + (np.pi - np.arccos(rho)) * rho) / (2 * np.pi)
-        elif name == "abs":
-            kap = 2 / np.pi * (sq + rho * np.arcsin(rho))
-        else:
-            kap = (sq + rho * np.arcsin(rho) - 1) / (2 * np.pi)
+        kap = scale * (np.sqrt(1 - rho**2) + rho * (off - np.arccos(rho)) + shift)
         return nu * nv * kap
-    qu, qv = nu**2, nv**2
-    if name == "erf":
-        return 2 / np.pi * np.arcsin(c / np.sqrt((1 + qu) * (1 + qv)))
-    if name == "linear":
-        return c
-    if name == "he2":
-        return qu * qv + 2 * c**2 - qu - qv + 1
-    if name == "he3":
-        return 9 * qu * qv * c + 6 * c**3 - 9 * qu * c - 9 * qv * c + 9 * c
+    if spec is not None and spec.kernel in ("erf", "polynomial"):
+        return smooth_kernel_derivatives(name, nu**2, nv**2, c)[0] + np.zeros_like(c)
     raise ValueError(f"activation {name!r} has no closed-form population kernel")
 
 
