@@ -209,11 +209,12 @@ def test_history_to_pandas_and_the_progress_bar(capsys):
 
 
 def test_small_steps_run_on_one_thread_with_the_same_weights():
-    """n_threads=None picks one thread for a population or empirical step below its SERIAL_WORK (the
-    workers' wake-ups cost more than the work there), all threads above; the weights are the same."""
+    """n_threads=None picks one thread for a population or empirical step too small to gain from more (the
+    workers' wake-ups cost more than the work there: the population kernels' own rule, the empirical
+    objective's SERIAL_WORK), all threads above; the weights are the same."""
     import numba
+    from fastfeat.kernels.cpu import population as pop_kernels
     from fastfeat.objectives import empirical as emp_mod
-    from fastfeat.objectives import population as pop_mod
 
     teacher = ff.Teacher.random(6, 2, seed=0)
     seen = []
@@ -231,7 +232,10 @@ def test_small_steps_run_on_one_thread_with_the_same_weights():
         ff.train(ref, obj, steps=4, lr=0.1, log_every=2, n_threads=numba.config.NUMBA_NUM_THREADS)
         assert small.W.tobytes() == ref.W.tobytes() and small.a.tobytes() == ref.a.tobytes()
     assert ff.Population(teacher)._serial(ff.TwoLayer.init(6, 8))
-    m = 420  # m (m + m*) d >= 2^20
-    assert 420 * 422 * 6 >= pop_mod.SERIAL_WORK and not ff.Population(teacher)._serial(ff.TwoLayer.init(6, m))
+    # the paper's sizes run on one thread, a wide step on all (128 rows a block up to m = 2048)
+    assert pop_kernels.one_thread_suffices(256, 3, 20, 128, 2)
+    assert not pop_kernels.one_thread_suffices(2048, 3, 100, 128, 2)
+    wide = ff.Population(ff.Teacher.random(100, 3, seed=0))
+    assert wide._serial(ff.TwoLayer.init(100, 2048)) == (numba.get_num_threads() == 1)
     big = ff.Empirical(np.zeros((2 ** 21 // (6 * 8) + 1, 6)), np.zeros(2 ** 21 // (6 * 8) + 1))
     assert not big._serial(ff.TwoLayer.init(6, 8)) and emp_mod.SERIAL_WORK == 2 ** 21

@@ -1,17 +1,11 @@
 """The exact Gaussian population objective (closed-form kernels, docs/conventions.md)."""
+import numba
 import numpy as np
 
-from .._validation import check_float, check_int, check_noise
+from .._validation import check_int, check_noise
 from ..kernels.cpu import population as _pop
 from ..networks import check_pair, check_teacher
 from .base import Objective, bad_teacher, teacher_digest
-
-
-#: below this many multiply-adds per step (m (m + m*) d), ``ff.train`` and ``ff.flow`` use one thread
-#: unless told otherwise: each of a step's ~10 parallel regions wakes the sleeping workers (passive
-#: waiting), which costs more than the work shares. Measured on 2 vCPUs (Intel Xeon, a KVM guest), d = 20:
-#: 2 threads against 1 took 65x the time at m = 16, 3x at m = 128, 1.2x at m = 256 and 0.93x at m = 512.
-SERIAL_WORK = 1 << 20
 
 
 class Population(Objective):
@@ -42,9 +36,18 @@ class Population(Objective):
         super()._check(net)
         check_pair(net, self.teacher)
 
-    def _workspace(self, net):
-        return self._workspace_for((net.m, net.d, net.dtype), lambda: _pop.workspace(
-            net.m, self.teacher.m, net.d, net.dtype, tile=self.tile, blas=self.blas))
+    def _workspace(self, net, dtype=None):
+        """The kernels' buffers for ``net``'s sizes, in ``dtype`` (default the net's)."""
+        dtype = np.dtype(net.dtype if dtype is None else dtype)
+        return self._workspace_for((net.m, net.d, dtype), lambda: _pop.workspace(
+            net.m, self.teacher.m, net.d, dtype, tile=self.tile, blas=self.blas))
+
+    def _float64_parts(self, net):
+        """``(W*, a*, workspace)`` in float64 for ``net``'s sizes: what ``ff.flow``, which integrates in
+        float64 whatever the net's type, passes to the compiled population gradient."""
+        t = self.teacher
+        return (np.ascontiguousarray(t.W, np.float64), np.ascontiguousarray(t.a, np.float64),
+                self._workspace(net, np.float64))
 
     def loss(self, net):
         """The population loss at ``net`` (float; includes noise^2/2, excludes any regularizer)."""
@@ -65,7 +68,9 @@ class Population(Objective):
         return bad_teacher(self.teacher)
 
     def _serial(self, net):
-        return net.m * (net.m + self.teacher.m) * net.d < SERIAL_WORK
+        # the kernels' own rule (each of a step's parallel regions wakes the sleeping workers)
+        return bool(_pop.one_thread_suffices(net.m, self.teacher.m, net.d, self._workspace(net).tile,
+                                             numba.get_num_threads()))
 
     def _step_work(self, net):
         # every (student, student|teacher) pair: d multiply-adds of the Gram products, and the arc-cosine

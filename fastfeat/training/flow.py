@@ -224,11 +224,7 @@ class _State:
         self.y[self.m * self.d:] = net.a
         self.bufs = _k.buffers(method, n)
         self.st, self.cnt = _k.new_state()
-        teacher = objective.teacher
-        self.Wt = np.ascontiguousarray(teacher.W, np.float64)
-        self.at = np.ascontiguousarray(teacher.a, np.float64)
-        self.ws = objective._workspace_for(("flow", self.m, self.d, "float64"), lambda: _pop.workspace(
-            self.m, teacher.m, self.d, np.float64, tile=objective.tile, blas=objective.blas))
+        self.Wt, self.at, self.ws = objective._float64_parts(net)
         self.big = float(guard_limit(net.W))
 
     def write_back(self, y=None):

@@ -115,7 +115,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     rows included. A second Ctrl-C stops at once (the last checkpoint written at a row stays).
 
     ``n_threads``: the threads of this call; None: all of numba's, except one for a population or empirical
-    step too small to gain from more (``SERIAL_WORK`` in their modules). The weights do not depend on it.
+    step too small to gain from more (``objective._serial``). The weights do not depend on it.
 
     Divergence: a step whose loss or gradient is not finite, or after which a weight could overflow
     (reach ``max_float / 4``), is refused, and so is a row whose logged ``"loss"`` is not finite; then

@@ -367,22 +367,13 @@ def erk_error(y, yn, K, e5, e3, ns, rtol, atol, s5, s3):
 
 
 @njit
-def scaled_rms(v, y, rtol, atol):
-    """sqrt(mean((v_i / (atol + rtol |y_i|))^2))."""
-    n = v.shape[0]
-    s = 0.0
-    for i in range(n):
-        s += (v[i] / (atol + rtol * abs(y[i]))) ** 2
-    return math.sqrt(s / n)
-
-
-@njit
-def scaled_rms_diff(u, v, y, rtol, atol):
-    """sqrt(mean(((u_i - v_i) / (atol + rtol |y_i|))^2))."""
+def scaled_rms(u, v, y, rtol, atol):
+    """sqrt(mean(((u_i - v_i) / (atol + rtol |y_i|))^2)); ``v`` None: of u_i alone."""
     n = u.shape[0]
     s = 0.0
     for i in range(n):
-        s += ((u[i] - v[i]) / (atol + rtol * abs(y[i]))) ** 2
+        e = u[i] if v is None else u[i] - v[i]
+        s += (e / (atol + rtol * abs(y[i]))) ** 2
     return math.sqrt(s / n)
 
 
@@ -478,8 +469,8 @@ def _erk_initial_step(method, y, bufs, st, cnt, span, Wt, at, code, ws, reg, lam
     g0 = bufs[0]
     Y = bufs[S]
     G = bufs[S + 1]
-    dnf = scaled_rms(g0, y, rtol, atol)
-    dny = scaled_rms(y, y, rtol, atol)
+    dnf = scaled_rms(g0, None, y, rtol, atol)
+    dny = scaled_rms(y, None, y, rtol, atol)
     if dnf > 1e-5 and dny > 1e-5:
         h = 0.01 * dny / dnf
     else:
@@ -494,7 +485,7 @@ def _erk_initial_step(method, y, bufs, st, cnt, span, Wt, at, code, ws, reg, lam
         h *= 0.1
         if h < hmin:
             return 0.0
-    der2 = scaled_rms_diff(G, g0, y, rtol, atol) / h
+    der2 = scaled_rms(G, g0, y, rtol, atol) / h
     der12 = max(der2, dnf)
     if der12 > 1e-15:
         h1 = (0.01 / der12) ** (1.0 / ERK_ORDER[method])
@@ -892,7 +883,7 @@ def _rkc(t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, la
                 h *= 0.1
                 if h < _hmin(t):
                     return UNDERFLOW
-            est = h * scaled_rms_diff(G, g0, y, rtol, atol)
+            est = h * scaled_rms(G, g0, y, rtol, atol)
             if 0.1 * h < span * math.sqrt(est):
                 h = max(0.1 * h / math.sqrt(est), _hmin(t))
             else:

@@ -391,17 +391,27 @@ def finish(W, a, gW, ga, S, T, A, want_grad):
 
 
 @njit
+def one_thread_suffices(m, m_star, d, tile, n):
+    """Whether a step of these sizes (``tile`` rows per block) gains nothing from ``n`` threads over one:
+    the time the other threads would save, work * (n - 1) / n, is below what waking them for each of the
+    step's parallel regions costs (``REGION_COST``). The one rule for the kernels (``serial_begin``) and
+    for ``ff.train`` and ``ff.flow``, which then run the whole call on one thread."""
+    if n <= 1:
+        return True
+    regions = 10 * ((m + tile - 1) // tile) + 5
+    work = float(m) * (m + m_star) * (d + WORK_D)
+    return work * (n - 1) < float(regions) * n * REGION_COST
+
+
+@njit
 def serial_begin(W, Wt, ws):
     """Before a step's parallel regions: the calling thread's thread count, to give to ``serial_end``;
     switched to 1 when the step is too small to gain from more (see ``REGION_COST``). The thread count
     is per calling thread (numba's), and the results do not depend on it."""
     n = num_threads()
     m, d = W.shape
-    if n > 1:
-        regions = 10 * ((m + ws.tile - 1) // ws.tile) + 5
-        work = float(m) * (m + Wt.shape[0]) * (d + WORK_D)
-        if work * (n - 1) < float(regions) * n * REGION_COST:
-            set_num_threads(1)
+    if n > 1 and one_thread_suffices(m, Wt.shape[0], d, ws.tile, n):
+        set_num_threads(1)
     return n
 
 
