@@ -40,8 +40,9 @@ import sys
 import tempfile
 import warnings
 
+import llvmlite.binding as ll
 import numba
-from numba.core import caching, config
+from numba.core import caching, codegen, config
 from numba.misc.appdirs import AppDirs
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the fastfeat package folder
@@ -254,12 +255,59 @@ def _robust(cls):
     cls._load_index, cls.load, cls._fastfeat_robust = _load_index, _load, True
 
 
+#: linkages of the copies numba links into a module (``_get_module_for_linking`` makes a library's functions
+#: ``linkonce_odr``; parallel loop bodies are ``weak_odr``)
+_SHARED_LINKAGES = frozenset((ll.Linkage.linkonce_any, ll.Linkage.linkonce_odr, ll.Linkage.weak_any, ll.Linkage.weak_odr))
+
+
+def _ours_library(module):
+    """Whether an LLVM module is a fastfeat kernel's (its own functions carry fastfeat's mangled prefix)."""
+    return any(not f.is_declaration and f.linkage == ll.Linkage.external and "8fastfeat" in f.name
+               for f in module.functions)
+
+
+def _own_copies(cls):
+    """Make a fastfeat kernel run the copies of its callees that its own module holds, whether it was
+    compiled in this process or loaded from the cache (idempotent).
+
+    numba links a copy of every callee into the caller's module as a shared (``linkonce_odr`` /
+    ``weak_odr``) symbol and optimizes the whole module again, which can vectorize the copy differently
+    (another order of additions under fast-math's reassociation). The process that compiles the caller
+    has the callee's own library loaded already, and the JIT resolves the shared symbol to that one; a
+    process that loads the caller from the cache has only the caller's object code, so it runs the copy.
+    The two gave results that differed in the last bits. Here, just before a fastfeat module is handed to
+    the JIT (after it was optimized), the linked copies become internal, so every process runs the code
+    the cache stores. The module that other code links (``_get_module_for_linking``, also what the cache
+    keeps for linking) is made first, as numba makes it, so callers still share one copy of each callee."""
+    if getattr(cls, "_fastfeat_own_copies", False):
+        return
+    finalize = cls._finalize_final_module
+
+    def _finalize_final_module(self):
+        mod = self._final_module
+        if self._linking_libraries and _ours_library(mod):
+            if self._shared_module is None:
+                shared = mod.clone()
+                for f in shared.functions:
+                    if not f.is_declaration and f.linkage == ll.Linkage.external:
+                        f.linkage = "linkonce_odr"
+                self._shared_module = shared
+            for f in mod.functions:
+                if not f.is_declaration and f.linkage in _SHARED_LINKAGES:
+                    f.linkage = "internal"
+        return finalize(self)
+
+    cls._finalize_final_module, cls._fastfeat_own_copies = _finalize_final_module, True
+
+
 def install():
-    """Put the locator in front of numba's, and make damaged cache files misses (idempotent)."""
+    """Put the locator in front of numba's, make damaged cache files misses, and make kernels run their
+    own copies of their callees (idempotent)."""
     classes = caching.CacheImpl._locator_classes
     if FastfeatCacheLocator not in classes:
         classes.insert(0, FastfeatCacheLocator)
     _robust(caching.IndexDataCacheFile)
+    _own_copies(codegen.CPUCodeLibrary)
 
 
 def has_entries(dispatcher):
