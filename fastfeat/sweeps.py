@@ -194,7 +194,25 @@ def _user_task(fn, cfg, out):
     return row
 
 
-def _task(fn, cfg, out, plots):
+def _limit_threads(n):
+    """Run this worker's kernels on ``n`` threads (numba's, in the calling thread, and the BLAS's).
+
+    A local cluster's workers are started with ``NUMBA_NUM_THREADS`` = ``n``, but a worker process first
+    imports the main module of the script that started the sweep, and a script that imports fastfeat at
+    its top starts numba there, with the script's own setting (all cores). numba's compiler reads the
+    variable again before every compilation and refuses one that differs from the running pool, so every
+    kernel the worker had to compile failed, and the runs used every core. The variable is set back to
+    the pool's size, and the pool limited to ``n`` with ``numba.set_num_threads`` instead."""
+    import numba
+
+    from .kernels.cpu._blas import blas_threads
+    os.environ["NUMBA_NUM_THREADS"] = str(numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    blas_threads(n)
+
+
+def _task(fn, cfg, out, plots, threads):
+    _limit_threads(threads)
     return protocol_task(cfg, out, plots) if fn is None else _user_task(fn, cfg, out)
 
 
@@ -206,11 +224,9 @@ def _cache_filled():
 
 
 def _fill_cache(dtypes):
-    """Compile the sweep's kernels into the disk cache in processes of their own, before any run starts,
-    so that every worker loads them: code that numba compiles in the process that runs it can differ in
-    the last bits from the same kernel loaded from the cache (a parallel kernel's loop body is kept twice,
-    optimized apart, and the process that compiled it runs the other copy), so a sweep started with a cold
-    cache would give rows that differ from a rerun's."""
+    """Compile the sweep's kernels into the disk cache in processes of their own (one task per process, in
+    parallel), before any run starts, so that the workers load them instead of each compiling the same
+    kernels at once."""
     from .kernels import warmup
     try:
         warmup(tuple(dtypes), tasks=["population", "empirical", "paper"], processes=max(2, os.cpu_count() or 1),
@@ -220,7 +236,7 @@ def _fill_cache(dtypes):
                       "need", RuntimeWarning, stacklevel=3)
 
 
-def _warmup_plugin(dtypes):
+def _warmup_plugin(dtypes, threads):
     """A Dask worker plugin that loads the compiled kernels (from the disk cache) before the worker takes
     tasks; it runs again on any worker that joins or restarts."""
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -230,6 +246,7 @@ def _warmup_plugin(dtypes):
 
         def setup(self, worker):
             from .kernels import warmup
+            _limit_threads(threads)
 
             warmup(tuple(dtypes), tasks=["population", "empirical", "paper"], processes=1,
                               progress=False)
@@ -492,13 +509,14 @@ def _run_sweep(runs, out, fn, workers, scheduler, threads_per_run, plots, progre
             if own is not None and scheduler is None and not _cache_filled():
                 _fill_cache(dtypes)
             try:
-                client.register_plugin(_warmup_plugin(dtypes))
+                client.register_plugin(_warmup_plugin(dtypes, threads_per_run))
             except Exception as exc:  # noqa: BLE001 - a worker that died meanwhile: the tasks still run
                 warnings.warn(f"fastfeat sweep: warming up the workers failed ({type(exc).__name__}: {exc}); "
                               "each run loads its kernels itself", RuntimeWarning, stacklevel=2)
             futures = {}
             for swept, cfg, key in pending:
-                fut = client.submit(_task, fn, cfg, os.path.join(out, "runs", key), plots, key=f"fastfeat-run-{key}",
+                fut = client.submit(_task, fn, cfg, os.path.join(out, "runs", key), plots, threads_per_run,
+                                    key=f"fastfeat-run-{key}",
                                     retries=retries, pure=False)
                 futures[fut] = (swept, key)
             from distributed import as_completed

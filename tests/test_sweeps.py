@@ -304,3 +304,40 @@ def test_an_unreachable_scheduler_is_refused_before_the_folder_exists(tmp_path):
             pytest.raises(OSError, match="cannot reach the Dask scheduler"):
         ff.sweep(runs, out=str(out), scheduler="tcp://127.0.0.1:9", progress=False)
     assert not out.exists()
+
+
+_TOP_IMPORT_SCRIPT = '''
+import json, sys
+import numba
+import fastfeat as ff  # at the top: each worker process imports this file before it becomes a worker
+
+
+def probe(cfg):
+    from fastfeat.kernels.cpu._blas import blas_threads
+    k = cfg["teacher"]["seed"]
+    f = numba.njit(lambda x: x + k)  # compiled in the worker
+    return {"value": f(1), "threads": numba.get_num_threads(), "blas": blas_threads()}
+
+
+if __name__ == "__main__":
+    rows = ff.sweep([{"teacher": {"seed": 1}}, {"teacher": {"seed": 2}}], out=sys.argv[1], fn=probe, workers=1, progress=False)
+    print(json.dumps([{k: r.get(k) for k in ("status", "message", "value", "threads", "blas")} for r in rows]))
+'''
+
+
+def test_workers_of_a_script_that_imports_fastfeat_at_the_top_use_their_threads(tmp_path):
+    """A worker process first imports the main module of the script that started the sweep; one that
+    imports fastfeat at its top started numba there with the script's NUMBA_NUM_THREADS (here 2, all
+    cores). Before, every kernel a worker compiled then failed (numba's compiler refuses a
+    NUMBA_NUM_THREADS that differs from the running pool: the runs' rows were errors, and the warm-up
+    warned), and the runs used every core instead of threads_per_run."""
+    script = tmp_path / "sweep_script.py"
+    script.write_text(_TOP_IMPORT_SCRIPT)
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "warming up the workers failed" not in r.stderr, r.stderr[-3000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [(row["status"], row["value"], row["threads"]) for row in rows] == [("ok", 2, 1), ("ok", 3, 1)], rows
+    assert all(row["blas"] in (1, None) for row in rows), rows

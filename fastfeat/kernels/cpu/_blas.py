@@ -142,6 +142,35 @@ def _gemm_call(typingctx, ta, tb, p, q, k, A, lda, B, ldb, C, ldc, accumulate):
     return sig, codegen
 
 
+def _thread_functions():
+    """(set, get) of the thread count of the BLAS the kernels call (numpy's OpenBLAS, through ctypes), or
+    None (scipy's BLAS through ``cython_blas``: its library is not named here)."""
+    if not _found:
+        return None
+    lib = ctypes.CDLL(_found[3])
+    for prefix in ("scipy_openblas", "openblas"):
+        for suffix in ("64_", ""):
+            try:
+                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}")
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}")
+            except AttributeError:
+                continue
+            set_.argtypes, set_.restype, get.restype = [ctypes.c_int], None, ctypes.c_int
+            return set_, get
+    return None
+
+
+def blas_threads(n=None):
+    """The threads of the BLAS the kernels call, after setting them to ``n`` when given (process-wide, as
+    ``OPENBLAS_NUM_THREADS`` at start-up would); None where that BLAS cannot be asked."""
+    fns = _thread_functions()
+    if fns is None:
+        return None
+    if n is not None:
+        fns[0](int(n))
+    return int(fns[1]())
+
+
 @njit
 def _gemm_rm(ta, tb, p, q, k, A, lda, B, ldb, C, ldc, accumulate):
     """Row-major C (p, q) = op(A) op(B) (+ C when ``accumulate``)."""
