@@ -100,7 +100,12 @@ class _Model:
         self.angular = net.activation in _ANGULAR
         self.consts = _ANGULAR.get(net.activation)
         self.W = np.array(net.W, dtype=np.float64, order="C")
-        self.a = np.array(net.a, dtype=np.float64)
+        # the loss is that of the standard net of the same function (second layer s a, s = m^-gamma); the
+        # Hessian in the stored parameters scales its a-rows and a-columns by s, and the regularizer acts on
+        # the stored a (``a_reg``)
+        self.s = float(net.output_factor)
+        self.a_reg = np.array(net.a, dtype=np.float64)
+        self.a = self.a_reg * self.s if net.gamma != 0 else self.a_reg
         Wt = np.array(t.W, dtype=np.float64, order="C")
         at = np.array(t.a, dtype=np.float64)
         self.m, self.d = self.W.shape
@@ -392,6 +397,10 @@ def _dense(M):
     H[:md, md:] = cross.reshape(md, m)
     H[md:, :md] = H[:md, md:].T
     H[md:, md:] = 0.5 * (co.K + co.K.T)
+    if M.s != 1.0:  # to the stored parameters (a = b / s)
+        H[:md, md:] *= M.s
+        H[md:, :md] *= M.s
+        H[md:, md:] *= M.s * M.s
     _add_reg_dense(M, H)
     return H
 
@@ -408,8 +417,8 @@ def _add_reg_dense(M, H):
         for j in range(m):
             wh = M.Wh[j]
             sl = slice(j * d, (j + 1) * d)
-            H[sl, sl] += (lam * abs(M.a[j]) * M.inv_n[j]) * (np.eye(d) - np.outer(wh, wh))
-            v = lam * np.sign(M.a[j]) * wh
+            H[sl, sl] += (lam * abs(M.a_reg[j]) * M.inv_n[j]) * (np.eye(d) - np.outer(wh, wh))
+            v = lam * np.sign(M.a_reg[j]) * wh
             H[sl, md + j] += v
             H[md + j, sl] += v
 
@@ -439,14 +448,17 @@ class _Operator:
         out = np.zeros((M.P, k))
         Xs = [np.ascontiguousarray(Vm[:md, i].reshape(m, d)) for i in range(k)]
         ys = [np.ascontiguousarray(Vm[md:, i]) for i in range(k)]
+        ys_fn = ys if M.s == 1.0 else [M.s * y for y in ys]  # the directions of the function's second layer
         xws = [np.einsum("ja,ja->j", X, M.W) for X in Xs]
         oWs = [np.zeros((m, d)) for _ in range(k)]
         oas = [np.zeros(m) for _ in range(k)]
         for ti, (j0, j1) in enumerate(self.tiles):
             tile = self._kept[ti] if self._kept is not None else _tile(M, j0, j1)
             for i in range(k):
-                tile.apply(Xs[i], ys[i], xws[i], oWs[i], oas[i])
+                tile.apply(Xs[i], ys_fn[i], xws[i], oWs[i], oas[i])
         for i in range(k):
+            if M.s != 1.0:
+                oas[i] *= M.s
             self._reg(Xs[i], ys[i], oWs[i], oas[i])
             out[:md, i] = oWs[i].ravel()
             out[md:, i] = oas[i]
@@ -460,8 +472,8 @@ class _Operator:
         elif M.reg_kind == REG_PATH_NORM:
             lam = M.lam_w
             t = np.einsum("ja,ja->j", M.Wh, X)
-            sa = np.sign(M.a)
-            oW += (lam * np.abs(M.a) * M.inv_n)[:, None] * (X - M.Wh * t[:, None]) + (lam * sa * y)[:, None] * M.Wh
+            sa = np.sign(M.a_reg)
+            oW += (lam * np.abs(M.a_reg) * M.inv_n)[:, None] * (X - M.Wh * t[:, None]) + (lam * sa * y)[:, None] * M.Wh
             oa += lam * sa * t
 
 

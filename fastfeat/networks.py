@@ -65,18 +65,84 @@ class _Network:
         return f"{type(self).__name__}(m={self.m}, d={self.d}, activation={self.activation!r}, dtype={self.dtype.name})"
 
 
+#: the named output scalings of ``TwoLayer(scale=...)``: their exponent gamma in f = m^-gamma sum_j ...
+SCALES = {"standard": 0.0, "ntk": 0.5, "mean_field": 1.0}
+
+
+def check_scale(scale, name="scale"):
+    """``(scale, gamma)`` of an output scaling: None or ``"standard"`` (gamma = 0), ``"ntk"`` (1/2),
+    ``"mean_field"`` (1) or a number gamma >= 0 (kept as a float; 0 is ``"standard"``)."""
+    if scale is None:
+        return "standard", 0.0
+    if isinstance(scale, str):
+        if scale not in SCALES:
+            raise ValueError(f"{name}={scale!r} is not a known output scaling; choose one of {sorted(SCALES)} "
+                             "or a number gamma >= 0 (f = m^-gamma sum_j a_j sigma(w_j . x))")
+        return scale, SCALES[scale]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(scale) or scale < 0:
+        raise ValueError(f"{name} must be 'standard', 'ntk', 'mean_field' or a finite number gamma >= 0, got {scale!r}")
+    gamma = float(scale)
+    return ("standard" if gamma == 0 else gamma), gamma
+
+
 class TwoLayer(_Network):
-    """The student network. ``W`` (m, d) and ``a`` (m,) are float32 or float64, C-contiguous and
-    writable: training updates them in place (no copies are made)."""
+    """The student network ``f(x) = m^-gamma sum_j a_j sigma(w_j . x)``. ``W`` (m, d) and ``a`` (m,) are
+    float32 or float64, C-contiguous and writable: training updates them in place (no copies are made).
+
+    ``scale``: the output scaling, ``"standard"`` (default, gamma = 0), ``"ntk"`` (gamma = 1/2),
+    ``"mean_field"`` (gamma = 1) or a number gamma >= 0. ``W`` and ``a`` are the stored parameters:
+    every objective's ``loss`` is that of f, its ``grad`` the gradient in ``W`` and ``a`` (the ``a``
+    part carries the factor m^-gamma), and regularizers act on ``W`` and ``a`` as stored.
+    """
 
     _mutable = True
+    scale, gamma = "standard", 0.0  # (class defaults: also those of the GPU's device nets)
+
+    def __init__(self, W, a, activation="relu", scale=None):
+        super().__init__(W, a, activation)
+        self.scale, self.gamma = check_scale(scale)
+
+    @property
+    def output_factor(self):
+        """m^-gamma, the factor in front of the sum (1.0 for the standard scaling)."""
+        return 1.0 if self.gamma == 0 else float(self.m) ** -self.gamma
+
+    def as_standard(self):
+        """The same function as a standard network: ``self`` when gamma = 0, else a ``TwoLayer`` that shares
+        ``W`` and holds a new array ``m^-gamma a`` (in the net's float type)."""
+        if self.gamma == 0:
+            return self
+        return TwoLayer(self.W, self.a * self.dtype.type(self.output_factor), self.activation)
+
+    def __call__(self, X):
+        out = super().__call__(X)
+        return out if self.gamma == 0 else out * self.output_factor
+
+    def astype(self, dtype):
+        dt = as_dtype(dtype)
+        return TwoLayer(np.ascontiguousarray(self.W, dt), np.ascontiguousarray(self.a, dt), self.activation,
+                        self.scale)
+
+    def copy(self):
+        return TwoLayer(self.W.copy(), self.a.copy(), self.activation, self.scale)
+
+    def __repr__(self):
+        r = super().__repr__()
+        return r if self.gamma == 0 else r[:-1] + f", scale={self.scale!r})"
 
     @classmethod
-    def init(cls, d, m, *, activation="relu", scale=1.0, symmetric=False, seed=0, dtype="float64"):
+    def init(cls, d, m, *, activation="relu", scale=1.0, symmetric=False, seed=0, dtype="float64",
+             output_scale=None):
         """Gaussian initialization: rows ``w_j ~ N(0, scale^2/d I)``, ``a_j ~ N(0, scale^2/m)``.
 
         ``symmetric=True`` pairs neurons ``(w, a)``, ``(w, -a)`` so that f == 0 (m must be even).
+        ``output_scale``: the net's output scaling (the constructor's ``scale``: ``"ntk"``,
+        ``"mean_field"`` or gamma). With gamma > 0 the second layer is drawn ``a_j ~ N(0, scale^2)``, of
+        order one, as the NTK and mean-field literature draw it (f is then of order m^(1/2 - gamma) at
+        initialization); the same seed gives the same ``W`` and the same signs and shape of ``a``.
         """
+        out_scale, gamma = check_scale(output_scale, "output_scale")
         d = check_int(d, "d")
         m = check_int(m, "m")
         code_of(activation)
@@ -88,11 +154,11 @@ class TwoLayer(_Network):
         rng = np.random.default_rng(seed)
         half = m // 2 if symmetric else m
         W = rng.standard_normal((half, d)) * (scale / np.sqrt(d))
-        a = rng.standard_normal(half) * (scale / np.sqrt(m))
+        a = rng.standard_normal(half) * (scale / np.sqrt(m) if gamma == 0 else scale)
         if symmetric:
             W = np.concatenate([W, W])
             a = np.concatenate([a, -a])
-        return cls(np.ascontiguousarray(W, dt), np.ascontiguousarray(a, dt), activation)
+        return cls(np.ascontiguousarray(W, dt), np.ascontiguousarray(a, dt), activation, out_scale)
 
 
 class Teacher(_Network):

@@ -39,10 +39,10 @@ from .training import log_spaced
 DEFAULTS = {
     "teacher": {"d": 20, "m_star": 3, "activation": "relu_centered", "signs": "mixed", "seed": 0,
                 "dtype": "float64"},
-    "student": {"m": 64, "activation": None, "scale": 0.5, "seed": 1, "symmetric": False},
+    "student": {"m": 64, "activation": None, "scale": 0.5, "seed": 1, "symmetric": False, "output_scale": None},
     "objective": {"kind": "population", "noise": 0.0, "n": None, "batch_size": None, "seed": 0},
     "train": {"steps": 2000, "lr": 0.5, "lr_a": None, "weight_decay": 0.0, "path_norm": 0.0, "log_every": 100,
-              "log_rows": None, "metrics": None, "n_threads": None},
+              "log_rows": None, "metrics": None, "n_threads": None, "lr_scaling": None},
 }
 KINDS = ("population", "empirical", "online")
 #: what ``fastfeat train`` writes into its folder
@@ -118,7 +118,7 @@ def build(cfg):
                                                          signs=t["signs"], seed=t["seed"], dtype=t["dtype"])))
     net = _ok(attempt("student", lambda: TwoLayer.init(t["d"], s["m"], activation=s["activation"] or t["activation"],
                                                    scale=s["scale"], seed=s["seed"], symmetric=s["symmetric"],
-                                                   dtype=t["dtype"])))
+                                                   dtype=t["dtype"], output_scale=s["output_scale"])))
     objective = None
     if o["kind"] not in KINDS:
         problems.append(f"[objective]: kind must be one of {KINDS}, got {o['kind']!r}")
@@ -136,7 +136,7 @@ def build(cfg):
                                                                 noise=o["noise"], seed=o["seed"])))
     kw = {"steps": tr["steps"], "lr": attempt("train", lambda: _schedule(tr["lr"], "lr")),
           "lr_a": attempt("train", lambda: _schedule(tr["lr_a"], "lr_a")), "metrics": tr["metrics"],
-          "n_threads": tr["n_threads"]}
+          "n_threads": tr["n_threads"], "lr_scaling": tr["lr_scaling"]}
     wd = attempt("train", lambda: _schedule(tr["weight_decay"], "weight_decay"))
     pn = attempt("train", lambda: _schedule(tr["path_norm"], "path_norm"))
     wd, pn = _ok(wd), _ok(pn)
@@ -160,13 +160,14 @@ def _train_problems(net, objective, kw):
     """The problems ``ff.train`` would raise with these keywords, found without running it."""
     from ._validation import check_int, check_threads
     from .training.common import check_metrics
-    from .training.train import _check_log_every, _check_lrs
+    from .training.train import _check_log_every, _check_lr_scaling, _check_lrs
 
     problems = []
     checks = [lambda: check_int(kw["steps"], "steps", minimum=1),
               lambda: None if kw["n_threads"] is None else check_threads(kw["n_threads"])]
     if kw["lr"] is not _BAD and kw["lr_a"] is not _BAD:
         checks.append(lambda: _check_lrs(kw["lr"], kw["lr_a"], 0))
+    checks.append(lambda: _check_lr_scaling(kw["lr_scaling"]))
     if net is not None and objective is not None:
         checks += [lambda: check_metrics(kw["metrics"], getattr(objective, "teacher", None), objective),
                    lambda: objective._check(net)]
@@ -199,7 +200,7 @@ def write(out, history, net, teacher, objective, cfg, seconds, plt=None, interru
     """Write a run's outputs into folder ``out``; returns the summary."""
     history.save(os.path.join(out, "history.json"))
     np.savez(os.path.join(out, "weights.npz"), W=net.W, a=net.a, activation=net.activation, W_star=teacher.W,
-             a_star=teacher.a)
+             a_star=teacher.a, scale=json.dumps(net.scale))
     s = summary(history, net, objective, cfg, seconds, interrupted)
     tmp = os.path.join(out, "summary.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:

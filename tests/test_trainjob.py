@@ -143,3 +143,25 @@ def test_every_config_problem_at_once_and_nothing_created(tmp_path, capsys):
                  "kind must be one of", "lr must be > 0", "weight_decay: a number, or a table"):
         assert part in err, part
     assert err.count("fastfeat: error:") == 1
+
+
+def test_a_mean_field_student_with_its_step_sizes(tmp_path, capsys):
+    cfg = tmp_path / "mf.toml"
+    cfg.write_text('[teacher]\nd = 6\nm_star = 2\nactivation = "relu"\n[student]\nm = 24\nscale = 1.0\n'
+                   'output_scale = "mean_field"\n[train]\nsteps = 60\nlr = 0.3\nlr_scaling = "mean_field"\n'
+                   'weight_decay = 1e-3\nlog_every = 20\n')
+    out = str(tmp_path / "run")
+    assert cli.main(["train", str(cfg), "--out", out, "--quiet", "--no-plots"]) == 0
+    teacher = ff.Teacher.random(6, 2, activation="relu", seed=0)
+    net = ff.TwoLayer.init(6, 24, activation="relu", scale=1.0, seed=1, output_scale="mean_field")
+    ff.train(net, ff.Population(teacher), steps=60, lr=0.3 * 24, reg=ff.WeightDecay(1e-3), log_every=20)
+    w = np.load(os.path.join(out, "weights.npz"))
+    np.testing.assert_array_equal(w["W"], net.W)
+    np.testing.assert_array_equal(w["a"], net.a)
+    assert json.loads(str(w["scale"])) == "mean_field"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[student]\noutput_scale = "meanfield"\n[train]\nlr_scaling = "mf"\n')
+    with pytest.raises(SystemExit):
+        cli.main(["train", str(bad), "--out", str(tmp_path / "never")])
+    err = capsys.readouterr().err
+    assert "output_scale='meanfield'" in err and "lr_scaling must be" in err

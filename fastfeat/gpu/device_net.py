@@ -36,6 +36,9 @@ class DeviceNet(TwoLayer):
             if a is not None or activation is not None:
                 raise TypeError("to_device(net) takes no a= or activation= when net is an ff.TwoLayer")
             check_net(net)
+            if net.gamma != 0:
+                raise ValueError(f"net has output scale {net.scale!r}: the GPU takes standard nets only; move "
+                                 "net.as_standard() (the same function with second layer m^-gamma a)")
             return cls(cuda.to_device(net.W), cuda.to_device(net.a), net.activation, np.array(net.W),
                        np.array(net.a))
         if a is None:

@@ -138,6 +138,12 @@ def alignment(net, teacher, *, radius=DEFAULT_RADIUS, threshold=DEFAULT_THRESHOL
 
     Neurons with ``w_j = 0`` have no direction: they are far (with mass 0) and never count for
     ``best_cos``, which is -1 (0 for even activations) when no neuron has a direction.
+
+    A net with an output scale (``ff.TwoLayer(scale=...)``, f = m^-gamma sum_j a_j sigma(w_j . x)): the
+    masses (``mass``, ``captured_mass``, ``far_mass``, ``angular_spread``, ``active_neurons``) use the
+    function's second layer m^-gamma a_j, which is what compares with the teacher's ``a*_i``; the
+    ``balance_gap`` uses the stored a_j, which regularized gradient descent on the stored parameters
+    balances against |w_j|.
     """
     check_net(net)
     check_teacher(teacher)
@@ -164,8 +170,11 @@ def alignment(net, teacher, *, radius=DEFAULT_RADIUS, threshold=DEFAULT_THRESHOL
     norms = np.empty(m)
     tnorm = np.linalg.norm(np.asarray(teacher.W, np.float64), axis=1)
     cos_radius = math.cos(min(radius, math.pi))
-    _neuron_pass(W, net.a, M, tnorm, even, cos_radius, nearest, cosn, mass, norms, best, cap, spread, far, gap,
+    a_fn = net.as_standard().a  # the function's second layer (net.a for the standard scaling)
+    _neuron_pass(W, a_fn, M, tnorm, even, cos_radius, nearest, cosn, mass, norms, best, cap, spread, far, gap,
                  active, threshold)
+    if net.gamma != 0:  # the balance of the stored parameters
+        gap[:] = np.max(np.abs(np.asarray(net.a, np.float64) ** 2 - norms ** 2))
     inside = (nearest >= 0) & (cosn >= cos_radius)
     count[:] = np.bincount(nearest[inside], minlength=ms)[:ms]
     out = {

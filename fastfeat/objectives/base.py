@@ -18,7 +18,8 @@ import threading
 
 import numpy as np
 
-from ..networks import check_net
+from ..math.regularizer import REG_PATH_NORM, REG_WEIGHT_DECAY
+from ..networks import TwoLayer, check_net
 from ..regularizers import check_reg, reg_arrays
 
 
@@ -82,27 +83,82 @@ class Objective:
         """Validate ``net`` against this objective; raise ValueError/TypeError naming the problem."""
         check_net(net)
 
+    def _standard(self, net):
+        """``net`` checked against this objective, as the standard network of the same function
+        (``net.as_standard()``): the kernels compute with the effective second layer m^-gamma a."""
+        self._check(net)
+        return net.as_standard()
+
     def loss(self, net):
         raise NotImplementedError
 
     def _grad(self, net, gW, ga):
-        """Fill gW, ga with the gradient of the unregularized objective (one batch for stochastic ones)."""
+        """Fill gW, ga with the gradient of the unregularized objective (one batch for stochastic ones) at a
+        standard net."""
         raise NotImplementedError
 
     def grad(self, net, reg=None):
-        """(g_W, g_a): new arrays with the gradient of loss + reg at ``net`` (``net`` is not modified)."""
-        from ..kernels.cpu.common import add_reg_grad
+        """(g_W, g_a): new arrays with the gradient of loss + reg at ``net`` in its stored parameters
+        (``net`` is not modified)."""
         self._check(net)
-        reg = check_reg(reg)
+        return self._grad_with(net, check_reg(reg), 0, self._grad)
+
+    def _grad_with(self, net, reg, step, fill):
+        """The gradient of loss + ``reg`` (at ``step``) in ``net``'s stored parameters: ``fill(std, gW, ga)``
+        writes the loss's gradient at the standard net of the same function, whose a-part is multiplied by
+        m^-gamma (the chain rule), then the regularizer's terms are added at the stored weights."""
+        from ..kernels.cpu.common import add_reg_grad
         gW = np.empty_like(net.W)
         ga = np.empty_like(net.a)
-        self._grad(net, gW, ga)
-        code, la, lw = reg_arrays(reg, 0, 1)
+        fill(net.as_standard(), gW, ga)
+        if net.gamma != 0:
+            ga *= net.dtype.type(net.output_factor)
+        code, la, lw = reg_arrays(reg, step, 1)
         add_reg_grad(net.W, net.a, gW, ga, code, la[0], lw[0])
         return gW, ga
 
     def _runner(self, net):
+        """The runner of a standard net (see the module docstring)."""
         raise NotImplementedError
+
+    def _runner_for(self, net):
+        """The runner of any net: ``_runner`` itself for the standard scaling, else ``ScaledRunner``."""
+        return self._runner(net) if net.gamma == 0 else ScaledRunner(self._runner, net)
+
+
+class ScaledRunner:
+    """Training steps on a net with output scale m^-gamma = s, through the runner of the standard net
+    of the same function, whose second layer is b = s a.
+
+    Gradient descent on the stored ``a`` with step size ``lr_a`` moves b = s a as gradient descent on the
+    standard net with step size ``s^2 lr_a``; a regularizer on the stored weights is one on (W, b) with
+    other strengths: weight decay's ``lam_a/2 |a|^2 = (lam_a / s^2)/2 |b|^2``, the path norm's
+    ``lam sum_j |a_j| |w_j| = (lam / s) sum_j |b_j| |w_j|``. So every step is exactly the stored
+    parameters' step, taken by the standard kernels (CPU). Each call starts from b = s a (the net's
+    stored ``a``) and ends with a = b / s: where s is not a power of two, these roundings make runs cut
+    into calls at other steps differ in the last bits (a resumed run cuts where the first did)."""
+
+    def __init__(self, make, net):
+        self.net = net
+        self.s = float(net.output_factor)
+        self.b = net.a * net.dtype.type(self.s)
+        self.inner = make(TwoLayer(net.W, self.b, net.activation))
+
+    def __call__(self, step0, lrs, reg_code, lam_as, lam_ws):
+        s, net = self.s, self.net
+        np.multiply(net.a, net.dtype.type(s), out=self.b)
+        lrs = np.array(lrs, dtype=np.float64)
+        lrs[1] *= s * s
+        lam_as = np.array(lam_as, dtype=np.float64)
+        lam_ws = np.array(lam_ws, dtype=np.float64)
+        if reg_code == REG_WEIGHT_DECAY:
+            lam_as /= s * s
+        elif reg_code == REG_PATH_NORM:
+            lam_as /= s
+            lam_ws /= s
+        done, losses = self.inner(step0, lrs, reg_code, lam_as, lam_ws)
+        np.divide(self.b, net.dtype.type(s), out=net.a)
+        return done, losses
 
 
 def digest(*arrays, extra=""):

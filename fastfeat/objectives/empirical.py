@@ -137,7 +137,7 @@ class Empirical(Objective):
 
     def loss(self, net):
         """The loss over the whole data set (float; no regularizer)."""
-        self._check(net)
+        net = self._standard(net)
         return self._full(net, net.W[:0], net.a[:0], _emp.LOSS)  # no gradient: empty placeholders
 
     def _grad(self, net, gW, ga):

@@ -89,7 +89,7 @@ class Online(Objective):
 
     def loss(self, net):
         """The population loss at ``net`` (see the class docstring: exact, or a fixed Monte Carlo estimate)."""
-        self._check(net)
+        net = self._standard(net)
         if self.exact_loss(net):
             if self._exact is None:
                 self._exact = Population(self.teacher, noise=self.noise)
@@ -117,16 +117,10 @@ class Online(Objective):
             step = check_int(step, "step", minimum=0)
             if step >= 2**63:
                 raise ValueError(f"step must be < 2**63, got {step}")
-        from ..kernels.cpu.common import add_reg_grad
-        from ..regularizers import check_reg, reg_arrays
+        from ..regularizers import check_reg
         self._check(net)
-        reg = check_reg(reg)
-        gW = np.empty_like(net.W)
-        ga = np.empty_like(net.a)
-        self._grad(net, gW, ga, step)
-        code, la, lw = reg_arrays(reg, 0 if step is None else step, 1)
-        add_reg_grad(net.W, net.a, gW, ga, code, la[0], lw[0])
-        return gW, ga
+        return self._grad_with(net, check_reg(reg), 0 if step is None else step,
+                               lambda std, gW, ga: self._grad(std, gW, ga, step))
 
     def _runner(self, net):
         run = _onl.kernels_for(self.batch_size, net.m, net.d)[1]

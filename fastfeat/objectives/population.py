@@ -51,7 +51,7 @@ class Population(Objective):
 
     def loss(self, net):
         """The population loss at ``net`` (float; includes noise^2/2, excludes any regularizer)."""
-        self._check(net)
+        net = self._standard(net)
         ga = np.empty_like(net.a)
         L = _pop.loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, net.code, net.W[:0], ga,
                            self._workspace(net), False)

@@ -29,7 +29,7 @@ import numpy as np
 
 from .._validation import FLOAT_DTYPES
 from ..math.activations import NAMES
-from ..networks import TwoLayer, check_net
+from ..networks import TwoLayer, check_net, check_scale
 from .history import History
 
 _FORMAT = 2
@@ -48,13 +48,14 @@ def _host():
 
 
 class Checkpoint:
-    """Weights ``W``, ``a``, their ``activation``, the global ``step``, the ``history`` so far and
-    ``info`` (``info["run"]``: the run that wrote it)."""
+    """Weights ``W``, ``a``, their ``activation`` and output ``scale``, the global ``step``, the
+    ``history`` so far and ``info`` (``info["run"]``: the run that wrote it)."""
 
-    def __init__(self, W, a, activation, step, history=None, info=None):
+    def __init__(self, W, a, activation, step, history=None, info=None, scale="standard"):
         self.W = np.array(W, order="C")
         self.a = np.array(a, order="C")
         self.activation = activation
+        self.scale = check_scale(scale)[0]
         self.step = int(step)
         self.history = history if history is not None else History()
         self.info = dict(info or {})
@@ -62,12 +63,12 @@ class Checkpoint:
     @classmethod
     def of(cls, net, step, history=None, info=None):
         """The state of ``net`` at global ``step`` (copies the weights)."""
-        return cls(np.asarray(net.W), np.asarray(net.a), net.activation, step, history, info)
+        return cls(np.asarray(net.W), np.asarray(net.a), net.activation, step, history, info, net.scale)
 
     @property
     def net(self):
         """A new ``ff.TwoLayer`` with the saved weights."""
-        return TwoLayer(self.W.copy(), self.a.copy(), self.activation)
+        return TwoLayer(self.W.copy(), self.a.copy(), self.activation, self.scale)
 
     @property
     def finite(self):
@@ -82,7 +83,8 @@ class Checkpoint:
         try:
             with open(tmp, "wb") as f:
                 np.savez(f, W=self.W, a=self.a, activation=self.activation, step=self.step, format=_FORMAT,
-                         history=json.dumps(self.history.to_dict()), info=json.dumps(self.info))
+                         history=json.dumps(self.history.to_dict()), info=json.dumps(self.info),
+                         scale=json.dumps(self.scale))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -114,6 +116,7 @@ class Checkpoint:
                     raise CheckpointError(f"checkpoint {path} has format {fmt}; this fastfeat reads {list(_READS)}")
                 W, a, act, step = z["W"], z["a"], z["activation"], z["step"]
                 history, info = str(z["history"]), str(z["info"])
+                scale = json.loads(str(z["scale"])) if "scale" in z.files else "standard"  # (older files)
         except CheckpointError:
             raise
         except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, UnicodeDecodeError,
@@ -121,6 +124,11 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint {path} cannot be read (truncated, altered or not a fastfeat "
                                   f"checkpoint): {type(exc).__name__}: {exc}") from None
         problem = _check_arrays(W, a, act, step)
+        if problem is None:
+            try:
+                scale = check_scale(scale)[0]
+            except ValueError as exc:
+                problem = f"has an unreadable output scale: {exc}"
         if problem:
             raise CheckpointError(f"checkpoint {path} {problem}")
         try:
@@ -133,19 +141,22 @@ class Checkpoint:
                     raise ValueError(f"history column {k!r} has {len(v)} rows for {len(history.step)} steps")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"checkpoint {path} has an unreadable history or info: {exc}") from None
-        out = cls(W, a, str(act), int(step), history, info)
+        out = cls(W, a, str(act), int(step), history, info, scale)
         if not out.finite:
             raise CheckpointError(f"checkpoint {path} holds non-finite weights (NaN or inf)")
         return out
 
     def check_net(self, net, name="net"):
-        """Raise ValueError unless ``net`` can take the saved weights (shape, dtype and activation match)."""
+        """Raise ValueError unless ``net`` can take the saved weights (shape, dtype, activation and output
+        scale match)."""
         check_net(net, name)
         if net.W.shape != self.W.shape or net.dtype != self.W.dtype:
             raise ValueError(f"checkpoint holds W of shape {self.W.shape} and dtype {self.W.dtype}, but {name} has "
                              f"{net.W.shape} and {net.dtype}")
         if net.activation != self.activation:
             raise ValueError(f"checkpoint activation {self.activation!r} differs from {name}'s {net.activation!r}")
+        if net.scale != self.scale:
+            raise ValueError(f"checkpoint output scale {self.scale!r} differs from {name}'s {net.scale!r}")
 
     def restore(self, net, name="net"):
         """Copy the saved weights into ``net`` in place (shape, dtype and activation must match; checked

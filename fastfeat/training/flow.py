@@ -117,6 +117,9 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     Every argument is checked before any kernel runs (ValueError or TypeError naming it).
     """
     check_net(net)
+    if net.gamma != 0:
+        raise ValueError(f"net has output scale {net.scale!r}: ff.flow integrates the gradient flow of standard nets only; pass net.as_standard() (the same "
+                         "function with second layer m^-gamma a)")
     if not isinstance(objective, Population):
         kind = type(objective).__name__
         if isinstance(objective, Objective):

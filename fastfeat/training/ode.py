@@ -386,6 +386,9 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     ``"a"`` (arrays per row); ``info`` holds ``P``, ``a_star``, the settings and the evaluation counts.
     """
     check_net(net)
+    if net.gamma != 0:
+        raise ValueError(f"net has output scale {net.scale!r}: ff.ode follows standard nets only (its overlaps and a are those of f = sum_j a_j sigma(w_j . x)); pass net.as_standard() (the same "
+                         "function with second layer m^-gamma a)")
     check_teacher(teacher)
     if net.activation not in ODE_ACTIVATIONS:
         raise ValueError(f"ff.ode has the Gaussian averages of {ODE_ACTIVATIONS} in closed form; activation "

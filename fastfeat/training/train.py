@@ -84,12 +84,17 @@ class _Progress:
 
 def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teacher=None, metrics=None,
           progress=False, n_threads=None, device="cpu", callback=None, start_step=0, checkpoint=None,
-          checkpoint_every=None, resume=False):
+          checkpoint_every=None, resume=False, lr_scaling=None):
     """Run ``steps`` gradient steps of ``objective`` (+ ``reg``) on ``net``, in place.
 
     ``lr`` is the step size of W and ``lr_a`` that of a (None: ``lr``); 0 freezes that layer (its weights
     stay bit for bit as they were; the other must be > 0). Both, and the regularizer's lam, may be floats
-    or schedules (step -> value), evaluated at every step.
+    or schedules (step -> value), evaluated at every step. ``lr_scaling``: the step-size convention of an
+    output scaling (see the net's ``scale``), a factor on both step sizes: ``"mean_field"`` multiplies them
+    by m (the mean-field limit of Mei, Montanari & Nguyen 2018 and Chizat & Bach 2018: each neuron moves
+    by O(lr) a step), ``"ntk"`` and ``"standard"`` (or None) by 1 (Jacot, Gabriel & Hongler 2018).
+    A net with an output scale (``ff.TwoLayer(scale=...)``) is trained in its stored parameters on the
+    CPU (``device="cuda"`` takes standard nets).
     Steps run many at a time inside compiled calls: up to ``log_every``, and as many as take about
     ``CALL_WORK`` multiply-adds (0.1-0.5 s on 2 cores; the cut depends on the sizes only and never changes
     the weights). ``metrics`` are logged every ``log_every`` steps from ``start_step`` (and there), or, with
@@ -157,6 +162,10 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     metrics = check_metrics(metrics, teacher, objective)
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cuda" and net.gamma != 0:
+        raise ValueError(f"net has output scale {net.scale!r}: device='cuda' trains standard nets only; train it "
+                         "on the CPU (device='cpu')")
+    lr_factor = _lr_factor(lr_scaling, net)
     if getattr(net, "on_device", False) and device != "cuda":
         raise ValueError("net lives on the GPU (ff.gpu.to_device): train it with device='cuda', "
                          "or bring it back with net.to_host()")
@@ -182,7 +191,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
         if not isinstance(log_every, np.ndarray) and checkpoint_every % log_every:
             raise ValueError(f"checkpoint_every must be a multiple of log_every ({log_every}): checkpoints are "
                              f"written when metrics are logged, got {checkpoint_every}")
-        run = _Run(objective, net, lr_s, lr_a_s, reg, metrics)
+        run = _Run(objective, net, lr_s, lr_a_s, reg, metrics, lr_scaling)
     with exclusive(net, "ff.train"):
         previous = partial = None
         origin = start_step  # checkpoints every checkpoint_every steps from here (the same after a resume)
@@ -206,7 +215,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
             start_step = saved.step
             if steps == 0:
                 return previous
-        return _train(net, objective, steps, (lr_s, lr_a_s), reg, log_every, teacher, metrics, progress, n_threads,
+        return _train(net, objective, steps, (lr_s, lr_a_s, lr_factor), reg, log_every, teacher, metrics, progress, n_threads,
                       device, callback, start_step, checkpoint, checkpoint_every, previous, origin, run, partial)
 
 
@@ -270,15 +279,34 @@ def _check_lrs(lr, lr_a, start_step):
     return lr_s, lr_a_s
 
 
-def _step_sizes(lr_s, lr_a_s, start, count):
-    """The (2, count) step sizes of steps start .. start+count-1: row 0 for W, row 1 for a."""
+def _step_sizes(lr_s, lr_a_s, factor, start, count):
+    """The (2, count) step sizes of steps start .. start+count-1: row 0 for W, row 1 for a (times
+    ``factor``, the step-size convention's)."""
     out = np.empty((2, count))
     if lr_a_s is None:
         out[0] = out[1] = _values(lr_s, start, count, "lr", True)
     else:
         out[0] = _values(lr_s, start, count, "lr", False)
         out[1] = _values(lr_a_s, start, count, "lr_a", False)
+    if factor != 1.0:
+        out *= factor
     return out
+
+
+#: the step-size conventions of ``ff.train(lr_scaling=...)``: name -> factor as a function of m
+LR_SCALINGS = {"standard": lambda m: 1.0, "ntk": lambda m: 1.0, "mean_field": lambda m: float(m)}
+
+
+def _check_lr_scaling(lr_scaling):
+    """``lr_scaling`` checked: None or a name of ``LR_SCALINGS``."""
+    if lr_scaling is not None and (not isinstance(lr_scaling, str) or lr_scaling not in LR_SCALINGS):
+        raise ValueError(f"lr_scaling must be None or one of {sorted(LR_SCALINGS)}, got {lr_scaling!r}")
+    return lr_scaling
+
+
+def _lr_factor(lr_scaling, net):
+    """The factor ``lr_scaling`` puts on the step sizes of ``net``."""
+    return 1.0 if _check_lr_scaling(lr_scaling) is None else LR_SCALINGS[lr_scaling](net.m)
 
 
 def _values(schedule, start, count, name, positive):
@@ -308,8 +336,9 @@ def _check_checkpoint_path(path):
 class _Run:
     """What identifies a training run for its checkpoints: compared on resume."""
 
-    def __init__(self, objective, net, lr_s, lr_a_s, reg, metrics):
+    def __init__(self, objective, net, lr_s, lr_a_s, reg, metrics, lr_scaling=None):
         self.objective = objective._fingerprint()
+        self.lr_scaling = lr_scaling
         self.lr_s = lr_s
         self.lr_a_s = lr_a_s
         self.reg = reg
@@ -323,6 +352,8 @@ class _Run:
         out = {"objective": self.objective, "lr": describe(self.lr_s, at)}
         if self.lr_a_s is not None:  # (absent when it is lr: checkpoints of older runs compare equal)
             out["lr_a"] = describe(self.lr_a_s, at)
+        if self.lr_scaling not in (None, "standard"):  # (absent likewise)
+            out["lr_scaling"] = self.lr_scaling
         return out | {"reg": None if self.reg is None else self.reg._describe(at), "dtype": self.dtype,
                 "metrics": self.metrics}
 
@@ -335,7 +366,7 @@ class _Run:
             return []
         now = self.describe(saved.step, origin)
         out = []
-        for key in dict.fromkeys(list(now) + [k for k in then if k == "lr_a"]):
+        for key in dict.fromkeys(list(now) + [k for k in then if k in ("lr_a", "lr_scaling")]):
             a, b = then.get(key), now.get(key)
             if key == "objective" and isinstance(a, dict) and isinstance(b, dict):
                 for k in sorted(set(a) | set(b)):
@@ -346,19 +377,19 @@ class _Run:
         return out
 
 
-def _probe(objective, W, a, activation, step, reg):
+def _probe(objective, W, a, activation, step, reg, scale="standard"):
     """A step with lr 0 from weights ``W``, ``a`` at global ``step`` on copies of them (the CPU kernels):
     the loss the kernel sees before that step (of its batch; the same bits the next compiled call would
     give), or None when the kernels would refuse the step (a loss or gradient not finite, an overflow)."""
-    probe = TwoLayer(np.array(W), np.array(a), activation)
+    probe = TwoLayer(np.array(W), np.array(a), activation, scale)
     code, la, lw = reg_arrays(reg, step, 1)
-    done, losses = objective._runner(probe)(step, np.zeros((2, 1)), code, la, lw)
+    done, losses = objective._runner_for(probe)(step, np.zeros((2, 1)), code, la, lw)
     return float(losses[0]) if done == 1 else None
 
 
 def _accepts_a_step(objective, ckpt, reg):
     """Whether the kernels would take the next step from the state of ``ckpt``."""
-    return _probe(objective, ckpt.W, ckpt.a, ckpt.activation, ckpt.step, reg) is not None
+    return _probe(objective, ckpt.W, ckpt.a, ckpt.activation, ckpt.step, reg, ckpt.scale) is not None
 
 
 def _diagnose(objective, exc):
@@ -408,7 +439,7 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
     acc = [0.0, 0] if partial is None else [float(partial["sum"]), int(partial["count"])]
     with deferred_interrupts() as stop:
         try:
-            runner = objective._runner(net) if device == "cpu" else _cuda_runner(objective, net)
+            runner = objective._runner_for(net) if device == "cpu" else _cuda_runner(objective, net)
             # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
             # through runner.view (the loss is computed on the device, weights are copied only when read)
             log_net, log_obj = getattr(runner, "view", (net, objective))
@@ -459,7 +490,7 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
                 losses since the last row, so the resumed run logs the same row), then TrainingInterrupted."""
                 nonlocal unverified, pending
                 if pending is not None:  # its loss, as the next call would have given it
-                    first = _probe(objective, log_net.W, log_net.a, log_net.activation, step, reg)
+                    first = _probe(objective, log_net.W, log_net.a, log_net.activation, step, reg, log_net.scale)
                     check_row(*complete(np.nan if first is None else first))
                     pending = None
                 written = None
@@ -480,7 +511,8 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
                     if callback is None:
                         keys.append("batch_loss")  # from the first call
                     else:  # every row complete when it is logged
-                        first = _probe(objective, log_net.W, log_net.a, log_net.activation, start_step, reg)
+                        first = _probe(objective, log_net.W, log_net.a, log_net.activation, start_step, reg,
+                                       log_net.scale)
                         values["batch_loss"] = np.nan if first is None else first
                 if keys:
                     pending = (start_step, values, keys)
