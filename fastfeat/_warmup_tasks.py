@@ -148,18 +148,20 @@ def ode(dtype):
                       log_times=1)
 
 
-# the biggest first: parallel workers then finish together. The flow integrator is compiled in float64
-# whatever the net's float type. Not in the default set, compiled on first use (and cached) or on request
-# (`fastfeat warmup --task NAME`, or `--all`): what ff.train and ff.flow call only at sizes or for uses
-# that few runs have (online_extra), and the public kernels called from Python with their other documented
-# argument forms (a scalar lr, (n,) step sizes, the one-step kernels; kernels).
+# the biggest first: parallel workers then finish together. The default set is training (ff.train on
+# every objective, both float types) and the paper's protocol (fastfeat run). Not in it, compiled on first
+# use (and cached) or on request (`fastfeat warmup --task NAME`, or `--all`): the analysis tools, the
+# gradient-flow integrator (flow) and the order-parameter ODEs (ode), both compiled in float64 whatever
+# the net's float type; what ff.train calls only at sizes or for uses that few runs have (online_extra);
+# and the public kernels called from Python with their other documented argument forms (a scalar lr,
+# (n,) step sizes, the one-step kernels; kernels).
 for _name, _fn, _dtypes, _default in (
         ("online", online, ("float32", "float64"), True),
-        ("flow", flow, ("float64",), True),
         ("empirical", empirical, ("float32", "float64"), True),
         ("population", population, ("float32", "float64"), True),
         ("paper", paper, ("float32", "float64"), True),
-        ("ode", ode, ("float64",), True),
+        ("flow", flow, ("float64",), False),
+        ("ode", ode, ("float64",), False),
         ("online_extra", online_extra, ("float32", "float64"), False),
         ("kernels", kernels, ("float32", "float64"), False)):
     register(_name, _fn, dtypes=_dtypes, default=_default)

@@ -139,12 +139,12 @@ def test_warmup_cli(tmp_path):
 
 
 def test_default_warmup_tasks():
-    """The default warm-up is what training, the flow, the ODEs and ``fastfeat run`` call; the flow and ODE
-    integrators (float64 for both float types) are one job each; online SGD's large-batch build and
-    ``Online.grad``, and the public kernels' other argument forms, are warmed up on request (``--all``)."""
+    """The default warm-up is what training and ``fastfeat run`` call; the flow and ODE integrators (one
+    float64 job each for both float types), online SGD's large-batch build and ``Online.grad``, and the
+    public kernels' other argument forms, are warmed up on request (``--task``, ``--all``)."""
     from fastfeat.kernels import _warmup
-    assert set(_warmup.DEFAULT_TASKS) == {"online", "empirical", "population", "paper", "flow", "ode"}
-    for optional in ("kernels", "online_extra"):
+    assert set(_warmup.DEFAULT_TASKS) == {"online", "empirical", "population", "paper"}
+    for optional in ("kernels", "online_extra", "flow", "ode"):
         assert optional in _warmup.TASKS and optional not in _warmup.DEFAULT_TASKS
     done = ff.kernels.warmup(tasks=["flow"], processes=1, progress=False)
     assert [(n, dt) for n, dt, _ in done] == [("flow", "float64")]
