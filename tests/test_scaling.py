@@ -240,11 +240,47 @@ def test_alignment_of_a_scaled_net_uses_the_function_and_the_stored_balance():
     assert al["loss"] == pytest.approx(ff.Population(t).loss(net), rel=1e-12)
 
 
+@pytest.mark.parametrize("scale", ["ntk", "mean_field"])
+def test_flow_of_a_scaled_net_is_the_gradient_flow_of_its_stored_parameters(scale):
+    """Against scipy's DOP853 on d(W, a)/dt = -objective.grad(net, reg) (the stored parameters' gradient,
+    checked above against finite differences), at tight tolerances; the logged times are the net's."""
+    from scipy.integrate import solve_ivp
+    m, d = 3, 4
+    t, base = _nets(d, m, "erf")
+    obj = ff.Population(t, noise=0.1)
+    reg = ff.WeightDecay(0.05, lam_a=0.02)
+    net = _scaled(base, scale)
+
+    def rhs(_, y):
+        n = ff.TwoLayer(y[:m * d].reshape(m, d).copy(), y[m * d:].copy(), "erf", scale=scale)
+        gW, ga = obj.grad(n, reg)
+        return -np.concatenate([gW.ravel(), ga])
+
+    y0 = np.concatenate([net.W.ravel(), net.a])
+    ref = solve_ivp(rhs, (0.0, 3.0), y0, method="DOP853", rtol=1e-12, atol=1e-14, t_eval=[1.5, 3.0])
+    hist = ff.flow(net, obj, 3.0, reg=reg, rtol=1e-10, atol=1e-13, log_times=[1.5, 3.0])
+    np.testing.assert_array_equal(hist["time"], [0.0, 1.5, 3.0])
+    np.testing.assert_allclose(np.concatenate([net.W.ravel(), net.a]), ref.y[:, -1], rtol=1e-8, atol=1e-11)
+    assert hist["loss"][-1] == pytest.approx(obj.loss(net), rel=1e-12)
+    mid = ff.TwoLayer(ref.y[:m * d, 0].reshape(m, d).copy(), ref.y[m * d:, 0].copy(), "erf", scale=scale)
+    assert hist["loss"][1] == pytest.approx(obj.loss(mid), rel=1e-7)
+
+
+def test_flow_mean_field_convention_runs_m_times_as_fast():
+    m, d = 5, 4
+    t, base = _nets(d, m, "relu")
+    a, b = base.copy(), base.copy()
+    ha = ff.flow(a, ff.Population(t), 0.4, lr_scaling="mean_field", log_times=1)
+    hb = ff.flow(b, ff.Population(t), 0.4 * m, log_times=1)
+    assert a.W.tobytes() == b.W.tobytes() and a.a.tobytes() == b.a.tobytes()
+    assert ha["time"][-1] == 0.4 and hb["time"][-1] == 0.4 * m
+    with pytest.raises(ValueError, match="lr_scaling"):
+        ff.flow(a, ff.Population(t), 0.1, lr_scaling="fast")
+
+
 def test_what_takes_standard_nets_only_says_so():
     t, base = _nets(5, 4, "relu")
     net = _scaled(base, "ntk")
-    with pytest.raises(ValueError, match="output scale"):
-        ff.flow(net, ff.Population(t), 0.1)
     with pytest.raises(ValueError, match="output scale"):
         ff.ode(net, ff.Teacher.random(5, 2, activation="erf"), 0.1, lr=0.1)
     with pytest.raises(ValueError, match="output scale"):

@@ -171,3 +171,19 @@ def deferred_interrupts():
             signal.signal(sig, old)
     if stop.requested:  # arrived after the last check: the call finished, the interrupt still counts
         raise KeyboardInterrupt
+
+
+#: the step-size conventions of ``ff.train`` and ``ff.flow`` (``lr_scaling=...``): name -> factor as a function of m
+LR_SCALINGS = {"standard": lambda m: 1.0, "ntk": lambda m: 1.0, "mean_field": lambda m: float(m)}
+
+
+def check_lr_scaling(lr_scaling):
+    """``lr_scaling`` checked: None or a name of ``LR_SCALINGS``."""
+    if lr_scaling is not None and (not isinstance(lr_scaling, str) or lr_scaling not in LR_SCALINGS):
+        raise ValueError(f"lr_scaling must be None or one of {sorted(LR_SCALINGS)}, got {lr_scaling!r}")
+    return lr_scaling
+
+
+def lr_factor(lr_scaling, net):
+    """The factor ``lr_scaling`` puts on the step sizes of ``net``."""
+    return 1.0 if check_lr_scaling(lr_scaling) is None else LR_SCALINGS[lr_scaling](net.m)

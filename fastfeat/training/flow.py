@@ -18,7 +18,7 @@ from ..regularizers import check_reg
 from ..schedules import Schedule, constant
 from .history import History
 from .common import (TrainingInterrupted, bad_data_error, check_metrics, deferred_interrupts, exclusive, log_values,
-                     steps_per_call, use_threads)
+                     lr_factor, steps_per_call, use_threads)
 from .train import TrainingDiverged
 
 #: method names (``"rk45"`` is another name of ``"dopri5"``)
@@ -33,7 +33,7 @@ MAX_RTOL = 0.1
 
 
 def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", log_times=100, metrics=None,
-         max_steps=1_000_000, n_threads=None, callback=None, dense_output=True):
+         max_steps=1_000_000, n_threads=None, callback=None, dense_output=True, lr_scaling=None):
     """Integrate the regularized gradient flow ``d(W, a)/dt = -grad (L + R)(W, a)`` from time 0 to ``t``,
     in place on ``net``, and return an ``ff.History``.
 
@@ -114,12 +114,16 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     accepted state, a last row is logged at its time, ``history.info["stopped"] == "interrupted"``, and
     ``ff.TrainingInterrupted`` is raised with ``.history`` and ``.time``.
 
+    A net with an output scale (``ff.TwoLayer(scale=...)``, f = m^-gamma sum_j a_j sigma(w_j . x)) flows
+    in its stored W and a. With s = m^-gamma its loss is s^2 times that of the same weights, read as a
+    standard net, against the teacher with output weights a* / s (and noise / s), so its flow is that
+    standard flow, with the regularizer's strengths divided by s^2, run s^2 times as fast: that is how it is
+    integrated (the tolerances apply to the same weights; logged times and schedules are in the net's own
+    time). ``lr_scaling="mean_field"`` speeds the flow up by m, the mean-field convention of ``ff.train``.
+
     Every argument is checked before any kernel runs (ValueError or TypeError naming it).
     """
     check_net(net)
-    if net.gamma != 0:
-        raise ValueError(f"net has output scale {net.scale!r}: ff.flow integrates the gradient flow of standard nets only; pass net.as_standard() (the same "
-                         "function with second layer m^-gamma a)")
     if not isinstance(objective, Population):
         kind = type(objective).__name__
         if isinstance(objective, Objective):
@@ -156,10 +160,11 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
         raise TypeError("callback must be callable(time, net, values)")
     if n_threads is not None:
         n_threads = check_threads(n_threads)
+    speed = lr_factor(lr_scaling, net) * net.output_factor ** 2  # the net's time to the integrator's
     pieces = _pieces(reg, t)  # evaluates the schedules: a bad value raises here, before any kernel runs
     with exclusive(net, "ff.flow"), use_threads(n_threads, objective, net), deferred_interrupts() as stop:
         return _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback,
-                          pieces, bool(dense_output))
+                          pieces, bool(dense_output), speed)
 
 
 def _log_grid(log_times, t):
@@ -218,8 +223,9 @@ def _pieces(reg, t):
 class _State:
     """The integrator's float64 state and buffers, and the net it writes back to."""
 
-    def __init__(self, net, objective, method):
+    def __init__(self, net, objective, method, speed=1.0):
         self.net = net
+        self.speed = speed
         self.m, self.d = net.m, net.d
         n = self.m * self.d + self.m
         self.y = np.empty(n)
@@ -228,6 +234,8 @@ class _State:
         self.bufs = _k.buffers(method, n)
         self.st, self.cnt = _k.new_state()
         self.Wt, self.at, self.ws = objective._float64_parts(net)
+        if net.gamma != 0:  # the teacher a* / s of a scaled net's flow (see ``_integrate``)
+            self.at = self.at / net.output_factor
         self.big = float(guard_limit(net.W))
 
     def write_back(self, y=None):
@@ -247,8 +255,14 @@ class _State:
         return float(_pop.loss_grad(W, a, self.Wt, self.at, self.net.code, W[:0], np.empty(self.m), self.ws, False))
 
     @property
-    def time(self):
+    def tau(self):
+        """The integrator's time."""
         return float(self.st[_k.T])
+
+    @property
+    def time(self):
+        """The net's time (the integrator's divided by ``speed``)."""
+        return self.tau / self.speed if self.speed != 1.0 else self.tau
 
     @property
     def accepted(self):
@@ -275,12 +289,17 @@ _GRADS_PER_STEP = 16
 
 
 def _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback, pieces,
-               dense_output):
-    state = _State(net, objective, code_m)
+               dense_output, speed=1.0):
+    # a scaled net (s = m^-gamma): its loss is s^2 L' (L' against the teacher a* / s: ``_State``), integrated
+    # in the time tau = speed t with the regularizer's strengths divided by s^2 (both 1 for a standard net)
+    state = _State(net, objective, code_m, speed)
+    c_loss = net.output_factor ** 2
     teacher = objective.teacher
     half_noise = 0.5 * objective.noise ** 2
+    t_user, t = t, t * speed
+    pieces = [(start * speed, code, lam_a / c_loss, lam_w / c_loss) for start, code, lam_a, lam_w in pieces]
     history = History(info={"objective": objective.name, "kind": "flow", "method": name, "rtol": rtol,
-                            "atol": atol, "t": t, "max_steps": max_steps})
+                            "atol": atol, "t": t_user, "max_steps": max_steps})
     args = (state.Wt, state.at, net.code, state.ws)
 
     def summary():
@@ -297,9 +316,9 @@ def _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, me
         state ``y`` (written into the net; its loss computed in float64)."""
         if y is None:
             state.write_back()
-            loss = float(state.st[_k.LOSS])
+            loss = c_loss * float(state.st[_k.LOSS])
         else:
-            loss = state.set_net(y)
+            loss = c_loss * state.set_net(y)
         values = {"time": time}
         values.update(log_values(metrics, net, objective, teacher, reg, int(math.floor(time)),
                                   known={"loss": loss + half_noise}))
@@ -315,7 +334,8 @@ def _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, me
     if callback is not None and callback(0.0, net, values) is False:
         return summary()
     changes = {p[0]: p for p in pieces[1:]}
-    logged = times[1:].tolist()
+    logged_user = times[1:].tolist()
+    logged = (times[1:] * speed).tolist()  # in the integrator's time
     if dense_output:  # only the changes of strength and t end steps; the logged times are interpolated
         ends = sorted({s for s in changes if s < t} | {t})
     else:
@@ -344,16 +364,16 @@ def _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, me
                 continue  # this call's share: call again
             if status != _k.DENSE:
                 break
-            now = state.time  # the step passed logged times: their states from its interpolant
+            now = state.tau  # the step passed logged times: their states from its interpolant
             while nxt < len(logged) and logged[nxt] <= now:
-                tau = logged[nxt]
+                tau, shown = logged[nxt], logged_user[nxt]
                 nxt += 1
                 if tau == now:
-                    values = row(tau)
+                    values = row(shown)
                 else:
                     _k.dense_at(code_m, tau, state.bufs, state.st, y_log)
-                    values = row(tau, y_log)
-                if callback is not None and callback(tau, net, values) is False:
+                    values = row(shown, y_log)
+                if callback is not None and callback(shown, net, values) is False:
                     return summary()
         if status != _k.OK:
             state.write_back()
@@ -372,9 +392,10 @@ def _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, me
                 reason = "the loss or its gradient is not finite"
             raise _diverged(state, history, objective, reason)
         if nxt < len(logged) and logged[nxt] == end:
+            shown = logged_user[nxt]
             nxt += 1
-            values = row(end)
-            if callback is not None and callback(end, net, values) is False:
+            values = row(shown)
+            if callback is not None and callback(shown, net, values) is False:
                 return summary()
         if end in changes:
             _, code, lam_a, lam_w = changes[end]

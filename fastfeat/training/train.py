@@ -12,7 +12,7 @@ from ..regularizers import check_reg, reg_arrays
 from ..schedules import as_schedule, constant, describe, evaluate
 from .checkpoint import Checkpoint, CheckpointError
 from .common import (TrainingInterrupted, bad_data_error, check_metrics, deferred_interrupts, exclusive, log_values,
-                     steps_per_call, use_threads)
+                     lr_factor, steps_per_call, use_threads)
 from .history import History
 
 DEVICES = ("cpu", "cuda")
@@ -165,7 +165,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     if device == "cuda" and net.gamma != 0:
         raise ValueError(f"net has output scale {net.scale!r}: device='cuda' trains standard nets only; train it "
                          "on the CPU (device='cpu')")
-    lr_factor = _lr_factor(lr_scaling, net)
+    factor = lr_factor(lr_scaling, net)
     if getattr(net, "on_device", False) and device != "cuda":
         raise ValueError("net lives on the GPU (ff.gpu.to_device): train it with device='cuda', "
                          "or bring it back with net.to_host()")
@@ -215,7 +215,7 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
             start_step = saved.step
             if steps == 0:
                 return previous
-        return _train(net, objective, steps, (lr_s, lr_a_s, lr_factor), reg, log_every, teacher, metrics, progress, n_threads,
+        return _train(net, objective, steps, (lr_s, lr_a_s, factor), reg, log_every, teacher, metrics, progress, n_threads,
                       device, callback, start_step, checkpoint, checkpoint_every, previous, origin, run, partial)
 
 
@@ -292,21 +292,6 @@ def _step_sizes(lr_s, lr_a_s, factor, start, count):
         out *= factor
     return out
 
-
-#: the step-size conventions of ``ff.train(lr_scaling=...)``: name -> factor as a function of m
-LR_SCALINGS = {"standard": lambda m: 1.0, "ntk": lambda m: 1.0, "mean_field": lambda m: float(m)}
-
-
-def _check_lr_scaling(lr_scaling):
-    """``lr_scaling`` checked: None or a name of ``LR_SCALINGS``."""
-    if lr_scaling is not None and (not isinstance(lr_scaling, str) or lr_scaling not in LR_SCALINGS):
-        raise ValueError(f"lr_scaling must be None or one of {sorted(LR_SCALINGS)}, got {lr_scaling!r}")
-    return lr_scaling
-
-
-def _lr_factor(lr_scaling, net):
-    """The factor ``lr_scaling`` puts on the step sizes of ``net``."""
-    return 1.0 if _check_lr_scaling(lr_scaling) is None else LR_SCALINGS[lr_scaling](net.m)
 
 
 def _values(schedule, start, count, name, positive):
