@@ -1,4 +1,4 @@
-"""The building blocks of the batch-1 online kernel (fastfeat.kernels.cpu.online_single) against numpy in
+"""The building blocks of the batch-1 online kernel (fastfeat.kernels.cpu.online_single, regblocks) against numpy in
 float64, on awkward sizes and both dtypes: the block-end row update (register blocks of 4 rows by 4
 vectors, with tails), the four-rows-by-four-samples products and their folded horizontal sums
 (``_jit.vector_sums``), and the per-step products brought up to date from the recorded updates
@@ -11,6 +11,7 @@ import pytest
 
 from fastfeat.kernels.cpu import _jit
 from fastfeat.kernels.cpu import online_single as single
+from fastfeat.kernels.cpu import regblocks
 
 ISAS = [_jit.AVX2, _jit.AVX512]
 ISA_IDS = ["avx2", "avx512"]
@@ -94,7 +95,7 @@ def test_update_matches_numpy(m, d, dtype, isa):
                 B = (rng.standard_normal((L, m + 3)) / 4).astype(dtype)
                 A = (1 - rng.random(m + 3) / 10).astype(dtype)
                 ref = _update_ref(W, A, B, X, l0, l1, scale, j0, j1)
-                single.update(isa, W, A, B, X, l0, l1, scale, j0, j1)
+                regblocks.update(isa, W, A, B, X, l0, l1, scale, j0, j1)
                 assert _rel(W, ref) < TOL[dtype], (l0, l1, scale, j0, j1)
                 assert np.array_equal(np.float64(W[:j0]), ref[:j0])  # rows outside j0 .. j1-1 untouched
 
@@ -108,12 +109,12 @@ def test_dots_match_numpy(m, d, dtype, isa):
     # samples carry more columns than d (the noise number, padding): dots must read only the first d
     X = rng.standard_normal((8, d + 5)).astype(dtype)
     P = np.full((8, m + 2), np.nan, dtype)
-    single.dots(isa, W, X, P, 0, 8, 0, m, d)
+    regblocks.dots(isa, W, X, P, 0, 8, 0, m, d)
     ref = np.float64(X[:, :d]) @ np.float64(W).T
     assert _rel(P[:, :m], ref) < TOL[dtype] * np.sqrt(d)
     assert np.isnan(P[:, m:]).all()
     P[:] = np.nan  # a later group of samples and a range of rows only
-    single.dots(isa, W, X, P, 4, 8, m // 2, m, d)
+    regblocks.dots(isa, W, X, P, 4, 8, m // 2, m, d)
     assert _rel(P[4:, m // 2:m], ref[4:, m // 2:]) < TOL[dtype] * np.sqrt(d)
     assert np.isnan(P[:4]).all() and np.isnan(P[:, :m // 2]).all()
 
