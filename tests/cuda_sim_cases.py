@@ -271,6 +271,29 @@ def lr_a_cases(device):
 
 CASES["lr_a"] = lr_a_cases
 
+
+def scaled_cases(device):
+    """Nets with an output scale on every runner (the standard kernels with the target divided by
+    m^-gamma): the stored weights, the logged loss and the alignment metrics (from the device net)."""
+    out = {}
+    objs = {"pop": lambda: ff.Population(_teacher("relu"), noise=0.1), "emp": lambda: _data("erf", batch_size=3),
+            "onl": lambda: ff.Online(_teacher("relu"), batch_size=2, seed=4)}
+    for name, make in objs.items():
+        act = "erf" if name == "emp" else "relu"
+        base = _net(act)
+        for scale in ("ntk", "mean_field"):
+            net = ff.TwoLayer(base.W.copy(), base.a.copy(), act, scale=scale)
+            metrics = ("loss", "alignment") if name == "pop" else ("loss",)
+            with _small_blocks():
+                res = _train(net, make(), device, steps=3, lr=0.2, lr_a=0.4, reg=ff.PathNorm(0.02), log_every=2,
+                             metrics=metrics)
+            for k, v in res.items():
+                out[f"{name}.{scale}.{k}"] = v
+    return out
+
+
+CASES["scaled"] = scaled_cases
+
 #: expected values that are not a CPU result (device-only checks)
 EXPECT = {"pop_resident": {"refused": 1, "untouched": 1},
           "overflow_guard": {"pop.step": 0, "emp.step": 0, "onl.step": 0},

@@ -284,4 +284,14 @@ def test_what_takes_standard_nets_only_says_so():
     with pytest.raises(ValueError, match="output scale"):
         ff.ode(net, ff.Teacher.random(5, 2, activation="erf"), 0.1, lr=0.1)
     with pytest.raises(ValueError, match="output scale"):
-        ff.train(net, ff.Population(t), steps=1, lr=0.1, device="cuda")
+        ff.gpu.to_device(net)
+
+
+def test_where_a_run_is_cut_into_compiled_calls_never_changes_a_scaled_net():
+    """m^-gamma = 17^-0.75 is not a power of two: the weights still do not depend on log_every."""
+    t, base = _nets(6, 17, "relu")
+    for obj in (ff.Population(t), ff.Online(t, batch_size=2, seed=1)):
+        one, cut = _scaled(base, 0.75), _scaled(base, 0.75)
+        ff.train(one, obj, steps=60, lr=0.1, reg=ff.WeightDecay(1e-2), log_every=60, metrics=())
+        ff.train(cut, obj, steps=60, lr=0.1, reg=ff.WeightDecay(1e-2), log_every=7, metrics=())
+        assert one.W.tobytes() == cut.W.tobytes() and one.a.tobytes() == cut.a.tobytes()

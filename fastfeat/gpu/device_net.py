@@ -29,7 +29,6 @@ class DeviceNet(TwoLayer):
 
     @classmethod
     def create(cls, net, a=None, activation=None):
-        cuda = require()
         if isinstance(net, DeviceNet):
             return net
         if isinstance(net, TwoLayer):
@@ -37,10 +36,13 @@ class DeviceNet(TwoLayer):
                 raise TypeError("to_device(net) takes no a= or activation= when net is an ff.TwoLayer")
             check_net(net)
             if net.gamma != 0:
-                raise ValueError(f"net has output scale {net.scale!r}: the GPU takes standard nets only; move "
-                                 "net.as_standard() (the same function with second layer m^-gamma a)")
+                raise ValueError(f"net has output scale {net.scale!r}: device nets are standard nets; train the net "
+                                 "itself with ff.train(..., device='cuda'), or move net.as_standard() (the same "
+                                 "function with second layer m^-gamma a)")
+            cuda = require()
             return cls(cuda.to_device(net.W), cuda.to_device(net.a), net.activation, np.array(net.W),
                        np.array(net.a))
+        cuda = require()
         if a is None:
             raise TypeError(f"to_device takes an ff.TwoLayer, or (W, a, activation) device arrays; got "
                             f"{type(net).__name__}")

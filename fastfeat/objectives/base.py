@@ -18,8 +18,7 @@ import threading
 
 import numpy as np
 
-from ..math.regularizer import REG_PATH_NORM, REG_WEIGHT_DECAY
-from ..networks import TwoLayer, check_net
+from ..networks import Teacher, TwoLayer, check_net
 from ..regularizers import check_reg, reg_arrays
 
 
@@ -121,44 +120,46 @@ class Objective:
         """The runner of a standard net (see the module docstring)."""
         raise NotImplementedError
 
-    def _runner_for(self, net):
-        """The runner of any net: ``_runner`` itself for the standard scaling, else ``ScaledRunner``."""
-        return self._runner(net) if net.gamma == 0 else ScaledRunner(self._runner, net)
+    def _runner_for(self, net, make=None):
+        """The runner of any net: ``make(objective, standard_net)`` (default ``o._runner(standard_net)``)
+        itself for the standard scaling, else a ``RescaledRunner`` around it."""
+        make = make or (lambda objective, std: objective._runner(std))
+        return make(self, net) if net.gamma == 0 else RescaledRunner(make, self, net)
+
+    def _rescaled(self, s):
+        """This objective with its target divided by ``s`` (the teacher's output weights and the noise, or
+        the labels): a net's weights, read as a standard net, have under it the loss of the net with output
+        factor ``s`` here, divided by s^2 (see ``RescaledRunner``)."""
+        raise NotImplementedError
 
 
-class ScaledRunner:
-    """Training steps on a net with output scale m^-gamma = s, through the runner of the standard net
-    of the same function, whose second layer is b = s a.
+class RescaledRunner:
+    """Training steps on a net with output factor s = m^-gamma, exact in its stored parameters.
 
-    Gradient descent on the stored ``a`` with step size ``lr_a`` moves b = s a as gradient descent on the
-    standard net with step size ``s^2 lr_a``; a regularizer on the stored weights is one on (W, b) with
-    other strengths: weight decay's ``lam_a/2 |a|^2 = (lam_a / s^2)/2 |b|^2``, the path norm's
-    ``lam sum_j |a_j| |w_j| = (lam / s) sum_j |b_j| |w_j|``. So every step is exactly the stored
-    parameters' step, taken by the standard kernels (CPU). Each call starts from b = s a (the net's
-    stored ``a``) and ends with a = b / s: where s is not a power of two, these roundings make runs cut
-    into calls at other steps differ in the last bits (a resumed run cuts where the first did)."""
+    The net's loss is ``L_s(W, a) = 1/2 E[(s f_a - y)^2] = s^2 L'(W, a)``, ``L'`` the loss of the same
+    weights read as a standard net against the target divided by s (``objective._rescaled(s)``: the
+    teacher's a* / s and the noise / s, or the labels y / s). A gradient step on ``L_s + R`` is therefore a
+    gradient step on ``L' + R / s^2`` with the step sizes times s^2: the standard kernels take it, on the
+    CPU or the GPU, with no rounding between calls. The losses they return are multiplied back by s^2.
+    On the GPU the runner's ``view`` (what metrics and checkpoints read) is the device net, marked with
+    the net's scale, and the objective itself."""
 
-    def __init__(self, make, net):
-        self.net = net
-        self.s = float(net.output_factor)
-        self.b = net.a * net.dtype.type(self.s)
-        self.inner = make(TwoLayer(net.W, self.b, net.activation))
+    def __init__(self, make, objective, net):
+        s = float(net.output_factor)
+        self.c = s * s
+        self.inner = make(objective._rescaled(s), TwoLayer(net.W, net.a, net.activation))  # the same arrays
+        if hasattr(self.inner, "finish"):
+            self.finish = self.inner.finish
+        if hasattr(self.inner, "view"):
+            view_net = self.inner.view[0]
+            view_net.scale, view_net.gamma = net.scale, net.gamma  # it holds the scaled net's stored weights
+            self.view = (view_net, objective)
 
     def __call__(self, step0, lrs, reg_code, lam_as, lam_ws):
-        s, net = self.s, self.net
-        np.multiply(net.a, net.dtype.type(s), out=self.b)
-        lrs = np.array(lrs, dtype=np.float64)
-        lrs[1] *= s * s
-        lam_as = np.array(lam_as, dtype=np.float64)
-        lam_ws = np.array(lam_ws, dtype=np.float64)
-        if reg_code == REG_WEIGHT_DECAY:
-            lam_as /= s * s
-        elif reg_code == REG_PATH_NORM:
-            lam_as /= s
-            lam_ws /= s
-        done, losses = self.inner(step0, lrs, reg_code, lam_as, lam_ws)
-        np.divide(self.b, net.dtype.type(s), out=net.a)
-        return done, losses
+        c = self.c
+        done, losses = self.inner(step0, np.asarray(lrs, np.float64) * c, reg_code,
+                                  np.asarray(lam_as, np.float64) / c, np.asarray(lam_ws, np.float64) / c)
+        return done, losses * c
 
 
 def digest(*arrays, extra=""):
@@ -173,6 +174,11 @@ def digest(*arrays, extra=""):
 
 def teacher_digest(teacher):
     return digest(teacher.W, teacher.a, extra=teacher.activation)
+
+
+def rescaled_teacher(teacher, s):
+    """``teacher`` with output weights a* / s (computed in float64, rounded once to its dtype)."""
+    return Teacher(teacher.W, (teacher.a.astype(np.float64) / s).astype(teacher.dtype), teacher.activation)
 
 
 def bad_teacher(teacher):

@@ -152,6 +152,10 @@ class Empirical(Objective):
     def _kernel_loss_is_loss(self, net):
         return self._batch() >= self.n  # full batch: the runner's losses are the data set's loss
 
+    def _rescaled(self, s):
+        y = (self.y.astype(np.float64) / s).astype(self.y.dtype)  # rounded once, from float64
+        return Empirical(self.X, y, batch_size=self.batch_size, seed=self.seed, tile=self.tile)
+
     def _runner(self, net):
         entry = _emp.entry_for(net.code)
         batch = self._batch()

@@ -5,7 +5,7 @@ from .._validation import check_float, check_int, check_noise
 from ..kernels.cpu import online as _onl
 from ..kernels.cpu import online_single as _single
 from ..networks import check_pair, check_teacher
-from .base import Objective, bad_teacher, teacher_digest
+from .base import Objective, bad_teacher, rescaled_teacher, teacher_digest
 from .empirical import Empirical, _check_seed
 from .population import Population
 
@@ -121,6 +121,10 @@ class Online(Objective):
         self._check(net)
         return self._grad_with(net, check_reg(reg), 0 if step is None else step,
                                lambda std, gW, ga: self._grad(std, gW, ga, step))
+
+    def _rescaled(self, s):
+        return Online(rescaled_teacher(self.teacher, s), batch_size=self.batch_size, noise=self.noise / s,
+                      seed=self.seed, loss_samples=self.loss_samples)
 
     def _runner(self, net):
         run = _onl.kernels_for(self.batch_size, net.m, net.d)[1]

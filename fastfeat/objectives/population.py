@@ -5,7 +5,7 @@ import numpy as np
 from .._validation import check_int, check_noise
 from ..kernels.cpu import population as _pop
 from ..networks import check_pair, check_teacher
-from .base import Objective, bad_teacher, teacher_digest
+from .base import Objective, bad_teacher, rescaled_teacher, teacher_digest
 
 
 class Population(Objective):
@@ -79,6 +79,9 @@ class Population(Objective):
 
     def _kernel_loss_is_loss(self, net):
         return True  # the runner's losses are the exact loss (noise included) before each step
+
+    def _rescaled(self, s):
+        return Population(rescaled_teacher(self.teacher, s), noise=self.noise / s, tile=self.tile, blas=self.blas)
 
     def _runner(self, net):
         run = _pop.run

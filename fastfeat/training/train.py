@@ -93,8 +93,8 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     output scaling (see the net's ``scale``), a factor on both step sizes: ``"mean_field"`` multiplies them
     by m (the mean-field limit of Mei, Montanari & Nguyen 2018 and Chizat & Bach 2018: each neuron moves
     by O(lr) a step), ``"ntk"`` and ``"standard"`` (or None) by 1 (Jacot, Gabriel & Hongler 2018).
-    A net with an output scale (``ff.TwoLayer(scale=...)``) is trained in its stored parameters on the
-    CPU (``device="cuda"`` takes standard nets).
+    A net with an output scale (``ff.TwoLayer(scale=...)``) is trained in its stored parameters, on either
+    device (``objectives.base.RescaledRunner``).
     Steps run many at a time inside compiled calls: up to ``log_every``, and as many as take about
     ``CALL_WORK`` multiply-adds (0.1-0.5 s on 2 cores; the cut depends on the sizes only and never changes
     the weights). ``metrics`` are logged every ``log_every`` steps from ``start_step`` (and there), or, with
@@ -162,9 +162,6 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     metrics = check_metrics(metrics, teacher, objective)
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if device == "cuda" and net.gamma != 0:
-        raise ValueError(f"net has output scale {net.scale!r}: device='cuda' trains standard nets only; train it "
-                         "on the CPU (device='cpu')")
     factor = lr_factor(lr_scaling, net)
     if getattr(net, "on_device", False) and device != "cuda":
         raise ValueError("net lives on the GPU (ff.gpu.to_device): train it with device='cuda', "
@@ -424,7 +421,7 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
     acc = [0.0, 0] if partial is None else [float(partial["sum"]), int(partial["count"])]
     with deferred_interrupts() as stop:
         try:
-            runner = objective._runner_for(net) if device == "cpu" else _cuda_runner(objective, net)
+            runner = objective._runner_for(net, None if device == "cpu" else _cuda_runner)
             # CUDA runners keep the weights on the device: metrics and callbacks see the net and objective
             # through runner.view (the loss is computed on the device, weights are copied only when read)
             log_net, log_obj = getattr(runner, "view", (net, objective))
