@@ -225,8 +225,8 @@ def test_arguments_are_checked():
         ff.ode(net, t, -1.0, lr=0.1)
     with pytest.raises(ValueError, match="both 0"):
         ff.ode(net, t, 1.0, lr=0.0)
-    with pytest.raises(ValueError, match="schedule"):
-        ff.ode(net, t, 1.0, lr=0.1, reg=ff.WeightDecay(ff.schedules.geometric(1e-2, 0.5, 10)))
+    with pytest.raises(ValueError, match="lam"):  # a schedule's values are checked before anything runs
+        ff.ode(net, t, 3.0, lr=0.1, reg=ff.WeightDecay(lambda k: 1e-2 if k < 2 else -1.0))
     with pytest.raises(ValueError, match="log_times"):
         ff.ode(net, t, 1.0, lr=0.1, log_times=[0.5, 0.2])
 
@@ -256,3 +256,40 @@ def test_the_fused_right_hand_side_against_the_closed_forms_and_a_numpy_version(
             direct = sum(c[r] * c[s] * O._i4(0, C, j, k, r, s) for r in range(K) for s in range(K))
             assert quad[j, k] == pytest.approx(direct, rel=1e-12, abs=1e-14)
     np.testing.assert_allclose(out, bench_ode.numpy_rhs(y, m, ms, P, a_star, 0.7, 0.3), rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("make", [lambda s: ff.WeightDecay(s),
+                                  lambda s: ff.PathNorm(s)])
+def test_a_regularizer_schedule_in_alpha_against_scipy(make):
+    """A schedule of the regularizer in alpha (the strength on [k, k+1) is schedule(k)): the ODE against
+    scipy's DOP853 on the compiled right-hand side with the strength of each stretch, at tight
+    tolerances, and a constant schedule against the constant regularizer bit for bit."""
+    from scipy.integrate import solve_ivp
+    t = ff.Teacher.random(6, 2, activation="erf", seed=0)
+    net = ff.TwoLayer.init(6, 3, activation="erf", seed=1)
+    sched = ff.schedules.piecewise([1, 3], [0.0, 0.05, 0.01])  # 0 on [0, 1), 0.05 on [1, 3), 0.01 after
+    hist = ff.ode(net, t, 4.0, lr=0.5, lr_a=0.2, reg=make(sched), noise=0.1, log_times=[2.0, 4.0],
+                  rtol=1e-11, atol=1e-13)
+    np.testing.assert_array_equal(hist["time"], [0.0, 2.0, 4.0])
+    Q, M, P = O.overlaps(net, t)
+    m, ms = 3, 2
+    a_star = np.asarray(t.a, np.float64)
+    y = np.concatenate([Q.ravel(), M.ravel(), np.asarray(net.a, np.float64)])
+    K = m + ms
+    C, c, h3, quad = np.empty((K, K)), np.empty(K), np.empty((m, K)), np.empty((m, m))
+    for t0, t1, lam in ((0.0, 1.0, 0.0), (1.0, 3.0, 0.05), (3.0, 4.0, 0.01)):
+        reg = make(lam)
+        la, lw = reg.lams(0, 1)
+
+        def rhs(_, v, reg=reg, la=float(la[0]), lw=float(lw[0])):
+            out = np.empty_like(v)
+            O._rhs(0, v, out, m, ms, P, a_star, 0.5, 0.2, 0.01, reg.code, la, lw, C, c, h3, quad)
+            return out
+
+        y = solve_ivp(rhs, (t0, t1), y, method="DOP853", rtol=1e-12, atol=1e-14).y[:, -1]
+    np.testing.assert_allclose(hist["Q"][-1].ravel(), y[:m * m], rtol=1e-8, atol=1e-11)
+    np.testing.assert_allclose(hist["M"][-1].ravel(), y[m * m:m * m + m * ms], rtol=1e-8, atol=1e-11)
+    np.testing.assert_allclose(hist["a"][-1], y[m * m + m * ms:], rtol=1e-8, atol=1e-11)
+    const = ff.ode(net, t, 2.0, lr=0.5, reg=make(ff.schedules.piecewise([1], [0.02, 0.02])), log_times=2)
+    plain = ff.ode(net, t, 2.0, lr=0.5, reg=make(0.02), log_times=2)
+    np.testing.assert_array_equal(const["Q"][-1], plain["Q"][-1])

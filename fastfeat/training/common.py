@@ -1,13 +1,20 @@
-"""What ``ff.train`` and ``ff.flow`` (and the paper's protocol above them) share: the metrics a call logs,
-the lock that keeps two calls from training one net at once, the thread count of a call, how many steps
-one compiled call takes, and how Ctrl-C stops a call."""
+"""What ``ff.train``, ``ff.flow`` and ``ff.ode`` (and the paper's protocol above them) share: the metrics a
+call logs, the lock that keeps two calls from training one net at once, the thread count of a call, how
+many steps one compiled call takes, how Ctrl-C stops a call, the step-size conventions, and the logged
+times and stretches of constant regularization of the integrators."""
 import contextlib
+import math
+import numbers
 import signal
 import threading
 
 import numba
+import numpy as np
 
 from .. import metrics as _metrics
+from .._validation import check_int
+from ..math.regularizer import REG_NONE
+from ..schedules import Schedule, constant
 
 #: ids of the nets being trained right now (two calls updating one net at once would corrupt it)
 _TRAINING = set()
@@ -187,3 +194,62 @@ def check_lr_scaling(lr_scaling):
 def lr_factor(lr_scaling, net):
     """The factor ``lr_scaling`` puts on the step sizes of ``net``."""
     return 1.0 if check_lr_scaling(lr_scaling) is None else LR_SCALINGS[lr_scaling](net.m)
+
+
+# ---- logged times and stretches of constant regularization (ff.flow's and ff.ode's time)
+
+#: integer times per schedule evaluation when looking for the times where the strength changes
+_SCHEDULE_CHUNK = 1 << 20
+
+
+def log_grid(log_times, t):
+    """The logged times: 0, the requested ones, and t (float64, increasing)."""
+    if isinstance(log_times, (bool, np.bool_)):
+        raise TypeError("log_times must be an int or an array of times, got bool")
+    if isinstance(log_times, numbers.Integral):
+        n = check_int(log_times, "log_times", minimum=1)
+        times = np.linspace(0.0, t, n + 1)
+        times[-1] = t
+        return times
+    if isinstance(log_times, (str, bytes)):
+        raise TypeError(f"log_times must be an int or an array of times, got {type(log_times).__name__}")
+    try:
+        arr = np.asarray(log_times, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"log_times must be an int or an array of times, got {type(log_times).__name__}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"log_times must be one-dimensional, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("log_times contains NaN or Inf")
+    if arr.size and (arr[0] <= 0 or arr[-1] > t):
+        raise ValueError(f"log_times must lie in (0, t] = (0, {t}], got values from {arr.min()} to {arr.max()}")
+    if arr.size > 1 and np.any(np.diff(arr) <= 0):
+        raise ValueError("log_times must be strictly increasing")
+    tail = [t] if arr.size == 0 or arr[-1] < t else []
+    return np.concatenate([[0.0], arr, tail])
+
+
+def _schedules(reg):
+    return [v for v in vars(reg).values() if isinstance(v, Schedule)]
+
+
+def reg_pieces(reg, t):
+    """[(start, code, lam_a, lam_w)]: the times in [0, t) where the regularization strength changes (the
+    first at 0) and the strengths from there; the strength on [k, k+1) is the schedules' value at k."""
+    if reg is None:
+        return [(0.0, REG_NONE, 0.0, 0.0)]
+    if all(isinstance(s, constant) for s in _schedules(reg)):
+        la, lw = reg.lams(0, 1)
+        return [(0.0, reg.code, float(la[0]), float(lw[0]))]
+    k_end = math.ceil(t)  # the unit intervals [k, k+1) that meet [0, t)
+    out = []
+    for start in range(0, k_end, _SCHEDULE_CHUNK):
+        count = min(_SCHEDULE_CHUNK, k_end - start)
+        la, lw = reg.lams(start, count)
+        if not out:
+            out.append((0.0, reg.code, float(la[0]), float(lw[0])))
+        prev_a = np.concatenate([[out[-1][2]], la[:-1]])
+        prev_w = np.concatenate([[out[-1][3]], lw[:-1]])
+        for i in np.flatnonzero((la != prev_a) | (lw != prev_w)):
+            out.append((float(start + i), reg.code, float(la[i]), float(lw[i])))
+    return out

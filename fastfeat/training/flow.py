@@ -1,7 +1,6 @@
 """``ff.flow``: the regularized gradient flow of the exact population objective, with adaptive steps,
 against time (the compiled integrators are in ``fastfeat.kernels.cpu.flow``)."""
 import math
-import numbers
 import warnings
 
 import numpy as np
@@ -10,22 +9,18 @@ from .._validation import check_float, check_int, check_threads
 from ..kernels.cpu import flow as _k
 from ..kernels.cpu import population as _pop
 from ..kernels.cpu.scalar import guard_limit
-from ..math.regularizer import REG_NONE
 from ..networks import check_net
 from ..objectives.base import Objective
 from ..objectives.population import Population
 from ..regularizers import check_reg
-from ..schedules import Schedule, constant
 from .history import History
-from .common import (TrainingInterrupted, bad_data_error, check_metrics, deferred_interrupts, exclusive, log_values,
-                     lr_factor, steps_per_call, use_threads)
+from .common import (TrainingInterrupted, bad_data_error, check_metrics, deferred_interrupts, exclusive, log_grid,
+                     log_values, lr_factor, reg_pieces, steps_per_call, use_threads)
 from .train import TrainingDiverged
 
 #: method names (``"rk45"`` is another name of ``"dopri5"``)
 METHODS = ("auto", "dop853", "dopri5", "rk45", "rkc")
 _ALIASES = {"rk45": "dopri5"}
-#: integer times per schedule evaluation when looking for the times where the strength changes
-_SCHEDULE_CHUNK = 1 << 20
 #: the smallest rtol accepted: below it the error test asks for more than float64 rounding allows
 MIN_RTOL = 100 * np.finfo(np.float64).eps
 #: the largest rtol accepted
@@ -148,7 +143,7 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     name = _ALIASES.get(method, method)
     code_m = _k.METHODS[name]
-    times = _log_grid(log_times, t)
+    times = log_grid(log_times, t)
     max_steps = check_int(max_steps, "max_steps", minimum=1)
     reg = check_reg(reg)
     teacher = objective.teacher
@@ -161,63 +156,10 @@ def flow(net, objective, t, *, reg=None, rtol=1e-8, atol=1e-10, method="auto", l
     if n_threads is not None:
         n_threads = check_threads(n_threads)
     speed = lr_factor(lr_scaling, net) * net.output_factor ** 2  # the net's time to the integrator's
-    pieces = _pieces(reg, t)  # evaluates the schedules: a bad value raises here, before any kernel runs
+    pieces = reg_pieces(reg, t)  # evaluates the schedules: a bad value raises here, before any kernel runs
     with exclusive(net, "ff.flow"), use_threads(n_threads, objective, net), deferred_interrupts() as stop:
         return _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, metrics, max_steps, callback,
                           pieces, bool(dense_output), speed)
-
-
-def _log_grid(log_times, t):
-    """The logged times: 0, the requested ones, and t (float64, increasing)."""
-    if isinstance(log_times, (bool, np.bool_)):
-        raise TypeError("log_times must be an int or an array of times, got bool")
-    if isinstance(log_times, numbers.Integral):
-        n = check_int(log_times, "log_times", minimum=1)
-        times = np.linspace(0.0, t, n + 1)
-        times[-1] = t
-        return times
-    if isinstance(log_times, (str, bytes)):
-        raise TypeError(f"log_times must be an int or an array of times, got {type(log_times).__name__}")
-    try:
-        arr = np.asarray(log_times, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"log_times must be an int or an array of times, got {type(log_times).__name__}") from None
-    if arr.ndim != 1:
-        raise ValueError(f"log_times must be one-dimensional, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("log_times contains NaN or Inf")
-    if arr.size and (arr[0] <= 0 or arr[-1] > t):
-        raise ValueError(f"log_times must lie in (0, t] = (0, {t}], got values from {arr.min()} to {arr.max()}")
-    if arr.size > 1 and np.any(np.diff(arr) <= 0):
-        raise ValueError("log_times must be strictly increasing")
-    tail = [t] if arr.size == 0 or arr[-1] < t else []
-    return np.concatenate([[0.0], arr, tail])
-
-
-def _schedules(reg):
-    return [v for v in vars(reg).values() if isinstance(v, Schedule)]
-
-
-def _pieces(reg, t):
-    """[(start, code, lam_a, lam_w)]: the times in [0, t) where the regularization strength changes (the
-    first at 0) and the strengths from there; the strength on [k, k+1) is the schedules' value at k."""
-    if reg is None:
-        return [(0.0, REG_NONE, 0.0, 0.0)]
-    if all(isinstance(s, constant) for s in _schedules(reg)):
-        la, lw = reg.lams(0, 1)
-        return [(0.0, reg.code, float(la[0]), float(lw[0]))]
-    k_end = math.ceil(t)  # the unit intervals [k, k+1) that meet [0, t)
-    out = []
-    for start in range(0, k_end, _SCHEDULE_CHUNK):
-        count = min(_SCHEDULE_CHUNK, k_end - start)
-        la, lw = reg.lams(start, count)
-        if not out:
-            out.append((0.0, reg.code, float(la[0]), float(lw[0])))
-        prev_a = np.concatenate([[out[-1][2]], la[:-1]])
-        prev_w = np.concatenate([[out[-1][3]], lw[:-1]])
-        for i in np.flatnonzero((la != prev_a) | (lw != prev_w)):
-            out.append((float(start + i), reg.code, float(la[i]), float(lw[i])))
-    return out
 
 
 class _State:

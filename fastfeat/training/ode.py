@@ -36,11 +36,10 @@ from numba import prange
 
 from ..kernels.cpu._jit import njit, pnjit
 from ..kernels.cpu.scalar import asin
-from ..math.regularizer import REG_NONE, REG_PATH_NORM, REG_WEIGHT_DECAY
+from ..math.regularizer import REG_PATH_NORM, REG_WEIGHT_DECAY
 from ..networks import check_net, check_teacher
 from ..regularizers import check_reg
-from ..schedules import Schedule, constant
-from .flow import _log_grid
+from .common import log_grid, reg_pieces
 from .history import History
 
 #: the activations whose Gaussian averages ``ff.ode`` has in closed form
@@ -370,8 +369,10 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
 
     Convention: ``ff.train(net, ff.Online(teacher, batch_size=1, noise=noise), lr=lr / d, lr_a=lr_a / d,
     reg=reg)`` follows it in ``alpha = steps / d`` as ``d -> infinity`` (``lr_a = 0``: the soft committee
-    machine, a fixed; ``reg``: ``ff.WeightDecay`` or ``ff.PathNorm`` with constant strengths, the same
-    objects as in ``ff.train``).
+    machine, a fixed; ``reg``: ``ff.WeightDecay`` or ``ff.PathNorm``, the same objects as in ``ff.train``).
+    A regularizer's schedule takes alpha here, as ``ff.flow``'s takes time: the strength on ``[k, k+1)`` is
+    ``schedule(k)`` for integer ``k`` (for ``ff.train``, a schedule of the step ``s`` that gives the same
+    is ``lambda s: schedule(s // d)``); each stretch of constant strength is integrated on its own.
 
     ``net`` gives the initial overlaps and the activation (``ODE_ACTIVATIONS``: ``"erf"``, ``"linear"``,
     ``"he2"`` and ``"he3"``, whose Gaussian averages are in closed form; the teacher's activation must be
@@ -408,14 +409,10 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     atol = check_float(atol, "atol", positive=True)
     max_steps = check_int(max_steps, "max_steps", minimum=1)
     reg = check_reg(reg)
-    code, lam_a, lam_w = REG_NONE, 0.0, 0.0
-    if reg is not None:
-        if any(isinstance(v, Schedule) and not isinstance(v, constant) for v in vars(reg).values()):
-            raise ValueError("ff.ode takes a regularizer of constant strength (a schedule in alpha is not "
-                             "supported yet)")
-        la, lw = reg.lams(0, 1)
-        code, lam_a, lam_w = reg.code, float(la[0]), float(lw[0])
-    times = _log_grid(log_times, alpha)
+    pieces = reg_pieces(reg, alpha)  # [(alpha where a strength starts, code, lam_a, lam_w)]: checked here
+    _, code, lam_a, lam_w = pieces[0]
+    changes = {p[0]: p for p in pieces[1:]}
+    times = log_grid(log_times, alpha)
 
     Q, M, P = overlaps(net, teacher)
     m, ms = Q.shape[0], P.shape[0]
@@ -446,7 +443,10 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
         raise FloatingPointError("ff.ode: the right-hand side at the initial overlaps is not finite")
     log(0.0, loss)
     h = min(1e-2, alpha) if lr > 0 else min(1.0, alpha)
-    for t0, t1 in zip(times[:-1], times[1:]):
+    logged = set(times[1:].tolist())
+    ends = sorted(logged | {s for s in changes if s < alpha})
+    t0 = 0.0
+    for t1 in ends:
         h, status = _integrate(kind, y, t0, t1, h, *args, rtol, atol, max_steps, K6, ynew, f_new, C, c, h3, quad,
                                cnt)
         if status != 0:
@@ -454,7 +454,14 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
                       3: "the overlaps stopped being finite (lr too large for this problem?)"}[status]
             history.info.update({"stopped": reason, "evals": int(cnt[2]), "rejected": int(cnt[1])})
             raise FloatingPointError(f"ff.ode stopped at alpha = {t0:.6g}: {reason}")
-        _unpack(y, m, ms, P, C, c, a_star)
-        log(t1, _loss(kind, C, c, K, 0.5 * noise * noise))
+        if t1 in logged:
+            _unpack(y, m, ms, P, C, c, a_star)
+            log(t1, _loss(kind, C, c, K, 0.5 * noise * noise))
+        if t1 in changes:  # a new strength from here: the derivative at y again (the integrator's FSAL stage)
+            _, code, lam_a, lam_w = changes[t1]
+            args = (m, ms, P, a_star, lr, lr_a, noise * noise, code, lam_a, lam_w)
+            _rhs(kind, y, K6[0], *args, C, c, h3, quad)
+            cnt[2] += 1
+        t0 = t1
     history.info.update({"evals": int(cnt[2]), "rejected": int(cnt[1])})
     return history
