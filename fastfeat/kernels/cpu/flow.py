@@ -19,6 +19,7 @@ Methods (``METHODS``):
   ``E = sum_i (sum_j e_j k_ij / sk_i)^2``, ``sk_i = atol + rtol max(|y_i|, |y_new,i|)``.
 - ``DOPRI5``: Dormand-Prince 5(4), 7 stages, the last at the new state (first-same-as-last: 6 gradients a
   step, also when rejected); error the RMS norm of the embedded difference.
+  (The coefficients of both pairs and of their dense output are in ``tableaus``.)
 - ``RKC``: the second-order Runge-Kutta-Chebyshev method of Sommeijer, Shampine & Verwer (J. Comput.
   Appl. Math. 88, 1998) with damping 2/13, for the stiff end of training. The Jacobian of a gradient
   flow is minus the Hessian, symmetric, so its spectrum is real, and RKC's stability region covers the
@@ -81,7 +82,6 @@ test's counters, ``WIN_EV0`` evaluations at the start of the stiff stretch (DOP8
 strength changes: no step crosses such a point).
 """
 import math
-from fractions import Fraction as _F
 
 import numpy as np
 
@@ -89,8 +89,10 @@ from ._finite import finite
 from ._jit import njit
 from .common import add_reg_grad
 from .population import loss_grad
+from .tableaus import (DENSE5_P, DENSE853_D, DENSE853_STAGES, DOP853, DOPRI5, ERK_A, ERK_B, ERK_BETA, ERK_E3,
+                       ERK_E5, ERK_EXPO, ERK_FAC1, ERK_FAC2, ERK_ORDER, ERK_STAGES, SAFE)
 
-DOP853, DOPRI5, RKC, AUTO = 0, 1, 2, 3
+RKC, AUTO = 2, 3
 METHODS = {"dop853": DOP853, "dopri5": DOPRI5, "rkc": RKC, "auto": AUTO}
 #: RKC, a second-order method, controls its local error per step: over a stiff flow of many steps its
 #: global error grows like the local tolerance to the power 2/3 (measured: 0.5 rtol at rtol = 1e-4,
@@ -128,132 +130,6 @@ AUTO_WINDOW = 25
 #: AUTO: the row of ``bufs`` that keeps RKC's power-iteration direction (rows 0..15 are DOP853's)
 _EIG_AUTO = 16
 _CH = 1024  # entries per parallel task in the vector passes
-
-
-# --- tableaus ---------------------------------------------------------------------------------------
-# DOP853: the coefficients published with Hairer's DOP853 (Hairer, Norsett & Wanner 1993), stages
-# numbered from 0. Row i of A holds a_ij (j < i); B the 8th-order weights; E5 the 5th-order error
-# weights; BHH the 3rd-order weights whose difference from B is the 3rd-order estimate.
-_A853 = np.zeros((12, 12))
-_A853[1, :1] = [5.26001519587677318785587544488e-2]
-_A853[2, :2] = [1.97250569845378994544595329183e-2, 5.91751709536136983633785987549e-2]
-_A853[3, :3] = [2.95875854768068491816892993775e-2, 0.0, 8.87627564304205475450678981324e-2]
-_A853[4, :4] = [2.41365134159266685502369798665e-1, 0.0, -8.84549479328286085344864962717e-1,
-                9.24834003261792003115737966543e-1]
-_A853[5, :5] = [3.7037037037037037037037037037e-2, 0.0, 0.0, 1.70828608729473871279604482173e-1,
-                1.25467687566822425016691814123e-1]
-_A853[6, :6] = [3.7109375e-2, 0.0, 0.0, 1.70252211019544039314978060272e-1, 6.02165389804559606850219397283e-2,
-                -1.7578125e-2]
-_A853[7, :7] = [3.70920001185047927108779319836e-2, 0.0, 0.0, 1.70383925712239993810214054705e-1,
-                1.07262030446373284651809199168e-1, -1.53194377486244017527936158236e-2,
-                8.27378916381402288758473766002e-3]
-_A853[8, :8] = [6.24110958716075717114429577812e-1, 0.0, 0.0, -3.36089262944694129406857109825,
-                -8.68219346841726006818189891453e-1, 2.75920996994467083049415600797e1,
-                2.01540675504778934086186788979e1, -4.34898841810699588477366255144e1]
-_A853[9, :9] = [4.77662536438264365890433908527e-1, 0.0, 0.0, -2.48811461997166764192642586468,
-                -5.90290826836842996371446475743e-1, 2.12300514481811942347288949897e1,
-                1.52792336328824235832596922938e1, -3.32882109689848629194453265587e1,
-                -2.03312017085086261358222928593e-2]
-_A853[10, :10] = [-9.3714243008598732571704021658e-1, 0.0, 0.0, 5.18637242884406370830023853209,
-                  1.09143734899672957818500254654, -8.14978701074692612513997267357,
-                  -1.85200656599969598641566180701e1, 2.27394870993505042818970056734e1,
-                  2.49360555267965238987089396762, -3.0467644718982195003823669022]
-_A853[11, :11] = [2.27331014751653820792359768449, 0.0, 0.0, -1.05344954667372501984066689879e1,
-                  -2.00087205822486249909675718444, -1.79589318631187989172765950534e1,
-                  2.79488845294199600508499808837e1, -2.85899827713502369474065508674,
-                  -8.87285693353062954433549289258, 1.23605671757943030647266201528e1,
-                  6.43392746015763530355970484046e-1]
-_B853 = np.array([5.42937341165687622380535766363e-2, 0.0, 0.0, 0.0, 0.0, 4.45031289275240888144113950566,
-                  1.89151789931450038304281599044, -5.8012039600105847814672114227,
-                  3.1116436695781989440891606237e-1, -1.52160949662516078556178806805e-1,
-                  2.01365400804030348374776537501e-1, 4.47106157277725905176885569043e-2])
-_E5_853 = np.zeros(12)
-_E5_853[[0, 5, 6, 7, 8, 9, 10, 11]] = [0.1312004499419488073250102996e-1, -0.1225156446376204440720569753e+1,
-                                      -0.4957589496572501915214079952, 0.1664377182454986536961530415e+1,
-                                      -0.3503288487499736816886487290, 0.3341791187130174790297318841,
-                                      0.8192320648511571246570742613e-1, -0.2235530786388629525884427845e-1]
-_E3_853 = _B853.copy()
-_E3_853[[0, 8, 11]] -= [0.244094488188976377952755905512, 0.733846688281611857341361741547,
-                        0.220588235294117647058823529412e-1]
-
-# DOPRI5 (Dormand & Prince 1980), exact fractions; row 6 of A is B (the 7th stage is the new state)
-_A5 = [[],
-       [_F(1, 5)],
-       [_F(3, 40), _F(9, 40)],
-       [_F(44, 45), _F(-56, 15), _F(32, 9)],
-       [_F(19372, 6561), _F(-25360, 2187), _F(64448, 6561), _F(-212, 729)],
-       [_F(9017, 3168), _F(-355, 33), _F(46732, 5247), _F(49, 176), _F(-5103, 18656)],
-       [_F(35, 384), 0, _F(500, 1113), _F(125, 192), _F(-2187, 6784), _F(11, 84)]]
-_BHAT5 = [_F(5179, 57600), 0, _F(7571, 16695), _F(393, 640), _F(-92097, 339200), _F(187, 2100), _F(1, 40)]
-
-#: both explicit pairs in one table, indexed by method (DOP853 = 0, DOPRI5 = 1), zero-padded to 12 stages
-ERK_A = np.zeros((2, 12, 12))
-ERK_B = np.zeros((2, 12))
-ERK_E5 = np.zeros((2, 12))  # DOPRI5: its only error estimate
-ERK_E3 = np.zeros((2, 12))  # DOPRI5: unused
-ERK_A[DOP853] = _A853
-ERK_B[DOP853] = _B853
-ERK_E5[DOP853] = _E5_853
-ERK_E3[DOP853] = _E3_853
-for _i, _row in enumerate(_A5):
-    ERK_A[DOPRI5, _i, :len(_row)] = [float(x) for x in _row]
-ERK_B[DOPRI5, :7] = ERK_A[DOPRI5, 6, :7]
-ERK_E5[DOPRI5, :7] = [float(_F(b) - bh) for b, bh in zip(_A5[6] + [0], _BHAT5)]
-#: stages; order of the step-size exponent; Lund stabilization beta; step factor bounds; hinit order
-ERK_STAGES = np.array([12, 7])
-
-# Dense output. DOP853: Hairer's 7th-order continuous extension (the coefficients published with the
-# code DOP853): three extra stages at the step's start plus combinations of the 12 stages, the
-# derivative at the new state (stage 12) and the extra stages (13-15); ``_A853X`` are the extra stages'
-# rows of the extended tableau, ``_D853`` the weights of the four highest coefficient vectors.
-_A853X = np.zeros((3, 16))
-_A853X[0, [0, 6, 7, 8, 9, 10, 11, 12]] = [0.056167502283047954, 0.25350021021662483, -0.2462390374708025,
-                                          -0.12419142326381637, 0.15329179827876568, 0.00820105229563469,
-                                          0.007567897660545699, -0.008298]
-_A853X[1, [0, 5, 6, 7, 10, 11, 12, 13]] = [0.03183464816350214, 0.028300909672366776, 0.053541988307438566,
-                                           -0.05492374857139099, -0.00010834732869724932, 0.0003825710908356584,
-                                           -0.00034046500868740456, 0.1413124436746325]
-_A853X[2, [0, 5, 6, 7, 8, 12, 13, 14]] = [-0.42889630158379194, -4.697621415361164, 7.683421196062599,
-                                          4.06898981839711, 0.3567271874552811, -0.0013990241651590145,
-                                          2.9475147891527724, -9.15095847217987]
-_D853 = np.zeros((4, 16))
-_D853[0, [0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]] = [
-    -8.428938276109013, 0.5667149535193777, -3.0689499459498917, 2.38466765651207, 2.117034582445028,
-    -0.871391583777973, 2.2404374302607883, 0.6315787787694688, -0.08899033645133331, 18.148505520854727,
-    -9.194632392478356, -4.436036387594894]
-_D853[1, [0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]] = [
-    10.427508642579134, 242.28349177525817, 165.20045171727028, -374.5467547226902, -22.113666853125306,
-    7.733432668472264, -30.674084731089398, -9.332130526430229, 15.697238121770845, -31.139403219565178,
-    -9.35292435884448, 35.81684148639408]
-_D853[2, [0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]] = [
-    19.985053242002433, -387.0373087493518, -189.17813819516758, 527.8081592054236, -11.57390253995963,
-    6.8812326946963, -1.0006050966910838, 0.7777137798053443, -2.778205752353508, -60.19669523126412,
-    84.32040550667716, 11.99229113618279]
-_D853[3, [0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]] = [
-    -25.69393346270375, -154.18974869023643, -231.5293791760455, 357.6391179106141, 93.40532418362432,
-    -37.45832313645163, 104.0996495089623, 29.8402934266605, -43.53345659001114, 96.32455395918828,
-    -39.17726167561544, -149.72683625798564]
-# DOPRI5: Shampine's 4th-order interpolant (Math. Comp. 46, 1986), free: y(t0 + th h) = y0 + h sum_k
-# (sum_j P[j, k] f_j) th^(k+1) over the 7 stages (the last at the new state)
-_P5 = np.array([[1.0, float(_F(-8048581381, 2820520608)), float(_F(8663915743, 2820520608)),
-                 float(_F(-12715105075, 11282082432))],
-                [0.0, 0.0, 0.0, 0.0],
-                [0.0, float(_F(131558114200, 32700410799)), float(_F(-68118460800, 10900136933)),
-                 float(_F(87487479700, 32700410799))],
-                [0.0, float(_F(-1754552775, 470086768)), float(_F(14199869525, 1410260304)),
-                 float(_F(-10690763975, 1880347072))],
-                [0.0, float(_F(127303824393, 49829197408)), float(_F(-318862633887, 49829197408)),
-                 float(_F(701980252875, 199316789632))],
-                [0.0, float(_F(-282668133, 205662961)), float(_F(2019193451, 616988883)),
-                 float(_F(-1453857185, 822651844))],
-                [0.0, float(_F(40617522, 29380423)), float(_F(-110615467, 29380423)),
-                 float(_F(69997945, 29380423))]])
-ERK_EXPO = np.array([1.0 / 8.0, 0.2 - 0.04 * 0.75])
-ERK_BETA = np.array([0.0, 0.04])
-ERK_FAC1 = np.array([0.333, 0.2])
-ERK_FAC2 = np.array([6.0, 10.0])
-ERK_ORDER = np.array([8.0, 5.0])
-SAFE = 0.9
 
 
 @njit
@@ -652,7 +528,7 @@ def _erk_dense(method, t, h, y, K, Gn, Yn, D, st, cnt, Wt, at, code, ws, reg, la
         copy_to(y, D[0])
         for k in range(4):
             D[1 + k, :] = 0.0
-            _lincomb(D[1 + k], K, _P5[:, k], 7, -h)
+            _lincomb(D[1 + k], K, DENSE5_P[:, k], 7, -h)
         st[D_T0] = t
         st[D_H] = h
         st[D_KIND] = D_DOPRI5
@@ -661,7 +537,7 @@ def _erk_dense(method, t, h, y, K, Gn, Yn, D, st, cnt, Wt, at, code, ws, reg, la
     X = D[8:11]
     Z = D[7]  # the extra stages' states (the last coefficient vector is written after them)
     for e in range(3):
-        a = _A853X[e]
+        a = DENSE853_STAGES[e]
         Z[:] = 0.0
         _lincomb(Z, K, a, 12, 1.0)
         c = a[12]
@@ -682,7 +558,7 @@ def _erk_dense(method, t, h, y, K, Gn, Yn, D, st, cnt, Wt, at, code, ws, reg, la
             return
     for k in range(4):  # rows 4..7: -h sum_j D853[k, j] g_j over the stages, g(Yn) and the extra stages
         row = D[4 + k]
-        dk = _D853[k]
+        dk = DENSE853_D[k]
         row[:] = 0.0
         _lincomb(row, K, dk, 12, -h)
         c = -h * dk[12]
