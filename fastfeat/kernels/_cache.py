@@ -257,7 +257,8 @@ def _robust(cls):
 
 #: linkages of the copies numba links into a module (``_get_module_for_linking`` makes a library's functions
 #: ``linkonce_odr``; parallel loop bodies are ``weak_odr``)
-_SHARED_LINKAGES = frozenset((ll.Linkage.linkonce_any, ll.Linkage.linkonce_odr, ll.Linkage.weak_any, ll.Linkage.weak_odr))
+_SHARED_LINKAGES = frozenset((ll.Linkage.linkonce_any, ll.Linkage.linkonce_odr, ll.Linkage.weak_any,
+                              ll.Linkage.weak_odr))
 
 
 def _ours_library(module):

@@ -18,9 +18,9 @@ def _check_seed(seed):
 
 
 #: below this many multiply-adds per step (batch m d), ``ff.train`` uses one thread unless told otherwise (each
-#: parallel region wakes the sleeping workers, which costs more than the work shares). Measured on 2 vCPUs (Intel Xeon, a KVM guest), d = 20, full batch: 2 threads
-#: against 1 took 12x the time at n = 256, m = 32; 2.7x at n = 1024, m = 64; 1.3x at n = 2048, m = 128;
-#: 0.88x at n = 4096, m = 256.
+#: parallel region wakes the sleeping workers, which costs more than the work shares). Measured on 2 vCPUs
+#: (Intel Xeon, a KVM guest), d = 20, full batch: 2 threads against 1 took 12x the time at n = 256, m = 32;
+#: 2.7x at n = 1024, m = 64; 1.3x at n = 2048, m = 128; 0.88x at n = 4096, m = 256.
 SERIAL_WORK = 1 << 21
 #: ``lrs`` for the entry's modes that take no step, and ``idx`` for its modes on the whole data set
 _NO_LRS = np.empty((2, 0))

@@ -204,7 +204,7 @@ class _State:
     @property
     def time(self):
         """The net's time (the integrator's divided by ``speed``)."""
-        return self.tau / self.speed if self.speed != 1.0 else self.tau
+        return self.tau / self.speed
 
     @property
     def accepted(self):

@@ -388,7 +388,8 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     """
     check_net(net)
     if net.gamma != 0:
-        raise ValueError(f"net has output scale {net.scale!r}: ff.ode follows standard nets only (its overlaps and a are those of f = sum_j a_j sigma(w_j . x)); pass net.as_standard() (the same "
+        raise ValueError(f"net has output scale {net.scale!r}: ff.ode follows standard nets only (its overlaps "
+                         "and a are those of f = sum_j a_j sigma(w_j . x)); pass net.as_standard() (the same "
                          "function with second layer m^-gamma a)")
     check_teacher(teacher)
     if net.activation not in ODE_ACTIVATIONS:
@@ -410,7 +411,6 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     max_steps = check_int(max_steps, "max_steps", minimum=1)
     reg = check_reg(reg)
     pieces = reg_pieces(reg, alpha)  # [(alpha where a strength starts, code, lam_a, lam_w)]: checked here
-    _, code, lam_a, lam_w = pieces[0]
     changes = {p[0]: p for p in pieces[1:]}
     times = log_grid(log_times, alpha)
 
@@ -424,7 +424,13 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     K6 = np.empty((6, y.size))
     ynew, f_new = np.empty(y.size), np.empty(y.size)
     cnt = np.zeros(3, np.int64)
-    args = (m, ms, P, a_star, lr, lr_a, noise * noise, code, lam_a, lam_w)
+
+    def args_of(piece):
+        """The right-hand side's arguments with the regularizer of ``piece`` (an entry of ``pieces``)."""
+        _, code, lam_a, lam_w = piece
+        return m, ms, P, a_star, lr, lr_a, noise * noise, code, lam_a, lam_w
+
+    args = args_of(pieces[0])
     loss = _rhs(kind, y, K6[0], *args, C, c, h3, quad)
     cnt[2] += 1
     history = History(info={"objective": "ode", "activation": net.activation, "lr": lr, "lr_a": lr_a,
@@ -458,8 +464,7 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
             _unpack(y, m, ms, P, C, c, a_star)
             log(t1, _loss(kind, C, c, K, 0.5 * noise * noise))
         if t1 in changes:  # a new strength from here: the derivative at y again (the integrator's FSAL stage)
-            _, code, lam_a, lam_w = changes[t1]
-            args = (m, ms, P, a_star, lr, lr_a, noise * noise, code, lam_a, lam_w)
+            args = args_of(changes[t1])
             _rhs(kind, y, K6[0], *args, C, c, h3, quad)
             cnt[2] += 1
         t0 = t1

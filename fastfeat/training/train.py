@@ -212,8 +212,9 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
             start_step = saved.step
             if steps == 0:
                 return previous
-        return _train(net, objective, steps, (lr_s, lr_a_s, factor), reg, log_every, teacher, metrics, progress, n_threads,
-                      device, callback, start_step, checkpoint, checkpoint_every, previous, origin, run, partial)
+        return _train(net, objective, steps, (lr_s, lr_a_s, factor), reg, log_every, teacher, metrics, progress,
+                      n_threads, device, callback, start_step, checkpoint, checkpoint_every, previous, origin, run,
+                      partial)
 
 
 def _partial_row(saved, path):
@@ -290,7 +291,6 @@ def _step_sizes(lr_s, lr_a_s, factor, start, count):
     return out
 
 
-
 def _values(schedule, start, count, name, positive):
     if isinstance(schedule, constant):  # checked once by _check_lrs
         return np.full(count, schedule.value)
@@ -359,11 +359,12 @@ class _Run:
         return out
 
 
-def _probe(objective, W, a, activation, step, reg, scale="standard"):
-    """A step with lr 0 from weights ``W``, ``a`` at global ``step`` on copies of them (the CPU kernels):
-    the loss the kernel sees before that step (of its batch; the same bits the next compiled call would
-    give), or None when the kernels would refuse the step (a loss or gradient not finite, an overflow)."""
-    probe = TwoLayer(np.array(W), np.array(a), activation, scale)
+def _probe(objective, state, step, reg):
+    """A step with lr 0 from the weights of ``state`` (a net or a checkpoint) at global ``step`` on copies
+    of them (the CPU kernels): the loss the kernel sees before that step (of its batch; the same bits the
+    next compiled call would give), or None when the kernels would refuse the step (a loss or gradient
+    not finite, an overflow)."""
+    probe = TwoLayer(np.array(state.W), np.array(state.a), state.activation, state.scale)
     code, la, lw = reg_arrays(reg, step, 1)
     done, losses = objective._runner_for(probe)(step, np.zeros((2, 1)), code, la, lw)
     return float(losses[0]) if done == 1 else None
@@ -371,7 +372,7 @@ def _probe(objective, W, a, activation, step, reg, scale="standard"):
 
 def _accepts_a_step(objective, ckpt, reg):
     """Whether the kernels would take the next step from the state of ``ckpt``."""
-    return _probe(objective, ckpt.W, ckpt.a, ckpt.activation, ckpt.step, reg, ckpt.scale) is not None
+    return _probe(objective, ckpt, ckpt.step, reg) is not None
 
 
 def _diagnose(objective, exc):
@@ -472,7 +473,7 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
                 losses since the last row, so the resumed run logs the same row), then TrainingInterrupted."""
                 nonlocal unverified, pending
                 if pending is not None:  # its loss, as the next call would have given it
-                    first = _probe(objective, log_net.W, log_net.a, log_net.activation, step, reg, log_net.scale)
+                    first = _probe(objective, log_net, step, reg)
                     check_row(*complete(np.nan if first is None else first))
                     pending = None
                 written = None
@@ -493,8 +494,7 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
                     if callback is None:
                         keys.append("batch_loss")  # from the first call
                     else:  # every row complete when it is logged
-                        first = _probe(objective, log_net.W, log_net.a, log_net.activation, start_step, reg,
-                                       log_net.scale)
+                        first = _probe(objective, log_net, start_step, reg)
                         values["batch_loss"] = np.nan if first is None else first
                 if keys:
                     pending = (start_step, values, keys)

@@ -16,6 +16,7 @@ Arrays must be C-contiguous, float32 or float64, all of one dtype; the helpers t
 arrays and check nothing else. Never call these inside ``prange`` (BLAS runs its own threads).
 """
 import ctypes
+import functools
 import glob
 import os
 
@@ -142,6 +143,7 @@ def _gemm_call(typingctx, ta, tb, p, q, k, A, lda, B, ldb, C, ldc, accumulate):
     return sig, codegen
 
 
+@functools.cache
 def _thread_functions():
     """(set, get) of the thread count of the BLAS the kernels call (numpy's OpenBLAS, through ctypes), or
     None (scipy's BLAS through ``cython_blas``: its library is not named here)."""
