@@ -101,6 +101,20 @@ def flow(dtype):
         run_flow(_net("relu", dtype), Population(t), 0.5, reg=WeightDecay(1e-3), method=method, log_times=3)
 
 
+def wide(dtype):
+    """``ff.train`` on ``ff.Population`` (and, in float64, ``ff.flow``) at a width where a step runs on
+    several threads: the parallel build of the population kernels. Smaller runs take the serial build
+    (``kernels.cpu.population.runs_serially``), which the default set compiles."""
+    from .objectives import Population
+    from .regularizers import WeightDecay
+    from .training.flow import flow as run_flow
+    t = _teacher("relu", dtype, d=2)
+    obj = Population(t, tile=700)  # one tile: few parallel regions, so 700 neurons suffice
+    _train_all(_net("relu", dtype, d=2, m=700), obj, metrics=("loss", "alignment"))
+    if dtype == "float64":
+        run_flow(_net("relu", dtype, d=2, m=700), obj, 0.01, reg=WeightDecay(1e-3), log_times=3)
+
+
 def kernels(dtype):
     """The public ``ff.kernels`` entry points called from Python with the documented argument types
     (code from your own ``@njit`` function with the same types finds them in the cache too)."""
@@ -152,7 +166,8 @@ def ode(dtype):
 # every objective, both float types) and the paper's protocol (fastfeat run). Not in it, compiled on first
 # use (and cached) or on request (`fastfeat warmup --task NAME`, or `--all`): the analysis tools, the
 # gradient-flow integrator (flow) and the order-parameter ODEs (ode), both compiled in float64 whatever
-# the net's float type; what ff.train calls only at sizes or for uses that few runs have (online_extra);
+# the net's float type; what ff.train calls only at sizes or for uses that few runs have (online_extra;
+# wide: the population kernels' parallel build, which steps of many neurons use);
 # and the public kernels called from Python with their other documented argument forms (a scalar lr,
 # (n,) step sizes, the one-step kernels; kernels).
 for _name, _fn, _dtypes, _default in (
@@ -163,5 +178,6 @@ for _name, _fn, _dtypes, _default in (
         ("flow", flow, ("float64",), False),
         ("ode", ode, ("float64",), False),
         ("online_extra", online_extra, ("float32", "float64"), False),
+        ("wide", wide, ("float32", "float64"), False),
         ("kernels", kernels, ("float32", "float64"), False)):
     register(_name, _fn, dtypes=_dtypes, default=_default)

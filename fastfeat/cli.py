@@ -413,14 +413,15 @@ def main(argv=None):
     p_sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("info", help="versions, threads, threading layer, CUDA, where the kernels are cached")
     sub.add_parser("template", help="print a commented configuration file with every key at its default")
-    p_warm = sub.add_parser("warmup", help="compile the kernels of training, the flow and `fastfeat run` for both "
+    p_warm = sub.add_parser("warmup", help="compile the kernels of training and `fastfeat run` for both "
                             "float types into the disk cache")
     p_warm.add_argument("--dtype", choices=("float32", "float64"), action="append",
                         help="only this float type (repeatable; default both)")
     p_warm.add_argument("--task", action="append",
-                        help="only this warm-up task (repeatable; default: online, empirical, flow, population, "
-                        "paper, ode; `online_extra` adds online SGD's large-batch build and Online.grad, "
-                        "`kernels` the public ff.kernels entry points' other argument forms)")
+                        help="only this warm-up task (repeatable; default: online, empirical, population, paper; "
+                        "on request: flow and ode, the integrators of ff.flow and ff.ode; `online_extra`, online "
+                        "SGD's large-batch build and Online.grad; `wide`, the population kernels' parallel build "
+                        "for many neurons; `kernels`, the public ff.kernels entry points' other argument forms)")
     p_warm.add_argument("--all", action="store_true", help="every task, the optional ones too")
     p_warm.add_argument("--processes", type=int, default=None,
                         help="worker processes (default: the CPU count; 1 compiles in this process)")

@@ -217,10 +217,10 @@ def _task(fn, cfg, out, plots, threads):
 
 
 def _cache_filled():
-    """Whether the kernel cache looks filled (the population run kernel's entries exist)."""
+    """Whether the kernel cache looks filled (the population run kernel of small sizes has entries)."""
     from .kernels import _cache
     from .kernels.cpu import population
-    return _cache.has_entries(population.run)
+    return _cache.has_entries(population.serial_run)
 
 
 def _fill_cache(dtypes):

@@ -20,7 +20,8 @@ def rng():
 @pytest.fixture(scope="session", autouse=True)
 def _warm_public_kernel_forms():
     """Compile what ``fastfeat warmup`` leaves to first use (the optional warm-up tasks: online SGD's
-    large-batch build and ``Online.grad``; the gradient flow and the order-parameter ODEs; the public ``ff.kernels`` entry points' other argument forms, a
+    large-batch build and ``Online.grad``; the gradient flow and the order-parameter ODEs; the population
+    kernels' parallel build; the public ``ff.kernels`` entry points' other argument forms, a
     scalar step size, (n,) step sizes, the one-step kernels) in a background process while the first
     tests run, so that the tests of those forms find them in the disk cache instead of compiling them one after the other on one core. The results
     do not depend on it: a test that gets there first compiles what it needs itself, and a run that ends
@@ -29,7 +30,7 @@ def _warm_public_kernel_forms():
     if os.environ.get("FASTFEAT_TEST_BACKGROUND_WARMUP", "1") == "0":
         yield
         return
-    tasks = [arg for name in ("online_extra", "flow", "ode", "kernels") for arg in ("--task", name)]
+    tasks = [arg for name in ("online_extra", "flow", "ode", "wide", "kernels") for arg in ("--task", name)]
     proc = subprocess.Popen([sys.executable, "-m", "fastfeat.cli", "warmup", *tasks, "--processes", "1", "--quiet"],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)

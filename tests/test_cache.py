@@ -140,11 +140,12 @@ def test_warmup_cli(tmp_path):
 
 def test_default_warmup_tasks():
     """The default warm-up is what training and ``fastfeat run`` call; the flow and ODE integrators (one
-    float64 job each for both float types), online SGD's large-batch build and ``Online.grad``, and the
+    float64 job each for both float types), online SGD's large-batch build and ``Online.grad``, the
+    population kernels' parallel build, and the
     public kernels' other argument forms, are warmed up on request (``--task``, ``--all``)."""
     from fastfeat.kernels import _warmup
     assert set(_warmup.DEFAULT_TASKS) == {"online", "empirical", "population", "paper"}
-    for optional in ("kernels", "online_extra", "flow", "ode"):
+    for optional in ("kernels", "online_extra", "flow", "ode", "wide"):
         assert optional in _warmup.TASKS and optional not in _warmup.DEFAULT_TASKS
     done = ff.kernels.warmup(tasks=["flow"], processes=1, progress=False)
     assert [(n, dt) for n, dt, _ in done] == [("flow", "float64")]

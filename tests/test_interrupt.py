@@ -163,17 +163,19 @@ def test_flow_stops_at_the_last_accepted_state(monkeypatch):
     np.testing.assert_array_equal(cut.W, whole.W)
     np.testing.assert_array_equal(h_cut["evals"], h_whole["evals"])
 
-    advance = flow_kernels.advance
     calls = [0]
 
-    def signalling(*args):
-        calls[0] += 1
-        out = advance(*args)
-        if calls[0] == 4:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
+    def signalling(advance):
+        def call(*args):
+            calls[0] += 1
+            out = advance(*args)
+            if calls[0] == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+            return out
+        return call
 
-    monkeypatch.setattr(flow_kernels, "advance", signalling)
+    for name in ("advance", "serial_advance"):  # the builds of both size ranges
+        monkeypatch.setattr(flow_kernels, name, signalling(getattr(flow_kernels, name)))
     net = net0.copy()
     with pytest.raises(ff.TrainingInterrupted) as info:
         ff.flow(net, obj, 200.0, reg=reg, log_times=2)

@@ -195,3 +195,66 @@ def test_small_objective_calls_run_on_one_thread_and_give_the_same_bits():
         numba.set_num_threads(before)
     assert all(np.array_equal(x, y) for x, y in zip(g_all, g_one))
     assert numba.get_num_threads() == before  # the kernel gave the thread count back
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m,d,ms", SIZES)
+def test_parallel_and_serial_builds_agree_with_the_reference(m, d, ms, dtype):
+    """The kernels' two builds (``runs_serially`` picks one by size: the sizes here take the serial one
+    through the API) each match the numpy reference, loss and gradient, and give the same steps."""
+    from fastfeat.kernels import REG_WEIGHT_DECAY
+    from fastfeat.kernels.cpu import population as P
+    f64 = dtype == np.float64
+    for name in CLOSED_FORM:
+        net, teacher = make(name, m, d, ms, dtype=dtype)
+        net = net.astype(dtype)
+        ws = P.workspace(m, ms, d, dtype, tile=8, blas=m > 17)
+        Lref = population_loss(name, net.W, net.a, teacher.W, teacher.a)
+        gWr, gar = population_grad(name, net.W, net.a, teacher.W, teacher.a)
+        tol = 1e-10 if f64 else 2e-5 * np.sqrt(m)
+        grads = []
+        for build in (P.parallel_loss_grad, P.serial_loss_grad):
+            gW, ga = np.empty_like(net.W), np.empty_like(net.a)
+            L = build(net.W, net.a, teacher.W, teacher.a, net.code, gW, ga, ws, True)
+            assert abs(L - Lref) <= tol * max(abs(Lref), 1e-3), (name, build)
+            assert rel(gW, gWr) < tol and rel(ga, gar) < tol, (name, build)
+            grads.append((gW, ga))
+        finals = []
+        for run in (P.parallel_run, P.serial_run):
+            W, a = net.W.copy(), net.a.copy()
+            lrs, lams, losses = np.full(3, 0.05), np.full(3, 1e-3), np.empty(3)
+            gW, ga = np.empty_like(W), np.empty_like(a)
+            assert run(W, a, teacher.W, teacher.a, net.code, lrs, REG_WEIGHT_DECAY, lams, lams, gW, ga, ws,
+                       losses) == 3
+            finals.append(np.concatenate([W.ravel(), a]).astype(np.float64))
+        assert rel(finals[0], finals[1]) < (1e-13 if f64 else 1e-5), name
+
+
+def test_the_serial_build_opens_no_parallel_region():
+    """Everything the serial builds of the population and flow kernels call is compiled without
+    ``parallel`` (a callee reached through an attribute or a closure and left parallel would open
+    regions again), and they are cached on disk like every kernel."""
+    import numba
+    from fastfeat.kernels import _cache
+    from fastfeat.kernels.cpu import flow, population as P
+
+    def callees(disp, seen):
+        if id(disp) in seen:
+            return
+        seen[id(disp)] = disp
+        fn = disp.py_func
+        values = [fn.__globals__.get(n) for n in fn.__code__.co_names]
+        values += [c.cell_contents for c in fn.__closure__ or ()]
+        for v in values:
+            if isinstance(v, numba.core.dispatcher.Dispatcher):
+                callees(v, seen)
+
+    for entry in (P.serial_run, P.serial_loss_grad, P.serial_step, flow.serial_advance, flow.serial_prepare):
+        seen = {}
+        callees(entry, seen)
+        parallel = [d.py_func.__qualname__ for d in seen.values() if d.targetoptions.get("parallel")]
+        assert not parallel, (entry, parallel)
+        assert isinstance(entry._cache._impl.locator, _cache.FastfeatCacheLocator)
+    seen = {}
+    callees(P.parallel_run, seen)
+    assert any(d.targetoptions.get("parallel") for d in seen.values())  # the check above can fail

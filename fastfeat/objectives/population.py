@@ -42,6 +42,10 @@ class Population(Objective):
         return self._workspace_for((net.m, net.d, dtype), lambda: _pop.workspace(
             net.m, self.teacher.m, net.d, dtype, tile=self.tile, blas=self.blas))
 
+    def _builds(self, net, dtype=None):
+        """The kernels' build for ``net``'s sizes (``population.builds``): a process compiles only it."""
+        return _pop.builds(net.m, self.teacher.m, net.d, self._workspace(net, dtype).tile)
+
     def _float64_parts(self, net):
         """``(W*, a*, workspace)`` in float64 for ``net``'s sizes: what ``ff.flow``, which integrates in
         float64 whatever the net's type, passes to the compiled population gradient."""
@@ -53,13 +57,13 @@ class Population(Objective):
         """The population loss at ``net`` (float; includes noise^2/2, excludes any regularizer)."""
         net = self._standard(net)
         ga = np.empty_like(net.a)
-        L = _pop.loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, net.code, net.W[:0], ga,
-                           self._workspace(net), False)
+        L = self._builds(net).loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, net.code, net.W[:0], ga,
+                                        self._workspace(net), False)
         return float(L) + 0.5 * self.noise**2
 
     def _grad(self, net, gW, ga):
-        return _pop.loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, net.code, gW, ga,
-                              self._workspace(net), True)
+        return self._builds(net).loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, net.code, gW, ga,
+                                           self._workspace(net), True)
 
     def _fingerprint(self):
         return {"objective": self.name, "teacher": teacher_digest(self.teacher), "noise": self.noise}
@@ -84,7 +88,7 @@ class Population(Objective):
         return Population(rescaled_teacher(self.teacher, s), noise=self.noise / s, tile=self.tile, blas=self.blas)
 
     def _runner(self, net):
-        run = _pop.run
+        run = self._builds(net).run
         ws = self._workspace(net)
         gW = np.empty_like(net.W)
         ga = np.empty_like(net.a)

@@ -176,6 +176,8 @@ class _State:
         self.bufs = _k.buffers(method, n)
         self.st, self.cnt = _k.new_state()
         self.Wt, self.at, self.ws = objective._float64_parts(net)
+        self.serial = bool(_pop.runs_serially(self.m, self.Wt.shape[0], self.d, self.ws.tile))
+        self.prepare, self.advance = (_k.serial_prepare, _k.serial_advance) if self.serial else (_k.prepare, _k.advance)
         if net.gamma != 0:  # the teacher a* / s of a scaled net's flow (see ``_integrate``)
             self.at = self.at / net.output_factor
         self.big = float(guard_limit(net.W))
@@ -194,7 +196,8 @@ class _State:
         md = self.m * self.d
         W, a = y[:md].reshape(self.m, self.d), y[md:]
         # (the argument types of objective.loss on a float64 net: the same compiled loss)
-        return float(_pop.loss_grad(W, a, self.Wt, self.at, self.net.code, W[:0], np.empty(self.m), self.ws, False))
+        loss_grad = _pop.serial_loss_grad if self.serial else _pop.parallel_loss_grad
+        return float(loss_grad(W, a, self.Wt, self.at, self.net.code, W[:0], np.empty(self.m), self.ws, False))
 
     @property
     def tau(self):
@@ -270,7 +273,7 @@ def _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, me
         return values
 
     _, code, lam_a, lam_w = pieces[0]
-    if not _k.prepare(state.y, state.bufs, state.st, state.cnt, *args, code, lam_a, lam_w):
+    if not state.prepare(state.y, state.bufs, state.st, state.cnt, *args, code, lam_a, lam_w):
         raise _diverged(state, history, objective, "the loss or its gradient at the initial weights is not finite")
     values = row(0.0)
     if callback is not None and callback(0.0, net, values) is False:
@@ -300,7 +303,7 @@ def _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, me
                 interrupted()
             t_log = logged[nxt] if dense_output and nxt < len(logged) and logged[nxt] < end else end
             cap = min(max_steps, int(state.cnt[_k.ACC] + state.cnt[_k.REJ]) + per_call)
-            status = _k.advance(code_m, end, t_log, state.y, state.bufs, state.st, state.cnt, *args, code, lam_a,
+            status = state.advance(code_m, end, t_log, state.y, state.bufs, state.st, state.cnt, *args, code, lam_a,
                                 lam_w, rtol, atol, state.big, cap)
             if status == _k.MAX_STEPS and cap < max_steps:
                 continue  # this call's share: call again

@@ -7,6 +7,7 @@ functions are compiled into the module-level kernels that call them and are not 
 import ctypes
 import os
 import sys
+import types as pytypes
 
 import numba
 import numpy as np
@@ -79,6 +80,65 @@ _scalar = numba.njit(fastmath=FASTMATH, error_model="numpy")
 #: from vectorizing: 7.3 ns an element against 0.85 ns in float64 on Zen 4, 4.8 against 0.4 in float32)
 TABLE32 = build(_scalar, np.float32, fast_acos=True)
 TABLE64 = build(_scalar, np.float64, fast_acos=True)
+
+
+_serial_builds = {}
+
+
+def serial_build(disp):
+    """The build of the kernel ``disp`` that runs on the calling thread: the same source compiled with
+    ``parallel=False`` (``prange`` is then ``range``), calling the serial builds of the kernels it calls
+    (its global names and closure cells, followed down), so that it opens no parallel region. ``disp``
+    itself when neither it nor anything it calls is parallel.
+
+    A parallel region costs about a microsecond to launch even on one thread (numba's gufunc scheduler
+    and the threading layer's arena), which at small sizes is a sizeable part of a step that opens tens
+    of them. A serial build is cached on disk as any kernel, under the name ``<name>__serial``; its
+    results may differ from the parallel build's in the last bits (the vectorizer sees other loops), so
+    callers choose between the two by the problem's sizes only, never by the thread count. Build it
+    after every function it calls is defined (at the end of the module): it looks the names up then.
+    """
+    key = id(disp)
+    if key in _serial_builds:
+        return _serial_builds[key]
+    _serial_builds[key] = disp  # a kernel that calls itself
+    fn = disp.py_func
+    swaps = {}
+    for name in _global_names(fn.__code__):
+        obj = fn.__globals__.get(name)
+        if isinstance(obj, numba.core.dispatcher.Dispatcher):
+            twin = serial_build(obj)
+            if twin is not obj:
+                swaps[name] = twin
+    cells = fn.__closure__
+    if cells:
+        values = [c.cell_contents for c in cells]
+        twins = [serial_build(v) if isinstance(v, numba.core.dispatcher.Dispatcher) else v for v in values]
+        if any(t is not v for t, v in zip(twins, values)):
+            cells = tuple(pytypes.CellType(t) for t in twins)
+    if not disp.targetoptions.get("parallel") and not swaps and cells is fn.__closure__:
+        return disp
+    glob = dict(fn.__globals__)
+    glob.update(swaps)
+    copy = pytypes.FunctionType(fn.__code__, glob, fn.__name__, fn.__defaults__, cells)
+    copy.__qualname__ = fn.__qualname__ + "__serial"
+    copy.__module__ = fn.__module__
+    copy.__doc__ = fn.__doc__
+    opts = dict(disp.targetoptions)
+    opts["parallel"] = False
+    opts.pop("nopython", None)  # implied by njit
+    twin = njit(**opts)(copy)
+    _serial_builds[key] = twin
+    return twin
+
+
+def _global_names(code):
+    """The global (and attribute) names ``code`` and the functions defined in it refer to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, pytypes.CodeType):
+            names |= _global_names(const)
+    return names
 
 
 #: ``FASTFEAT_WIDE_VECTORS=0`` turns ``wide_vectors`` off (for comparisons)

@@ -86,9 +86,9 @@ import math
 import numpy as np
 
 from ._finite import finite
-from ._jit import njit
+from ._jit import njit, serial_build
 from .common import add_reg_grad
-from .population import loss_grad
+from .population import parallel_loss_grad
 from .tableaus import (DENSE5_P, DENSE853_D, DENSE853_STAGES, DOP853, DOPRI5, ERK_A, ERK_B, ERK_BETA, ERK_E3,
                        ERK_E5, ERK_EXPO, ERK_FAC1, ERK_FAC2, ERK_ORDER, ERK_STAGES, SAFE)
 
@@ -178,7 +178,7 @@ def gradient(y, g, Wt, at, code, ws, reg, lam_a, lam_w):
     a = y[md:]
     gW = g[:md].reshape((m, d))
     ga = g[md:]
-    loss = loss_grad(W, a, Wt, at, code, gW, ga, ws, np.bool_(True))
+    loss = parallel_loss_grad(W, a, Wt, at, code, gW, ga, ws, np.bool_(True))
     ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
     if ok and finite(loss):
         return loss
@@ -938,3 +938,10 @@ def prepare(y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w):
         st[LOSS] = loss
         st[FRESH] = 1.0
     return True
+
+
+# The entry points in the build that opens no parallel region, for the sizes
+# ``population.runs_serially`` picks (the population kernels' two builds): the caller takes one pair,
+# so a process compiles only the build its sizes use.
+serial_prepare = serial_build(prepare)
+serial_advance = serial_build(advance)

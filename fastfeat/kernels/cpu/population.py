@@ -17,7 +17,9 @@ Each unordered pair of distinct tiles is visited once: 3 m^2 d flops of BLAS ins
 the two full products, and m^2/2 kernel evaluations. Products accumulate straight into g_W (GEMM with
 beta = 1), so memory is O(tile * m); below ``_blas.SMALL_WORK`` multiply-adds per tile they are cut
 into blocks that BLAS runs on the calling thread, spread over fastfeat's threads (see ``workspace``).
-A step too small to gain from more threads than one runs on the calling thread (``serial_begin``).
+A step too small to gain from more threads than one runs on the calling thread (``serial_begin``),
+and one that would not gain from any number of threads runs the serial build (``runs_serially``: the
+same code compiled without ``parallel``, whose loops open no parallel region).
 
 Every function here is module-level and generic in the float type (float32 or float64, one type per
 call): numba compiles one version per argument types and caches it on disk. Float32 calls keep float32
@@ -35,7 +37,7 @@ from numba import prange
 from ...math.activations import ANGULAR_CODES, CODES, ERF, HAS_KERNEL
 from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
 from ._finite import finite, isnan
-from ._jit import local_array, njit, pnjit
+from ._jit import local_array, njit, pnjit, serial_build
 from ._sync import num_threads, set_num_threads
 from .common import add_reg_grad, guarded_update, row_norms
 from .scalar import asin, homog_consts, homog_terms, like, lr_at, lr_count, lr_pair, pair
@@ -404,6 +406,18 @@ def one_thread_suffices(m, m_star, d, tile, n):
 
 
 @njit
+def runs_serially(m, m_star, d, tile):
+    """Whether a step of these sizes runs the serial build (``serial_build``): when one thread suffices
+    whatever the thread count (``one_thread_suffices`` for every n), the parallel regions would only
+    cost their launch (about a microsecond each even on one thread; 13% of the step at d = 20,
+    m = 256). A rule of the sizes only, so the results do not depend on the thread count."""
+    tile = max(tile, 1)
+    regions = 10 * ((m + tile - 1) // tile) + 5
+    work = float(m) * (m + m_star) * (d + WORK_D)
+    return work < float(regions) * REGION_COST
+
+
+@njit
 def serial_begin(W, Wt, ws):
     """Before a step's parallel regions: the calling thread's thread count, to give to ``serial_end``;
     switched to 1 when the step is too small to gain from more (see ``REGION_COST``). The thread count
@@ -455,8 +469,17 @@ def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
     """Population loss (without noise) at (W, a); fills gW, ga with its gradient if want_grad.
 
     W (m, d), a (m,), Wt (m*, d), at (m*,) of one float dtype; ``ws`` from ``workspace``.
-    Never modifies W or a. Returns the loss as float64.
+    Never modifies W or a. Returns the loss as float64. The build (``runs_serially``) is chosen here;
+    code that calls it from Python takes the one build it needs from ``builds``.
     """
+    if runs_serially(W.shape[0], Wt.shape[0], W.shape[1], ws.tile):
+        return serial_loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad)
+    return parallel_loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad)
+
+
+@njit
+def parallel_loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
+    """``loss_grad`` in the parallel build (``serial_loss_grad``: the serial one)."""
     check_args(W, a, Wt, at, code, gW, ga, ws, want_grad)
     m, d = W.shape
     ms = Wt.shape[0]
@@ -524,12 +547,13 @@ def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
 
 
 @njit
-def _step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
-    """``step`` with ``lr`` the pair (lr_W, lr_a): the one compilation ``step`` and ``run`` share."""
+def parallel_step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
+    """One step with ``lr`` the pair (lr_W, lr_a): what ``step`` and ``run`` share, in the parallel build
+    (``serial_step``: the serial one)."""
+    threads = serial_begin(W, Wt, ws)
     # np.bool_(True), a run-time bool: the loss_grad the objective calls from Python, not a second
     # compilation for the literal True
-    threads = serial_begin(W, Wt, ws)
-    loss = loss_grad(W, a, Wt, at, code, gW, ga, ws, np.bool_(True))
+    loss = parallel_loss_grad(W, a, Wt, at, code, gW, ga, ws, np.bool_(True))
     ok = add_reg_grad(W, a, gW, ga, reg, lam_a, lam_w)
     done = ok and finite(loss) and guarded_update(W, a, gW, ga, lr)
     serial_end(threads)
@@ -541,7 +565,9 @@ def step(W, a, Wt, at, code, lr, reg, lam_a, lam_w, gW, ga, ws):
     """One gradient step in place (``lr``: one step size, or a pair (lr_W, lr_a)); returns the loss before
     the step (float64, NaN when the step was refused because the loss or the gradient is not finite or an
     updated weight would reach ``guard_limit``: W, a are then unchanged)."""
-    return _step(W, a, Wt, at, code, lr_pair(lr), reg, lam_a, lam_w, gW, ga, ws)
+    if runs_serially(W.shape[0], Wt.shape[0], W.shape[1], ws.tile):
+        return serial_step(W, a, Wt, at, code, lr_pair(lr), reg, lam_a, lam_w, gW, ga, ws)
+    return parallel_step(W, a, Wt, at, code, lr_pair(lr), reg, lam_a, lam_w, gW, ga, ws)
 
 
 @njit
@@ -549,10 +575,37 @@ def run(W, a, Wt, at, code, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
     """``n`` steps; ``lrs`` has shape (n,) (one step size per step) or (2, n) (rows: W, a); losses[s] gets
     the loss before step s. Returns the number of steps done (fewer when a non-finite loss or gradient
     stopped it; W, a keep their last finite values)."""
+    if runs_serially(W.shape[0], Wt.shape[0], W.shape[1], ws.tile):
+        return serial_run(W, a, Wt, at, code, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+    return parallel_run(W, a, Wt, at, code, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses)
+
+
+@njit
+def parallel_run(W, a, Wt, at, code, lrs, reg, lam_as, lam_ws, gW, ga, ws, losses):
+    """``run`` in the parallel build (``serial_run``: the serial one)."""
     n = lr_count(lrs)
     for s in range(n):
-        loss = _step(W, a, Wt, at, code, lr_at(lrs, s), reg, lam_as[s], lam_ws[s], gW, ga, ws)
+        loss = parallel_step(W, a, Wt, at, code, lr_at(lrs, s), reg, lam_as[s], lam_ws[s], gW, ga, ws)
         losses[s] = loss
         if isnan(loss):
             return s
     return n
+
+
+# The builds that open no parallel region, for the sizes ``runs_serially`` picks (built last: they look
+# up the functions above). The public kernels hold both builds; Python code takes only the one it needs
+# (``builds``), so that a process compiles (and the warm-up caches) the serial build alone at the small
+# sizes and the parallel one alone at the large.
+serial_loss_grad = serial_build(parallel_loss_grad)
+serial_step = serial_build(parallel_step)
+serial_run = serial_build(parallel_run)
+
+#: ``builds(...)``: the (loss_grad, run) kernels of one build
+Builds = namedtuple("Builds", "loss_grad run serial")
+_BUILDS = {False: Builds(parallel_loss_grad, parallel_run, False), True: Builds(serial_loss_grad, serial_run, True)}
+
+
+def builds(m, m_star, d, tile):
+    """The build of ``loss_grad`` and ``run`` (``Builds``) that the public kernels run at these sizes,
+    for callers in Python: they compile only that one."""
+    return _BUILDS[bool(runs_serially(m, m_star, d, tile))]
