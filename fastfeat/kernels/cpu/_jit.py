@@ -98,6 +98,8 @@ def serial_build(disp):
     callers choose between the two by the problem's sizes only, never by the thread count. Build it
     after every function it calls is defined (at the end of the module): it looks the names up then.
     """
+    if not isinstance(disp, numba.core.dispatcher.Dispatcher):  # NUMBA_DISABLE_JIT=1: plain Python
+        return disp
     key = id(disp)
     if key in _serial_builds:
         return _serial_builds[key]
