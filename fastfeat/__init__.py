@@ -24,8 +24,8 @@ from .objectives import Empirical, Objective, Online, Population  # noqa: E402,F
 from .regularizers import PathNorm, WeightDecay  # noqa: E402,F401
 from .training import (Checkpoint, CheckpointError, History, TrainingDiverged, TrainingInterrupted,  # noqa: E402,F401
                        flow, log_spaced, ode, train)
-from .curvature import (HessianSpectrum, SpectrumNotConverged, hessian, hessian_spectrum,  # noqa: E402,F401
-                        hessian_vector)
+from .analysis import (HessianSpectrum, SpectrumNotConverged, hessian, hessian_spectrum,  # noqa: E402,F401
+                       hessian_vector)
 from .experiment import ConfigError  # noqa: E402,F401
 from .sweeps import sweep  # noqa: E402,F401  (Dask is imported only when a sweep runs)
 from . import _warmup_tasks  # noqa: E402,F401  (ff.kernels.warmup's tasks)

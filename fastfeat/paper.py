@@ -28,7 +28,7 @@ import numpy as np
 from ._validation import as_dtype, check_float, check_int, check_noise, check_threads
 from .math.activations import HOMOGENEOUS, kernel_matrix
 from .math.reference import features
-from .curvature import hessian_spectrum
+from .analysis import hessian_spectrum
 from .metrics.alignment import DEFAULT_RADIUS, alignment
 from .networks import TwoLayer, check_teacher
 from .objectives import Empirical, Population

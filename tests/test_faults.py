@@ -468,10 +468,10 @@ def test_settings_whose_squares_overflow_and_bad_tiles_are_refused_naming_them()
 
 def test_a_dense_hessian_larger_than_memory_says_what_to_use(monkeypatch):
     """ff.hessian at m = 4096, d = 512 (P = 2.1e6, 32 TiB) used to fail with numpy's allocation error."""
-    from fastfeat import curvature
+    from fastfeat.analysis import hessian_ops
     net = ff.TwoLayer.init(6, 5, activation="relu", seed=1)
     pop = ff.Population(ff.Teacher.random(6, 2, seed=0))
-    monkeypatch.setattr(curvature, "_physical_memory", lambda: 1000)  # a machine of 1000 bytes
+    monkeypatch.setattr(hessian_ops, "_physical_memory", lambda: 1000)  # a machine of 1000 bytes
     for call in (lambda: ff.hessian(net, pop), lambda: ff.hessian_spectrum(net, pop)):
         with pytest.raises(MemoryError, match="hessian_vector"):
             call()

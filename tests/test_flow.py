@@ -8,7 +8,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import fastfeat as ff
-from fastfeat.kernels.cpu import flow as K
+from fastfeat.kernels.cpu import flow as K, rkc, tableaus
 from fastfeat.training.flow import flow
 
 
@@ -43,7 +43,7 @@ def _scipy_flow(net, teacher, reg, t, method, rtol, atol):
 
 @pytest.mark.parametrize("method, order", [(K.DOP853, 8), (K.DOPRI5, 5)])
 def test_tableaus_satisfy_the_low_order_conditions(method, order):
-    A, b = K.ERK_A[method], K.ERK_B[method]
+    A, b = tableaus.ERK_A[method], tableaus.ERK_B[method]
     c = A.sum(axis=1)
     assert b.sum() == pytest.approx(1, abs=1e-14)
     assert b @ c == pytest.approx(1 / 2, abs=1e-14)
@@ -54,8 +54,8 @@ def test_tableaus_satisfy_the_low_order_conditions(method, order):
     assert b @ (A @ c**2) == pytest.approx(1 / 12, abs=1e-14)
     assert b @ (A @ (A @ c)) == pytest.approx(1 / 24, abs=1e-14)
     assert b @ c**(order - 1) == pytest.approx(1 / order, abs=1e-13)  # the quadrature condition of its order
-    assert K.ERK_E5[method].sum() == pytest.approx(0, abs=1e-14)  # error weights: differences of two methods
-    assert K.ERK_E3[method].sum() == pytest.approx(0, abs=1e-14)
+    assert tableaus.ERK_E5[method].sum() == pytest.approx(0, abs=1e-14)  # error weights: differences of two methods
+    assert tableaus.ERK_E3[method].sum() == pytest.approx(0, abs=1e-14)
 
 
 # -- agreement with solve_ivp --------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_spectral_radius_estimate_bounds_the_hessian():
     ws = obj._workspace(net)
     code, la, lw = reg.code, 1e-2, 1e-2
     assert K.prepare(y, bufs, st, cnt, teacher.W, teacher.a, net.code, ws, code, la, lw)
-    rho = K.spectral_radius(y, bufs[0], bufs[1], bufs[4], bufs[5], cnt, teacher.W, teacher.a, net.code, ws, code,
+    rho = rkc.spectral_radius(y, bufs[0], bufs[1], bufs[4], bufs[5], cnt, teacher.W, teacher.a, net.code, ws, code,
                             la, lw)
     assert rho / 1.2 == pytest.approx(top, rel=0.03)
 

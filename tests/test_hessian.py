@@ -1,4 +1,4 @@
-"""The exact population Hessian (``fastfeat.curvature``): against central finite differences of the exact
+"""The exact population Hessian (``fastfeat.analysis``): against central finite differences of the exact
 gradient kernel, at the angular kernels' limit rho = +-1, as products without forming it, its spectrum
 and zero modes, and its input checks."""
 import time
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import fastfeat as ff
-import fastfeat.curvature as _curvature
-from fastfeat.curvature import HessianSpectrum, hessian, hessian_spectrum, hessian_vector
+import fastfeat.analysis.hessian_ops as _hessian
+from fastfeat.analysis import HessianSpectrum, hessian, hessian_spectrum, hessian_vector
 from conftest import CLOSED_FORM
 
 ANGULAR = ("relu", "abs", "relu_centered")
@@ -131,7 +131,7 @@ def test_hessian_vector_equals_the_dense_product(act, monkeypatch):
             H = hessian(net, pop, reg)
             V = rng.standard_normal((H.shape[0], 3))
             for tile in (1 << 20, 7):  # one tile, and rows split into tiles
-                monkeypatch.setattr(_curvature, "_TILE_ELEMENTS", tile)
+                monkeypatch.setattr(_hessian, "_TILE_ELEMENTS", tile)
                 HV = hessian_vector(net, pop, V, reg)
                 assert HV.shape == V.shape and HV.dtype == np.float64
                 assert _rel(HV, H @ V) <= 1e-12
@@ -230,7 +230,7 @@ def test_a_neuron_with_a_zero_at_a_global_minimum_has_d_zero_modes(act):
 def test_k_smallest_agree_with_all_eigenvalues():
     """Lanczos's k smallest are the dense ones to its stated accuracy (LANCZOS_ACCURACY of the largest);
     "auto" takes the dense path at these sizes (the same numbers bit for bit)."""
-    from fastfeat.curvature import LANCZOS_ACCURACY
+    from fastfeat.analysis.spectrum import LANCZOS_ACCURACY
     net, pop = _problem("relu", 5, 17, 3)
     full = hessian_spectrum(net, pop)
     part = hessian_spectrum(net, pop, k=6, method="lanczos")
@@ -254,7 +254,7 @@ def test_lanczos_through_a_cluster_of_zero_modes_within_a_product_budget(monkeyp
     after 176 negative ones): the 200 and 260 smallest agree with the dense spectrum to the stated
     accuracy, with the same zero and negative counts, in fewer than 5,000 products (about 1,500 are
     needed); a budget too small for it raises SpectrumNotConverged saying what to do."""
-    from fastfeat import curvature
+    from fastfeat.analysis import spectrum
     d, m = 12, 40
     t = ff.Teacher.random(d, 3, activation="relu", seed=0)
     net = ff.TwoLayer.init(d, m, activation="relu", seed=1, scale=0.5)
@@ -263,19 +263,19 @@ def test_lanczos_through_a_cluster_of_zero_modes_within_a_product_budget(monkeyp
     full = hessian_spectrum(net, pop)
     assert full.n_zero >= (m // 2) * (d - 1)
     used = []
-    real = curvature._Budget.apply
+    real = spectrum._Budget.apply
 
     def counting(self, X):
         out = real(self, X)
         used.append(self.used)
         return out
 
-    monkeypatch.setattr(curvature._Budget, "apply", counting)
+    monkeypatch.setattr(spectrum._Budget, "apply", counting)
     for k in (200, 260):
         used.clear()
         part = hessian_spectrum(net, pop, k=k, method="lanczos")
         np.testing.assert_allclose(part.eigenvalues, full.eigenvalues[:k], rtol=0,
-                                   atol=curvature.LANCZOS_ACCURACY * full.largest)
+                                   atol=spectrum.LANCZOS_ACCURACY * full.largest)
         assert part.n_zero == np.sum(np.abs(full.eigenvalues[:k]) <= full.tol)
         assert part.n_negative == min(k, full.n_negative)
         assert used[-1] < 5000, used[-1]

@@ -107,7 +107,7 @@ FLOORS = (
     ("fastfeat.kernels", "fastfeat.schedules"),
     ("fastfeat.networks", "fastfeat.regularizers"),
     ("fastfeat.objectives",),
-    ("fastfeat.metrics", "fastfeat.curvature"),
+    ("fastfeat.metrics", "fastfeat.analysis"),
     ("fastfeat.gpu",),
     ("fastfeat.training",),
     ("fastfeat.paper",),
