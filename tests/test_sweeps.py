@@ -215,7 +215,7 @@ def test_a_second_grid_in_the_same_folder_keeps_every_row(tmp_path):
 
 
 def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path):
-    lock = sw._lock(str(tmp_path))  # as a running sweep holds it
+    lock = sw.results.take_lock(str(tmp_path))  # as a running sweep holds it
     try:
         with pytest.raises(sw.SweepBusyError, match="another sweep"):
             ff.sweep([_tiny()], out=tmp_path, workers=1, progress=False)
