@@ -68,7 +68,7 @@ class FlowToSmallLoss:
             raise NotImplementedError("ff.flow is not in this version")
         import importlib
 
-        mod = importlib.import_module("fastfeat.training.flow")  # (fastfeat.training.flow is the function)
+        mod = importlib.import_module("fastfeat.training.gradient_flow")
         if method not in getattr(mod, "METHODS", ()):
             raise NotImplementedError(f"ff.flow has no method {method!r} in this version")
         self.ff = ff
@@ -142,7 +142,7 @@ def _state(net):
 
 def run_ff(method, net0, objective, t):
     import fastfeat as ff
-    from fastfeat.training.flow import flow
+    from fastfeat.training.gradient_flow import flow
 
     net = net0.copy()
     t0 = time.perf_counter()
@@ -156,7 +156,7 @@ def run_ff(method, net0, objective, t):
 def run_scipy(method, net0, objective, t):
     from scipy.integrate import solve_ivp
 
-    from fastfeat.training.train import use_threads
+    from fastfeat.training.common import use_threads
 
     fun = ScipyGradient(net0, objective, LAM)
     with use_threads(None, objective, net0):  # the gradient on the threads ff.flow would use (one for a small one)
@@ -171,7 +171,7 @@ def run_scipy(method, net0, objective, t):
 def gradient_time(net, objective, y=None, repeat=5, number=None):
     """Seconds per evaluation of the compiled gradient (loss_grad + add_reg_grad) at the state ``y``
     (default: the net's), best of ``repeat``."""
-    from fastfeat.training.train import use_threads
+    from fastfeat.training.common import use_threads
 
     fun = ScipyGradient(net, objective, LAM)
     y = _state(net) if y is None else y

@@ -32,7 +32,7 @@ LR, LR_A, RTOL, ATOL = 0.5, 0.2, 1e-8, 1e-10
 
 
 def numpy_rhs(y, m, ms, P, a_star, lr, lr_a):
-    """dy/dalpha of the state (Q, M, a), the equations of ``fastfeat.training.ode``, vectorized with numpy
+    """dy/dalpha of the state (Q, M, a), the equations of ``fastfeat.training.order_parameters``, vectorized with numpy
     (every I3 and I4 as broadcast arrays: O(m^2 (m + m*)^2) memory)."""
     Q = y[:m * m].reshape(m, m)
     M = y[m * m:m * m + m * ms].reshape(m, ms)

@@ -95,7 +95,7 @@ def flow(dtype):
     net's dtype) with the population gradient it calls."""
     from .regularizers import WeightDecay
     from .objectives import Population
-    from .training.flow import flow as run_flow
+    from .training.gradient_flow import flow as run_flow
     t = _teacher("relu", dtype)
     for method in ("auto", "rkc"):  # (logged times inside steps: the dense output too)
         run_flow(_net("relu", dtype), Population(t), 0.5, reg=WeightDecay(1e-3), method=method, log_times=3)
@@ -107,7 +107,7 @@ def wide(dtype):
     (``kernels.cpu.population.runs_serially``), which the default set compiles."""
     from .objectives import Population
     from .regularizers import WeightDecay
-    from .training.flow import flow as run_flow
+    from .training.gradient_flow import flow as run_flow
     t = _teacher("relu", dtype, d=2)
     obj = Population(t, tile=700)  # one tile: few parallel regions, so 700 neurons suffice
     _train_all(_net("relu", dtype, d=2, m=700), obj, metrics=("loss", "alignment"))
@@ -154,7 +154,7 @@ def kernels(dtype):
 def ode(dtype):
     """The order-parameter ODEs (float64 whatever the net's type), for each activation they cover, with each
     kind of regularizer."""
-    from .training.ode import ODE_ACTIVATIONS
+    from .training.order_parameters import ODE_ACTIVATIONS
     from .training import ode as integrate
     for act in ODE_ACTIVATIONS:
         for reg in _regs():

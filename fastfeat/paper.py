@@ -38,7 +38,7 @@ from .schedules import geometric
 from .training.checkpoint import Checkpoint
 from .training.common import TrainingInterrupted, check_metrics, log_values
 from .training.history import History
-from .training.train import TrainingDiverged, train
+from .training.gd import TrainingDiverged, train
 
 
 @dataclass

@@ -160,13 +160,13 @@ def _train_problems(net, objective, kw):
     """The problems ``ff.train`` would raise with these keywords, found without running it."""
     from ._validation import check_int, check_threads
     from .training.common import check_lr_scaling, check_metrics
-    from .training.train import _check_log_every, _check_lrs
+    from .training.steps import check_log_every, check_lrs
 
     problems = []
     checks = [lambda: check_int(kw["steps"], "steps", minimum=1),
               lambda: None if kw["n_threads"] is None else check_threads(kw["n_threads"])]
     if kw["lr"] is not _BAD and kw["lr_a"] is not _BAD:
-        checks.append(lambda: _check_lrs(kw["lr"], kw["lr_a"], 0))
+        checks.append(lambda: check_lrs(kw["lr"], kw["lr_a"], 0))
     checks.append(lambda: check_lr_scaling(kw["lr_scaling"]))
     if net is not None and objective is not None:
         checks += [lambda: check_metrics(kw["metrics"], getattr(objective, "teacher", None), objective),
@@ -178,7 +178,7 @@ def _train_problems(net, objective, kw):
             problems.append(f"[train]: {exc}")
     if not problems and kw["log_every"] is not _BAD:
         try:
-            _check_log_every(kw["log_every"], kw["steps"])
+            check_log_every(kw["log_every"], kw["steps"])
         except (TypeError, ValueError) as exc:
             problems.append(f"[train]: {exc}")
     return problems

@@ -69,7 +69,7 @@ def test_locator_covers_the_package_and_hashes_imports():
     deps = {os.path.relpath(p, os.path.dirname(ff.__file__)) for p in _cache.dependencies(population.__file__)}
     assert {os.path.join("math", "activations.py"), os.path.join("math", "regularizer.py"),
             os.path.join("kernels", "cpu", "scalar.py"), os.path.join("kernels", "cpu", "_blas.py")} <= deps
-    assert not deps & {"paper.py", "cli.py", os.path.join("training", "train.py")}
+    assert not deps & {"paper.py", "cli.py", os.path.join("training", "gd.py")}
     assert os.path.join("kernels", "cpu", "online_single.py") not in {
         os.path.relpath(p, os.path.dirname(ff.__file__)) for p in _cache.dependencies(common.__file__)}
 

@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 
 import fastfeat as ff
 from fastfeat.kernels.cpu import flow as K, rkc, tableaus
-from fastfeat.training.flow import flow
+from fastfeat.training.gradient_flow import flow
 
 
 def _state(net):

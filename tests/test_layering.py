@@ -91,7 +91,7 @@ def test_the_check_sees_every_kind_of_import(tmp_path):
     (pkg / "kernels" / "cuda" / "runners.py").write_text(
         "import numpy\nfrom ...math import activations\n"
         "def f():\n    from ...objectives.online import LOSS_SEED\n"
-        "class C:\n    def g(self):\n        import fastfeat.training.train\n"
+        "class C:\n    def g(self):\n        import fastfeat.training.gd\n"
         "from ... import regularizers as r\n"
         "import importlib\nm = importlib.import_module('fastfeat.paper')\n")
     found = sorted((path, line) for path, line, _ in upward_imports(str(pkg)))

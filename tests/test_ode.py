@@ -7,7 +7,7 @@ import pytest
 import fastfeat as ff
 import importlib
 
-O = importlib.import_module("fastfeat.training.ode")  # (the package exports the function under that name)
+O = importlib.import_module("fastfeat.training.order_parameters")
 
 import saad_solla
 

@@ -94,7 +94,7 @@ from .flow_state import (ACC, AUTO, BACKOFF, BAD_STATE, CNT_SIZE, DENSE, D_NEW, 
 from .rkc import rkc
 from .tableaus import DOP853, DOPRI5
 
-#: what the callers (``training.flow``, the tests) use from here
+#: what the callers (``training.gradient_flow``, the tests) use from here
 __all__ = ["ACC", "AUTO", "BAD_STATE", "DENSE", "DOP853", "DOPRI5", "EVALS", "LOSS", "MAX_STEPS", "METHODS", "OK",
            "REJ", "RHO_EVALS", "RKC", "RKC_ACC", "SMAX", "SWITCHES", "T", "UNDERFLOW", "advance", "buffers",
            "dense_at", "new_state", "prepare", "restart", "serial_advance", "serial_prepare"]

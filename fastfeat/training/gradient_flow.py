@@ -16,7 +16,7 @@ from ..regularizers import check_reg
 from .history import History
 from .common import (TrainingInterrupted, bad_data_error, check_metrics, deferred_interrupts, exclusive, log_grid,
                      log_values, lr_factor, reg_pieces, steps_per_call, use_threads)
-from .train import TrainingDiverged
+from .gd import TrainingDiverged
 
 #: method names (``"rk45"`` is another name of ``"dopri5"``)
 METHODS = ("auto", "dop853", "dopri5", "rk45", "rkc")

@@ -9,11 +9,13 @@ from .._validation import check_int, check_threads
 from ..networks import TwoLayer, check_net, check_teacher
 from ..objectives.base import Objective
 from ..regularizers import check_reg, reg_arrays
-from ..schedules import as_schedule, constant, describe, evaluate
+from ..schedules import describe
 from .checkpoint import Checkpoint, CheckpointError
 from .common import (TrainingInterrupted, bad_data_error, check_metrics, deferred_interrupts, exclusive, log_values,
                      lr_factor, steps_per_call, use_threads)
 from .history import History
+from .progress import Progress
+from .steps import check_log_every, check_lrs, step_sizes
 
 DEVICES = ("cpu", "cuda")
 
@@ -34,52 +36,6 @@ class TrainingDiverged(FloatingPointError):
         super().__init__(
             f"training diverged at step {step}: {reason}; the net keeps the weights from before step {step}. "
             "Lower lr or add regularization.")
-
-
-class _Progress:
-    """The progress bar of ``progress=True`` (tqdm): steps done, and a postfix with the training speed
-    (steps per second spent in the compiled calls only: compiling, logging and checkpoints excluded)
-    and each logged scalar metric once."""
-
-    def __init__(self, total, enabled):
-        self.bar = None
-        self.kernel_seconds = 0.0
-        self.kernel_steps = 0
-        self.calls = 0
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, leave=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
-        self.shown = 0
-        self.last = {}
-
-    def timed(self, seconds, steps):
-        """Account one compiled call (the first one compiles: it is left out of the speed)."""
-        self.calls += 1
-        if self.calls > 1:
-            self.kernel_seconds += seconds
-            self.kernel_steps += steps
-
-    def note(self, values):
-        """Remember the scalar metrics of a row (shown at the next update)."""
-        self.last.update({k: v for k, v in values.items() if "." not in k and np.ndim(v) == 0})
-
-    def update(self, done, values):
-        if self.bar is None:
-            return
-        parts = []
-        if self.kernel_steps:
-            parts.append(f"{self.kernel_steps / max(self.kernel_seconds, 1e-12):.3g} steps/s")
-        self.note(values)  # the latest known value of each scalar metric (a "loss" may come with the next call)
-        parts += [f"{k}={float(v):.4g}" for k, v in self.last.items()]
-        self.bar.set_postfix_str(", ".join(parts), refresh=False)
-        self.bar.update(done - self.shown)
-        self.shown = done
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
 
 
 def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teacher=None, metrics=None,
@@ -149,11 +105,11 @@ def train(net, objective, *, steps, lr, lr_a=None, reg=None, log_every=100, teac
     if bad is not None:
         raise bad
     steps = check_int(steps, "steps", minimum=1)
-    log_every = _check_log_every(log_every, steps)
+    log_every = check_log_every(log_every, steps)
     start_step = check_int(start_step, "start_step", minimum=0)
     if start_step + steps >= 2**63:
         raise ValueError(f"start_step + steps must be < 2**63 (the step counter is int64), got {start_step + steps}")
-    lr_s, lr_a_s = _check_lrs(lr, lr_a, start_step)
+    lr_s, lr_a_s = check_lrs(lr, lr_a, start_step)
     reg = check_reg(reg)
     if teacher is None:
         teacher = getattr(objective, "teacher", None)
@@ -231,70 +187,6 @@ def _partial_row(saved, path):
         raise CheckpointError(f"checkpoint {path}: its partial row (since step {since}) does not follow its "
                               f"history, which ends at step {saved.history.step[-1] if len(saved.history) else None}")
     return {"since": since, "sum": total, "count": count}
-
-
-def log_spaced(steps, rows=200):
-    """About ``rows`` logged steps spaced evenly on a log scale in ``1 .. steps`` (distinct integers,
-    ``steps`` last): ``ff.train(..., log_every=ff.log_spaced(steps))`` gives a log-log curve of a long
-    run with a few hundred rows."""
-    steps = check_int(steps, "steps")
-    rows = check_int(rows, "rows")
-    return np.unique(np.round(np.geomspace(1, steps, rows)).astype(np.int64))
-
-
-def _check_log_every(log_every, steps):
-    """``log_every``: an int >= 1, or an increasing array of logged steps in ``1 .. steps`` (counted from
-    ``start_step``; ``steps`` is logged in any case), returned as an int64 array."""
-    if isinstance(log_every, (bool, np.bool_)) or np.ndim(log_every) == 0:
-        return check_int(log_every, "log_every", minimum=1)
-    try:
-        arr = np.asarray(log_every)
-    except (TypeError, ValueError):
-        raise TypeError(f"log_every must be an int or an array of steps, got {type(log_every).__name__}") from None
-    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu" and not (
-            arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
-        raise TypeError("log_every must be an int or a one-dimensional array of whole steps")
-    arr = arr.astype(np.int64)
-    if arr[0] < 1 or arr[-1] > steps:
-        raise ValueError(f"log_every: the logged steps must lie in 1 .. steps = {steps}, got {arr[0]} .. {arr[-1]}")
-    if np.any(np.diff(arr) <= 0):
-        raise ValueError("log_every: the logged steps must be strictly increasing")
-    return arr if arr[-1] == steps else np.append(arr, steps)
-
-
-def _check_lrs(lr, lr_a, start_step):
-    """The schedules of ``lr`` (W) and ``lr_a`` (a; None when it is ``lr``), checked at the first step."""
-    if lr_a is None:
-        lr_s = as_schedule(lr, "lr", positive=True)
-        evaluate(lr_s, start_step, 1, "lr", positive=True)
-        return lr_s, None
-    lr_s = as_schedule(lr, "lr", nonnegative=True)
-    lr_a_s = as_schedule(lr_a, "lr_a", nonnegative=True)
-    first = (evaluate(lr_s, start_step, 1, "lr", nonnegative=True)[0],
-             evaluate(lr_a_s, start_step, 1, "lr_a", nonnegative=True)[0])
-    if isinstance(lr_s, constant) and isinstance(lr_a_s, constant) and first == (0.0, 0.0):
-        raise ValueError("lr and lr_a are both 0: nothing would be trained; give one of them a value > 0")
-    return lr_s, lr_a_s
-
-
-def _step_sizes(lr_s, lr_a_s, factor, start, count):
-    """The (2, count) step sizes of steps start .. start+count-1: row 0 for W, row 1 for a (times
-    ``factor``, the step-size convention's)."""
-    out = np.empty((2, count))
-    if lr_a_s is None:
-        out[0] = out[1] = _values(lr_s, start, count, "lr", True)
-    else:
-        out[0] = _values(lr_s, start, count, "lr", False)
-        out[1] = _values(lr_a_s, start, count, "lr_a", False)
-    if factor != 1.0:
-        out *= factor
-    return out
-
-
-def _values(schedule, start, count, name, positive):
-    if isinstance(schedule, constant):  # checked once by _check_lrs
-        return np.full(count, schedule.value)
-    return evaluate(schedule, start, count, name, positive=positive, nonnegative=not positive)
 
 
 def _check_checkpoint_path(path):
@@ -411,7 +303,7 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
     if previous is not None:  # continue the saved history (it ends with the row of start_step)
         history.step, history.metrics = previous.step, previous.metrics
         history.info.update({k: v for k, v in previous.info.items() if k not in history.info})
-    bar = _Progress(steps, progress)
+    bar = Progress(steps, progress)
     runner = None
     unverified = None  # a Checkpoint whose state is not yet known to be able to go on
     # rows every log_every steps from origin (or at origin + log_every[i]); compiled calls end there and at the
@@ -518,7 +410,7 @@ def _loop(net, objective, steps, lrs_s, reg, log_every, teacher, metrics, progre
                     interrupted(s)
                 row_end = next_row(s)
                 n = min(row_end - s, chunk - s % chunk)
-                lrs = _step_sizes(*lrs_s, s, n)
+                lrs = step_sizes(*lrs_s, s, n)
                 code, la, lw = reg_arrays(reg, s, n)
                 t_call = time.perf_counter()
                 done, losses = runner(s, lrs, code, la, lw)
