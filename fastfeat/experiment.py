@@ -397,7 +397,7 @@ def _toml(value):
 def template():
     """A commented configuration file with every key at its default (``fastfeat template``): the teacher
     and the width of the built-in run set, every other key commented out at its default value."""
-    from .paper import _DEFAULTS
+    from .paper import DEFAULTS
 
     lines = ["# fastfeat run CONFIG.toml: the three-stage protocol of ff.paper.three_stage (docs/cli.md)", "",
              "[teacher]  # ff.Teacher.random"]
@@ -414,7 +414,7 @@ def template():
     for key in KEYWORDS:
         if key in CLI_KEYS:
             continue
-        value = DEFAULT_CONFIG["protocol"].get(key, _DEFAULTS[key])
+        value = DEFAULT_CONFIG["protocol"].get(key, DEFAULTS[key])
         prefix = "" if key in DEFAULT_CONFIG["protocol"] else "# "
         shown = "(none)" if value is None else _toml(value)
         lines.append(f"{prefix}{key} = {shown}".ljust(34) + f"# {_KEY_NOTES.get(key, '')}")

@@ -69,7 +69,7 @@ def test_locator_covers_the_package_and_hashes_imports():
     deps = {os.path.relpath(p, os.path.dirname(ff.__file__)) for p in _cache.dependencies(population.__file__)}
     assert {os.path.join("math", "activations.py"), os.path.join("math", "regularizer.py"),
             os.path.join("kernels", "cpu", "scalar.py"), os.path.join("kernels", "cpu", "_blas.py")} <= deps
-    assert not deps & {"paper.py", "cli.py", os.path.join("training", "gd.py")}
+    assert not deps & {os.path.join("paper", "protocol.py"), "cli.py", os.path.join("training", "gd.py")}
     assert os.path.join("kernels", "cpu", "online_single.py") not in {
         os.path.relpath(p, os.path.dirname(ff.__file__)) for p in _cache.dependencies(common.__file__)}
 
@@ -106,7 +106,7 @@ def test_source_change_in_a_dependency_never_loads_stale_code(tmp_path):
     assert _compiled_files(tmp_path / "cache") and not _compiled_files(pkg)  # NUMBA_CACHE_DIR is honoured
     assert run()["hits"] == 1
     # an edit of a module the kernel does not import: still cached
-    paper = pkg / "fastfeat" / "paper.py"
+    paper = pkg / "fastfeat" / "paper" / "protocol.py"
     paper.write_text(paper.read_text() + "\n# edited\n")
     again = run()
     assert again["hits"] == 1 and again["misses"] == 0

@@ -124,9 +124,9 @@ def _shown(value):
 
 def test_the_configuration_reference_lists_every_key_with_its_default():
     protocol = _reference_rows("protocol")
-    expected = {"m"} | set(ff.paper._KEYWORDS) - set(cli.CLI_KEYS)
+    expected = {"m"} | set(ff.paper.KEYWORDS) - set(cli.CLI_KEYS)
     assert set(protocol) == expected
-    for key, default in ff.paper._DEFAULTS.items():
+    for key, default in ff.paper.DEFAULTS.items():
         if key in protocol:
             assert protocol[key] == _shown(default), key
     assert protocol["m"] == _shown(cli.DEFAULT_CONFIG["protocol"]["m"])

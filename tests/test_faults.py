@@ -9,22 +9,14 @@ import pytest
 
 import fastfeat as ff
 from fastfeat.training import checkpoint as ckpt_module
+from kinds import KINDS, objective
 
 D, M = 6, 10
 HUGE_LR = {"float32": 3e38, "float64": 1e308}  # lr * |gradient| beyond max_float / 4 at the first step
 
 
 def _objective(kind, t):
-    return {
-        "population": lambda: ff.Population(t),
-        "empirical": lambda: ff.Empirical.sample(t, 64, seed=2),
-        "empirical-minibatch": lambda: ff.Empirical.sample(t, 64, seed=2, batch_size=8),
-        "online": lambda: ff.Online(t, batch_size=1, seed=1),
-        "online-batch": lambda: ff.Online(t, batch_size=8, seed=1),
-    }[kind]()
-
-
-KINDS = ["population", "empirical", "empirical-minibatch", "online", "online-batch"]
+    return objective(kind, t, n=64, batch=8, seed=2, online_seed=1)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -388,8 +380,9 @@ def test_three_stage_checks_everything_before_it_starts(monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("three_stage ran before checking its arguments")
 
-    monkeypatch.setattr(ff.paper, "train", no_training)
-    monkeypatch.setattr(ff.paper, "alignment", no_training)
+    from fastfeat.paper import protocol
+    monkeypatch.setattr(protocol, "train", no_training)
+    monkeypatch.setattr(protocol, "alignment", no_training)
     with pytest.raises(ValueError, match="radius"):
         ff.paper.three_stage(t, 8, radius=-0.1)
     with pytest.raises(ValueError, match="batch_size needs a sampled data set"):

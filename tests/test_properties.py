@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 import fastfeat as ff
 from fastfeat import cli
+from kinds import KINDS, objective
 
 D, M = 4, 6
-KINDS = ("population", "empirical", "empirical-minibatch", "online", "online-batch")
 FAULTS = ("none", "nan-teacher", "inf-teacher", "nan-X", "nan-y", "truncate-checkpoint", "flip-checkpoint",
           "garbage-checkpoint", "nan-checkpoint", "interrupt", "other-lr-on-resume")
 #: what ff.train may raise; anything else fails the property
@@ -26,13 +26,7 @@ class Interrupt(Exception):
 
 
 def _objective(kind, t):
-    return {
-        "population": lambda: ff.Population(t),
-        "empirical": lambda: ff.Empirical.sample(t, 20, seed=2),
-        "empirical-minibatch": lambda: ff.Empirical.sample(t, 20, seed=2, batch_size=6),
-        "online": lambda: ff.Online(t, batch_size=1, seed=1),
-        "online-batch": lambda: ff.Online(t, batch_size=3, seed=1),
-    }[kind]()
+    return objective(kind, t, n=20, batch=6 if kind == "empirical-minibatch" else 3, seed=2, online_seed=1)
 
 
 def _good(path, t, kind):

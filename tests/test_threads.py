@@ -6,19 +6,15 @@ import numpy as np
 import pytest
 
 import fastfeat as ff
+from kinds import KINDS, objective
 
 
 def _objectives(t):
-    return {
-        "population": ff.Population(t),
-        "empirical": ff.Empirical.sample(t, 200, seed=3),
-        "empirical-minibatch": ff.Empirical.sample(t, 200, seed=3, batch_size=16),
-        "online": ff.Online(t, seed=4),
-        "online-batch": ff.Online(t, batch_size=4, seed=4),
-    }
+    return {kind: objective(kind, t, n=200, batch=16 if kind == "empirical-minibatch" else 4, seed=3, online_seed=4)
+            for kind in KINDS}
 
 
-@pytest.mark.parametrize("kind", ["population", "empirical", "empirical-minibatch", "online", "online-batch"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_shared_objective_two_threads_match_sequential(kind):
     t = ff.Teacher.random(8, 2, activation="relu", seed=0)
     obj = _objectives(t)[kind]

@@ -1,87 +1,27 @@
-"""The three-stage protocol of Zhou & Ge (NeurIPS 2024) as one call: ``ff.paper.three_stage``.
-
-Described in docs/paper.md. From a symmetric initialization (f == 0):
-
-1. **Early feature learning.** One large gradient step on ``W`` only, with weight decay ``1/eta1``, so that
-   ``W1 = W0 - eta1 (grad_W L + W0/eta1) = -eta1 grad_W L``: every neuron moves into the span the
-   teacher's gradient points to. Optionally each row is rescaled to norm ``row_norm``.
-2. **Second layer.** ``W`` frozen, ``a`` is the ridge-regression solution
-   ``(G + ridge I) a = b``: with the exact population objective ``G = K(W, W)`` and ``b = K(W, W*) a*``
-   (the closed-form kernels); with data the features ``Phi = sigma(X W^T)`` give ``G = Phi^T Phi / n``,
-   ``b = Phi^T y / n``.
-3. **Local convergence.** Optional norm balancing (``a_j, w_j -> sign(a_j) sqrt(nu_j), sqrt(nu_j) w_j/|w_j|``
-   with ``nu_j = |a_j||w_j|``; only for positively homogeneous activations, where it keeps the function),
-   then gradient descent on both layers with weight decay ``lam_k = lam0 * lam_factor**k`` in epoch ``k``
-   (``epochs`` epochs of ``epoch_steps`` steps, never below ``lam_floor``): far neurons shrink, near
-   neurons converge to the teacher directions.
-
-Each stage counts its own steps in its History (stage 1: rows at 0 and 1; stage 2: rows before and
-after the solve at 0 and 1; stage 3: every ``log_every`` steps).
-"""
+"""``three_stage``: the protocol's three stages (the package docstring describes them), its checkpoints
+and the Hessian spectrum at the end."""
 import inspect
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
-from ._validation import as_dtype, check_float, check_int, check_noise, check_threads
-from .math.activations import HOMOGENEOUS, kernel_matrix
-from .math.reference import features
-from .analysis import hessian_spectrum
-from .metrics.alignment import DEFAULT_RADIUS, alignment
-from .networks import TwoLayer, check_teacher
-from .objectives import Empirical, Population
-from .objectives.base import teacher_digest
-from .regularizers import WeightDecay
-from .schedules import geometric
-from .training.checkpoint import Checkpoint
-from .training.common import TrainingInterrupted, check_metrics, log_values
-from .training.history import History
-from .training.gd import TrainingDiverged, train
-
-
-@dataclass
-class ThreeStageResult:
-    """What ``three_stage`` returns.
-
-    ``net``: the trained student; ``stage1``, ``stage2``, ``stage3``: one History per stage (also as
-    ``histories``); ``alignment``: ``ff.metrics.alignment`` of the final net (with the per-neuron arrays);
-    ``seconds``: wall time per stage; ``config``: every constant the run used; ``hessian``: the
-    ``ff.HessianSpectrum`` at the end (``three_stage(hessian=True)``), else None.
-    """
-
-    net: TwoLayer
-    stage1: History
-    stage2: History
-    stage3: History
-    alignment: dict
-    seconds: dict = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
-    hessian: object = None
-
-    @property
-    def histories(self):
-        return (self.stage1, self.stage2, self.stage3)
-
-    def summary(self):
-        """Plain-JSON summary: final metrics, the loss of f == 0, timings and the configuration."""
-        al = self.alignment
-        keep = ("best_cos", "captured_mass", "far_mass", "angular_spread", "captured_count", "balance_gap",
-                "active_neurons", "loss")
-        out = {k: np.asarray(al[k]).tolist() for k in keep}
-        out["zero_loss"] = self.config["zero_loss"]
-        out["relative_loss"] = float(al["loss"] / self.config["zero_loss"]) if self.config["zero_loss"] else None
-        out["teacher_a"] = self.config["teacher_a"]
-        out["seconds"] = dict(self.seconds)
-        out["config"] = {k: v for k, v in self.config.items() if k not in ("zero_loss", "teacher_a")}
-        if self.hessian is not None:
-            h = self.hessian
-            out["hessian"] = {"n_params": h.n_params, "computed": int(h.eigenvalues.size),
-                              "smallest": h.eigenvalues[:10].tolist(), "largest": h.largest, "tol": h.tol,
-                              "n_zero": h.n_zero, "n_negative": h.n_negative,
-                              "weight_decay": self.config.get("hessian_lam")}
-        return out
+from ..analysis import hessian_spectrum
+from ..math.activations import HOMOGENEOUS, kernel_matrix
+from ..math.reference import features
+from ..metrics.alignment import DEFAULT_RADIUS, alignment
+from ..networks import TwoLayer, check_teacher
+from ..objectives import Empirical, Population
+from ..objectives.base import teacher_digest
+from ..regularizers import WeightDecay
+from ..schedules import geometric
+from ..training.checkpoint import Checkpoint
+from ..training.common import TrainingInterrupted, log_values
+from ..training.gd import TrainingDiverged, train
+from ..training.history import History
+from .arguments import KEYWORDS, RUN_KEYWORDS, problems_of
+from .result import ThreeStageResult
 
 
 def _zero_loss(teacher, noise):
@@ -138,140 +78,19 @@ def _lambda_max(G, iters=200, tol=1e-6):
     return new
 
 
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
-    return bool(value)
-
-
-def _check_seed(value, name="seed"):
-    value = check_int(value, name, minimum=0)
-    if value >= 2**63:
-        raise ValueError(f"{name} must be < 2**63, got {value}")
-    return value
-
-
-def _optional(check):
-    return lambda value, name: None if value is None else check(value, name)
-
-
-def _positive(value, name):
-    return check_float(value, name, positive=True)
-
-
-#: the range of the scale settings (init_scale, eta1, row_norm): kernels and Gram matrices hold their
-#: squares, which must neither overflow nor vanish in float64
-SCALE_RANGE = (1e-100, 1e100)
-
-
-def _scale(value, name):
-    v = check_float(value, name, positive=True)
-    if not SCALE_RANGE[0] <= v <= SCALE_RANGE[1]:
-        raise ValueError(f"{name} must lie in [{SCALE_RANGE[0]:g}, {SCALE_RANGE[1]:g}] (its square enters the "
-                         f"kernels), got {v:g}")
-    return v
-
-
-def _nonnegative(value, name):
-    return check_float(value, name, nonnegative=True)
-
-
-#: each keyword of ``three_stage`` and the check of its value alone (value, name) -> normalized value
-_CHECKS = {
-    "n": _optional(lambda v, k: check_int(v, k)),
-    "seed": _check_seed,
-    "noise": check_noise,
-    "dtype": lambda v, k: np.dtype(as_dtype(v, k)).name,
-    "init_scale": lambda v, k: _scale(v, k),
-    "eta1": lambda v, k: _scale(v, k),
-    "renormalize": _check_bool,
-    "row_norm": lambda v, k: _scale(v, k),
-    "ridge": _nonnegative,
-    "balance": _check_bool,
-    "lr": _optional(_positive),
-    "lr_a": _optional(_nonnegative),
-    "lr_scale": _positive,
-    "epochs": lambda v, k: check_int(v, k, minimum=0),
-    "epoch_steps": lambda v, k: check_int(v, k),
-    "lam0": _nonnegative,
-    "lam_factor": _positive,
-    "lam_floor": _nonnegative,
-    "batch_size": _optional(lambda v, k: check_int(v, k)),
-    "log_every": lambda v, k: check_int(v, k),
-    "metrics": None,  # needs the teacher: checked below
-    "radius": _nonnegative,
-    "progress": _check_bool,
-    "n_threads": _optional(check_threads),
-    "hessian": _check_bool,
-}
-#: the keywords of ``three_stage`` (besides ``teacher`` and ``m``) that set up the run (a configuration's
-#: [protocol] keys); ``RUN_KEYWORDS`` say where its state is kept, and are no part of a configuration
-KEYWORDS = _KEYWORDS = tuple(_CHECKS)
-RUN_KEYWORDS = ("checkpoint", "resume")
-
-
 def argument_problems(teacher, m, **kwargs):
     """Every problem with the arguments of ``three_stage(teacher, m, **kwargs)``, found without running
     anything: a list of exceptions (TypeError or ValueError, each naming its argument), empty when the
     call would start. ``teacher=None`` skips the checks that need the teacher (for callers that report
     the teacher's own problems)."""
-    return _check_all(teacher, m, kwargs)[1]
-
-
-def _check_all(teacher, m, kwargs):
-    """(normalized arguments, problems) of a ``three_stage`` call."""
-    problems = []
-    unknown = sorted(set(kwargs) - set(_KEYWORDS))
-    if unknown:
-        problems.append(TypeError(f"three_stage got unknown keyword(s) {unknown}; known: {list(_KEYWORDS)}"))
-    if teacher is not None:
-        try:
-            check_teacher(teacher)
-        except TypeError as exc:
-            problems.append(exc)
-            teacher = None
-    args = {}
-    try:
-        args["m"] = check_int(m, "m", minimum=2)
-        if args["m"] % 2:
-            raise ValueError(f"m must be even (symmetric initialization), got m={m}")
-    except (TypeError, ValueError) as exc:
-        problems.append(exc)
-    for key, check in _CHECKS.items():
-        value = kwargs.get(key, _DEFAULTS[key])
-        if check is None:
-            args[key] = value
-            continue
-        try:
-            args[key] = check(value, key)
-        except (TypeError, ValueError) as exc:
-            problems.append(exc)
-    n, bs = args.get("n", kwargs.get("n")), args.get("batch_size")
-    if bs is not None and "n" in args:
-        if n is None:
-            problems.append(ValueError("batch_size needs a sampled data set (n=...): the population objective "
-                                       "has no batches"))
-        elif bs > n:
-            problems.append(ValueError(f"batch_size must be <= n = {n}, got {bs}"))
-    if teacher is not None:
-        if args.get("hessian") and not teacher.has_population_kernel:
-            problems.append(ValueError(f"hessian: activation {teacher.activation!r} has no closed-form population "
-                                       "kernel, so no exact Hessian"))
-        if "n" in args and n is None and not teacher.has_population_kernel:
-            problems.append(ValueError(f"activation {teacher.activation!r} has no closed-form population kernel: "
-                                       "pass n= to train on a sampled data set"))
-        try:
-            args["metrics"] = check_metrics(args["metrics"], teacher)
-        except (TypeError, ValueError) as exc:
-            problems.append(exc)
-    return args, problems
+    return problems_of(teacher, m, kwargs, DEFAULTS)[1]
 
 
 def check_arguments(teacher, m, **kwargs):
     """The arguments of ``three_stage`` checked and normalized (a dict); raises the first problem's type
     (TypeError or ValueError) with every problem in its message."""
     check_teacher(teacher)
-    args, problems = _check_all(teacher, m, kwargs)
+    args, problems = problems_of(teacher, m, kwargs, DEFAULTS)
     if problems:
         raise type(problems[0])("; ".join(str(p) for p in problems))
     return args
@@ -369,7 +188,7 @@ def three_stage(teacher, m, *, n=None, seed=0, noise=0.0, dtype="float64",
         raise ValueError("resume=True needs checkpoint=folder")
     (m, n, seed, noise, dtype, init_scale, eta1, renormalize, row_norm, ridge, balance, lr, lr_a, lr_scale, epochs,
      epoch_steps, lam0, lam_factor, lam_floor, batch_size, log_every, metrics, radius, progress, n_threads,
-     hessian) = (args[k] for k in ("m",) + _KEYWORDS)
+     hessian) = (args[k] for k in ("m",) + KEYWORDS)
     teacher = teacher.astype(dtype) if teacher.dtype != np.dtype(dtype) else teacher
     config = dict(d=teacher.d, m_star=teacher.m, m=m, n=n, seed=seed, noise=noise, dtype=np.dtype(dtype).name,
                   activation=teacher.activation, init_scale=init_scale, eta1=eta1, renormalize=bool(renormalize),
@@ -565,6 +384,6 @@ def _final_spectrum(net, objective, reg):
 
 
 #: the defaults of ``three_stage``'s keywords (what ``argument_problems`` checks when one is not given)
-_DEFAULTS = {k: p.default for k, p in inspect.signature(three_stage).parameters.items()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY and k not in RUN_KEYWORDS}
-assert set(_DEFAULTS) == set(_KEYWORDS), "every keyword of three_stage needs its check in _CHECKS"
+DEFAULTS = {k: p.default for k, p in inspect.signature(three_stage).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and k not in RUN_KEYWORDS}
+assert set(DEFAULTS) == set(KEYWORDS), "every keyword of three_stage needs its check in arguments.CHECKS"
