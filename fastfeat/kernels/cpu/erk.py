@@ -7,10 +7,10 @@ import numpy as np
 
 from ._finite import finite
 from ._jit import njit
-from .flow_state import (ACC, BAD_STATE, CHUNK, DENSE, D_DOP853, D_DOPRI5, D_H, D_KIND, D_NEW, D_T0, EVALS, FRESH, H,
-                         LOSS, MAX_STEPS, MEM, NONSTIFF, NONSTIFF_RESET, OK, REJ, REJECT, RETRY_T, STIFF, STIFF_HLAMB,
+from .flow_state import (ACC, BAD_STATE, CHUNK, DENSE, D_DOP853, D_DOPRI5, D_H, D_KIND, D_NEW, D_T0, EVALS, H, LOSS,
+                         MAX_STEPS, MEM, NONSTIFF, NONSTIFF_RESET, OK, REJ, REJECT, RETRY_T, STIFF, STIFF_HLAMB,
                          STIFF_STEPS, SWITCH_METHOD, T, UNDERFLOW, WIN_EV0, WIN_T0, axpy_to, combine, copy_to,
-                         gradient, hermite_rows, lincomb, min_step, scaled_rms, sqdist)
+                         gradient, hermite_rows, lincomb, min_step, refresh, scaled_rms, sqdist)
 from .tableaus import (DENSE5_P, DENSE853_D, DENSE853_STAGES, DOPRI5, ERK_A, ERK_B, ERK_BETA, ERK_E3, ERK_E5,
                        ERK_EXPO, ERK_FAC1, ERK_FAC2, ERK_ORDER, ERK_STAGES, SAFE)
 
@@ -122,13 +122,8 @@ def erk(method, t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, la
         if cnt[ACC] + cnt[REJ] >= max_steps:
             return MAX_STEPS
         t = st[T]
-        if st[FRESH] == 0.0:
-            cnt[EVALS] += 1
-            loss0 = gradient(y, K[0], Wt, at, code, ws, reg, lam_a, lam_w)
-            if not finite(loss0):
-                return BAD_STATE
-            st[LOSS] = loss0
-            st[FRESH] = 1.0
+        if not refresh(y, K[0], st, cnt, Wt, at, code, ws, reg, lam_a, lam_w):
+            return BAD_STATE
         if st[MEM] <= 0.0:
             st[MEM] = 1e-4
         if st[H] <= 0.0:

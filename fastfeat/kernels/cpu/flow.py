@@ -83,14 +83,13 @@ strength changes: no step crosses such a point).
 """
 import math
 
-from ._finite import finite
 from ._jit import njit, serial_build
 from .erk import erk
-from .flow_state import (ACC, AUTO, BACKOFF, BAD_STATE, CNT_SIZE, DENSE, D_NEW, ERK_RATE, EVALS, FRESH, H, H_OTHER,
-                         LOSS, MAX_STEPS, MEM, METHODS, MODE, NONSTIFF, OK, REJ, REJECT, RETRY_T, RHO, RHO_EVALS,
-                         RHO_EVERY, RKC, RKC_ACC, RKC_TOL_REF, SINCE, SMAX, STIFF, ST_SIZE, SWITCHES, SWITCH_METHOD,
-                         T, TRY_T0, UNDERFLOW, WIN_ACC0, WIN_EV0, WIN_T0, buffer_rows, buffers, dense_at, dense_base,
-                         gradient, new_state, restart)
+from .flow_state import (ACC, AUTO, BACKOFF, BAD_STATE, CNT_SIZE, DENSE, D_NEW, ERK_RATE, EVALS, H, H_OTHER, LOSS,
+                         MAX_STEPS, MEM, METHODS, MODE, NONSTIFF, OK, REJ, REJECT, RETRY_T, RHO, RHO_EVALS, RHO_EVERY,
+                         RKC, RKC_ACC, RKC_TOL_REF, SINCE, SMAX, STIFF, ST_SIZE, SWITCHES, SWITCH_METHOD, T, TRY_T0,
+                         UNDERFLOW, WIN_ACC0, WIN_EV0, WIN_T0, buffer_rows, buffers, dense_at, dense_base, new_state,
+                         refresh, restart)
 from .rkc import rkc
 from .tableaus import DOP853, DOPRI5
 
@@ -188,14 +187,7 @@ def prepare(y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w):
         raise ValueError("bufs must come from buffers(method, n) for a state of n = m (d + 1) entries")
     if st.shape[0] < ST_SIZE or cnt.shape[0] < CNT_SIZE:
         raise ValueError("st, cnt must come from new_state()")
-    if st[FRESH] == 0.0:
-        cnt[EVALS] += 1
-        loss = gradient(y, bufs[0], Wt, at, code, ws, reg, lam_a, lam_w)
-        if not finite(loss):
-            return False
-        st[LOSS] = loss
-        st[FRESH] = 1.0
-    return True
+    return refresh(y, bufs[0], st, cnt, Wt, at, code, ws, reg, lam_a, lam_w)
 
 
 # The entry points in the build that opens no parallel region, for the sizes

@@ -105,6 +105,20 @@ def gradient(y, g, Wt, at, code, ws, reg, lam_a, lam_w):
 
 
 @njit
+def refresh(y, g, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w):
+    """Make ``g`` the gradient at ``y`` and ``st[LOSS]`` its loss unless ``st[FRESH]`` says they are (counted
+    in ``cnt[EVALS]``); returns whether they are finite."""
+    if st[FRESH] == 0.0:
+        cnt[EVALS] += 1
+        loss = gradient(y, g, Wt, at, code, ws, reg, lam_a, lam_w)
+        if not finite(loss):
+            return False
+        st[LOSS] = loss
+        st[FRESH] = 1.0
+    return True
+
+
+@njit
 def combine(y, K, coef, ns, h, out, big):
     """out = y - h sum_{j < ns} coef[j] K[j]; returns the number of entries of out that are not below
     ``big`` in magnitude (NaN included)."""

@@ -7,10 +7,10 @@ import numpy as np
 
 from ._finite import finite
 from ._jit import njit
-from .flow_state import (ACC, AUTO_WINDOW, BACKOFF, BAD_STATE, DENSE, D_NEW, EIG_AUTO, ERK_RATE, EVALS, FRESH, H,
-                         HOLD, LOSS, MAX_STEPS, MEM, OK, REJ, REJECT, RHO, RHO_EVALS, RHO_EVERY, RHO_ITERS, RKC_ACC,
-                         SINCE, SMAX, SWITCH_METHOD, T, TRY_T0, UNDERFLOW, WIN_ACC0, WIN_EV0, axpy_to, copy_to,
-                         gradient, hermite_rows, min_step, scaled_rms, sqdist)
+from .flow_state import (ACC, AUTO_WINDOW, BACKOFF, BAD_STATE, DENSE, D_NEW, EIG_AUTO, ERK_RATE, EVALS, H, HOLD, LOSS,
+                         MAX_STEPS, MEM, OK, REJ, REJECT, RHO, RHO_EVALS, RHO_EVERY, RHO_ITERS, RKC_ACC, SINCE, SMAX,
+                         SWITCH_METHOD, T, TRY_T0, UNDERFLOW, WIN_ACC0, WIN_EV0, axpy_to, copy_to, gradient,
+                         hermite_rows, min_step, refresh, scaled_rms, sqdist)
 
 
 @njit
@@ -130,13 +130,8 @@ def rkc(t_end, t_log, dbase, y, bufs, st, cnt, Wt, at, code, ws, reg, lam_a, lam
             return MAX_STEPS
         t = st[T]
         fresh_rho = False
-        if st[FRESH] == 0.0:
-            cnt[EVALS] += 1
-            loss0 = gradient(y, g0, Wt, at, code, ws, reg, lam_a, lam_w)
-            if not finite(loss0):
-                return BAD_STATE
-            st[LOSS] = loss0
-            st[FRESH] = 1.0
+        if not refresh(y, g0, st, cnt, Wt, at, code, ws, reg, lam_a, lam_w):
+            return BAD_STATE
         if st[RHO] <= 0.0 or cnt[SINCE] >= RHO_EVERY:
             rho = spectral_radius(y, g0, bufs[1], G, eig, cnt, Wt, at, code, ws, reg, lam_a, lam_w)
             if rho < 0.0:
