@@ -73,7 +73,8 @@ def _cuda_sim_worker(request):
     env.pop("NUMBA_DISABLE_JIT", None)
     log = open(os.path.join(folder, "worker.log"), "w+")
     out = os.path.join(folder, "results.npz")
-    CUDA_SIM.update(proc=subprocess.Popen([sys.executable, os.path.join(HERE, "cuda_sim_worker.py"), out], cwd=HERE,
+    CUDA_SIM.update(proc=subprocess.Popen([sys.executable, os.path.join(HERE, "gpu", "cuda_sim_worker.py"), out],
+                                          cwd=os.path.join(HERE, "gpu"),
                                           env=env, stdout=log, stderr=subprocess.STDOUT), out=out, log=log)
     yield
     proc = CUDA_SIM["proc"]

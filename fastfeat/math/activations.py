@@ -78,7 +78,7 @@ def code_of(name, *, argname="activation"):
 
 #: P(u) of asin(t) = t + t u P(u), u = t^2, 0 <= u <= 1/4: coefficients of u^0, u^1, ... fitted to
 #: (asin(sqrt(u)) / sqrt(u) - 1) / u (weighted least squares on 400 Chebyshev points, the target computed
-#: to 50 digits; ``tests/test_acos.py`` checks P against that target in exact decimal arithmetic, and the
+#: to 50 digits; ``tests/kernels/test_acos.py`` checks P against that target in exact decimal arithmetic, and the
 #: ulp errors of the functions built on it). Relative error of P: 1.9e-15 (float64, degree 11) and 3.9e-7 (float32, degree 4); u P(u) <= 0.05,
 #: so P contributes at most 0.1 ulp to asin and acos.
 ASIN_P64 = tuple(float.fromhex(h) for h in (
@@ -104,7 +104,7 @@ def build(jit, ftype, fast_acos=False):
     Returns a namespace with ``neuron``, ``dneuron``, ``dneuron_dnorm``, ``pair``, ``acos`` and ``asin``.
     ``fast_acos``: arccos and arcsin from a square-root range reduction and a polynomial (``ASIN_P64``,
     ``ASIN_P32``), branch-free so that loops over pairs vectorize, within a few ulp in both precisions
-    (``tests/test_acos.py``); otherwise libm's (the CUDA build: the GPU's own are fast).
+    (``tests/kernels/test_acos.py``); otherwise libm's (the CUDA build: the GPU's own are fast).
     """
     ft = ftype
     zero, one, two, half = ft(0.0), ft(1.0), ft(2.0), ft(0.5)

@@ -2,7 +2,7 @@
 
 Started by ``test_cuda_sim.py`` in a subprocess with ``NUMBA_ENABLE_CUDASIM=1`` and lowered launch
 settings (the variables must be set before numba is imported, so never in the pytest process itself).
-Usage: ``python tests/cuda_sim_worker.py OUT.npz [CASE ...]``.
+Usage: ``python tests/gpu/cuda_sim_worker.py OUT.npz [CASE ...]``.
 """
 import os
 import sys

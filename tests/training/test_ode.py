@@ -238,7 +238,7 @@ def test_the_fused_right_hand_side_against_the_closed_forms_and_a_numpy_version(
     broadcast arrays), for random overlaps with both layers trained."""
     import os
     import sys
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     from benchmarks import bench_ode
 
     rng = np.random.default_rng(3)
