@@ -166,23 +166,32 @@ def neurons(a, code, h, nrm, phi, A1, reg, lam_a, lam_w, c0, c1, m, part):
         _GENERAL(KIND_OF[code], a, h, nrm, phi, A1, p, cn, reg, lam_a, lam_w, c0, c1, m, part)
 
 
+@njit(inline="always")
+def neuron_step(a, j, nw, phi, A1, cn, reg, la, lw, r, eta_w, eta_a, zero):
+    """The step of neuron j (residual r; eta_w, eta_a the step sizes of W and a; nw = |w_j|, or 0 where
+    neither the regularizer nor a norm term needs it): a_j -= eta_a g_a[j] (not at all when eta_a = 0).
+    Returns (c_j, cw_j) of the row update w_j <- (1 - eta_w cw_j) w_j - c_j x, c_j = eta_w r a_j sigma'_j
+    (``A1[j] = a_j sigma'_j``), cw_j relu_centered's norm term plus the regularizer's."""
+    aj = a[j]
+    a2 = aj * (cn / nw) if nw > zero else zero
+    r_a, r_w = reg_terms(reg, aj, nw, la, lw, zero)
+    na = aj - eta_a * (r * phi[j] + r_a)
+    a[j] = na if eta_a != zero else aj
+    return eta_w * (r * A1[j]), r * a2 + r_w
+
+
 @njit
 def coefficients(a, nrm, phi, A1, coef, gw, cn, reg, lam_a, lam_w, r, eta_w, eta_a, j0, j1):
     """a_j -= eta_a g_a[j] (not at all when eta_a = 0); coef_j = eta_w r a_j sigma'_j and gw_j = eta_w cw_j of
-    the row update (residual r; eta_w, eta_a the step sizes of W and a)."""
+    the row update (``neuron_step``)."""
     zero = like(a, 0.0)
     la = like(a, lam_a)
     lw = like(a, lam_w)
     for jj in range(j1 - j0):
         j = np.uint64(j0 + jj)
-        aj = a[j]
-        nw = nrm[j]
-        a2 = aj * (cn / nw) if nw > zero else zero
-        r_a, r_w = reg_terms(reg, aj, nw, la, lw, zero)
-        coef[j] = eta_w * (r * A1[j])
-        gw[j] = eta_w * (r * a2 + r_w)
-        na = aj - eta_a * (r * phi[j] + r_a)
-        a[j] = na if eta_a != zero else aj
+        c, cw = neuron_step(a, j, nrm[j], phi, A1, cn, reg, la, lw, r, eta_w, eta_a, zero)
+        coef[j] = c
+        gw[j] = eta_w * cw
 
 
 @njit

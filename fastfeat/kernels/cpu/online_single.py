@@ -76,9 +76,9 @@ from . import _sync
 from ._finite import finite
 from ._jit import (AVX2, AVX512, FASTMATH, HOST_ISA, aligned, isa_value, lanes, local_vectors, njit, pnjit,
                    wide_vectors)
-from .online_exact import CHUNK, NPART, PART_STRIDE, exact_step, fill, neurons  # noqa: F401
+from .online_exact import CHUNK, NPART, PART_STRIDE, exact_step, fill, neuron_step, neurons  # noqa: F401
 from .regblocks import _dots, _update
-from .scalar import dneuron_dnorm, fits, guard_limit, like, lr_at, lr_count, neuron, reg_terms
+from .scalar import dneuron_dnorm, fits, guard_limit, like, lr_at, lr_count, neuron
 
 #: rows per pass of the blocked scheme's row work (their rows stay in L1 between its two loops)
 ROWS = 32
@@ -282,27 +282,17 @@ def block_coefficients(a, nrm, phi, A1, E, q, C, Al, cn, reg, lam_a, lam_w, r, e
     elif mode == DECAY:  # a regularizer whose terms need no norm, no norm term
         for jj in range(j1 - j0):
             j = np.uint64(j0 + jj)
-            aj = a[j]
-            r_a, r_w = reg_terms(reg, aj, zero, la, lw, zero)
-            c = eta_w * (r * A1[j])
-            na = aj - eta_a * (r * phi[j] + r_a)
-            a[j] = na if eta_a != zero else aj
+            c, cw = neuron_step(a, j, zero, phi, A1, cn, reg, la, lw, r, eta_w, eta_a, zero)
             C[k, j] = c
-            al = one - eta_w * r_w
+            al = one - eta_w * cw
             Al[k, j] = al
             q[j] = abs(al) * q[j] + abs(c) * xmax
     else:
         for jj in range(j1 - j0):
             j = np.uint64(j0 + jj)
-            aj = a[j]
-            nw = nrm[j]
-            a2 = aj * (cn / nw) if nw > zero else zero
-            r_a, r_w = reg_terms(reg, aj, nw, la, lw, zero)
-            c = eta_w * (r * A1[j])
-            na = aj - eta_a * (r * phi[j] + r_a)
-            a[j] = na if eta_a != zero else aj
+            c, cw = neuron_step(a, j, nrm[j], phi, A1, cn, reg, la, lw, r, eta_w, eta_a, zero)
             C[k, j] = c
-            al = one - eta_w * (r * a2 + r_w)
+            al = one - eta_w * cw
             Al[k, j] = al
             q[j] = ((al * al) * q[j] - (two * al * c) * E[k, j]) + (c * c) * gkk
 
