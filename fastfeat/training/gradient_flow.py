@@ -176,8 +176,11 @@ class _State:
         self.bufs = _k.buffers(method, n)
         self.st, self.cnt = _k.new_state()
         self.Wt, self.at, self.ws = objective._float64_parts(net)
-        self.serial = bool(_pop.runs_serially(self.m, self.Wt.shape[0], self.d, self.ws.tile))
-        self.prepare, self.advance = (_k.serial_prepare, _k.serial_advance) if self.serial else (_k.prepare, _k.advance)
+        # the population kernels' build for these sizes, and the integrator's entry points of the same build
+        build = _pop.builds(self.m, self.Wt.shape[0], self.d, self.ws.tile)
+        self.loss_grad = build.loss_grad
+        self.prepare, self.advance = ((_k.serial_prepare, _k.serial_advance) if build.serial
+                                      else (_k.prepare, _k.advance))
         if net.gamma != 0:  # the teacher a* / s of a scaled net's flow (see ``_integrate``)
             self.at = self.at / net.output_factor
         self.big = float(guard_limit(net.W))
@@ -196,8 +199,7 @@ class _State:
         md = self.m * self.d
         W, a = y[:md].reshape(self.m, self.d), y[md:]
         # (the argument types of objective.loss on a float64 net: the same compiled loss)
-        loss_grad = _pop.serial_loss_grad if self.serial else _pop.parallel_loss_grad
-        return float(loss_grad(W, a, self.Wt, self.at, self.net.code, W[:0], np.empty(self.m), self.ws, False))
+        return float(self.loss_grad(W, a, self.Wt, self.at, self.net.code, W[:0], np.empty(self.m), self.ws, False))
 
     @property
     def tau(self):

@@ -76,7 +76,7 @@ from . import _sync
 from ._finite import finite
 from ._jit import (AVX2, AVX512, FASTMATH, HOST_ISA, aligned, isa_value, lanes, local_vectors, njit, pnjit,
                    wide_vectors)
-from .online_exact import CHUNK, NPART, PART_STRIDE, exact_step, fill, neuron_step, neurons  # noqa: F401
+from .online_exact import CHUNK, NPART, PART_STRIDE, exact_step, fill, neuron_step, neurons
 from .regblocks import _dots, _update
 from .scalar import dneuron_dnorm, fits, guard_limit, like, lr_at, lr_count, neuron
 

@@ -77,11 +77,11 @@ PopulationWorkspace = namedtuple("PopulationWorkspace", "gbuf gsbuf nrm3 tnorms 
 def workspace(m, m_star, d, dtype, tile=None, blas=None):
     """Buffers for the population kernels (allocated once, reused every step): O(tile * m) memory.
 
-    ``tile``: rows of W per block (None: ``SERIAL_TILE`` where the step runs the serial build,
-    else ``SMALL_TILE`` up to ``SMALL_WIDTH`` neurons, else ``DEFAULT_TILE``). ``blas``: one BLAS call per Gram block and product (True: BLAS's own threads),
-    blocks of them that BLAS runs on the calling thread, spread over fastfeat's threads (False), or
-    decide by size (None: whole calls when a full tile's product has at least ``_blas.SMALL_WORK``
-    multiply-adds). Returns a ``PopulationWorkspace``.
+    ``tile``: rows of W per block (None: ``SERIAL_TILE`` where the step runs the serial build, else
+    ``SMALL_TILE`` up to ``SMALL_WIDTH`` neurons, else ``DEFAULT_TILE``). ``blas``: one BLAS call per Gram
+    block and product (True: BLAS's own threads), blocks of them that BLAS runs on the calling thread,
+    spread over fastfeat's threads (False), or decide by size (None: whole calls when a full tile's
+    product has at least ``_blas.SMALL_WORK`` multiply-adds). Returns a ``PopulationWorkspace``.
     """
     dtype = np.dtype(dtype)
     if tile is None:
@@ -406,9 +406,15 @@ def one_thread_suffices(m, m_star, d, tile, n):
     for ``ff.train`` and ``ff.flow``, which then run the whole call on one thread."""
     if n <= 1:
         return True
-    regions = 10 * ((m + tile - 1) // tile) + 5
-    work = float(m) * (m + m_star) * (d + WORK_D)
-    return work * (n - 1) < float(regions) * n * REGION_COST
+    work, regions = _work_and_regions(m, m_star, d, tile)
+    return work * (n - 1) < regions * n * REGION_COST
+
+
+@njit
+def _work_and_regions(m, m_star, d, tile):
+    """(work units, parallel regions) of one step of these sizes (see ``REGION_COST``)."""
+    tile = max(tile, 1)
+    return float(m) * (m + m_star) * (d + WORK_D), float(10 * ((m + tile - 1) // tile) + 5)
 
 
 @njit
@@ -417,10 +423,8 @@ def runs_serially(m, m_star, d, tile):
     whatever the thread count (``one_thread_suffices`` for every n), the parallel regions would only
     cost their launch (about a microsecond each even on one thread; 13% of the step at d = 20,
     m = 256). A rule of the sizes only, so the results do not depend on the thread count."""
-    tile = max(tile, 1)
-    regions = 10 * ((m + tile - 1) // tile) + 5
-    work = float(m) * (m + m_star) * (d + WORK_D)
-    return work < float(regions) * REGION_COST
+    work, regions = _work_and_regions(m, m_star, d, tile)
+    return work < regions * REGION_COST
 
 
 @njit
@@ -608,7 +612,8 @@ serial_run = serial_build(parallel_run)
 
 #: ``builds(...)``: the (loss_grad, run) kernels of one build
 Builds = namedtuple("Builds", "loss_grad run serial")
-_BUILDS = {False: Builds(parallel_loss_grad, parallel_run, False), True: Builds(serial_loss_grad, serial_run, True)}
+_BUILDS = {False: Builds(parallel_loss_grad, parallel_run, False),
+           True: Builds(serial_loss_grad, serial_run, True)}
 
 
 def builds(m, m_star, d, tile):
