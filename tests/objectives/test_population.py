@@ -89,6 +89,35 @@ def test_zero_norm_neuron_has_zero_gradient(name):
     assert rel(gW, gWr) < 1e-10 and rel(ga, gar) < 1e-10
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ms", [1, 16, 17, 40])
+def test_small_and_wide_teachers(ms, dtype):
+    """Both ways of computing the student-teacher terms (loops over all students up to ``SMALL_TEACHER``
+    teacher neurons, BLAS calls per tile above), with students in several chunks of a tile and zero
+    weight vectors on both sides, against the numpy reference."""
+    from fastfeat.kernels.cpu.population import SMALL_TEACHER
+    assert SMALL_TEACHER == 16  # the sizes above sit on both sides of it
+    f64 = dtype == np.float64
+    for name in CLOSED_FORM:
+        rng = np.random.default_rng(9)
+        W, Wt = rng.standard_normal((150, 6)) / np.sqrt(6), rng.standard_normal((ms, 6)) / np.sqrt(6)
+        a, at = rng.standard_normal(150) / np.sqrt(150), rng.standard_normal(ms)
+        W[5] = 0.0
+        if ms > 1:
+            Wt[ms // 2] = 0.0
+        net = ff.TwoLayer(W.astype(dtype), a.astype(dtype), activation=name)
+        teacher = ff.Teacher(Wt.astype(dtype), at.astype(dtype), name)
+        Lref = population_loss(name, net.W, net.a, teacher.W, teacher.a)
+        gWr, gar = population_grad(name, net.W, net.a, teacher.W, teacher.a)
+        tol = 1e-11 if f64 else 3e-5 * np.sqrt(150)
+        for blas in (False, True):
+            pop = ff.Population(teacher, tile=70, blas=blas)
+            L = pop.loss(net)
+            assert abs(L - Lref) <= tol * max(abs(Lref), 1e-2), (name, blas)
+            gW, ga = pop.grad(net)
+            assert rel(gW, gWr) < tol and rel(ga, gar) < tol, (name, blas)
+
+
 @pytest.mark.parametrize("name", CLOSED_FORM)
 @pytest.mark.parametrize("m,d,ms", [(1, 1, 1), (17, 5, 3), (65, 33, 5)])
 def test_loss_and_grad_float32(name, m, d, ms):

@@ -14,7 +14,9 @@ any prange; one parallel elementwise pass turns them, in place, into ``B`` while
 for the tile's rows and, by symmetry, for the later rows (each column chunk is owned by one thread, so
 no two threads write the same entry); then ``g_W[I] += B_II W_I + B_I> W_>``, ``g_W[>] += B_I>^T W_I``.
 Each unordered pair of distinct tiles is visited once: 3 m^2 d flops of BLAS instead of the 4 m^2 d of
-the two full products, and m^2/2 kernel evaluations. Products accumulate straight into g_W (GEMM with
+the two full products, and m^2/2 kernel evaluations. The student-teacher terms of a small teacher
+(m* <= ``SMALL_TEACHER``, the paper's 3) take one pass over all students before the tiles, its thin
+products written as loops (``teacher_rows``); a wider teacher's come per tile, from BLAS. Products accumulate straight into g_W (GEMM with
 beta = 1), so memory is O(tile * m); below ``_blas.SMALL_WORK`` multiply-adds per tile they are cut
 into blocks that BLAS runs on the calling thread, spread over fastfeat's threads (see ``workspace``).
 A step too small to gain from more threads than one runs on the calling thread (``serial_begin``),
@@ -25,10 +27,9 @@ Every function here is module-level and generic in the float type (float32 or fl
 call): numba compiles one version per argument types and caches it on disk. Float32 calls keep float32
 arithmetic in the elementwise passes (constants come from ``scalar.like`` and the float32 build of the
 activation table, whose arccos and arcsin are branch-free). The angular kernels (``ANGULAR_CODES``,
-``K = |u||v| kappa(rho)``) and erf take branch-free passes (``*_h``, ``*_e``) that vectorize; the others
-go through ``scalar.pair``.
+``K = |u||v| kappa(rho)``) and erf take branch-free passes that vectorize; the others go through
+``scalar.pair`` (the passes: ``population_passes``).
 """
-import math
 from collections import namedtuple
 
 import numpy as np
@@ -37,10 +38,12 @@ from numba import prange
 from ...math.activations import ANGULAR_CODES, CODES, ERF, HAS_KERNEL
 from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
 from ._finite import finite, isnan
-from ._jit import local_array, njit, pnjit, serial_build
+from ._jit import njit, pnjit, serial_build
 from ._sync import num_threads, set_num_threads
 from .common import add_reg_grad, guarded_update, row_norms
-from .scalar import asin, homog_consts, homog_terms, like, lr_at, lr_count, lr_pair, pair
+from .population_passes import (CHUNK, diag_block, diag_block_e, diag_block_h, erf_norms, norms3, off_block,
+                                off_block_e, off_block_h, teacher_block, teacher_energy, teacher_rows)
+from .scalar import lr_at, lr_count, lr_pair
 
 DEFAULT_TILE = 256
 #: up to this width the default tile is ``SMALL_TILE``: smaller diagonal blocks (whose pairs are
@@ -51,7 +54,10 @@ SMALL_WIDTH, SMALL_TILE = 2048, 128
 #: parallel regions: fewer pairs evaluated twice in the diagonal blocks (5% off an erf or relu step at
 #: d = 20, m = 256 in float64 against 128 rows, 2% at m = 1024; the same in float32; one Zen 4 core)
 SERIAL_TILE = 64
-_CHUNK = 64  # columns per parallel task in the off-diagonal pass
+#: up to this many teacher neurons the student-teacher products are loops over all rows at once
+#: (``teacher_rows``), above it BLAS calls per tile: at d = 20, m = 256, m* = 3 the eight thin BLAS calls
+#: of the tiles cost 20 us of a 180 us erf step (one Zen 4 core), the loops 2 us
+SMALL_TEACHER = 16
 # A parallel region costs ~50 us to wake the other threads (fastfeat sets OMP_WAIT_POLICY=PASSIVE, so
 # idle threads sleep instead of spinning on the cores), and a step opens about 10 per tile of rows plus
 # 5. At the paper's sizes (d = 20, m = 256) that is several times the step's work: a step runs on the
@@ -63,7 +69,7 @@ REGION_COST = 830_000
 
 #: Buffers of the population kernels (``workspace``):
 #:   gbuf    (tile * m,)        Gram / B block of the current tile
-#:   gsbuf   (tile * max(m*, 1),) student-teacher Gram / -B* block
+#:   gsbuf   (c * max(m*, 1),)  student-teacher Gram / -B*^T block (m*, c), c = ``teacher_columns``
 #:   nrm3    (3, m)             student norms |w_j|, inverse norms (0 at w_j = 0), masks (1 where w_j != 0);
 #:                              for erf, rows 1 and 2 hold 1/sqrt(1 + |w_j|^2) and 1/(1 + |w_j|^2) (``erf_norms``)
 #:   tnorms  (max(m*, 1),)      teacher norms
@@ -89,12 +95,12 @@ def workspace(m, m_star, d, dtype, tile=None, blas=None):
         if runs_serially(m, m_star, d, tile):  # (then also with the smaller tile's more regions)
             tile = SERIAL_TILE
     tile = int(max(1, min(tile, m)))
-    nch = (m + _CHUNK - 1) // _CHUNK
+    nch = (m + CHUNK - 1) // CHUNK
     if blas is None:
         blas = tile * m * d >= SMALL_WORK
     return PopulationWorkspace(
         gbuf=np.empty(tile * m, dtype),
-        gsbuf=np.empty(tile * max(m_star, 1), dtype),
+        gsbuf=np.empty(teacher_columns(m, m_star, tile) * max(m_star, 1), dtype),
         nrm3=np.empty((3, m), dtype),
         tnorms=np.empty(max(m_star, 1), dtype),
         S=np.empty(m, dtype),
@@ -106,277 +112,10 @@ def workspace(m, m_star, d, dtype, tile=None, blas=None):
     )
 
 
-@pnjit
-def norms3(W, nrm3):
-    """nrm3[0] = |w_j|, nrm3[1] = 1/|w_j| (0 at w_j = 0), nrm3[2] = 1 if w_j != 0 else 0."""
-    m, d = W.shape
-    zero = like(nrm3, 0.0)
-    one = like(nrm3, 1.0)
-    for j in prange(m):
-        s = 0.0
-        for i in range(d):
-            s += np.float64(W[j, i]) * W[j, i]
-        n = np.sqrt(s)
-        nrm3[0, j] = n
-        nrm3[1, j] = 1.0 / n if n > 0 else 0.0
-        nrm3[2, j] = one if n > 0 else zero
-
-
-# The elementwise passes index 1-d views that start at the block's first column, with loop indices
-# from 0: an index like ``i1 + k`` (a run-time offset) makes numba emit its negative-index wraparound
-# select at every access, and LLVM then does not vectorize the loop (8.9 against 3.1 ns a pair for the
-# relu pass in float64 on Zen 4). The column sums into S and A are a second loop over two stack rows.
-
-
-@pnjit
-def diag_block_h(G, nrm3, a, i0, code, S, A):
-    """diag_block for the angular kernels: branch-free inner loop that vectorizes."""
-    off, scale, shift = homog_consts(code, G)
-    zero = like(G, 0.0)
-    one = like(G, 1.0)
-    t = G.shape[0]
-    n0, n1, n2, ab = nrm3[0, i0:i0 + t], nrm3[1, i0:i0 + t], nrm3[2, i0:i0 + t], a[i0:i0 + t]
-    for r in prange(t):
-        g = G[r]
-        nj = n0[r]
-        ij = n1[r]
-        bj = ab[r] * n2[r]
-        sK = zero
-        sA = zero
-        for k in range(t):
-            rho = min(max(g[k] * ij * n1[k], -one), one)
-            kap, dkap, perp = homog_terms(rho, off, scale, shift)
-            ank = ab[k] * n0[k]
-            sK += ank * kap
-            sA += ank * perp
-            g[k] = bj * ab[k] * n2[k] * dkap
-        S[i0 + r] += sK * nj
-        A[i0 + r] += sA * ij
-
-
-@pnjit
-def off_block_h(G, nrm3, a, i0, i1, code, S, A, part):
-    """off_block for the angular kernels: branch-free inner loops that vectorize."""
-    off, scale, shift = homog_consts(code, G)
-    zero = like(G, 0.0)
-    one = like(G, 1.0)
-    t, mo = G.shape
-    nch = (mo + _CHUNK - 1) // _CHUNK
-    for ch in prange(nch):
-        k0 = ch * _CHUNK
-        k1 = min(k0 + _CHUNK, mo)
-        c0, c1 = i1 + k0, i1 + k1
-        n0, n1, n2, ac = nrm3[0, c0:c1], nrm3[1, c0:c1], nrm3[2, c0:c1], a[c0:c1]
-        Sc, Ac = S[c0:c1], A[c0:c1]
-        colK = local_array(G, _CHUNK)
-        colA = local_array(G, _CHUNK)
-        for r in range(t):
-            j = i0 + r
-            g = G[r, k0:k1]
-            nj = nrm3[0, j]
-            ij = nrm3[1, j]
-            aj = a[j]
-            bj = aj * nrm3[2, j]
-            sK = zero
-            sA = zero
-            for k in range(k1 - k0):
-                ik = n1[k]
-                rho = min(max(g[k] * ij * ik, -one), one)
-                kap, dkap, perp = homog_terms(rho, off, scale, shift)
-                nkap = n0[k] * kap
-                sK += ac[k] * nkap
-                sA += ac[k] * n0[k] * perp
-                colK[k] = nkap
-                colA[k] = perp * ik
-                g[k] = bj * ac[k] * n2[k] * dkap
-            cj = aj * nj
-            for k in range(k1 - k0):
-                Sc[k] += cj * colK[k]
-                Ac[k] += cj * colA[k]
-            part[0, ch, r] = sK * nj
-            part[1, ch, r] = sA * ij
-    _fold_partials(part, t, nch, i0, S, A)
-
-
-@pnjit
-def erf_norms(nrm3):
-    """Rows 1 and 2 of ``nrm3`` (after ``norms3``) for the erf passes: e_j = 1/sqrt(1 + q_j) and
-    f_j = 1/(1 + q_j), q_j = |w_j|^2. erf's kernel is K = (2/pi) asin(s) with s = c e_u e_v, and its
-    gradient terms alpha_u = -g s f_u, beta = g e_u e_v with g = (2/pi) / sqrt(1 - s^2)."""
-    one = like(nrm3, 1.0)
-    for j in prange(nrm3.shape[1]):
-        q = nrm3[0, j] * nrm3[0, j]
-        f = one / (one + q)
-        nrm3[1, j] = math.sqrt(f)
-        nrm3[2, j] = f
-
-
-@pnjit
-def diag_block_e(G, nrm3, a, i0, S, A):
-    """diag_block for erf (``erf_norms``): branch-free inner loop that vectorizes."""
-    zero = like(G, 0.0)
-    one = like(G, 1.0)
-    two_over_pi = like(G, 2.0 / math.pi)
-    t = G.shape[0]
-    e, ab = nrm3[1, i0:i0 + t], a[i0:i0 + t]
-    for r in prange(t):
-        g = G[r]
-        ej = e[r]
-        bj = ab[r] * ej
-        sK = zero
-        sA = zero
-        for k in range(t):
-            s = min(max(g[k] * ej * e[k], -one), one)
-            h = two_over_pi / math.sqrt(one - s * s)
-            sK += ab[k] * asin(s)
-            sA += ab[k] * h * s
-            g[k] = bj * ab[k] * e[k] * h
-        S[i0 + r] += sK * two_over_pi
-        A[i0 + r] -= sA * nrm3[2, i0 + r]
-
-
-@pnjit
-def off_block_e(G, nrm3, a, i0, i1, S, A, part):
-    """off_block for erf (``erf_norms``): branch-free inner loops that vectorize (as ``off_block_h``)."""
-    zero = like(G, 0.0)
-    one = like(G, 1.0)
-    two_over_pi = like(G, 2.0 / math.pi)
-    t, mo = G.shape
-    nch = (mo + _CHUNK - 1) // _CHUNK
-    for ch in prange(nch):
-        k0 = ch * _CHUNK
-        k1 = min(k0 + _CHUNK, mo)
-        c0, c1 = i1 + k0, i1 + k1
-        e, f, ac = nrm3[1, c0:c1], nrm3[2, c0:c1], a[c0:c1]
-        Sc, Ac = S[c0:c1], A[c0:c1]
-        colK = local_array(G, _CHUNK)
-        colA = local_array(G, _CHUNK)
-        for r in range(t):
-            j = i0 + r
-            g = G[r, k0:k1]
-            ej = nrm3[1, j]
-            aj = a[j]
-            bj = aj * ej
-            sK = zero
-            sA = zero
-            for k in range(k1 - k0):
-                s = min(max(g[k] * ej * e[k], -one), one)
-                h = two_over_pi / math.sqrt(one - s * s)
-                th = asin(s)
-                hs = h * s
-                sK += ac[k] * th
-                sA += ac[k] * hs
-                colK[k] = th
-                colA[k] = hs * f[k]
-                g[k] = bj * ac[k] * e[k] * h
-            cK = aj * two_over_pi
-            for k in range(k1 - k0):
-                Sc[k] += cK * colK[k]
-                Ac[k] -= aj * colA[k]
-            part[0, ch, r] = sK * two_over_pi
-            part[1, ch, r] = -sA * nrm3[2, j]
-    _fold_partials(part, t, nch, i0, S, A)
-
-
-@pnjit
-def _fold_partials(part, t, nch, i0, S, A):
-    """S, A of the tile's rows += their per-chunk partial row sums (in chunk order)."""
-    zero = like(S, 0.0)
-    for r in prange(t):
-        sK = zero
-        sA = zero
-        for ch in range(nch):
-            sK += part[0, ch, r]
-            sA += part[1, ch, r]
-        S[i0 + r] += sK
-        A[i0 + r] += sA
-
-
-@pnjit
-def diag_block(G, nrm3, a, i0, code, S, A):
-    """Diagonal tile: G (t x t) -> B in place; S, A for the tile rows (both triangles visited)."""
-    zero = like(G, 0.0)
-    t = G.shape[0]
-    for r in prange(t):
-        j = i0 + r
-        nj = nrm3[0, j]
-        aj = a[j]
-        sK = zero
-        sA = zero
-        for k in range(t):
-            K, au, av, b = pair(code, nj, nrm3[0, i0 + k], G[r, k])
-            ak = a[i0 + k]
-            sK += ak * K
-            sA += ak * au
-            G[r, k] = aj * ak * b
-        S[j] += sK
-        A[j] += sA
-
-
-@pnjit
-def off_block(G, nrm3, a, i0, i1, code, S, A, part):
-    """Off-diagonal tile: G (t x (m - i1)) -> B in place; row sums for the tile rows via per-chunk
-    partials, column sums straight into S, A of the later rows (each chunk owns its columns)."""
-    zero = like(G, 0.0)
-    t, mo = G.shape
-    nch = (mo + _CHUNK - 1) // _CHUNK
-    for ch in prange(nch):
-        k0 = ch * _CHUNK
-        k1 = min(k0 + _CHUNK, mo)
-        for r in range(t):
-            j = i0 + r
-            nj = nrm3[0, j]
-            aj = a[j]
-            sK = zero
-            sA = zero
-            for k in range(k0, k1):
-                kk = i1 + k
-                ak = a[kk]
-                K, au, av, b = pair(code, nj, nrm3[0, kk], G[r, k])
-                sK += ak * K
-                sA += ak * au
-                S[kk] += aj * K
-                A[kk] += aj * av
-                G[r, k] = aj * ak * b
-            part[0, ch, r] = sK
-            part[1, ch, r] = sA
-    _fold_partials(part, t, nch, i0, S, A)
-
-
-@pnjit
-def teacher_block(G, nrm3, tnrm, a, at, i0, code, T, A):
-    """Student-teacher tile: G (t x m*) -> -B* in place; T and the teacher part of A."""
-    zero = like(G, 0.0)
-    t, ms = G.shape
-    for r in prange(t):
-        j = i0 + r
-        nj = nrm3[0, j]
-        aj = a[j]
-        sK = zero
-        sA = zero
-        for i in range(ms):
-            K, au, av, b = pair(code, nj, tnrm[i], G[r, i])
-            sK += at[i] * K
-            sA += at[i] * au
-            G[r, i] = -aj * at[i] * b
-        T[j] = sK
-        A[j] -= sA
-
-
 @njit
-def teacher_energy(Wt, at, tnrm, code):
-    """a*^T K(W*, W*) a* (float64)."""
-    zero = like(Wt, 0.0)
-    ms = Wt.shape[0]
-    e = 0.0
-    for i in range(ms):
-        for k in range(ms):
-            c = zero
-            for l in range(Wt.shape[1]):
-                c += Wt[i, l] * Wt[k, l]
-            K, au, av, b = pair(code, tnrm[i], tnrm[k], c)
-            e += np.float64(at[i]) * at[k] * K
-    return e
+def teacher_columns(m, m_star, tile):
+    """Students per student-teacher block: all of them for a small teacher (``teacher_rows``), else a tile."""
+    return m if m_star <= SMALL_TEACHER else tile
 
 
 @pnjit
@@ -466,8 +205,8 @@ def check_args(W, a, Wt, at, code, gW, ga, ws, want_grad):
     if want_grad and (gW.shape[0] != m or gW.shape[1] != d or ga.shape[0] != m):
         raise ValueError("population kernel: gW and ga must have the shapes of W and a")
     t = ws.tile
-    nch = (m + _CHUNK - 1) // _CHUNK
-    if (t < 1 or t > m or ws.gbuf.shape[0] < t * m or ws.gsbuf.shape[0] < t * max(ms, 1)
+    nch = (m + CHUNK - 1) // CHUNK
+    if (t < 1 or t > m or ws.gbuf.shape[0] < t * m or ws.gsbuf.shape[0] < teacher_columns(m, ms, t) * max(ms, 1)
             or ws.nrm3.shape[1] != m or ws.tnorms.shape[0] < max(ms, 1) or ws.S.shape[0] != m
             or ws.T.shape[0] != m or ws.A.shape[0] != m or ws.part.shape[1] < nch or ws.part.shape[2] < t):
         raise ValueError("population kernel: the workspace was made for other sizes: "
@@ -510,6 +249,8 @@ def parallel_loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
     T[:] = 0
     if want_grad:
         gW[:, :] = 0
+    if 0 < ms <= SMALL_TEACHER:
+        teacher_rows(W, a, Wt, at, nrm3, tnrm, code, ws.gsbuf[: ms * m].reshape(ms, m), T, A, gW, want_grad)
     for i0 in range(0, m, tile):
         i1 = min(i0 + tile, m)
         t = i1 - i0
@@ -526,12 +267,12 @@ def parallel_loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
             diag_block(Gd, nrm3, a, i0, code, S, A)
         if want_grad:
             matmul_nn(Gd, WI, gI, True, blas)              # g_W[I] += B_II W_I
-        if ms > 0:
-            Gs = ws.gsbuf[: t * ms].reshape(t, ms)
-            matmul_nt(WI, Wt, Gs, False, blas)
+        if ms > SMALL_TEACHER:
+            Gs = ws.gsbuf[: ms * t].reshape(ms, t)
+            matmul_nt(Wt, WI, Gs, False, blas)
             teacher_block(Gs, nrm3, tnrm, a, at, i0, code, T, A)
             if want_grad:
-                matmul_nn(Gs, Wt, gI, True, blas)          # g_W[I] -= B*_I W*
+                matmul_tn(Gs, Wt, gI, True, blas)           # g_W[I] -= B*_I W*
         mo = m - i1
         if mo > 0:
             # upper off-diagonal block: each pair of tiles once, by symmetry
