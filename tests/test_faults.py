@@ -528,6 +528,8 @@ def test_public_population_kernels_check_their_buffers():
         "teacher of another d": (W, a, np.ones((2, 4)), t.a, code, gW, ga, ws, True),
         "code 99": (W, a, t.W, t.a, 99, gW, ga, ws, True),
         "tanh (no kernel)": (W, a, t.W, t.a, K.ACTIVATION_CODES["tanh"], gW, ga, ws, True),
+        "a tanh teacher": (W, a, t.W, t.a, K.population_code(code, K.ACTIVATION_CODES["tanh"]), gW, ga, ws, True),
+        "a negative code": (W, a, t.W, t.a, -3, gW, ga, ws, True),
         "gradient of another shape": (W, a, t.W, t.a, code, np.empty((2, 6)), ga, ws, True),
     }
     for what, args in bad_calls.items():

@@ -21,6 +21,9 @@ Population (exact Gaussian loss; ``Wt``, ``at`` the teacher's weights)::
 when it refused the step: the loss or gradient was not finite, or an updated weight could reach
 ``max_float / 4`` (then W and a are left unchanged). ``population_run`` does
 ``len(lrs)`` steps, storing each loss in ``losses`` and returning the number of steps done.
+``act`` is the activation's code, or ``population_code(student_code, teacher_code)`` for a teacher
+whose activation differs from the student's (both with a closed-form kernel: the cross kernels of
+``fastfeat.math.cross``).
 
 Step sizes: every ``lr`` may be one number (both layers) or a pair ``(lr_W, lr_a)``, and every ``lrs``
 an array of shape (n,) or (2, n) (row 0 for W, row 1 for a); a layer whose step size is 0 is left
@@ -70,6 +73,7 @@ default tasks of ``WARMUP_TASKS`` (each calls part of the package as users do), 
 ``register_warmup(name, fn, dtypes=..., default=True)`` adds one (``fn(dtype)``).
 """
 from ..math.activations import CODES as ACTIVATION_CODES  # noqa: F401
+from ..math.cross import pair_code
 from . import cuda  # noqa: F401  (ff.kernels.cuda; free: numba.cuda is imported on first device="cuda" use)
 from .cpu import empirical as _emp
 from .cpu import online as _onl
@@ -82,6 +86,7 @@ population_workspace = _pop.workspace
 population_loss_grad = _pop.loss_grad
 population_step = _pop.step
 population_run = _pop.run
+population_code = pair_code
 
 empirical_workspace = _emp.workspace
 empirical_loss_grad = _emp.loss_grad

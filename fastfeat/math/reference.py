@@ -18,9 +18,9 @@ def features(name, X, W):
     if name == "linear":
         return Z
     if name == "he2":
-        return Z**2 - 1
+        return Z * Z - 1
     if name == "he3":
-        return Z**3 - 3 * Z
+        return Z * (Z * Z - 3)
     if name == "tanh":
         return np.tanh(Z)
     raise ValueError(f"unknown activation {name!r}")

@@ -17,6 +17,7 @@ from numba import prange
 
 from .._validation import check_float
 from ..kernels.cpu._jit import njit, pnjit
+from ..math.cross import exact_pair
 from ..networks import check_net, check_teacher
 
 DEFAULT_RADIUS = 0.2
@@ -98,7 +99,7 @@ def population_for(teacher):
 
 def _population_loss(net, teacher):
     """Exact population loss of ``net`` against ``teacher``, or NaN where no closed form applies."""
-    if (not teacher.has_population_kernel or net.activation != teacher.activation or net.dtype != teacher.dtype):
+    if not exact_pair(net.activation, teacher.activation) or net.dtype != teacher.dtype:
         return float("nan")
     return population_for(teacher).loss(net)
 
@@ -131,8 +132,8 @@ def alignment(net, teacher, *, radius=DEFAULT_RADIUS, threshold=DEFAULT_THRESHOL
         ``balance_gap``: ``max_j |a_j^2 - |w_j|^2|``;
         ``active_neurons``: number of neurons with mass above ``threshold``;
         ``M`` (m, m*): overlaps ``W W*^T``; ``Q`` (m, m) when ``with_Q``;
-        ``loss``: the exact population loss, NaN when the activation has no closed-form kernel (tanh),
-        when the student's activation or dtype differs from the teacher's, or when ``loss=False``;
+        ``loss``: the exact population loss, NaN when an activation has no closed-form kernel (tanh),
+        when the student's dtype differs from the teacher's, or when ``loss=False``;
         with ``neurons``: ``nearest`` (m,) index of the nearest teacher (-1 for a zero neuron),
         ``cos`` and ``angle`` to it, ``mass`` (m,).
 

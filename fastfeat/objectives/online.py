@@ -4,6 +4,7 @@ import numpy as np
 from .._validation import check_float, check_int, check_noise
 from ..kernels.cpu import online as _onl
 from ..kernels.cpu import online_single as _single
+from ..math.cross import exact_pair
 from ..networks import check_pair, check_teacher
 from .base import Objective, bad_teacher, rescaled_teacher, teacher_digest
 from .empirical import Empirical, _check_seed
@@ -30,8 +31,8 @@ class Online(Objective):
     the weights by rounding only.
 
     ``loss(net)``: the population loss ``1/2 E[(f - y)^2]`` (``noise^2/2`` included), exact
-    (``ff.Population``) when the student and teacher share an activation with a closed-form kernel.
-    Otherwise (``tanh``, or different activations) it is a Monte Carlo estimate on a *fixed* set of
+    (``ff.Population``) when the student's and the teacher's activations have closed-form kernels (the
+    same activation or not: cross kernels). Otherwise (``tanh`` on either side) it is a Monte Carlo estimate on a *fixed* set of
     ``loss_samples`` Gaussian inputs (numpy seed ``LOSS_SEED``, the same for every seed, so curves are
     comparable and smooth in the weights), ``1/(2N) sum_k (f(x_k) - f*(x_k))^2 + noise^2/2``, computed
     with the fused empirical kernel; its relative standard error is about ``sqrt(2 / N)`` (1.6% for the
@@ -74,7 +75,7 @@ class Online(Objective):
 
     def exact_loss(self, net):
         """True when ``loss(net)`` is the closed-form population loss (not a Monte Carlo estimate)."""
-        return net.activation == self.teacher.activation and self.teacher.has_population_kernel
+        return exact_pair(net.activation, self.teacher.activation)
 
     def _step_work(self, net):
         # the student's and the teacher's forward products, the backward one, and ~16 per drawn normal

@@ -4,6 +4,8 @@ import numpy as np
 
 from .._validation import check_int, check_noise
 from ..kernels.cpu import population as _pop
+from ..math.activations import HAS_KERNEL
+from ..math.cross import pair_code
 from ..networks import check_pair, check_teacher
 from .base import Objective, bad_teacher, rescaled_teacher, teacher_digest
 
@@ -12,7 +14,8 @@ class Population(Objective):
     """``L = 1/2 E_x[(f(x) - f*(x) - noise)^2]`` for ``x ~ N(0, I_d)``, in closed form.
 
     ``noise`` is the label-noise standard deviation; it only adds ``noise^2 / 2`` to the loss.
-    Not available for ``tanh`` (no closed-form kernel): use ``ff.Empirical`` or ``ff.Online``.
+    The student may have another activation than the teacher (cross kernels, ``fastfeat.math.cross``).
+    Not available for ``tanh`` (no closed-form kernel), on either side: use ``ff.Empirical`` or ``ff.Online``.
 
     Tuning (results do not depend on them beyond rounding): ``tile`` rows of W per block (memory
     O(tile * m); None: chosen by width); ``blas`` True/False forces whole BLAS calls (BLAS's threads) or blocks of single-threaded
@@ -34,7 +37,14 @@ class Population(Objective):
 
     def _check(self, net):
         super()._check(net)
-        check_pair(net, self.teacher)
+        check_pair(net, self.teacher, same_activation=False)
+        if net.activation not in HAS_KERNEL:
+            raise ValueError(f"net activation {net.activation!r} has no closed-form population kernel; "
+                             "use ff.Empirical or ff.Online")
+
+    def _code(self, net):
+        """The kernels' ``code`` for ``net`` and the teacher (``math.cross.pair_code``)."""
+        return pair_code(net.code, self.teacher.code)
 
     def _workspace(self, net, dtype=None):
         """The kernels' buffers for ``net``'s sizes, in ``dtype`` (default the net's)."""
@@ -57,12 +67,12 @@ class Population(Objective):
         """The population loss at ``net`` (float; includes noise^2/2, excludes any regularizer)."""
         net = self._standard(net)
         ga = np.empty_like(net.a)
-        L = self._builds(net).loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, net.code, net.W[:0], ga,
+        L = self._builds(net).loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, self._code(net), net.W[:0], ga,
                                         self._workspace(net), False)
         return float(L) + 0.5 * self.noise**2
 
     def _grad(self, net, gW, ga):
-        return self._builds(net).loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, net.code, gW, ga,
+        return self._builds(net).loss_grad(net.W, net.a, self.teacher.W, self.teacher.a, self._code(net), gW, ga,
                                            self._workspace(net), True)
 
     def _fingerprint(self):
@@ -94,10 +104,11 @@ class Population(Objective):
         ga = np.empty_like(net.a)
         Wt, at = self.teacher.W, self.teacher.a
         half_noise = 0.5 * self.noise**2
+        code = self._code(net)
 
         def runner(step0, lrs, reg_code, lam_as, lam_ws):
             losses = np.empty(lrs.shape[-1])
-            done = run(net.W, net.a, Wt, at, net.code, lrs, reg_code, lam_as, lam_ws, gW, ga, ws, losses)
+            done = run(net.W, net.a, Wt, at, code, lrs, reg_code, lam_as, lam_ws, gW, ga, ws, losses)
             return done, losses[:done] + half_noise
 
         return runner

@@ -176,6 +176,7 @@ class _State:
         self.bufs = _k.buffers(method, n)
         self.st, self.cnt = _k.new_state()
         self.Wt, self.at, self.ws = objective._float64_parts(net)
+        self.code = objective._code(net)  # the student's and the teacher's activations
         # the population kernels' build for these sizes, and the integrator's entry points of the same build
         build = _pop.builds(self.m, self.Wt.shape[0], self.d, self.ws.tile)
         self.loss_grad = build.loss_grad
@@ -199,7 +200,7 @@ class _State:
         md = self.m * self.d
         W, a = y[:md].reshape(self.m, self.d), y[md:]
         # (the argument types of objective.loss on a float64 net: the same compiled loss)
-        return float(self.loss_grad(W, a, self.Wt, self.at, self.net.code, W[:0], np.empty(self.m), self.ws, False))
+        return float(self.loss_grad(W, a, self.Wt, self.at, self.code, W[:0], np.empty(self.m), self.ws, False))
 
     @property
     def tau(self):
@@ -247,7 +248,7 @@ def _integrate(stop, net, objective, t, reg, rtol, atol, name, code_m, times, me
     pieces = [(start * speed, code, lam_a / c_loss, lam_w / c_loss) for start, code, lam_a, lam_w in pieces]
     history = History(info={"objective": objective.name, "kind": "flow", "method": name, "rtol": rtol,
                             "atol": atol, "t": t_user, "max_steps": max_steps})
-    args = (state.Wt, state.at, net.code, state.ws)
+    args = (state.Wt, state.at, state.code, state.ws)
 
     def summary():
         if name in ("rkc", "auto"):  # how hard the stiff method worked

@@ -36,6 +36,7 @@ import numpy as np
 from numba import prange
 
 from ...math.activations import ANGULAR_CODES, CODES, ERF, HAS_KERNEL
+from ...math import cross as _cross
 from ._blas import SMALL_WORK, matmul_nn, matmul_nt, matmul_tn
 from ._finite import finite, isnan
 from ._jit import njit, pnjit, serial_build
@@ -184,6 +185,9 @@ def serial_end(n):
     set_num_threads(n)
 
 
+#: ``(student code, teacher code)`` of the kernels' ``code`` argument (``math.cross.pair_code``)
+split_code = njit(_cross.split_code)
+
 #: the activation codes with a population kernel (the others, tanh, have no closed form)
 _KERNEL_CODES = np.array(sorted(CODES[n] for n in HAS_KERNEL), np.int64)
 
@@ -197,11 +201,14 @@ def check_args(W, a, Wt, at, code, gW, ga, ws, want_grad):
     ms = Wt.shape[0]
     if a.shape[0] != m or Wt.shape[1] != d or at.shape[0] != ms:
         raise ValueError("population kernel: W (m, d), a (m,), Wt (m*, d), at (m*,) do not fit together")
-    ok = False
+    cs, ct = split_code(code)
+    ok = tok = False
     for c in _KERNEL_CODES:
-        ok = ok or code == c
-    if not ok:
-        raise ValueError("population kernel: code is not an activation with a closed-form population kernel")
+        ok = ok or cs == c
+        tok = tok or ct == c
+    if not (ok and tok):
+        raise ValueError("population kernel: code is not an activation with a closed-form population kernel "
+                         "(or a pair of them, population_code(student, teacher))")
     if want_grad and (gW.shape[0] != m or gW.shape[1] != d or ga.shape[0] != m):
         raise ValueError("population kernel: gW and ga must have the shapes of W and a")
     t = ws.tile
@@ -230,6 +237,7 @@ def loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
 def parallel_loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
     """``loss_grad`` in the parallel build (``serial_loss_grad``: the serial one)."""
     check_args(W, a, Wt, at, code, gW, ga, ws, want_grad)
+    code, tcode = split_code(code)
     m, d = W.shape
     ms = Wt.shape[0]
     tile = ws.tile
@@ -250,7 +258,7 @@ def parallel_loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
     if want_grad:
         gW[:, :] = 0
     if 0 < ms <= SMALL_TEACHER:
-        teacher_rows(W, a, Wt, at, nrm3, tnrm, code, ws.gsbuf[: ms * m].reshape(ms, m), T, A, gW, want_grad)
+        teacher_rows(W, a, Wt, at, nrm3, tnrm, code, tcode, ws.gsbuf[: ms * m].reshape(ms, m), T, A, gW, want_grad)
     for i0 in range(0, m, tile):
         i1 = min(i0 + tile, m)
         t = i1 - i0
@@ -270,7 +278,7 @@ def parallel_loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
         if ms > SMALL_TEACHER:
             Gs = ws.gsbuf[: ms * t].reshape(ms, t)
             matmul_nt(Wt, WI, Gs, False, blas)
-            teacher_block(Gs, nrm3, tnrm, a, at, i0, code, T, A)
+            teacher_block(Gs, nrm3, tnrm, a, at, i0, code, tcode, T, A)
             if want_grad:
                 matmul_tn(Gs, Wt, gI, True, blas)           # g_W[I] -= B*_I W*
         mo = m - i1
@@ -288,7 +296,7 @@ def parallel_loss_grad(W, a, Wt, at, code, gW, ga, ws, want_grad):
             if want_grad:
                 matmul_nn(Go, WO, gI, True, blas)          # g_W[I] += B_I> W_>
                 matmul_tn(Go, WI, gW[i1:], True, blas)     # g_W[>] += B_I>^T W_I
-    loss = finish(W, a, gW, ga, S, T, A, want_grad) + 0.5 * teacher_energy(Wt, at, tnrm, code)
+    loss = finish(W, a, gW, ga, S, T, A, want_grad) + 0.5 * teacher_energy(Wt, at, tnrm, tcode)
     serial_end(threads)
     # the loss is a mean of squares: at the teacher the three terms cancel to rounding noise, which may
     # fall below 0 (and break log-scale plots); the gradient is computed apart and unaffected (NaN stays NaN)

@@ -19,8 +19,9 @@ import numpy as np
 from numba import prange
 
 from ...math.activations import ANGULAR_CODES, ERF
+from ...math.cross import ANGULAR_CROSS
 from ._jit import local_array, njit, pnjit
-from .scalar import asin, homog_consts, homog_terms, like, pair
+from .scalar import asin, cross_pair, homog_consts, homog_terms, like, pair
 
 CHUNK = 64  # columns per parallel task in the off-diagonal and teacher passes
 
@@ -263,10 +264,12 @@ def off_block(G, nrm3, a, i0, i1, code, S, A, part):
 
 
 @njit
-def teacher_pass(G, k0, k1, nrm3, tnrm, a, at, j0, code, T, A):
+def teacher_pass(G, k0, k1, nrm3, tnrm, a, at, j0, code, tcode, T, A):
     """Student-teacher pass over columns k0..k1 of G (m*, c), at most ``CHUNK``, students j0, j0 + 1, ...:
-    those columns -> -B*^T in place; T of those rows, and the teacher part of their A. Branch-free along
-    the students for the angular kernels and erf (``erf_norms`` has run), ``scalar.pair`` for the others.
+    those columns -> -B*^T in place; T of those rows, and the teacher part of their A. ``code``, ``tcode``:
+    the student's and the teacher's activations. Branch-free along the students for two angular
+    activations (the same or not: ``ANGULAR_CROSS``) and for erf (``erf_norms`` has run), ``scalar.pair``
+    for the other kernels of one activation and ``scalar.cross_pair`` for the other pairs.
     (Rows of G are sliced here, ``G[i, k0:k1]``: a 2-d column slice passed in would be strided to numba,
     and its loops would not vectorize.)"""
     zero = like(G, 0.0)
@@ -280,9 +283,13 @@ def teacher_pass(G, k0, k1, nrm3, tnrm, a, at, j0, code, T, A):
         sK[r] = zero
         sA[r] = zero
     n0, n1, n2, ab = nrm3[0, j0:j0 + t], nrm3[1, j0:j0 + t], nrm3[2, j0:j0 + t], a[j0:j0 + t]
-    angular = code in ANGULAR_CODES
+    angular = code in ANGULAR_CODES and tcode in ANGULAR_CODES
+    erf = code == ERF and tcode == ERF
+    same = code == tcode
     if angular:
-        off, scale, shift = homog_consts(code, G)
+        off = like(G, ANGULAR_CROSS[code, tcode, 0])
+        scale = like(G, ANGULAR_CROSS[code, tcode, 1])
+        shift = like(G, ANGULAR_CROSS[code, tcode, 2])
     for i in range(ms):
         g = G[i, k0:k1]
         nt = tnrm[i]
@@ -297,7 +304,7 @@ def teacher_pass(G, k0, k1, nrm3, tnrm, a, at, j0, code, T, A):
                 sK[r] += ank * kap
                 sA[r] += ank * perp
                 g[r] = bi * ab[r] * n2[r] * dkap
-        elif code == ERF:
+        elif erf:
             et = one / math.sqrt(one + nt * nt)
             bi = -ai * et
             for r in range(t):
@@ -309,7 +316,10 @@ def teacher_pass(G, k0, k1, nrm3, tnrm, a, at, j0, code, T, A):
                 g[r] = bi * ab[r] * e * h
         else:
             for r in range(t):
-                K, au, av, b = pair(code, n0[r], nt, g[r])
+                if same:
+                    K, au, av, b = pair(code, n0[r], nt, g[r])
+                else:
+                    K, au, b = cross_pair(code, tcode, n0[r], nt, g[r])
                 sK[r] += ai * K
                 sA[r] += ai * au
                 g[r] = -ab[r] * ai * b
@@ -317,7 +327,7 @@ def teacher_pass(G, k0, k1, nrm3, tnrm, a, at, j0, code, T, A):
         if angular:
             T[j0 + r] = sK[r] * n0[r]
             A[j0 + r] -= sA[r] * n1[r]
-        elif code == ERF:
+        elif erf:
             T[j0 + r] = sK[r] * two_over_pi
             A[j0 + r] += sA[r] * n2[r]
         else:
@@ -326,17 +336,17 @@ def teacher_pass(G, k0, k1, nrm3, tnrm, a, at, j0, code, T, A):
 
 
 @pnjit
-def teacher_block(G, nrm3, tnrm, a, at, i0, code, T, A):
+def teacher_block(G, nrm3, tnrm, a, at, i0, code, tcode, T, A):
     """Student-teacher tile of students i0, i0 + 1, ...: G (m*, t) -> -B*^T in place (``teacher_pass`` on
     each chunk of ``CHUNK`` columns)."""
     t = G.shape[1]
     for ch in prange((t + CHUNK - 1) // CHUNK):
         k0 = ch * CHUNK
-        teacher_pass(G, k0, min(k0 + CHUNK, t), nrm3, tnrm, a, at, i0 + k0, code, T, A)
+        teacher_pass(G, k0, min(k0 + CHUNK, t), nrm3, tnrm, a, at, i0 + k0, code, tcode, T, A)
 
 
 @pnjit
-def teacher_rows(W, a, Wt, at, nrm3, tnrm, code, G, T, A, gW, want_grad):
+def teacher_rows(W, a, Wt, at, nrm3, tnrm, code, tcode, G, T, A, gW, want_grad):
     """All student-teacher terms of a small teacher (``population.SMALL_TEACHER``), in one parallel region over
     chunks of students: the block G (m*, m) of products w*_i . w_j, ``teacher_pass``, and
     g_W[j] -= sum_i B*_ji w*_i, by loops (BLAS calls for products this thin cost more than their work)."""
@@ -355,7 +365,7 @@ def teacher_rows(W, a, Wt, at, nrm3, tnrm, code, G, T, A, gW, want_grad):
                 for k in range(d):
                     c += w[k] * wt[k]
                 g[r] = c
-        teacher_pass(G, j0, j1, nrm3, tnrm, a, at, j0, code, T, A)
+        teacher_pass(G, j0, j1, nrm3, tnrm, a, at, j0, code, tcode, T, A)
         if want_grad:
             for r in range(j1 - j0):
                 gj = gW[j0 + r]

@@ -10,6 +10,7 @@ written once, for both float types, and numba's dispatch on argument types does 
   ``x``'s float type and its test;
 - ``neuron(code, z, nw)``, ``dneuron(code, z)``, ``dneuron_dnorm(code, x)``, ``pair(code, nu, nv, c)``,
   ``homog_consts(code, x)``, ``homog_terms(rho, off, scale, shift)``, ``acos(x)``, ``asin(x)``: the table's functions;
+- ``cross_pair(cs, ct, nu, nv, c)``: the cross kernel of two activations (``fastfeat.math.cross``);
 - ``alg_params(code, x)``: the piecewise-polynomial coefficients (``ALG_PARAMS``) in ``x``'s float type;
 - ``reg_terms(reg, aj, nw, lam_a, lam_w, zero)``, ``reg_value(...)``: ``fastfeat.math.regularizer``'s.
 """
@@ -95,6 +96,7 @@ def _generic(name, by):
 neuron = _generic("neuron", 1)
 dneuron = _generic("dneuron", 1)
 pair = _generic("pair", 1)
+cross_pair = _generic("cross_pair", 2)
 homog_terms = _generic("homog_terms", 0)
 acos = _generic("acos", 0)
 asin = _generic("asin", 0)
