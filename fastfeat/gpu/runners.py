@@ -152,6 +152,7 @@ class PopulationRunner(_Runner):
         cuda = self.cuda
         t = objective.teacher
         self._upload_teacher(t)
+        self.code = objective._code(net)  # the student's activation and the teacher's (cross kernels)
         m, ms = self.m, t.m
         N = m + ms
         self.N = N

@@ -107,7 +107,8 @@ def build_cross(jit, ftype, asin):
     r2 = ft(math.sqrt(2.0 / math.pi))
     two_over_pi = ft(2.0 / math.pi)
     inv_pi = ft(1.0 / math.pi)
-    basis = BASIS
+    three_halves = ft(1.5)
+    basis = BASIS.astype(ft)  # read in the build's float type (no float64 arithmetic in float32 kernels)
     angular = ANGULAR_CODES
 
     def _basis(i, j, p, q, c, sp, sq):
@@ -136,7 +137,7 @@ def build_cross(jit, ftype, asin):
                 return r2 * c * ia, -half * r2 * c * ia3, r2 * ia
             if j == B_HE3:
                 return (r2 * (three * c * (q - one) * ia - c * c * c * ia3),
-                        r2 * (-ft(1.5) * c * (q - one) * ia3 + ft(1.5) * c * c * c * ia3 * ia * ia),
+                        r2 * three_halves * (c * c * c * ia3 * ia * ia - c * (q - one) * ia3),
                         r2 * (three * (q - one) * ia - three * c * c * ia3))
             den = math.sqrt((one + p) * (one + q))                                       # erf
             s = min(max(c / den, -one), one)
@@ -176,11 +177,11 @@ def build_cross(jit, ftype, asin):
         Kp = zero
         Kc = zero
         for i in range(6):
-            wi = ft(basis[cs, i])
+            wi = basis[cs, i]
             if wi == zero:
                 continue
             for j in range(6):
-                wj = ft(basis[ct, j])
+                wj = basis[ct, j]
                 if wj == zero or (i < N_ODD) != (j < N_ODD):
                     continue
                 g, gp, gc = _basis(i, j, p, q, c, nu, nv)

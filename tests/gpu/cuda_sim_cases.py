@@ -77,6 +77,22 @@ def pop_zero_rows(device):
     return _loss_grad(ff.Population(_teacher("relu")), net, ff.PathNorm(0.2), device)
 
 
+def pop_cross(device):
+    """Teachers of another activation (cross kernels): an angular pair, erf against relu, he3 against
+    erf, abs against he2; row blocks of 2, 2, 1 and float32 on one of them; the online objective's
+    exact loss of such a pair after two steps."""
+    out = {}
+    for i, (s, t) in enumerate((("relu_centered", "abs"), ("erf", "relu"), ("he3", "erf"), ("abs", "he2"))):
+        dtype = "float32" if i == 3 else "float64"
+        with _small_blocks(i == 1):
+            r = _loss_grad(ff.Population(_teacher(t, dtype), noise=0.1), _net(s, dtype=dtype), REGS[i % 3], device)
+        out.update({f"{s}.{t}.{k}": v for k, v in r.items()})
+    h = _train(_net("relu"), ff.Online(_teacher("erf"), batch_size=2, seed=5), device, steps=2, lr=0.1,
+               log_every=2, metrics=("loss",))
+    out.update({"online." + k: v for k, v in h.items()})
+    return out
+
+
 def pop_train(device):
     """Several chunks through ff.train with schedules for lr and lam; metrics that read the weights."""
     net = _net("relu")
@@ -233,6 +249,7 @@ for _i, _act in enumerate(CLOSED_FORM):
     CASES[f"pop_grad_{_act}"] = _pop_grad(_act, _i % 3, blocks=_act in ("relu", "erf"))
 CASES["pop_grad_relu_f32"] = _pop_grad("relu", 1, "float32")
 CASES["pop_zero_rows"] = pop_zero_rows
+CASES["pop_cross"] = pop_cross
 CASES["pop_train"] = pop_train
 CASES["pop_train_f32"] = pop_train_f32
 CASES["pop_diverge"] = pop_diverge

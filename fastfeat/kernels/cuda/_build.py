@@ -19,7 +19,8 @@ tiles of ``TILE`` along the summed dimension: RB^2 multiply-adds per 2 RB shared
 out-of-range load replaced by zero (ragged tails).
 
 Math (the same as the CPU kernels, see ``fastfeat.kernels.cpu.population`` for the population gradient):
-population columns ``k < m`` are the student rows, ``k >= m`` the teacher rows, with coefficients
+population columns ``k < m`` are the student rows, ``k >= m`` the teacher rows (their kernel the cross
+kernel of ``fastfeat.math.cross`` when the population ``code`` is a pair of activations), with coefficients
 ``c_k = a_k`` or ``-a*_{k-m}``; then ``g_a[j] = sum_k c_k K_jk``, ``A_j = sum_k c_k alpha_jk``,
 ``B_jk = a_j c_k beta_jk``, ``g_W[j] = a_j A_j w_j + sum_k B_jk v_k`` and the loss is
 ``sum_j a_j sum_k e_k K_jk + 1/2 a*^T K* a*`` with ``e_k = c_k / 2`` for student columns, ``c_k`` else.
@@ -32,6 +33,8 @@ import numba
 import numpy as np
 
 from ...math.activations import build as build_table
+from ...math.cross import build_cross
+from ...math.cross import split_code as split_code_py
 from ...math.guard import fits as fits_py
 from ...math.guard import limit as guard_limit
 from ...math.random import build as build_random
@@ -76,6 +79,8 @@ def _make(ft, T, RB):
     TR = T * RB  # side of the output tile of one thread block in the products
     tab = build_table(cuda.jit(device=True), ft, fast_acos=False)
     pair = tab.pair
+    cross_pair = build_cross(cuda.jit(device=True), ft, tab.asin)  # a teacher of another activation
+    split_code = cuda.jit(device=True)(split_code_py)
     neuron = tab.neuron
     dneuron = tab.dneuron
     dneuron_dnorm = tab.dneuron_dnorm

@@ -10,9 +10,9 @@ cuda = None
 def build(e):
     """The kernels of this module, for the device functions and constants ``e`` (``_build._make``):
     ``pop_gram``, ``pop_pairs``, ``pop_bv``, ``pop_rows``."""
-    (NR, RB, T, TR, big, fits, half, nbt, pair, reg_terms, tile_product, zero, zero_block) = (
-        e.NR, e.RB, e.T, e.TR, e.big, e.fits, e.half, e.nbt, e.pair, e.reg_terms, e.tile_product,
-        e.zero, e.zero_block)
+    (NR, RB, T, TR, big, cross_pair, fits, half, nbt, pair, reg_terms, split_code, tile_product, zero,
+     zero_block) = (e.NR, e.RB, e.T, e.TR, e.big, e.cross_pair, e.fits, e.half, e.nbt, e.pair, e.reg_terms,
+                    e.split_code, e.tile_product, e.zero, e.zero_block)
     @cuda.jit
     def pop_gram(W, Wt, i0, rows, G, state):
         """G[r, k] = w_{i0+r} . v_k for r < rows, k < m + m* (v_k: student rows, then teacher rows)."""
@@ -58,9 +58,11 @@ def build(e):
     @cuda.jit
     def pop_pairs(a, at, nrm, i0, rows, code, B, part, want_grad, state):
         """One block per row (grid-stride): the Gram row B[r] -> the kernel pair in place (B_jk when
-        want_grad), and the row sums part[0..2, r] = sum_k c_k K_jk, c_k alpha_jk, e_k K_jk."""
+        want_grad), and the row sums part[0..2, r] = sum_k c_k K_jk, c_k alpha_jk, e_k K_jk. ``code``: the
+        activation, or the pair of the student's and the teacher's (``math.cross.pair_code``)."""
         if state[0] != 0:
             return
+        cs, ct = split_code(code)
         m = a.shape[0]
         N = m + at.shape[0]
         sh0 = cuda.shared.array(NR, nbt)
@@ -76,7 +78,10 @@ def build(e):
             sA = zero
             sL = zero
             for k in range(t, N, nt):
-                K, au, av, b = pair(code, nj, nrm[k], B[r, k])
+                if k < m or cs == ct:
+                    K, au, av, b = pair(cs, nj, nrm[k], B[r, k])
+                else:
+                    K, au, b = cross_pair(cs, ct, nj, nrm[k], B[r, k])
                 if k < m:
                     ck = a[k]
                     ek = half * ck
