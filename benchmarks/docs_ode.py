@@ -4,11 +4,13 @@
     python benchmarks/docs_ode.py        # about a minute on 2 cores
 
 Left: Saad & Solla's soft committee machine (erf, K = M = 2, the second layer fixed to 1, eta = 1): the
-plateau and its escape. Right: erf with both layers trained and weight decay (m = 4, m* = 2). Writes
-docs/ode.png and prints the plateau's height and length and the distance of each simulation from the ODE.
+plateau and its escape. Middle: erf with both layers trained and weight decay (m = 4, m* = 2). Right: the
+same with relu (I4 by quadrature). Writes docs/ode.png and prints the plateau's height and length, the
+distance of each simulation from the ODE and the ODE's cost.
 """
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -35,6 +37,13 @@ def both_layers(d, seed):
     return ff.TwoLayer(W, np.full(4, 0.1), "erf"), ff.Teacher(Wt, np.array([1.0, 0.6]), "erf")
 
 
+def relu_weight_decay(d, seed):
+    """relu, both layers, weight decay: four students against two orthonormal teacher directions."""
+    Wt = np.linalg.qr(np.random.default_rng(0).standard_normal((d, 2)))[0].T
+    W = np.random.default_rng(seed).normal(size=(4, d)) * np.sqrt(0.3 / d)
+    return ff.TwoLayer(W, np.full(4, 0.1), "relu"), ff.Teacher(Wt, np.array([1.0, 0.6]), "relu")
+
+
 def simulate(make, d, seed, alpha, lr, lr_a, reg, rows):
     net, teacher = make(d, seed)
     steps = int(alpha * d)
@@ -45,14 +54,19 @@ def simulate(make, d, seed, alpha, lr, lr_a, reg, rows):
 
 def main():
     plt = experiment.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
+    fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.0))
     panels = [("soft committee machine: erf, K = M = 2, a fixed, lr = 1", committee, 300.0, 1.0, 0.0, None),
-              ("both layers, weight decay 1e-3: erf, m = 4, m* = 2, lr = 0.5, lr_a = 0.3", both_layers, 100.0, 0.5,
-               0.3, ff.WeightDecay(1e-3))]
+              ("both layers, weight decay 1e-3: erf, m = 4, m* = 2, lr 0.5, lr_a 0.3", both_layers, 100.0, 0.5,
+               0.3, ff.WeightDecay(1e-3)),
+              ("relu, both layers, weight decay 1e-3: m = 4, m* = 2, lr 0.5, lr_a 0.3", relu_weight_decay, 400.0,
+               0.5, 0.3, ff.WeightDecay(1e-3))]
     lines = []
     for ax, (title, make, alpha, lr, lr_a, reg) in zip(axes, panels):
         net, teacher = make(2000, 1)
+        t0 = time.perf_counter()
         h = ff.ode(net, teacher, alpha, lr=lr, lr_a=lr_a, reg=reg, log_times=600)
+        lines.append(f"{title.split(':')[0]}: ff.ode to alpha = {alpha:g} in {time.perf_counter() - t0:.2f} s "
+                     f"({h.info['evals']} right-hand sides)")
         ax.plot(h["time"], h["loss"], color="k", lw=2, label="ff.ode (d → ∞)")
         for d, color in ((250, "tab:orange"), (2000, "tab:blue")):
             for seed in (1, 2):
