@@ -4,7 +4,8 @@ integrated by ``scipy.integrate.solve_ivp`` (RK45, the same tolerances): asv ben
     python -m benchmarks.bench_ode [--alpha A]
 
 prints, for m = m* = 4 over alpha = 0..1000 and m = 32, m* = 8 over alpha = 0..A (default 100), the wall
-time of each and their ratio, with the machine it ran on.
+time of each and their ratio, then the cost per unit alpha of ff.ode for erf and relu (whose I4 are
+quadratures; no numpy version), with the machine it ran on.
 """
 import argparse
 import math
@@ -20,12 +21,12 @@ if __package__ in (None, ""):
 import fastfeat as ff  # noqa: E402
 
 
-def problem(m, ms, d=400, seed=0):
-    """An erf teacher with orthonormal rows and a small random student (the plateau regime)."""
+def problem(m, ms, d=400, seed=0, activation="erf"):
+    """A teacher with orthonormal rows and a small random student (the plateau regime)."""
     Wt = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, ms)))[0].T
-    teacher = ff.Teacher(Wt, np.ones(ms), "erf")
+    teacher = ff.Teacher(Wt, np.ones(ms), activation)
     W = np.random.default_rng(seed + 1).normal(size=(m, d)) * np.sqrt(0.25 / d)
-    return ff.TwoLayer(W, np.full(m, ms / m), "erf"), teacher
+    return ff.TwoLayer(W, np.full(m, ms / m), activation), teacher
 
 
 LR, LR_A, RTOL, ATOL = 0.5, 0.2, 1e-8, 1e-10
@@ -98,6 +99,22 @@ class OdeErf:
         run_ff(self.net, self.teacher, case[2])
 
 
+class OdeRelu:
+    """ff.ode for relu (I4 by quadrature): m = m* = 4 and m = 8, m* = 4 over alpha = 0..20."""
+
+    params = [(4, 4, 20.0), (8, 4, 20.0)]
+    param_names = ["m, m*, alpha"]
+    timeout = 600
+
+    def setup(self, case):
+        m, ms, _ = case
+        self.net, self.teacher = problem(m, ms, activation="relu")
+        run_ff(self.net, self.teacher, 0.5)  # compiled
+
+    def time_ode(self, case):
+        run_ff(self.net, self.teacher, case[2])
+
+
 def _best(fn, repeat):
     best = math.inf
     out = None
@@ -126,6 +143,17 @@ def main(argv=None):
     print("| ODE | ff.ode | numpy + solve_ivp RK45 | speed-up | final Q, relative difference |")
     print("|---|---:|---:|---:|---:|")
     print("\n".join(rows))
+    print()
+    print("| ODE | alpha | ff.ode | right-hand sides | per unit alpha | per right-hand side |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for act, m, ms, alpha in (("erf", 4, 4, 1000.0), ("erf", 32, 8, 100.0), ("relu", 4, 4, 100.0),
+                              ("relu", 8, 4, 20.0)):
+        net, teacher = problem(m, ms, activation=act)
+        run_ff(net, teacher, 0.5)
+        t_ff, h = _best(lambda: run_ff(net, teacher, alpha), 2)
+        n = h.info["evals"]
+        print(f"| {act}, m = {m}, m* = {ms} | 0..{alpha:g} | {t_ff:.3g} s | {n:,} | {t_ff / alpha * 1e3:.3g} ms | "
+              f"{t_ff / n * 1e3:.3g} ms |")
     print()
     print(machine_description())
 
