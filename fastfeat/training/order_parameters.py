@@ -29,9 +29,12 @@ filled in a table by increasing exponents (exact: no quadrature). The angular ac
 ``g = alpha |z| + beta z + gamma``, ``g' = alpha sign(z) + beta``: I2, J2 and I3 are in closed form (I3 by
 Stein's lemma, ``E[u_q F] = sum_k C_qk E[d_k F]``, with ``g'' = 2 alpha delta``); I4 has none and is
 reduced to a one-dimensional integral along the covariances between the two pairs of fields, whose
-integrand is in closed form, computed by tanh-sinh quadrature (``_ang_i4``): within 1e-10 of a rule with
-five times the nodes for generic, repeated, parallel, antiparallel and zero fields, but only 1e-6 for
-fields parallel to within ``1 - rho^2 ~ 1e-12``. A zero weight vector's ``g'`` is 0, as in the kernels.
+integrand is in closed form, computed by tanh-sinh quadrature on 53 nodes (``_ang_i4``): within 1e-12 of
+a rule with 16 times the nodes for generic, repeated, parallel, antiparallel and zero fields, about 1e-10
+for distinct fields parallel to within ``1 - rho^2 ~ 1e-9``. A zero weight vector's ``g'`` is 0, as in
+the kernels. The same formulas hold with each field's own (alpha, beta, gamma): a teacher whose
+activation differs from the student's is integrated when both are among relu, abs, relu_centered and
+linear (``MIXABLE``; linear is alpha = 0, beta = 1).
 The ODE is integrated by a compiled Dormand-Prince 5(4) pair with Hairer's step-size control.
 """
 import math
@@ -54,9 +57,13 @@ ODE_ACTIVATIONS = ("erf", "linear", "he2", "he3", "relu", "abs", "relu_centered"
 _CODES = {"erf": 0, "linear": 1, "he2": 2, "he3": 3, "relu": 4, "abs": 5, "relu_centered": 6}
 #: the angular activations (kind >= 4) as g(z) = alpha |z| + beta z + gamma, g'(z) = alpha sign(z) + beta
 #: (sign(0) = 0: g'(0) = beta), gamma = -cent sqrt(C_zz / (2 pi)) (relu_centered: |z|/2 minus its mean)
-_ALPHA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 0.5])
-_BETA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0])
-_CENT = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+#: (kind 7: linear written in that form, alpha = 0, beta = 1, for a teacher and student of two activations)
+_ALPHA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0])
+_BETA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 1.0])
+_CENT = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+LINEAR_ANGULAR = 7
+#: the activations a student and a teacher may mix (the angular family and linear): their kinds there
+MIXABLE = {"relu": 4, "abs": 5, "relu_centered": 6, "linear": LINEAR_ANGULAR}
 _SQ2PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 #: tanh-sinh (double exponential) nodes and weights on [0, 1]: x = k h, |x| <= 3.25, h = 1/8 (53 nodes: within
@@ -137,56 +144,74 @@ def _gamma(kind, cvv):
 
 
 @njit
-def _ang_i2(kind, cpp, cqq, cpq):
-    """E[g(u_p) g(u_q)] = alpha^2 E|u_p||u_q| + beta^2 C_pq + alpha (gamma_q E|u_p| + gamma_p E|u_q|)
-    + gamma_p gamma_q."""
-    al, be = _ALPHA[kind], _BETA[kind]
-    gp, gq = _gamma(kind, cpp), _gamma(kind, cqq)
+def _dzero(kind):
+    """g' of a zero weight vector: 0 for the angular activations (sigma'(0) = 0, as in the kernels), beta for
+    linear (``LINEAR_ANGULAR``: alpha = 0)."""
+    return _BETA[kind] if _ALPHA[kind] == 0.0 else 0.0
+
+
+# The angular family below takes each field's kind (``fk``): the student's and the teacher's activations
+# may differ within {relu, abs, relu_centered, linear}, linear written as alpha = 0, beta = 1.
+
+
+@njit
+def _ang_i2(kp, kq, cpp, cqq, cpq):
+    """E[g_p(u_p) g_q(u_q)] = alpha_p alpha_q E|u_p||u_q| + beta_p beta_q C_pq + alpha_p gamma_q E|u_p|
+    + gamma_p alpha_q E|u_q| + gamma_p gamma_q."""
+    ap, aq = _ALPHA[kp], _ALPHA[kq]
+    gp, gq = _gamma(kp, cpp), _gamma(kq, cqq)
     rho = _corr(cpq, cpp, cqq)
     npq = math.sqrt(max(cpp, 0.0) * max(cqq, 0.0))
     absabs = _2PI * npq * (math.sqrt(max(0.0, 1.0 - rho * rho)) + rho * math.asin(rho))
     ep, eq = _SQ2PI * math.sqrt(max(cpp, 0.0)), _SQ2PI * math.sqrt(max(cqq, 0.0))
-    return al * al * absabs + be * be * cpq + al * (gq * ep + gp * eq) + gp * gq
+    return ap * aq * absabs + _BETA[kp] * _BETA[kq] * cpq + ap * gq * ep + gp * aq * eq + gp * gq
 
 
 @njit
-def _ang_j2(kind, cpp, cqq, cpq):
-    """E[g'(u_p) g'(u_q)] = alpha^2 (2/pi) asin(rho) + beta^2; 0 where a field is identically 0 (a zero weight
-    vector: sigma'(0) = 0, as in the kernels)."""
-    if cpp <= 0.0 or cqq <= 0.0:
-        return 0.0
-    al, be = _ALPHA[kind], _BETA[kind]
-    return al * al * _2PI * math.asin(_corr(cpq, cpp, cqq)) + be * be
+def _ang_j2(kp, kq, cpp, cqq, cpq):
+    """E[g_p'(u_p) g_q'(u_q)] = alpha_p alpha_q (2/pi) asin(rho) + beta_p beta_q; a field that is identically 0
+    (a zero weight vector) has g' = ``_dzero``."""
+    if cpp <= 0.0 or cqq <= 0.0:  # a zero field's g' is constant; the other's averages to beta (E[sign] = 0)
+        dp = _dzero(kp) if cpp <= 0.0 else _BETA[kp]
+        dq = _dzero(kq) if cqq <= 0.0 else _BETA[kq]
+        return dp * dq
+    return _ALPHA[kp] * _ALPHA[kq] * _2PI * math.asin(_corr(cpq, cpp, cqq)) + _BETA[kp] * _BETA[kq]
 
 
 @njit
-def _ang_i3(kind, C, p, q, r):
-    """E[g'(u_p) u_q g(u_r)] by Stein's lemma on u_q: C_qp E[g''(u_p) g(u_r)] + C_qr E[g'(u_p) g'(u_r)], with
-    g'' = 2 alpha delta: E[delta(u_p) g(u_r)] = (alpha E[|u_r| | u_p = 0] + gamma_r) / sqrt(2 pi C_pp)."""
+def _ang_i3(fk, C, p, q, r):
+    """E[g_p'(u_p) u_q g_r(u_r)] by Stein's lemma on u_q: C_qp E[g_p''(u_p) g_r(u_r)] + C_qr E[g_p'(u_p) g_r'(u_r)],
+    with g'' = 2 alpha delta: E[delta(u_p) g_r(u_r)] = (alpha_r E[|u_r| | u_p = 0] + gamma_r) / sqrt(2 pi C_pp)."""
+    kp, kr = fk[p], fk[r]
     cpp = C[p, p]
-    out = C[q, r] * _ang_j2(kind, cpp, C[r, r], C[p, r])
-    if cpp > 0.0:
-        al = _ALPHA[kind]
+    out = C[q, r] * _ang_j2(kp, kr, cpp, C[r, r], C[p, r])
+    al = _ALPHA[kp]
+    if cpp > 0.0 and al != 0.0:
         v = max(0.0, C[r, r] - C[p, r] * C[p, r] / cpp)
-        cond = al * _SQ2PI * math.sqrt(v) + _gamma(kind, C[r, r])
+        cond = _ALPHA[kr] * _SQ2PI * math.sqrt(v) + _gamma(kr, C[r, r])
         out += C[q, p] * 2.0 * al * cond / math.sqrt(2.0 * math.pi * cpp)
     return out
 
 
 @njit
-def _ang_j3(kind, S, g3):
-    """E[g'(v_0) g'(v_1) g(v_2)] for fields of covariance S (3 x 3) and g's constant ``g3`` for v_2:
-    alpha^3 E[s0 s1 |v2|] + alpha^2 g3 E[s0 s1] + alpha beta^2 (E[s0 v2] + E[s1 v2] + E|v2|) + beta^2 g3, with
+def _ang_j3(k0, k1, k2, S, g3):
+    """E[g_0'(v_0) g_1'(v_1) g_2(v_2)] for fields of covariance S (3 x 3) and the constant ``g3`` of g_2:
+    a0 a1 a2 E[s0 s1 |v2|] + a0 a1 g3 E[s0 s1] + a0 b1 b2 E[s0 v2] + b0 a1 b2 E[s1 v2] + b0 b1 a2 E|v2|
+    + b0 b1 g3 (the odd averages vanish), with
     E[s0 s1 |v2|] = sqrt(2/pi) (2/pi) sum_k S_2k / sqrt(S_kk) asin(rho of the other two given v_k = 0)."""
-    al, be = _ALPHA[kind], _BETA[kind]
-    ss = _2PI * math.asin(_corr(S[0, 1], S[0, 0], S[1, 1]))
-    out = al * al * g3 * ss + be * be * g3
-    if be != 0.0:
-        e = _SQ2PI * math.sqrt(max(S[2, 2], 0.0))
-        for k in range(2):
-            if S[k, k] > 0.0:
-                e += _SQ2PI * S[k, 2] / math.sqrt(S[k, k])
-        out += al * be * be * e
+    a0, a1, a2 = _ALPHA[k0], _ALPHA[k1], _ALPHA[k2]
+    b0, b1, b2 = _BETA[k0], _BETA[k1], _BETA[k2]
+    out = b0 * b1 * g3
+    if a0 != 0.0 and a1 != 0.0:
+        out += a0 * a1 * g3 * _2PI * math.asin(_corr(S[0, 1], S[0, 0], S[1, 1]))
+    if b2 != 0.0:
+        if a0 != 0.0 and b1 != 0.0 and S[0, 0] > 0.0:
+            out += a0 * b1 * b2 * _SQ2PI * S[0, 2] / math.sqrt(S[0, 0])
+        if a1 != 0.0 and b0 != 0.0 and S[1, 1] > 0.0:
+            out += b0 * a1 * b2 * _SQ2PI * S[1, 2] / math.sqrt(S[1, 1])
+    out += b0 * b1 * a2 * _SQ2PI * math.sqrt(max(S[2, 2], 0.0))
+    if a0 == 0.0 or a1 == 0.0 or a2 == 0.0:
+        return out
     t = 0.0
     for k in range(3):
         skk = S[k, k]
@@ -197,35 +222,34 @@ def _ang_j3(kind, S, g3):
         cbb = S[b, b] - S[b, k] * S[b, k] / skk
         cab = S[a, b] - S[a, k] * S[b, k] / skk
         t += S[2, k] / math.sqrt(skk) * math.asin(_corr(cab, caa, cbb))
-    return out + al * al * al * _SQ2PI * _2PI * t
+    return out + a0 * a1 * a2 * _SQ2PI * _2PI * t
 
 
 @njit
-def _ang_j3_same(kind, S, g3):
+def _ang_j3_same(k0, k1, S, g3):
     """``_ang_j3`` when v_2 is v_1 (I4 with r = s: the same field twice, for every t of the path):
-    E[g'(v_0) h(v_1)] with h = g' g = (alpha^2 + beta^2) v + 2 alpha beta |v| + alpha g3 sign(v) + beta g3, by
+    E[g_0'(v_0) h(v_1)] with h = g_1' g_1 = (a1^2 + b1^2) v + 2 a1 b1 |v| + a1 g3 sign(v) + b1 g3, by
     E[s0 v1] = sqrt(2/pi) S_01 / sqrt(S_00), E[s0 |v1|] = 0, E[s0 s1] = (2/pi) asin(rho_01). Written out
     because the general formula divides residual covariances of two identical fields, which are 0 only
     up to rounding: the quadrature's integrand was noisy (1e-8 relative) and did not converge."""
-    al, be = _ALPHA[kind], _BETA[kind]
+    a0, b0, a1, b1 = _ALPHA[k0], _BETA[k0], _ALPHA[k1], _BETA[k1]
     s00, s11, s01 = S[0, 0], S[1, 1], S[0, 1]
-    out = be * (2.0 * al * be * _SQ2PI * math.sqrt(max(s11, 0.0)) + be * g3)
+    out = b0 * (2.0 * a1 * b1 * _SQ2PI * math.sqrt(max(s11, 0.0)) + b1 * g3)
     if s00 > 0.0:
-        out += al * (al * al + be * be) * _SQ2PI * s01 / math.sqrt(s00)
-    return out + al * al * g3 * _2PI * math.asin(_corr(s01, s00, s11))
+        out += a0 * (a1 * a1 + b1 * b1) * _SQ2PI * s01 / math.sqrt(s00)
+    return out + a0 * a1 * g3 * _2PI * math.asin(_corr(s01, s00, s11))
 
 
 @njit
-def _ang_i4(kind, C, p, q, r, s):
-    """E[g'(u_p) g'(u_q) g(u_r) g(u_s)] for the angular activations, which have no closed form: along the
+def _ang_i4(fk, C, p, q, r, s):
+    """E[g'(u_p) g'(u_q) g_r(u_r) g_s(u_s)] for the angular activations, which have no closed form: along the
     path C(t) that scales the covariances between {u_p, u_q} and {u_r, u_s} by t (independent at t = 0,
     where the average factorizes into J2 I2), dE/dt = sum_{i in {p,q}, j in {r,s}} C_ij E_t[d_i d_j F] and
-    d_i d_j F = 2 alpha delta(u_i) g'(u_i') g'(u_j) g(u_j'): a three-field average given u_i = 0 in closed
-    form (``_ang_j3``). The integral over t by tanh-sinh quadrature (``_TS_*``), which the endpoint
+    d_i d_j F = 2 alpha_i delta(u_i) g'(u_i') g_j'(u_j) g_j'(u_j'): a three-field average given u_i = 0 in
+    closed form (``_ang_j3``). The integral over t by tanh-sinh quadrature (``_TS_*``), which the endpoint
     singularities of degenerate (parallel, repeated) fields leave exponentially convergent."""
-    al = _ALPHA[kind]
     idx = (np.int64(p), np.int64(q), np.int64(r), np.int64(s))  # (one type: indexed at run time)
-    base = _ang_j2(kind, C[p, p], C[q, q], C[p, q]) * _ang_i2(kind, C[r, r], C[s, s], C[r, s])
+    base = _ang_j2(fk[p], fk[q], C[p, p], C[q, q], C[p, q]) * _ang_i2(fk[r], fk[s], C[r, r], C[s, s], C[r, s])
     S = np.empty((3, 3))
     total = 0.0
     for n in range(_TS_T.shape[0]):
@@ -234,7 +258,8 @@ def _ang_i4(kind, C, p, q, r, s):
         for ia in range(2):
             i = idx[ia]
             cii = C[i, i]
-            if cii <= 0.0:
+            al = _ALPHA[fk[i]]
+            if cii <= 0.0 or al == 0.0:
                 continue
             for jb in range(2):
                 j = idx[2 + jb]
@@ -242,9 +267,10 @@ def _ang_i4(kind, C, p, q, r, s):
                 if cij == 0.0:
                     continue
                 # the other fields (v0, v1, v2) = (u_i', u_j, u_j') given u_i = 0, under C(t); a zero weight
-                # vector's g' is 0 (sigma'(0) = 0), a field that vanishes only given u_i = 0 has sign 0
+                # vector's g' is ``_dzero``, a field that vanishes only given u_i = 0 has sign 0
                 o = (idx[1 - ia], j, idx[3 - jb])
-                if C[o[0], o[0]] <= 0.0 or C[o[1], o[1]] <= 0.0:
+                if ((C[o[0], o[0]] <= 0.0 and _dzero(fk[o[0]]) == 0.0)
+                        or (C[o[1], o[1]] <= 0.0 and _dzero(fk[o[1]]) == 0.0)):
                     continue
                 side = (0, 1, 1)
                 for x in range(3):
@@ -256,18 +282,22 @@ def _ang_i4(kind, C, p, q, r, s):
                         cxi = C[o[x], i] * (t if side[x] == 1 else 1.0)
                         cyi = C[o[y], i] * (t if side[y] == 1 else 1.0)
                         S[x, y] = S[y, x] = cxy - cxi * cyi / cii
-                g3 = _gamma(kind, C[o[2], o[2]])
-                j3 = _ang_j3_same(kind, S, g3) if idx[2] == idx[3] else _ang_j3(kind, S, g3)
+                g3 = _gamma(fk[o[2]], C[o[2], o[2]])
+                if idx[2] == idx[3]:
+                    j3 = _ang_j3_same(fk[o[0]], fk[o[1]], S, g3)
+                else:
+                    j3 = _ang_j3(fk[o[0]], fk[o[1]], fk[o[2]], S, g3)
                 acc += cij * 2.0 * al * j3 / math.sqrt(2.0 * math.pi * cii)
         total += _TS_W[n] * acc
     return base + total
 
 
 @njit
-def _i2(kind, cpp, cqq, cpq):
-    """E[g(u_p) g(u_q)] for fields of variances cpp, cqq and covariance cpq."""
+def _i2(kind, kp, kq, cpp, cqq, cpq):
+    """E[g(u_p) g(u_q)] for fields of variances cpp, cqq and covariance cpq (``kp``, ``kq``: their kinds in
+    the angular family)."""
     if kind >= 4:
-        return _ang_i2(kind, cpp, cqq, cpq)
+        return _ang_i2(kp, kq, cpp, cqq, cpq)
     if kind == 1:
         return cpq
     if kind >= 2:
@@ -278,10 +308,10 @@ def _i2(kind, cpp, cqq, cpq):
 
 
 @njit
-def _j2(kind, cpp, cqq, cpq):
+def _j2(kind, kp, kq, cpp, cqq, cpq):
     """E[g'(u_p) g'(u_q)]."""
     if kind >= 4:
-        return _ang_j2(kind, cpp, cqq, cpq)
+        return _ang_j2(kp, kq, cpp, cqq, cpq)
     if kind == 1:
         return 1.0
     if kind >= 2:
@@ -292,10 +322,10 @@ def _j2(kind, cpp, cqq, cpq):
 
 
 @njit
-def _i3(kind, C, p, q, r):
-    """E[g'(u_p) u_q g(u_r)]."""
+def _i3(kind, fk, C, p, q, r):
+    """E[g'(u_p) u_q g(u_r)] (``fk``: the fields' kinds in the angular family)."""
     if kind >= 4:
-        return _ang_i3(kind, C, p, q, r)
+        return _ang_i3(fk, C, p, q, r)
     if kind == 1:
         return C[q, r]
     if kind >= 2:
@@ -307,10 +337,10 @@ def _i3(kind, C, p, q, r):
 
 
 @njit
-def _i4(kind, C, p, q, r, s):
+def _i4(kind, fk, C, p, q, r, s):
     """E[g'(u_p) g'(u_q) g(u_r) g(u_s)]."""
     if kind >= 4:
-        return _ang_i4(kind, C, p, q, r, s)
+        return _ang_i4(fk, C, p, q, r, s)
     if kind == 1:
         return C[r, s]
     if kind >= 2:
@@ -327,7 +357,7 @@ def _i4(kind, C, p, q, r, s):
 
 
 @pnjit
-def _quad_all(kind, C, c, K, m, noise2, quad):
+def _quad_all(kind, fk, C, c, K, m, noise2, quad):
     """quad[j, k] = sum_rs c_r c_s I4(j, k, r, s) + noise2 J2(j, k) for the students j <= k (the second-order
     term of dQ), in parallel over j. For erf the (j, k) factors are taken out of the double sum, whose
     inner loop is then a few multiply-adds and the branch-free arcsine: it vectorizes. For he2 and he3 each
@@ -339,17 +369,17 @@ def _quad_all(kind, C, c, K, m, noise2, quad):
             if kind >= 4:  # the angular activations: I4 by quadrature, symmetric in (r, s)
                 s = 0.0
                 for r in range(K):
-                    s += c[r] * c[r] * _i4(kind, C, j, k, r, r)
+                    s += c[r] * c[r] * _i4(kind, fk, C, j, k, r, r)
                     for q in range(r + 1, K):
-                        s += 2.0 * c[r] * c[q] * _i4(kind, C, j, k, r, q)
-                quad[j, k] = s + noise2 * _j2(kind, C[j, j], C[k, k], C[j, k])
+                        s += 2.0 * c[r] * c[q] * _i4(kind, fk, C, j, k, r, q)
+                quad[j, k] = s + noise2 * _j2(kind, fk[j], fk[k], C[j, j], C[k, k], C[j, k])
                 continue
             if kind >= 2:
                 s = 0.0
                 for r in range(K):
                     for q in range(K):
-                        s += c[r] * c[q] * _i4(kind, C, j, k, r, q)
-                quad[j, k] = s + noise2 * _j2(kind, C[j, j], C[k, k], C[j, k])
+                        s += c[r] * c[q] * _i4(kind, fk, C, j, k, r, q)
+                quad[j, k] = s + noise2 * _j2(kind, fk[j], fk[k], C[j, j], C[k, k], C[j, k])
                 continue
             if kind == 1:
                 s = 0.0
@@ -375,7 +405,7 @@ def _quad_all(kind, C, c, K, m, noise2, quad):
                     x = min(1.0, max(-1.0, lam0 * lr_ * L1[s_]))
                     acc += c[s_] * asin(x)
                 total += c[r] * acc
-            quad[j, k] = _4PI2 / math.sqrt(lam4) * total + noise2 * _j2(kind, cpp, cqq, cpq)
+            quad[j, k] = _4PI2 / math.sqrt(lam4) * total + noise2 * _j2(kind, fk[j], fk[k], cpp, cqq, cpq)
 
 
 @njit
@@ -396,26 +426,26 @@ def _unpack(y, m, ms, P, C, c, a_star):
 
 
 @njit
-def _loss(kind, C, c, K, half_noise):
+def _loss(kind, fk, C, c, K, half_noise):
     s = 0.0
     for r in range(K):
         for q in range(K):
-            s += c[r] * c[q] * _i2(kind, C[r, r], C[q, q], C[r, q])
+            s += c[r] * c[q] * _i2(kind, fk[r], fk[q], C[r, r], C[q, q], C[r, q])
     return 0.5 * s + half_noise
 
 
 @njit
-def _rhs(kind, y, out, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C, c, h3, quad):
+def _rhs(kind, fk, y, out, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C, c, h3, quad):
     """out = dy/dalpha at y; returns the loss at y."""
     K = _unpack(y, m, ms, P, C, c, a_star)
     if lr != 0.0:
-        _quad_all(kind, C, c, K, m, noise2, quad)
+        _quad_all(kind, fk, C, c, K, m, noise2, quad)
     # h3[j, q] = sum_r c_r I3(j, q, r): the drift of the fields of student j along field q
     for j in range(m):
         for q in range(K):
             s = 0.0
             for r in range(K):
-                s += c[r] * _i3(kind, C, j, q, r)
+                s += c[r] * _i3(kind, fk, C, j, q, r)
             h3[j, q] = s
     for j in range(m):
         aj = c[j]
@@ -431,7 +461,7 @@ def _rhs(kind, y, out, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C,
             out[m * m + j * ms + n] = -lr * aj * h3[j, m + n] - lr * rw_j * C[j, m + n]
         s = 0.0
         for r in range(K):
-            s += c[r] * _i2(kind, C[j, j], C[r, r], C[j, r])
+            s += c[r] * _i2(kind, fk[j], fk[r], C[j, j], C[r, r], C[j, r])
         out[m * m + m * ms + j] = -lr_a * (s + ra_j)
         for k in range(j, m):
             ak = c[k]
@@ -447,7 +477,7 @@ def _rhs(kind, y, out, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C,
                 v += lr * lr * aj * ak * quad[j, k]
             out[j * m + k] = v
             out[k * m + j] = v
-    return _loss(kind, C, c, K, 0.5 * noise2)
+    return _loss(kind, fk, C, c, K, 0.5 * noise2)
 
 
 # Dormand-Prince 5(4) (Hairer, Norsett & Wanner), the coefficients of scipy's RK45
@@ -462,7 +492,7 @@ _E = np.array([71 / 57600, 0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525,
 
 
 @njit
-def _integrate(kind, y, t0, t1, h, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, rtol, atol, max_steps,
+def _integrate(kind, fk, y, t0, t1, h, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, rtol, atol, max_steps,
                K6, ynew, f_new, C, c, h3, quad, cnt):
     """Integrate y from t0 to t1 in place (DOPRI5 with FSAL, Hairer's controller); K6[0] must hold f(y).
     Returns (h for the next call, status): 0 reached t1, 1 step size underflow, 2 max_steps, 3 not finite.
@@ -483,14 +513,14 @@ def _integrate(kind, y, t0, t1, h, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_
                 for q in range(s):
                     acc += _A[s, q] * K6[q, i]
                 ynew[i] = y[i] + h * acc
-            _rhs(kind, ynew, K6[s], m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C, c, h3, quad)
+            _rhs(kind, fk, ynew, K6[s], m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C, c, h3, quad)
             cnt[2] += 1
         for i in range(n):
             acc = 0.0
             for q in range(6):
                 acc += _B[q] * K6[q, i]
             ynew[i] = y[i] + h * acc
-        _rhs(kind, ynew, f_new, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C, c, h3, quad)
+        _rhs(kind, fk, ynew, f_new, m, ms, P, a_star, lr, lr_a, noise2, reg, lam_a, lam_w, C, c, h3, quad)
         cnt[2] += 1
         err = 0.0
         finite = True
@@ -554,7 +584,8 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     ``net`` gives the initial overlaps and the activation (``ODE_ACTIVATIONS``: ``"erf"``, ``"linear"``,
     ``"he2"``, ``"he3"``, whose Gaussian averages are in closed form, and ``"relu"``, ``"abs"``,
     ``"relu_centered"``, whose four-field average is a one-dimensional quadrature; the teacher's
-    activation must be the same). ``log_times``: an int ``n`` logs ``n + 1`` evenly spaced times in ``[0, alpha]``, or an
+    activation must be the same, or both among ``MIXABLE``: relu, abs, relu_centered, linear).
+    ``log_times``: an int ``n`` logs ``n + 1`` evenly spaced times in ``[0, alpha]``, or an
     increasing array of times in ``(0, alpha]`` (0 and ``alpha`` are always logged). Each logged time
     ends an integration step (no interpolation). ``rtol``, ``atol``: the tolerances of the
     Dormand-Prince 5(4) error control over the state ``(Q, M, a)``.
@@ -573,9 +604,9 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     if net.activation not in ODE_ACTIVATIONS:
         raise ValueError(f"ff.ode has the Gaussian averages of {ODE_ACTIVATIONS} (in closed form or by "
                          f"quadrature); activation {net.activation!r} is not among them")
-    if teacher.activation != net.activation:
-        raise ValueError(f"ff.ode needs the teacher's activation to be the student's ({net.activation!r}), got "
-                         f"{teacher.activation!r}")
+    if teacher.activation != net.activation and not (net.activation in MIXABLE and teacher.activation in MIXABLE):
+        raise ValueError(f"ff.ode needs the teacher's activation to be the student's ({net.activation!r}), or both "
+                         f"among {tuple(MIXABLE)}; got the teacher's {teacher.activation!r}")
     if teacher.d != net.d:
         raise ValueError(f"teacher has d = {teacher.d}, net has d = {net.d}")
     alpha = check_float(alpha, "alpha", positive=True)
@@ -596,8 +627,13 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     m, ms = Q.shape[0], P.shape[0]
     a_star = np.asarray(teacher.a, np.float64).copy()
     y = np.concatenate([Q.ravel(), M.ravel(), np.asarray(net.a, np.float64)])
-    kind = _CODES[net.activation]
     K = m + ms
+    if teacher.activation == net.activation:
+        kind = _CODES[net.activation]
+        fk = np.full(K, kind, np.int64)
+    else:  # two activations of the angular family (linear included): each field has its own kind
+        kind = LINEAR_ANGULAR
+        fk = np.array([MIXABLE[net.activation]] * m + [MIXABLE[teacher.activation]] * ms, np.int64)
     C, c, h3, quad = np.empty((K, K)), np.empty(K), np.empty((m, K)), np.empty((m, m))
     K6 = np.empty((6, y.size))
     ynew, f_new = np.empty(y.size), np.empty(y.size)
@@ -609,7 +645,7 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
         return m, ms, P, a_star, lr, lr_a, noise * noise, code, lam_a, lam_w
 
     args = args_of(pieces[0])
-    loss = _rhs(kind, y, K6[0], *args, C, c, h3, quad)
+    loss = _rhs(kind, fk, y, K6[0], *args, C, c, h3, quad)
     cnt[2] += 1
     history = History(info={"objective": "ode", "activation": net.activation, "lr": lr, "lr_a": lr_a,
                             "noise": noise, "reg": None if reg is None else reg._describe([0]), "rtol": rtol,
@@ -631,7 +667,7 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     ends = sorted(logged | {s for s in changes if s < alpha})
     t0 = 0.0
     for t1 in ends:
-        h, status = _integrate(kind, y, t0, t1, h, *args, rtol, atol, max_steps, K6, ynew, f_new, C, c, h3, quad,
+        h, status = _integrate(kind, fk, y, t0, t1, h, *args, rtol, atol, max_steps, K6, ynew, f_new, C, c, h3, quad,
                                cnt)
         if status != 0:
             reason = {1: "the step size fell below 1e-14 alpha", 2: f"max_steps={max_steps} were used up",
@@ -640,10 +676,10 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
             raise FloatingPointError(f"ff.ode stopped at alpha = {t0:.6g}: {reason}")
         if t1 in logged:
             _unpack(y, m, ms, P, C, c, a_star)
-            log(t1, _loss(kind, C, c, K, 0.5 * noise * noise))
+            log(t1, _loss(kind, fk, C, c, K, 0.5 * noise * noise))
         if t1 in changes:  # a new strength from here: the derivative at y again (the integrator's FSAL stage)
             args = args_of(changes[t1])
-            _rhs(kind, y, K6[0], *args, C, c, h3, quad)
+            _rhs(kind, fk, y, K6[0], *args, C, c, h3, quad)
             cnt[2] += 1
         t0 = t1
     history.info.update({"evals": int(cnt[2]), "rejected": int(cnt[1])})
