@@ -131,6 +131,11 @@ def prepare(net, objective, reg, step):
             f"objective must be an ff.Population, got {type(objective).__name__}: the Hessian is exact only "
             "for the population loss (closed-form kernels)")
     objective._check(net)
+    if objective.teacher.activation != net.activation:
+        raise ValueError(
+            f"ff.hessian needs the teacher's activation to be the student's ({net.activation!r}), got "
+            f"{objective.teacher.activation!r}: the second derivatives of the cross kernels are not written "
+            "out (ff.Population's loss and gradient take such a teacher)")
     bad = objective._bad_data()
     if bad is not None:
         raise ValueError(f"objective's {bad} contains NaN or Inf")

@@ -322,6 +322,9 @@ def test_bad_input_names_the_argument():
         hessian(net, pop, reg="weight decay")
     with pytest.raises(ValueError, match="step"):
         hessian(net, pop, step=-1)
+    erf_teacher = ff.Teacher(pop.teacher.W, pop.teacher.a, "erf")  # the loss takes it, the Hessian not yet
+    with pytest.raises(ValueError, match="teacher's activation to be the student's"):
+        hessian_vector(net, ff.Population(erf_teacher), np.ones(P))
     for bad in (np.ones(P + 1), np.ones((P, 0)), np.ones((2, P)), np.ones((P, 2, 1))):
         with pytest.raises(ValueError, match="v must have shape"):
             hessian_vector(net, pop, bad)
