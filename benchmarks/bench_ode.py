@@ -83,36 +83,33 @@ def run_ff(net, teacher, alpha):
     return ff.ode(net, teacher, alpha, lr=LR, lr_a=LR_A, rtol=RTOL, atol=ATOL, log_times=1)
 
 
-class OdeErf:
-    """ff.ode for erf: m = m* = 4 over alpha = 0..1000, and m = 32, m* = 8 over alpha = 0..100."""
+class _Ode:
+    """ff.ode from ``problem`` at the params' sizes, compiled in ``setup``."""
 
-    params = [(4, 4, 1000.0), (32, 8, 100.0)]
+    activation = "erf"
     param_names = ["m, m*, alpha"]
     timeout = 600
 
     def setup(self, case):
         m, ms, _ = case
-        self.net, self.teacher = problem(m, ms)
-        run_ff(self.net, self.teacher, 1.0)  # compiled
-
-    def time_ode(self, case):
-        run_ff(self.net, self.teacher, case[2])
-
-
-class OdeRelu:
-    """ff.ode for relu (I4 by quadrature): m = m* = 4 and m = 8, m* = 4 over alpha = 0..20."""
-
-    params = [(4, 4, 20.0), (8, 4, 20.0)]
-    param_names = ["m, m*, alpha"]
-    timeout = 600
-
-    def setup(self, case):
-        m, ms, _ = case
-        self.net, self.teacher = problem(m, ms, activation="relu")
+        self.net, self.teacher = problem(m, ms, activation=self.activation)
         run_ff(self.net, self.teacher, 0.5)  # compiled
 
     def time_ode(self, case):
         run_ff(self.net, self.teacher, case[2])
+
+
+class OdeErf(_Ode):
+    """ff.ode for erf: m = m* = 4 over alpha = 0..1000, and m = 32, m* = 8 over alpha = 0..100."""
+
+    params = [(4, 4, 1000.0), (32, 8, 100.0)]
+
+
+class OdeRelu(_Ode):
+    """ff.ode for relu (I4 by quadrature): m = m* = 4 and m = 8, m* = 4 over alpha = 0..20."""
+
+    activation = "relu"
+    params = [(4, 4, 20.0), (8, 4, 20.0)]
 
 
 def _best(fn, repeat):

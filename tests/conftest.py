@@ -3,6 +3,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import warnings
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 
@@ -48,6 +50,23 @@ def _warm_public_kernel_forms():
         return
     err = proc.stderr.read().decode()
     assert proc.returncode == 0, f"background warm-up of the optional tasks failed: {err[-3000:]}"
+
+
+@pytest.fixture(autouse=True)
+def _default_signal_handlers(request):
+    """Every test starts with Python's default SIGINT handler (and SIGTERM's): ``ff.train`` defers only
+    signals whose handler is the default one (a program's own handler stays in charge), so a handler
+    left behind by an earlier test, or by a library it ran, would change what the interrupt tests see.
+    One left behind is put back, with a warning that names the test."""
+    yield
+    for name, default in (("SIGINT", signal.default_int_handler), ("SIGTERM", signal.SIG_DFL)):
+        sig = getattr(signal, name, None)
+        if sig is None or threading.current_thread() is not threading.main_thread():
+            continue
+        now = signal.getsignal(sig)
+        if now is not default:
+            signal.signal(sig, default)
+            warnings.warn(f"{request.node.nodeid} left the {name} handler {now!r}; restored the default")
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -176,9 +176,10 @@ def test_ode_benchmarks():
     """bench_ode's asv class runs, and its numpy version of the ODE agrees with ff.ode."""
     from benchmarks import bench_ode as B
 
-    bench = B.OdeErf()
-    bench.setup((4, 4, 5.0))
-    bench.time_ode((4, 4, 5.0))
+    for cls in (B.OdeErf, B.OdeRelu):
+        bench = cls()
+        bench.setup((3, 2, 1.0))
+        bench.time_ode((3, 2, 1.0))
     net, teacher = B.problem(3, 2, d=30)
     sol = B.run_numpy(net, teacher, 2.0)
     h = B.run_ff(net, teacher, 2.0)
