@@ -52,21 +52,30 @@ def _warm_public_kernel_forms():
     assert proc.returncode == 0, f"background warm-up of the optional tasks failed: {err[-3000:]}"
 
 
-@pytest.fixture(autouse=True)
-def _default_signal_handlers(request):
-    """Every test starts with Python's default SIGINT handler (and SIGTERM's): ``ff.train`` defers only
-    signals whose handler is the default one (a program's own handler stays in charge), so a handler
-    left behind by an earlier test, or by a library it ran, would change what the interrupt tests see.
-    One left behind is put back, with a warning that names the test."""
-    yield
+def _restore_default_handlers(test=None):
+    """Put Python's default SIGINT handler (and SIGTERM's) back where another one is set; with ``test``,
+    warn that it left that handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return
     for name, default in (("SIGINT", signal.default_int_handler), ("SIGTERM", signal.SIG_DFL)):
         sig = getattr(signal, name, None)
-        if sig is None or threading.current_thread() is not threading.main_thread():
-            continue
-        now = signal.getsignal(sig)
-        if now is not default:
+        now = None if sig is None else signal.getsignal(sig)
+        if sig is not None and now is not default:
             signal.signal(sig, default)
-            warnings.warn(f"{request.node.nodeid} left the {name} handler {now!r}; restored the default")
+            if test is not None:
+                warnings.warn(f"{test} left the {name} handler {now!r}; restored the default")
+
+
+@pytest.fixture(autouse=True)
+def _default_signal_handlers(request):
+    """Every test starts with Python's default SIGINT and SIGTERM handlers: ``ff.train`` defers only
+    signals whose handler is the default one (a program's own handler stays in charge), so the interrupt
+    tests need it. A process started as a background job of a non-interactive shell inherits SIGINT
+    ignored (Python then keeps SIG_IGN), which made those tests fail; a handler that a test leaves
+    behind is put back too, with a warning that names the test."""
+    _restore_default_handlers()
+    yield
+    _restore_default_handlers(request.node.nodeid)
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
