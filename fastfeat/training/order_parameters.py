@@ -356,24 +356,39 @@ def _i4(kind, fk, C, p, q, r, s):
     return _4PI2 / math.sqrt(lam4) * math.asin(min(1.0, max(-1.0, x)))
 
 
+@njit
+def _student_pair(idx, m):
+    """The ``idx``-th pair (j, k), j <= k < m, in the order (0, 0), (0, 1), ..., (0, m-1), (1, 1), ..."""
+    j = np.int64(0)
+    rem = np.int64(idx)  # (a prange index may be unsigned: with int64 it would mix to float64)
+    while rem >= m - j:
+        rem -= m - j
+        j += 1
+    return j, j + rem
+
+
 @pnjit
 def _quad_all(kind, fk, C, c, K, m, noise2, quad):
     """quad[j, k] = sum_rs c_r c_s I4(j, k, r, s) + noise2 J2(j, k) for the students j <= k (the second-order
     term of dQ), in parallel over j. For erf the (j, k) factors are taken out of the double sum, whose
     inner loop is then a few multiply-adds and the branch-free arcsine: it vectorizes. For he2 and he3 each
     term is a table of Gaussian moments (``_wick``), O(deg^4) operations; for the angular activations a
-    quadrature in one variable (``_ang_i4``), of each unordered pair (r, s) once."""
+    quadrature in one variable (``_ang_i4``), of each unordered pair (r, s) once, in parallel over the
+    student pairs (j, k) rather than over j, whose rows hold m - j pairs each: with 2 threads and m = 4
+    one thread had 7 of the 10 quadratures."""
+    if kind >= 4:  # the angular activations: I4 by quadrature, symmetric in (r, s)
+        for idx in prange(m * (m + 1) // 2):
+            j, k = _student_pair(idx, m)
+            s = 0.0
+            for r in range(K):
+                s += c[r] * c[r] * _i4(kind, fk, C, j, k, r, r)
+                for q in range(r + 1, K):
+                    s += 2.0 * c[r] * c[q] * _i4(kind, fk, C, j, k, r, q)
+            quad[j, k] = s + noise2 * _j2(kind, fk[j], fk[k], C[j, j], C[k, k], C[j, k])
+        return
     for j in prange(m):
         L1 = np.empty(K)
         for k in range(j, m):
-            if kind >= 4:  # the angular activations: I4 by quadrature, symmetric in (r, s)
-                s = 0.0
-                for r in range(K):
-                    s += c[r] * c[r] * _i4(kind, fk, C, j, k, r, r)
-                    for q in range(r + 1, K):
-                        s += 2.0 * c[r] * c[q] * _i4(kind, fk, C, j, k, r, q)
-                quad[j, k] = s + noise2 * _j2(kind, fk[j], fk[k], C[j, j], C[k, k], C[j, k])
-                continue
             if kind >= 2:
                 s = 0.0
                 for r in range(K):
