@@ -10,7 +10,8 @@ three odd ones, ``z``, ``He3(z) = z^3 - 3z`` and ``erf(z / sqrt 2)``, and three 
 
 An odd and an even function of two jointly Gaussian fields are uncorrelated, so a cross kernel is a
 weighted sum of at most 3 x 3 + 3 x 3 basis kernels ``G(p, q, c)`` (``p = |u|^2``, ``q = |v|^2``,
-``c = u.v``), each in closed form (``_basis``; r2 = sqrt(2/pi), A = 1 + p, B = 1 + q, rho = c/sqrt(pq)):
+``c = u.v``), each in closed form (``_basis``; r2 = sqrt(2/pi), A = 1 + p, B = 1 + q, rho = c/sqrt(pq);
+a basis function with itself, but |w|, is the kernel ``pair`` of the activation it is):
 
     z     z     c                       |z|   |z|   sqrt(pq) (2/pi) (sqrt(1 - rho^2) + rho asin rho)
     z     He3   3c (q - 1)              |z|   He2   r2 (sqrt(p) (q - 1) + c^2 / sqrt(p))
@@ -40,6 +41,8 @@ from .activations import ABS, ANGULAR_CODES, ERF, HAS_KERNEL, HE2, HE3, LINEAR, 
 B_LIN, B_HE3, B_ERF, B_ABS, B_HE2, B_NORM = range(6)
 N_ODD = 3
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+#: the activation that is each basis function but the constant |w| (its kernel with itself is that one's)
+_OWN_CODE = (LINEAR, HE3, ERF, ABS, HE2)
 #: BASIS[code] = the coefficients of an activation on the six basis functions (0 for tanh: no kernel)
 BASIS = np.zeros((len(NAMES), 6))
 BASIS[RELU, B_LIN] = BASIS[RELU, B_ABS] = 0.5
@@ -98,24 +101,25 @@ def exact_pair(student, teacher):
     return student in HAS_KERNEL and teacher in HAS_KERNEL
 
 
-def build_cross(jit, ftype, asin):
+def build_cross(jit, ftype, table):
     """Compile ``cross_pair(cs, ct, nu, nv, c) -> (K, alpha_u, beta)`` with decorator ``jit`` for float
-    type ``ftype`` (``asin``: the activation table's arcsine of that build)."""
+    type ``ftype``; ``table``: the activation table of that build (``activations.build``), whose ``pair``
+    gives the kernel of a basis function with itself."""
     ft = ftype
     zero, one, half, two, three = ft(0.0), ft(1.0), ft(0.5), ft(2.0), ft(3.0)
-    six, nine, eighteen, four = ft(6.0), ft(9.0), ft(18.0), ft(4.0)
     r2 = ft(math.sqrt(2.0 / math.pi))
-    two_over_pi = ft(2.0 / math.pi)
-    inv_pi = ft(1.0 / math.pi)
     three_halves = ft(1.5)
     basis = BASIS.astype(ft)  # read in the build's float type (no float64 arithmetic in float32 kernels)
     angular = ANGULAR_CODES
+    pair = table.pair
+    own = _OWN_CODE
 
     def _basis(i, j, p, q, c, sp, sq):
         """(G, G_p, G_c) of basis functions i (student) and j (teacher) of the same parity."""
+        if i == j and i != B_NORM:  # a basis function with itself: the kernel of that activation
+            K, au, av, b = pair(own[i], sp, sq, c)
+            return K, half * au, b
         if i == B_LIN:
-            if j == B_LIN:
-                return c, zero, one
             if j == B_HE3:
                 return three * c * (q - one), zero, three * (q - one)
             ib = one / math.sqrt(one + q)
@@ -123,9 +127,6 @@ def build_cross(jit, ftype, asin):
         if i == B_HE3:
             if j == B_LIN:
                 return three * c * (p - one), three * c, three * (p - one)
-            if j == B_HE3:
-                pq = nine * (p - one) * (q - one)
-                return c * (pq + six * c * c), nine * c * (q - one), pq + eighteen * c * c
             ib = one / math.sqrt(one + q)                                                # erf
             ib3 = ib * ib * ib
             return (r2 * (three * c * (p - one) * ib - c * c * c * ib3), three * r2 * c * ib,
@@ -135,20 +136,10 @@ def build_cross(jit, ftype, asin):
             ia3 = ia * ia * ia
             if j == B_LIN:
                 return r2 * c * ia, -half * r2 * c * ia3, r2 * ia
-            if j == B_HE3:
-                return (r2 * (three * c * (q - one) * ia - c * c * c * ia3),
-                        r2 * three_halves * (c * c * c * ia3 * ia * ia - c * (q - one) * ia3),
-                        r2 * (three * (q - one) * ia - three * c * c * ia3))
-            den = math.sqrt((one + p) * (one + q))                                       # erf
-            s = min(max(c / den, -one), one)
-            h = two_over_pi / math.sqrt(one - s * s)
-            return two_over_pi * asin(s), -half * h * s / (one + p), h / den
+            return (r2 * (three * c * (q - one) * ia - c * c * c * ia3),                 # He3
+                    r2 * three_halves * (c * c * c * ia3 * ia * ia - c * (q - one) * ia3),
+                    r2 * (three * (q - one) * ia - three * c * c * ia3))
         if i == B_ABS:
-            if j == B_ABS:
-                rho = min(max(c / (sp * sq), -one), one)
-                root = math.sqrt(one - rho * rho)
-                return (sp * sq * two_over_pi * (root + rho * asin(rho)), inv_pi * root * sq / sp,
-                        two_over_pi * asin(rho))
             if j == B_HE2:
                 return (r2 * (sp * (q - one) + c * c / sp), r2 * half * ((q - one) - c * c / p) / sp,
                         two * r2 * c / sp)
@@ -156,8 +147,6 @@ def build_cross(jit, ftype, asin):
         if i == B_HE2:
             if j == B_ABS:
                 return r2 * (sq * (p - one) + c * c / sq), r2 * sq, two * r2 * c / sq
-            if j == B_HE2:
-                return (p - one) * (q - one) + two * c * c, q - one, four * c
             return (p - one) * sq, sq, zero                                              # |w|
         if j == B_ABS:                                                                   # |w| (student)
             return r2 * sp * sq, half * r2 * sq / sp, zero

@@ -81,8 +81,8 @@ _scalar = numba.njit(fastmath=FASTMATH, error_model="numpy")
 #: from vectorizing: 7.3 ns an element against 0.85 ns in float64 on Zen 4, 4.8 against 0.4 in float32)
 TABLE32 = build(_scalar, np.float32, fast_acos=True)
 TABLE64 = build(_scalar, np.float64, fast_acos=True)
-TABLE32.cross_pair = build_cross(_scalar, np.float32, TABLE32.asin)
-TABLE64.cross_pair = build_cross(_scalar, np.float64, TABLE64.asin)
+TABLE32.cross_pair = build_cross(_scalar, np.float32, TABLE32)
+TABLE64.cross_pair = build_cross(_scalar, np.float64, TABLE64)
 
 
 _serial_builds = {}

@@ -79,7 +79,7 @@ def _make(ft, T, RB):
     TR = T * RB  # side of the output tile of one thread block in the products
     tab = build_table(cuda.jit(device=True), ft, fast_acos=False)
     pair = tab.pair
-    cross_pair = build_cross(cuda.jit(device=True), ft, tab.asin)  # a teacher of another activation
+    cross_pair = build_cross(cuda.jit(device=True), ft, tab)  # a teacher of another activation
     split_code = cuda.jit(device=True)(split_code_py)
     neuron = tab.neuron
     dneuron = tab.dneuron
