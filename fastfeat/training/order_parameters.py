@@ -33,8 +33,13 @@ integrand is in closed form, computed by tanh-sinh quadrature on 53 nodes (``_an
 a rule with 16 times the nodes for generic, repeated, parallel, antiparallel and zero fields, about 1e-10
 for distinct fields parallel to within ``1 - rho^2 ~ 1e-9``. A zero weight vector's ``g'`` is 0, as in
 the kernels. The same formulas hold with each field's own (alpha, beta, gamma): a teacher whose
-activation differs from the student's is integrated when both are among relu, abs, relu_centered and
-linear (``MIXABLE``; linear is alpha = 0, beta = 1).
+activation differs from the student's is integrated when both are among relu, abs, relu_centered,
+linear and erf (``MIXABLE``; linear is alpha = 0, beta = 1). erf joins that family as a sign of a noisy
+field, ``erf(z / sqrt 2) = E_xi[sign(z + xi)]`` with ``xi ~ N(0, 1)`` drawn anew for each factor, whose
+``g'`` is ``2 delta(z + xi)``: a delta conditions the other fields on one more field, so every average
+with an erf factor stays in closed form, except I4 of an angular student, which is the quadrature above
+with one more conditioning inside its integrand. With erf on both sides this reproduces Saad & Solla's
+closed forms to rounding (tests/training/test_ode.py), which the erf ODE keeps using.
 The ODE is integrated by a compiled Dormand-Prince 5(4) pair with Hairer's step-size control.
 """
 import math
@@ -57,13 +62,18 @@ ODE_ACTIVATIONS = ("erf", "linear", "he2", "he3", "relu", "abs", "relu_centered"
 _CODES = {"erf": 0, "linear": 1, "he2": 2, "he3": 3, "relu": 4, "abs": 5, "relu_centered": 6}
 #: the angular activations (kind >= 4) as g(z) = alpha |z| + beta z + gamma, g'(z) = alpha sign(z) + beta
 #: (sign(0) = 0: g'(0) = beta), gamma = -cent sqrt(C_zz / (2 pi)) (relu_centered: |z|/2 minus its mean)
-#: (kind 7: linear written in that form, alpha = 0, beta = 1, for a teacher and student of two activations)
-_ALPHA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0])
-_BETA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 1.0])
-_CENT = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+#: (kind 7: linear written in that form, alpha = 0, beta = 1, for a teacher and student of two activations;
+#: kind 8: erf(z / sqrt 2) = E_xi[sign(z + xi)], xi ~ N(0, 1) independent, a sign of magnitude sigma = 1 on a
+#: slot of variance C_zz + tau, tau = 1, whose g' is 2 delta(z + xi); every factor draws its own xi)
+_ALPHA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0, 0.0])
+_BETA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 1.0, 0.0])
+_CENT = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+_SIGMA = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+_TAU = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
 LINEAR_ANGULAR = 7
-#: the activations a student and a teacher may mix (the angular family and linear): their kinds there
-MIXABLE = {"relu": 4, "abs": 5, "relu_centered": 6, "linear": LINEAR_ANGULAR}
+ERF_SIGN = 8
+#: the activations a student and a teacher may mix (the angular family, linear and erf): their kinds there
+MIXABLE = {"relu": 4, "abs": 5, "relu_centered": 6, "linear": LINEAR_ANGULAR, "erf": ERF_SIGN}
 _SQ2PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 #: tanh-sinh (double exponential) nodes and weights on [0, 1]: x = k h, |x| <= 3.25, h = 1/8 (53 nodes: within
@@ -155,41 +165,90 @@ def _dzero(kind):
 
 
 @njit
-def _ang_i2(kp, kq, cpp, cqq, cpq):
-    """E[g_p(u_p) g_q(u_q)] = alpha_p alpha_q E|u_p||u_q| + beta_p beta_q C_pq + alpha_p gamma_q E|u_p|
-    + gamma_p alpha_q E|u_q| + gamma_p gamma_q."""
+def _var(kind, c):
+    """The variance of a field's slot: the field's own, plus erf's independent noise (``_TAU``)."""
+    return c + _TAU[kind]
+
+
+@njit
+def _fam_i2(kp, kq, vp, vq, cpq, gp, gq):
+    """E[g_p(v_p) g_q(v_q)] for two zero-mean fields of variances vp, vq (their slots') and covariance cpq,
+    g = alpha |v| + beta v + gamma + sigma sign(v) with the constants gp, gq: alpha_p alpha_q E|v_p||v_q|
+    + beta_p beta_q C_pq + sigma_p sigma_q (2/pi) asin(rho) + sigma_p beta_q sqrt(2/pi) C_pq / sqrt(v_p)
+    + beta_p sigma_q (the same) + alpha_p gamma_q E|v_p| + gamma_p alpha_q E|v_q| + gamma_p gamma_q (a sign
+    against an even function or a constant averages to 0)."""
     ap, aq = _ALPHA[kp], _ALPHA[kq]
-    gp, gq = _gamma(kp, cpp), _gamma(kq, cqq)
-    rho = _corr(cpq, cpp, cqq)
-    npq = math.sqrt(max(cpp, 0.0) * max(cqq, 0.0))
-    absabs = _2PI * npq * (math.sqrt(max(0.0, 1.0 - rho * rho)) + rho * math.asin(rho))
-    ep, eq = _SQ2PI * math.sqrt(max(cpp, 0.0)), _SQ2PI * math.sqrt(max(cqq, 0.0))
-    return ap * aq * absabs + _BETA[kp] * _BETA[kq] * cpq + ap * gq * ep + gp * aq * eq + gp * gq
+    sp, sq = _SIGMA[kp], _SIGMA[kq]
+    rho = _corr(cpq, vp, vq)
+    np_, nq = math.sqrt(max(vp, 0.0)), math.sqrt(max(vq, 0.0))
+    out = _BETA[kp] * _BETA[kq] * cpq + ap * gq * _SQ2PI * np_ + gp * aq * _SQ2PI * nq + gp * gq
+    if ap != 0.0 and aq != 0.0:
+        out += ap * aq * _2PI * np_ * nq * (math.sqrt(max(0.0, 1.0 - rho * rho)) + rho * math.asin(rho))
+    if sp != 0.0 or sq != 0.0:
+        out += sp * sq * _2PI * math.asin(rho)
+        if np_ > 0.0:
+            out += sp * _BETA[kq] * _SQ2PI * cpq / np_
+        if nq > 0.0:
+            out += _BETA[kp] * sq * _SQ2PI * cpq / nq
+    return out
+
+
+@njit
+def _ang_i2(kp, kq, cpp, cqq, cpq):
+    """E[g_p(u_p) g_q(u_q)] for fields of variances cpp, cqq and covariance cpq (``_fam_i2`` on their
+    slots: erf's with its noise, so that g_p and g_q of the same field take independent ones)."""
+    return _fam_i2(kp, kq, _var(kp, cpp), _var(kq, cqq), cpq, _gamma(kp, cpp), _gamma(kq, cqq))
+
+
+@njit
+def _hat(kind, v):
+    """The constant part of g' (beta) on a slot of variance v; a zero weight vector's g' is ``_dzero``."""
+    return _BETA[kind] if v > 0.0 else _dzero(kind)
 
 
 @njit
 def _ang_j2(kp, kq, cpp, cqq, cpq):
-    """E[g_p'(u_p) g_q'(u_q)] = alpha_p alpha_q (2/pi) asin(rho) + beta_p beta_q; a field that is identically 0
-    (a zero weight vector) has g' = ``_dzero``."""
-    if cpp <= 0.0 or cqq <= 0.0:  # a zero field's g' is constant; the other's averages to beta (E[sign] = 0)
-        dp = _dzero(kp) if cpp <= 0.0 else _BETA[kp]
-        dq = _dzero(kq) if cqq <= 0.0 else _BETA[kq]
-        return dp * dq
-    return _ALPHA[kp] * _ALPHA[kq] * _2PI * math.asin(_corr(cpq, cpp, cqq)) + _BETA[kp] * _BETA[kq]
+    """E[g_p'(u_p) g_q'(u_q)], g' = alpha sign(v) + beta + 2 sigma delta(v) on each field's slot:
+    alpha_p alpha_q (2/pi) asin(rho) + beta_p beta_q + 2 sigma_p beta_q / sqrt(2 pi v_p) + (p <-> q)
+    + 4 sigma_p sigma_q / (2 pi sqrt(v_p v_q - C_pq^2)) (E[sign | the other = 0] = 0); a field that is
+    identically 0 (a zero weight vector) has g' = ``_dzero`` and no sign part."""
+    vp, vq = _var(kp, cpp), _var(kq, cqq)
+    bp, bq = _hat(kp, vp), _hat(kq, vq)
+    out = bp * bq
+    if vp > 0.0 and vq > 0.0:
+        out += _ALPHA[kp] * _ALPHA[kq] * _2PI * math.asin(_corr(cpq, vp, vq))
+    sp, sq = _SIGMA[kp], _SIGMA[kq]
+    if sp != 0.0:
+        out += 2.0 * sp * bq / math.sqrt(2.0 * math.pi * vp)
+    if sq != 0.0:
+        out += 2.0 * sq * bp / math.sqrt(2.0 * math.pi * vq)
+    if sp != 0.0 and sq != 0.0:
+        out += 4.0 * sp * sq / (2.0 * math.pi * math.sqrt(max(vp * vq - cpq * cpq, 0.0)))
+    return out
 
 
 @njit
 def _ang_i3(fk, C, p, q, r):
-    """E[g_p'(u_p) u_q g_r(u_r)] by Stein's lemma on u_q: C_qp E[g_p''(u_p) g_r(u_r)] + C_qr E[g_p'(u_p) g_r'(u_r)],
-    with g'' = 2 alpha delta: E[delta(u_p) g_r(u_r)] = (alpha_r E[|u_r| | u_p = 0] + gamma_r) / sqrt(2 pi C_pp)."""
+    """E[g_p'(u_p) u_q g_r(u_r)] by Stein's lemma on u_q (uncorrelated with erf's noise): C_qp E[g_p''(v_p)
+    g_r(v_r)] + C_qr E[g_p'(v_p) g_r'(v_r)], with g'' = 2 alpha delta + 2 sigma delta':
+    E[delta(v_p) g_r(v_r)] = (alpha_r E[|v_r| | v_p = 0] + gamma_r) / sqrt(2 pi v_p) and
+    E[delta'(v_p) g_r(v_r)] = -(C_pr / v_p) E[g_r'(v_r) | v_p = 0] / sqrt(2 pi v_p) (Gaussian integration by
+    parts: d/dx of E[g_r(v_r) | v_p = x] p(x) at 0)."""
     kp, kr = fk[p], fk[r]
-    cpp = C[p, p]
-    out = C[q, r] * _ang_j2(kp, kr, cpp, C[r, r], C[p, r])
-    al = _ALPHA[kp]
-    if cpp > 0.0 and al != 0.0:
-        v = max(0.0, C[r, r] - C[p, r] * C[p, r] / cpp)
-        cond = _ALPHA[kr] * _SQ2PI * math.sqrt(v) + _gamma(kr, C[r, r])
-        out += C[q, p] * 2.0 * al * cond / math.sqrt(2.0 * math.pi * cpp)
+    cpp, crr, cpr = C[p, p], C[r, r], C[p, r]
+    out = C[q, r] * _ang_j2(kp, kr, cpp, crr, cpr)
+    vp, vr = _var(kp, cpp), _var(kr, crr)
+    al, sg = _ALPHA[kp], _SIGMA[kp]
+    if vp > 0.0 and (al != 0.0 or sg != 0.0):
+        v = max(0.0, vr - cpr * cpr / vp)  # the variance of v_r given v_p = 0
+        dens = 1.0 / math.sqrt(2.0 * math.pi * vp)
+        if al != 0.0:
+            out += C[q, p] * 2.0 * al * dens * (_ALPHA[kr] * _SQ2PI * math.sqrt(v) + _gamma(kr, crr))
+        if sg != 0.0:
+            dr = _hat(kr, vr)
+            if _SIGMA[kr] != 0.0:
+                dr += 2.0 * _SIGMA[kr] / math.sqrt(2.0 * math.pi * v)
+            out -= C[q, p] * 2.0 * sg * dens * cpr / vp * dr
     return out
 
 
@@ -197,7 +256,8 @@ def _ang_i3(fk, C, p, q, r):
 def _ang_j3(k0, k1, k2, S, g3):
     """E[g_0'(v_0) g_1'(v_1) g_2(v_2)] for fields of covariance S (3 x 3) and the constant ``g3`` of g_2:
     a0 a1 a2 E[s0 s1 |v2|] + a0 a1 g3 E[s0 s1] + a0 b1 b2 E[s0 v2] + b0 a1 b2 E[s1 v2] + b0 b1 a2 E|v2|
-    + b0 b1 g3 (the odd averages vanish), with
+    + b0 b1 g3 + a0 b1 sigma2 E[s0 s2] + b0 a1 sigma2 E[s1 s2] (the odd averages vanish; g_1' is without its
+    delta part, which ``_ang_i4`` takes), with
     E[s0 s1 |v2|] = sqrt(2/pi) (2/pi) sum_k S_2k / sqrt(S_kk) asin(rho of the other two given v_k = 0)."""
     a0, a1, a2 = _ALPHA[k0], _ALPHA[k1], _ALPHA[k2]
     b0, b1, b2 = _BETA[k0], _BETA[k1], _BETA[k2]
@@ -210,6 +270,10 @@ def _ang_j3(k0, k1, k2, S, g3):
         if a1 != 0.0 and b0 != 0.0 and S[1, 1] > 0.0:
             out += b0 * a1 * b2 * _SQ2PI * S[1, 2] / math.sqrt(S[1, 1])
     out += b0 * b1 * a2 * _SQ2PI * math.sqrt(max(S[2, 2], 0.0))
+    s2 = _SIGMA[k2]
+    if s2 != 0.0:  # g_2's sign part: E[s0 s2], E[s1 s2] (E[s0 s1 s2] and E[s2] vanish)
+        out += s2 * _2PI * (a0 * b1 * math.asin(_corr(S[0, 2], S[0, 0], S[2, 2]))
+                            + b0 * a1 * math.asin(_corr(S[1, 2], S[1, 1], S[2, 2])))
     if a0 == 0.0 or a1 == 0.0 or a2 == 0.0:
         return out
     t = 0.0
@@ -241,52 +305,91 @@ def _ang_j3_same(k0, k1, S, g3):
 
 
 @njit
+def _delta_i4(fk, C, p, q, r, s):
+    """I4 for a student whose g' is a delta on its slot (erf: g' = 2 delta(u + xi), alpha = beta = 0), in
+    closed form: 4 sigma_p sigma_q p(v_p = v_q = 0) E[g_r(v_r) g_s(v_s) | v_p = v_q = 0], the last a
+    two-field average (``_fam_i2``) under the covariance of (v_r, v_s) given (v_p, v_q) = 0. Each of the
+    four factors has its own slot: erf's noise is drawn for each factor, so that a repeated index still
+    leaves the 2 x 2 covariance of (v_p, v_q) regular."""
+    kp, kq, kr, ks = fk[p], fk[q], fk[r], fk[s]
+    app, aqq, apq = _var(kp, C[p, p]), _var(kq, C[q, q]), C[p, q]
+    det = app * aqq - apq * apq
+    # (v_r, v_s) given (v_p, v_q) = 0: the Schur complement of the (p, q) block
+    brp, brq, bsp, bsq = C[r, p], C[r, q], C[s, p], C[s, q]
+    vr = _var(kr, C[r, r]) - (aqq * brp * brp - 2.0 * apq * brp * brq + app * brq * brq) / det
+    vs = _var(ks, C[s, s]) - (aqq * bsp * bsp - 2.0 * apq * bsp * bsq + app * bsq * bsq) / det
+    crs = C[r, s] - (aqq * brp * bsp - apq * (brp * bsq + brq * bsp) + app * brq * bsq) / det
+    two = _fam_i2(kr, ks, vr, vs, crs, _gamma(kr, C[r, r]), _gamma(ks, C[s, s]))
+    return 4.0 * _SIGMA[kp] * _SIGMA[kq] / (2.0 * math.pi * math.sqrt(det)) * two
+
+
+@njit
 def _ang_i4(fk, C, p, q, r, s):
-    """E[g'(u_p) g'(u_q) g_r(u_r) g_s(u_s)] for the angular activations, which have no closed form: along the
+    """E[g'(u_p) g'(u_q) g_r(u_r) g_s(u_s)] for angular students, which has no closed form: along the
     path C(t) that scales the covariances between {u_p, u_q} and {u_r, u_s} by t (independent at t = 0,
     where the average factorizes into J2 I2), dE/dt = sum_{i in {p,q}, j in {r,s}} C_ij E_t[d_i d_j F] and
     d_i d_j F = 2 alpha_i delta(u_i) g'(u_i') g_j'(u_j) g_j'(u_j'): a three-field average given u_i = 0 in
-    closed form (``_ang_j3``). The integral over t by tanh-sinh quadrature (``_TS_*``), which the endpoint
-    singularities of degenerate (parallel, repeated) fields leave exponentially convergent."""
+    closed form (``_ang_j3``; an erf field's g_j' is a delta on its slot, which conditions once more). The
+    integral over t by tanh-sinh quadrature (``_TS_*``), which the endpoint singularities of degenerate
+    (parallel, repeated) fields leave exponentially convergent. The four factors are four slots of
+    covariance ``Cs``: erf's (a sign of the field plus its own noise) have variance C_rr + 1."""
     idx = (np.int64(p), np.int64(q), np.int64(r), np.int64(s))  # (one type: indexed at run time)
-    base = _ang_j2(fk[p], fk[q], C[p, p], C[q, q], C[p, q]) * _ang_i2(fk[r], fk[s], C[r, r], C[s, s], C[r, s])
+    kk = (fk[p], fk[q], fk[r], fk[s])
+    Cs = np.empty((4, 4))
+    for x in range(4):
+        for y in range(4):
+            Cs[x, y] = C[idx[x], idx[y]]
+        Cs[x, x] += _TAU[kk[x]]
+    base = _ang_j2(kk[0], kk[1], C[p, p], C[q, q], C[p, q]) * _ang_i2(kk[2], kk[3], C[r, r], C[s, s], C[r, s])
+    same = idx[2] == idx[3] and _TAU[kk[2]] == 0.0  # the same field twice among the g factors
     S = np.empty((3, 3))
     total = 0.0
     for n in range(_TS_T.shape[0]):
         t = _TS_T[n]
         acc = 0.0
-        for ia in range(2):
-            i = idx[ia]
-            cii = C[i, i]
-            al = _ALPHA[fk[i]]
+        for i in range(2):
+            cii = Cs[i, i]
+            al = _ALPHA[kk[i]]
             if cii <= 0.0 or al == 0.0:
                 continue
             for jb in range(2):
-                j = idx[2 + jb]
-                cij = C[i, j]
+                j = 2 + jb
+                cij = Cs[i, j]
                 if cij == 0.0:
                     continue
-                # the other fields (v0, v1, v2) = (u_i', u_j, u_j') given u_i = 0, under C(t); a zero weight
+                # the other slots (v0, v1, v2) = (u_i', u_j, u_j') given u_i = 0, under C(t); a zero weight
                 # vector's g' is ``_dzero``, a field that vanishes only given u_i = 0 has sign 0
-                o = (idx[1 - ia], j, idx[3 - jb])
-                if ((C[o[0], o[0]] <= 0.0 and _dzero(fk[o[0]]) == 0.0)
-                        or (C[o[1], o[1]] <= 0.0 and _dzero(fk[o[1]]) == 0.0)):
+                o = (1 - i, j, 5 - j)
+                if ((Cs[o[0], o[0]] <= 0.0 and _dzero(kk[o[0]]) == 0.0)
+                        or (Cs[o[1], o[1]] <= 0.0 and _dzero(kk[o[1]]) == 0.0)):
                     continue
-                side = (0, 1, 1)
                 for x in range(3):
                     for y in range(x, 3):
-                        if (o[x] == i and side[x] == 0) or (o[y] == i and side[y] == 0):
-                            S[x, y] = S[y, x] = 0.0  # u_i itself (a repeated index): exactly 0 given u_i = 0
+                        if (x == 0 or y == 0) and idx[0] == idx[1]:
+                            S[x, y] = S[y, x] = 0.0  # u_i' is u_i (p = q): exactly 0 given u_i = 0
                             continue
-                        cxy = C[o[x], o[y]] * (t if side[x] != side[y] else 1.0)
-                        cxi = C[o[x], i] * (t if side[x] == 1 else 1.0)
-                        cyi = C[o[y], i] * (t if side[y] == 1 else 1.0)
+                        cxy = Cs[o[x], o[y]] * (t if (x == 0) != (y == 0) else 1.0)
+                        cxi = Cs[o[x], i] * (t if x > 0 else 1.0)
+                        cyi = Cs[o[y], i] * (t if y > 0 else 1.0)
                         S[x, y] = S[y, x] = cxy - cxi * cyi / cii
-                g3 = _gamma(fk[o[2]], C[o[2], o[2]])
-                if idx[2] == idx[3]:
-                    j3 = _ang_j3_same(fk[o[0]], fk[o[1]], S, g3)
+                g3 = _gamma(kk[o[2]], C[idx[o[2]], idx[o[2]]])
+                if same:
+                    j3 = _ang_j3_same(kk[o[0]], kk[o[1]], S, g3)
                 else:
-                    j3 = _ang_j3(fk[o[0]], fk[o[1]], fk[o[2]], S, g3)
+                    j3 = _ang_j3(kk[o[0]], kk[o[1]], kk[o[2]], S, g3)
+                sj = _SIGMA[kk[j]]
+                if sj != 0.0:  # g_j' = 2 sigma_j delta(v1): E[g'(v0) g_j'(v2) | v1 = 0] p(v1 = 0), two fields
+                    s11 = S[1, 1]
+                    w00 = S[0, 0] - S[0, 1] * S[0, 1] / s11
+                    w22 = S[2, 2] - S[1, 2] * S[1, 2] / s11
+                    w02 = S[0, 2] - S[0, 1] * S[1, 2] / s11
+                    k0, k2 = kk[o[0]], kk[o[2]]
+                    two = _BETA[k0] * (_ALPHA[k2] * _SQ2PI * math.sqrt(max(w22, 0.0)) + g3)
+                    if _ALPHA[k0] != 0.0:
+                        two += _ALPHA[k0] * _SIGMA[k2] * _2PI * math.asin(_corr(w02, w00, w22))
+                        if w00 > 0.0:
+                            two += _ALPHA[k0] * _BETA[k2] * _SQ2PI * w02 / math.sqrt(w00)
+                    j3 += 2.0 * sj * two / math.sqrt(2.0 * math.pi * s11)
                 acc += cij * 2.0 * al * j3 / math.sqrt(2.0 * math.pi * cii)
         total += _TS_W[n] * acc
     return base + total
@@ -340,6 +443,8 @@ def _i3(kind, fk, C, p, q, r):
 def _i4(kind, fk, C, p, q, r, s):
     """E[g'(u_p) g'(u_q) g(u_r) g(u_s)]."""
     if kind >= 4:
+        if _SIGMA[fk[p]] != 0.0:
+            return _delta_i4(fk, C, p, q, r, s)
         return _ang_i4(fk, C, p, q, r, s)
     if kind == 1:
         return C[r, s]
@@ -599,7 +704,7 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     ``net`` gives the initial overlaps and the activation (``ODE_ACTIVATIONS``: ``"erf"``, ``"linear"``,
     ``"he2"``, ``"he3"``, whose Gaussian averages are in closed form, and ``"relu"``, ``"abs"``,
     ``"relu_centered"``, whose four-field average is a one-dimensional quadrature; the teacher's
-    activation must be the same, or both among ``MIXABLE``: relu, abs, relu_centered, linear).
+    activation must be the same, or both among ``MIXABLE``: relu, abs, relu_centered, linear, erf).
     ``log_times``: an int ``n`` logs ``n + 1`` evenly spaced times in ``[0, alpha]``, or an
     increasing array of times in ``(0, alpha]`` (0 and ``alpha`` are always logged). Each logged time
     ends an integration step (no interpolation). ``rtol``, ``atol``: the tolerances of the
@@ -646,7 +751,7 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     if teacher.activation == net.activation:
         kind = _CODES[net.activation]
         fk = np.full(K, kind, np.int64)
-    else:  # two activations of the angular family (linear included): each field has its own kind
+    else:  # two activations of the family of MIXABLE (angular, linear, erf): each field has its own kind
         kind = LINEAR_ANGULAR
         fk = np.array([MIXABLE[net.activation]] * m + [MIXABLE[teacher.activation]] * ms, np.int64)
     C, c, h3, quad = np.empty((K, K)), np.empty(K), np.empty((m, K)), np.empty((m, m))

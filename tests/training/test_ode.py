@@ -273,7 +273,7 @@ def test_arguments_are_checked():
         ff.ode(ff.TwoLayer.init(5, 3, activation="tanh", seed=1), ff.Teacher.random(5, 2, activation="tanh", seed=0),
                1.0, lr=0.1)
     with pytest.raises(ValueError, match="teacher's activation"):
-        ff.ode(net, ff.Teacher.random(5, 2, activation="linear", seed=0), 1.0, lr=0.1)
+        ff.ode(net, ff.Teacher.random(5, 2, activation="he2", seed=0), 1.0, lr=0.1)
     with pytest.raises(ValueError, match="alpha"):
         ff.ode(net, t, -1.0, lr=0.1)
     with pytest.raises(ValueError, match="both 0"):
@@ -349,8 +349,11 @@ def test_a_regularizer_schedule_in_alpha_against_scipy(make):
     np.testing.assert_array_equal(const["Q"][-1], plain["Q"][-1])
 
 
-# a student and a teacher of two activations of the angular family (linear included)
-MIXED = [("relu", "abs"), ("relu", "linear"), ("relu_centered", "relu"), ("linear", "relu"), ("abs", "relu_centered")]
+# a student and a teacher of two activations of the family of MIXABLE (angular, linear, erf): erf on either
+# side against each of the others, once
+MIXED = [("relu", "abs"), ("relu", "linear"), ("relu_centered", "relu"), ("linear", "relu"), ("abs", "relu_centered"),
+         ("erf", "relu"), ("relu", "erf"), ("erf", "abs"), ("abs", "erf"), ("erf", "relu_centered"),
+         ("relu_centered", "erf"), ("erf", "linear"), ("linear", "erf")]
 
 
 def _mixed(student, teacher, C, u):
@@ -371,19 +374,39 @@ def test_mixed_activation_averages_against_monte_carlo(student, teacher, case):
     fk, g, dg = _mixed(student, teacher, C, u)
     kind = O.LINEAR_ANGULAR
     checks = []
-    for p, q in ((0, 1), (1, 2), (2, 2), (0, 3), (2, 3)):
+    for p, q in ((0, 1), (1, 2), (2, 2), (0, 3), (2, 3), (0, 0)):
         checks.append((O._i2(kind, fk[p], fk[q], C[p, p], C[q, q], C[p, q]), g[:, p] * g[:, q]))
-    checks.append((O._j2(kind, fk[0], fk[1], C[0, 0], C[1, 1], C[0, 1]), dg[:, 0] * dg[:, 1]))
-    for p, q, r in ((0, 1, 2), (1, 1, 0), (0, 3, 3), (1, 0, 3), (0, 0, 0)):
+    for p, q in ((0, 1), (0, 0)):
+        checks.append((O._j2(kind, fk[p], fk[q], C[p, p], C[q, q], C[p, q]), dg[:, p] * dg[:, q]))
+    for p, q, r in ((0, 1, 2), (1, 1, 0), (0, 3, 3), (1, 0, 3), (0, 0, 0), (1, 2, 2)):
         checks.append((O._i3(kind, fk, C, p, q, r), dg[:, p] * u[:, q] * g[:, r]))
-    for p, q, r, s in ((0, 1, 2, 3), (0, 0, 2, 2), (1, 0, 2, 0), (0, 1, 3, 3), (1, 1, 1, 3), (0, 1, 0, 1)):
+    for p, q, r, s in ((0, 1, 2, 3), (0, 0, 2, 2), (1, 0, 2, 0), (0, 1, 3, 3), (1, 1, 1, 3), (0, 1, 0, 1),
+                       (0, 0, 0, 0), (0, 0, 2, 3)):
         checks.append((O._i4(kind, fk, C, p, q, r, s), dg[:, p] * dg[:, q] * g[:, r] * g[:, s]))
     for i, (exact, x) in enumerate(checks):
         se = x.std() / np.sqrt(x.size)
         assert abs(exact - x.mean()) <= 4.5 * se + 1e-12, (i, exact, x.mean(), se)
 
 
-@pytest.mark.parametrize("student, teacher", MIXED)
+def test_erf_written_as_a_sign_of_a_noisy_field_gives_saad_and_sollas_closed_forms():
+    """erf in the family of MIXABLE (a sign of the field plus its own noise, g' a delta) against the erf
+    closed forms, for every index tuple of four fields on each covariance: the same numbers to 1e-14."""
+    rng = np.random.default_rng(2)
+    A = rng.standard_normal((4, 6))
+    E, Z = np.full(4, O.ERF_SIGN), np.zeros(4, np.int64)
+    worst = 0.0
+    for C in dict(COVARIANCES, random=A @ A.T / 6).values():
+        for p, q, r, s in np.ndindex(4, 4, 4, 4):
+            pairs = [(O._i4(O.ERF_SIGN, E, C, p, q, r, s), O._i4(0, Z, C, p, q, r, s)),
+                     (O._i3(O.ERF_SIGN, E, C, p, q, r), O._i3(0, Z, C, p, q, r)),
+                     (O._i2(O.ERF_SIGN, O.ERF_SIGN, O.ERF_SIGN, C[p, p], C[q, q], C[p, q]), O._i2(0, 0, 0, C[p, p], C[q, q], C[p, q])),
+                     (O._j2(O.ERF_SIGN, O.ERF_SIGN, O.ERF_SIGN, C[p, p], C[q, q], C[p, q]), O._j2(0, 0, 0, C[p, p], C[q, q], C[p, q]))]
+            for family, closed in pairs:
+                worst = max(worst, abs(family - closed) / max(1.0, abs(closed)))
+    assert worst < 1e-14, worst
+
+
+@pytest.mark.parametrize("student, teacher", [pair for pair in MIXED if pair[0] != "erf"])  # erf's: closed form
 def test_mixed_activation_i4_quadrature_has_converged(student, teacher, monkeypatch):
     """The mixed I4 on 53 nodes against 1025, within 1e-12 relative, on the covariances above."""
     fine = _tanh_sinh(1.0 / 128, 4.0)
@@ -391,7 +414,7 @@ def test_mixed_activation_i4_quadrature_has_converged(student, teacher, monkeypa
     rng = np.random.default_rng(1)
     A = rng.standard_normal((4, 4))
     for name, C in dict(COVARIANCES, random=A @ A.T / 4).items():
-        for tup in ((0, 1, 2, 3), (0, 0, 2, 2), (1, 0, 2, 0), (0, 1, 3, 3), (1, 1, 1, 3)):
+        for tup in ((0, 1, 2, 3), (0, 0, 2, 2), (1, 0, 2, 0), (0, 1, 3, 3), (1, 1, 1, 3), (0, 1, 0, 2)):
             coarse = O._i4(O.LINEAR_ANGULAR, fk, C, *tup)
             with monkeypatch.context() as mp:
                 mp.setattr(O, "_TS_T", fine[0])
@@ -420,24 +443,25 @@ def test_mixed_activation_loss_is_the_population_loss(student, teacher):
     assert h["loss"][-1] == pytest.approx(ff.Population(t2, noise=0.2).loss(n2), rel=1e-9)
 
 
-def test_online_sgd_approaches_the_ode_with_a_teacher_of_another_activation():
-    """A relu student learning an abs teacher, both layers trained, weight decay: at d = 2000 the seed
-    mean of the simulated loss agrees with the ODE within 4.5 standard errors at every row, and the
-    scatter shrinks from d = 250."""
+@pytest.mark.parametrize("student, teacher", [("relu", "abs"), ("erf", "relu"), ("relu", "erf")])
+def test_online_sgd_approaches_the_ode_with_a_teacher_of_another_activation(student, teacher):
+    """A student learning a teacher of another activation, both layers trained, weight decay: at d = 2000
+    the seed mean of the simulated loss agrees with the ODE within 4.5 standard errors at every row, and
+    the scatter shrinks from d = 250."""
     kw = dict(alpha=4.0, lr=0.5, lr_a=0.3, reg=ff.WeightDecay(1e-3), noise=0.1, rows=4)
     seeds = range(6)
 
     def run(d):
         diffs = []
         for seed in seeds:
-            teacher = ff.Teacher(np.linalg.qr(np.random.default_rng(100 + seed).standard_normal((d, 2)))[0].T,
-                                 np.array([1.0, 0.8]), "abs")
+            target = ff.Teacher(np.linalg.qr(np.random.default_rng(100 + seed).standard_normal((d, 2)))[0].T,
+                                 np.array([1.0, 0.8]), teacher)
             W = np.random.default_rng(seed).normal(size=(3, d)) * np.sqrt(0.3 / d)
-            net = ff.TwoLayer(W, np.array([0.3, -0.2, 0.1]), "relu")
-            h_ode = ff.ode(net, teacher, kw["alpha"], lr=kw["lr"], lr_a=kw["lr_a"], reg=kw["reg"], noise=kw["noise"],
+            net = ff.TwoLayer(W, np.array([0.3, -0.2, 0.1]), student)
+            h_ode = ff.ode(net, target, kw["alpha"], lr=kw["lr"], lr_a=kw["lr_a"], reg=kw["reg"], noise=kw["noise"],
                            log_times=kw["rows"])
             steps = int(kw["alpha"] * d)
-            h = ff.train(net, ff.Online(teacher, batch_size=1, noise=kw["noise"], seed=seed), steps=steps,
+            h = ff.train(net, ff.Online(target, batch_size=1, noise=kw["noise"], seed=seed), steps=steps,
                          lr=kw["lr"] / d, lr_a=kw["lr_a"] / d, reg=kw["reg"], log_every=steps // kw["rows"],
                          metrics=("loss",))
             diffs.append(h["loss"] - h_ode["loss"])
@@ -450,9 +474,12 @@ def test_online_sgd_approaches_the_ode_with_a_teacher_of_another_activation():
     assert np.all(np.abs(mean) <= 4.5 * se + 1e-5), (mean, se)
 
 
-def test_a_pair_outside_the_angular_family_is_refused_by_name():
+def test_a_pair_outside_the_mixable_family_is_refused_by_name():
     t = ff.Teacher.random(6, 2, activation="relu", seed=0)
-    with pytest.raises(ValueError, match="student's \\('erf'\\).*got the teacher's 'relu'"):
-        ff.ode(ff.TwoLayer.init(6, 3, activation="erf", seed=1), t, 1.0, lr=0.5)
+    with pytest.raises(ValueError, match="student's \\('he2'\\).*got the teacher's 'relu'"):
+        ff.ode(ff.TwoLayer.init(6, 3, activation="he2", seed=1), t, 1.0, lr=0.5)
+    with pytest.raises(ValueError, match="student's \\('erf'\\).*got the teacher's 'he3'"):
+        ff.ode(ff.TwoLayer.init(6, 3, activation="erf", seed=1), ff.Teacher.random(6, 2, activation="he3", seed=0), 1.0,
+               lr=0.5)
     h = ff.ode(ff.TwoLayer.init(6, 3, activation="linear", seed=1), t, 1.0, lr=0.5, log_times=1)
     assert h["loss"][-1] < h["loss"][0]
