@@ -463,6 +463,18 @@ def update_readme(section, body, path=README):
         f.write(text[:i + len(PERF_START)] + "\n" + "\n\n".join(parts) + "\n" + text[j:])
 
 
+def replace_marked(path, name, body):
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path`` by ``body``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    with open(path) as f:
+        text = f.read()
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise SystemExit(f"{path}: no {start} ... {end} block")
+    with open(path, "w") as f:
+        f.write(text[:i + len(start)] + "\n" + body.strip() + "\n" + text[j:])
+
+
 def fmt_time(s):
     """A time in seconds as text in s, ms or µs."""
     if s >= 1:

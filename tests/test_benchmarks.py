@@ -132,6 +132,16 @@ def test_update_readme_touches_only_its_region(tmp_path):
     assert text.count("perf-compare:start") == 1 and text.count("perf-scaling:start") == 1
 
 
+def test_replace_marked_rewrites_only_its_block(tmp_path):
+    path = tmp_path / "page.md"
+    path.write_text("# page\n\n<!-- t:start -->\nold\n<!-- t:end -->\n\nafter\n")
+    C.replace_marked(str(path), "t", "new\n")
+    C.replace_marked(str(path), "t", "newer")
+    assert path.read_text() == "# page\n\n<!-- t:start -->\nnewer\n<!-- t:end -->\n\nafter\n"
+    with pytest.raises(SystemExit, match="no <!-- u:start -->"):
+        C.replace_marked(str(path), "u", "x")
+
+
 def test_machine_description():
     text = C.machine_description()
     assert "CPU" in text and "numba" in text and "BLAS" in text
