@@ -145,7 +145,8 @@ def main(argv=None):
     print()
     print("| ODE | alpha | ff.ode | right-hand sides | per unit alpha | per right-hand side |")
     print("|---|---:|---:|---:|---:|---:|")
-    for key in [("erf", 4, 4, 1000.0), ("erf", 32, 8, args.alpha), ("relu", 4, 4, 100.0), ("relu", 8, 4, 20.0)]:
+    for key in [("erf", 4, 4, 1000.0), ("erf", 32, 8, args.alpha), ("relu", 4, 4, 100.0), ("relu", 8, 4, 20.0),
+                ("relu", 16, 4, 5.0)]:
         act, m, ms, alpha = key
         if key not in timed:  # (the erf rows were timed above)
             net, teacher = problem(m, ms, activation=act)

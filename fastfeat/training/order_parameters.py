@@ -324,6 +324,95 @@ def _delta_i4(fk, C, p, q, r, s):
 
 
 @njit
+def _corr_bf(cab, caa, cbb):
+    """``_corr`` without branches (selects), for the loops over quadrature nodes to vectorize."""
+    ok = (caa > 0.0) & (cbb > 0.0)
+    r = cab / math.sqrt(caa * cbb if ok else 1.0)
+    return min(1.0, max(-1.0, r)) if ok else 0.0
+
+
+@njit
+def _over_sqrt(x, v):
+    """x / sqrt(v) where v > 0, else 0 (branch-free)."""
+    return x / math.sqrt(v if v > 0.0 else 1.0) if v > 0.0 else 0.0
+
+
+@njit
+def _nodes_general(T, W, k0, k1, k2, g3, s00, a01, a02, e11, f11, e22, f22, e12, f12):
+    """sum_n W_n J3(t_n): ``_ang_j3`` at the node t of the path, where the covariance of (v0, v1, v2) given
+    u_i = 0 is S00 = s00, S01 = t a01, S02 = t a02, S11 = e11 - t^2 f11, S22 = e22 - t^2 f22,
+    S12 = e12 - t^2 f12; written without branches over the nodes (the arcsine ``asin`` of the kernels), so
+    that the loop vectorizes."""
+    a0, a1, a2 = _ALPHA[k0], _ALPHA[k1], _ALPHA[k2]
+    b0, b1, b2 = _BETA[k0], _BETA[k1], _BETA[k2]
+    s2 = _SIGMA[k2]
+    c_const = b0 * b1 * g3
+    c_s01 = a0 * a1 * g3 * _2PI
+    c_lin0, c_lin1 = a0 * b1 * b2 * _SQ2PI, b0 * a1 * b2 * _SQ2PI
+    c_abs = b0 * b1 * a2 * _SQ2PI
+    c_sg0, c_sg1 = s2 * _2PI * a0 * b1, s2 * _2PI * b0 * a1
+    c_tri = a0 * a1 * a2 * _SQ2PI * _2PI
+    acc = 0.0
+    for n in range(T.shape[0]):
+        t = T[n]
+        t2 = t * t
+        s01, s02 = t * a01, t * a02
+        s11, s22, s12 = e11 - t2 * f11, e22 - t2 * f22, e12 - t2 * f12
+        v = (c_const + c_s01 * asin(_corr_bf(s01, s00, s11)) + c_lin0 * _over_sqrt(s02, s00)
+             + c_lin1 * _over_sqrt(s12, s11) + c_abs * math.sqrt(max(s22, 0.0))
+             + c_sg0 * asin(_corr_bf(s02, s00, s22)) + c_sg1 * asin(_corr_bf(s12, s11, s22)))
+        # E[s0 s1 |v2|]: sum_k S_2k / sqrt(S_kk) asin(the correlation of the other two given v_k = 0)
+        i00 = 1.0 / s00 if s00 > 0.0 else 0.0
+        i11 = 1.0 / s11 if s11 > 0.0 else 0.0
+        i22 = 1.0 / s22 if s22 > 0.0 else 0.0
+        tri = (_over_sqrt(s02, s00) * asin(_corr_bf(s12 - s01 * s02 * i00, s11 - s01 * s01 * i00,
+                                                    s22 - s02 * s02 * i00))
+               + _over_sqrt(s12, s11) * asin(_corr_bf(s02 - s01 * s12 * i11, s00 - s01 * s01 * i11,
+                                                      s22 - s12 * s12 * i11))
+               + _over_sqrt(s22, s22) * asin(_corr_bf(s01 - s02 * s12 * i22, s00 - s02 * s02 * i22,
+                                                      s11 - s12 * s12 * i22)))
+        acc += W[n] * (v + c_tri * tri)
+    return acc
+
+
+@njit
+def _nodes_same(T, W, k0, k1, g3, s00, a01, e11, f11):
+    """sum_n W_n ``_ang_j3_same`` at the nodes (v2 is v1: I4 with r = s), branch-free as above."""
+    a0, b0, a1, b1 = _ALPHA[k0], _BETA[k0], _ALPHA[k1], _BETA[k1]
+    c_abs = b0 * 2.0 * a1 * b1 * _SQ2PI
+    c_lin = a0 * (a1 * a1 + b1 * b1) * _SQ2PI
+    c_s01 = a0 * a1 * g3 * _2PI
+    acc = 0.0
+    for n in range(T.shape[0]):
+        t = T[n]
+        s01, s11 = t * a01, e11 - t * t * f11
+        acc += W[n] * (b0 * b1 * g3 + c_abs * math.sqrt(max(s11, 0.0)) + c_lin * _over_sqrt(s01, s00)
+                       + c_s01 * asin(_corr_bf(s01, s00, s11)))
+    return acc
+
+
+@njit
+def _nodes_delta(T, W, k0, k2, g3, sj, s00, a01, a02, e11, f11, e22, f22, e12, f12):
+    """sum_n W_n of the delta part of g_j' (an erf slot v1: g_j' = 2 sigma_j delta(v1)) at the nodes:
+    2 sigma_j E[g'(v0) g_j'(v2) | v1 = 0] / sqrt(2 pi S11), a two-field average under the covariance w
+    given v1 = 0 as well."""
+    a0, b0, a2, b2, s2 = _ALPHA[k0], _BETA[k0], _ALPHA[k2], _BETA[k2], _SIGMA[k2]
+    acc = 0.0
+    for n in range(T.shape[0]):
+        t = T[n]
+        t2 = t * t
+        s01, s02 = t * a01, t * a02
+        s11, s22, s12 = e11 - t2 * f11, e22 - t2 * f22, e12 - t2 * f12
+        w00 = s00 - s01 * s01 / s11
+        w22 = s22 - s12 * s12 / s11
+        w02 = s02 - s01 * s12 / s11
+        two = (b0 * (a2 * _SQ2PI * math.sqrt(max(w22, 0.0)) + g3) + a0 * s2 * _2PI * asin(_corr_bf(w02, w00, w22))
+               + a0 * b2 * _SQ2PI * _over_sqrt(w02, w00))
+        acc += W[n] * 2.0 * sj * two / math.sqrt(2.0 * math.pi * s11)
+    return acc
+
+
+@njit
 def _ang_i4(fk, C, p, q, r, s):
     """E[g'(u_p) g'(u_q) g_r(u_r) g_s(u_s)] for angular students, which has no closed form: along the
     path C(t) that scales the covariances between {u_p, u_q} and {u_r, u_s} by t (independent at t = 0,
@@ -332,7 +421,9 @@ def _ang_i4(fk, C, p, q, r, s):
     closed form (``_ang_j3``; an erf field's g_j' is a delta on its slot, which conditions once more). The
     integral over t by tanh-sinh quadrature (``_TS_*``), which the endpoint singularities of degenerate
     (parallel, repeated) fields leave exponentially convergent. The four factors are four slots of
-    covariance ``Cs``: erf's (a sign of the field plus its own noise) have variance C_rr + 1."""
+    covariance ``Cs``: erf's (a sign of the field plus its own noise) have variance C_rr + 1. Given u_i = 0,
+    the covariance of the other three slots is a polynomial in t (``_nodes_general``), so each of the four
+    (i, j) terms is one loop over the nodes, which vectorizes."""
     idx = (np.int64(p), np.int64(q), np.int64(r), np.int64(s))  # (one type: indexed at run time)
     kk = (fk[p], fk[q], fk[r], fk[s])
     Cs = np.empty((4, 4))
@@ -342,56 +433,41 @@ def _ang_i4(fk, C, p, q, r, s):
         Cs[x, x] += _TAU[kk[x]]
     base = _ang_j2(kk[0], kk[1], C[p, p], C[q, q], C[p, q]) * _ang_i2(kk[2], kk[3], C[r, r], C[s, s], C[r, s])
     same = idx[2] == idx[3] and _TAU[kk[2]] == 0.0  # the same field twice among the g factors
-    S = np.empty((3, 3))
     total = 0.0
-    for n in range(_TS_T.shape[0]):
-        t = _TS_T[n]
-        acc = 0.0
-        for i in range(2):
-            cii = Cs[i, i]
-            al = _ALPHA[kk[i]]
-            if cii <= 0.0 or al == 0.0:
+    for i in range(2):
+        cii = Cs[i, i]
+        al = _ALPHA[kk[i]]
+        if cii <= 0.0 or al == 0.0:
+            continue
+        for j in range(2, 4):
+            cij = Cs[i, j]
+            if cij == 0.0:
                 continue
-            for jb in range(2):
-                j = 2 + jb
-                cij = Cs[i, j]
-                if cij == 0.0:
-                    continue
-                # the other slots (v0, v1, v2) = (u_i', u_j, u_j') given u_i = 0, under C(t); a zero weight
-                # vector's g' is ``_dzero``, a field that vanishes only given u_i = 0 has sign 0
-                o = (1 - i, j, 5 - j)
-                if ((Cs[o[0], o[0]] <= 0.0 and _dzero(kk[o[0]]) == 0.0)
-                        or (Cs[o[1], o[1]] <= 0.0 and _dzero(kk[o[1]]) == 0.0)):
-                    continue
-                for x in range(3):
-                    for y in range(x, 3):
-                        if (x == 0 or y == 0) and idx[0] == idx[1]:
-                            S[x, y] = S[y, x] = 0.0  # u_i' is u_i (p = q): exactly 0 given u_i = 0
-                            continue
-                        cxy = Cs[o[x], o[y]] * (t if (x == 0) != (y == 0) else 1.0)
-                        cxi = Cs[o[x], i] * (t if x > 0 else 1.0)
-                        cyi = Cs[o[y], i] * (t if y > 0 else 1.0)
-                        S[x, y] = S[y, x] = cxy - cxi * cyi / cii
-                g3 = _gamma(kk[o[2]], C[idx[o[2]], idx[o[2]]])
-                if same:
-                    j3 = _ang_j3_same(kk[o[0]], kk[o[1]], S, g3)
-                else:
-                    j3 = _ang_j3(kk[o[0]], kk[o[1]], kk[o[2]], S, g3)
-                sj = _SIGMA[kk[j]]
-                if sj != 0.0:  # g_j' = 2 sigma_j delta(v1): E[g'(v0) g_j'(v2) | v1 = 0] p(v1 = 0), two fields
-                    s11 = S[1, 1]
-                    w00 = S[0, 0] - S[0, 1] * S[0, 1] / s11
-                    w22 = S[2, 2] - S[1, 2] * S[1, 2] / s11
-                    w02 = S[0, 2] - S[0, 1] * S[1, 2] / s11
-                    k0, k2 = kk[o[0]], kk[o[2]]
-                    two = _BETA[k0] * (_ALPHA[k2] * _SQ2PI * math.sqrt(max(w22, 0.0)) + g3)
-                    if _ALPHA[k0] != 0.0:
-                        two += _ALPHA[k0] * _SIGMA[k2] * _2PI * math.asin(_corr(w02, w00, w22))
-                        if w00 > 0.0:
-                            two += _ALPHA[k0] * _BETA[k2] * _SQ2PI * w02 / math.sqrt(w00)
-                    j3 += 2.0 * sj * two / math.sqrt(2.0 * math.pi * s11)
-                acc += cij * 2.0 * al * j3 / math.sqrt(2.0 * math.pi * cii)
-        total += _TS_W[n] * acc
+            # the other slots (v0, v1, v2) = (u_i', u_j, u_j') given u_i = 0, under C(t); a zero weight
+            # vector's g' is ``_dzero``, a field that vanishes only given u_i = 0 has sign 0
+            o0, o1, o2 = 1 - i, j, 5 - j
+            if ((Cs[o0, o0] <= 0.0 and _dzero(kk[o0]) == 0.0) or (Cs[o1, o1] <= 0.0 and _dzero(kk[o1]) == 0.0)):
+                continue
+            ci0, ci1, ci2 = Cs[o0, i], Cs[o1, i], Cs[o2, i]
+            if idx[0] == idx[1]:  # u_i' is u_i (p = q): exactly 0 given u_i = 0
+                s00 = a01 = a02 = 0.0
+            else:
+                s00 = Cs[o0, o0] - ci0 * ci0 / cii
+                a01 = Cs[o0, o1] - ci0 * ci1 / cii
+                a02 = Cs[o0, o2] - ci0 * ci2 / cii
+            e11, f11 = Cs[o1, o1], ci1 * ci1 / cii
+            e22, f22 = Cs[o2, o2], ci2 * ci2 / cii
+            e12, f12 = Cs[o1, o2], ci1 * ci2 / cii
+            g3 = _gamma(kk[o2], C[idx[o2], idx[o2]])
+            if same:
+                acc = _nodes_same(_TS_T, _TS_W, kk[o0], kk[o1], g3, s00, a01, e11, f11)
+            else:
+                acc = _nodes_general(_TS_T, _TS_W, kk[o0], kk[o1], kk[o2], g3, s00, a01, a02, e11, f11, e22, f22,
+                                     e12, f12)
+            sj = _SIGMA[kk[j]]
+            if sj != 0.0:
+                acc += _nodes_delta(_TS_T, _TS_W, kk[o0], kk[o2], g3, sj, s00, a01, a02, e11, f11, e22, f22, e12, f12)
+            total += cij * 2.0 * al * acc / math.sqrt(2.0 * math.pi * cii)
     return base + total
 
 
