@@ -39,7 +39,9 @@ field, ``erf(z / sqrt 2) = E_xi[sign(z + xi)]`` with ``xi ~ N(0, 1)`` drawn anew
 ``g'`` is ``2 delta(z + xi)``: a delta conditions the other fields on one more field, so every average
 with an erf factor stays in closed form, except I4 of an angular student, which is the quadrature above
 with one more conditioning inside its integrand. With erf on both sides this reproduces Saad & Solla's
-closed forms to rounding (tests/training/test_ode.py), which the erf ODE keeps using.
+closed forms to rounding (tests/training/test_ode.py), which the erf ODE keeps using. The polynomials
+(linear, he2, he3) mix with each other the same way: Wick's theorem takes each factor's own polynomial
+(``POLYNOMIAL``).
 The ODE is integrated by a compiled Dormand-Prince 5(4) pair with Hairer's step-size control.
 """
 import math
@@ -74,6 +76,8 @@ LINEAR_ANGULAR = 7
 ERF_SIGN = 8
 #: the activations a student and a teacher may mix (the angular family, linear and erf): their kinds there
 MIXABLE = {"relu": 4, "abs": 5, "relu_centered": 6, "linear": LINEAR_ANGULAR, "erf": ERF_SIGN}
+#: the polynomial activations, which mix with each other by Wick's theorem (each field its own polynomial)
+POLYNOMIAL = {"linear": 1, "he2": 2, "he3": 3}
 _SQ2PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 #: tanh-sinh (double exponential) nodes and weights on [0, 1]: x = k h, |x| <= 3.25, h = 1/8 (53 nodes: within
@@ -479,10 +483,9 @@ def _i2(kind, kp, kq, cpp, cqq, cpq):
         return _ang_i2(kp, kq, cpp, cqq, cpq)
     if kind == 1:
         return cpq
-    if kind >= 2:
+    if kind >= 2:  # the polynomials (each field's own: linear, he2, he3) by Wick's theorem
         C = np.array([[cpp, cpq], [cpq, cqq]])
-        g, dg = _G[kind], _DEG[kind]
-        return _wick(C, 0, 1, 0, 0, g, dg, g, dg, _ONE, 0, _ONE, 0)
+        return _wick(C, 0, 1, 0, 0, _G[kp], _DEG[kp], _G[kq], _DEG[kq], _ONE, 0, _ONE, 0)
     return _2PI * math.asin(cpq / math.sqrt((1.0 + cpp) * (1.0 + cqq)))
 
 
@@ -495,8 +498,7 @@ def _j2(kind, kp, kq, cpp, cqq, cpq):
         return 1.0
     if kind >= 2:
         C = np.array([[cpp, cpq], [cpq, cqq]])
-        g, dg = _DG[kind], _DEG[kind] - 1
-        return _wick(C, 0, 1, 0, 0, g, dg, g, dg, _ONE, 0, _ONE, 0)
+        return _wick(C, 0, 1, 0, 0, _DG[kp], _DEG[kp] - 1, _DG[kq], _DEG[kq] - 1, _ONE, 0, _ONE, 0)
     return _2PI / math.sqrt((1.0 + cpp) * (1.0 + cqq) - cpq * cpq)
 
 
@@ -508,8 +510,8 @@ def _i3(kind, fk, C, p, q, r):
     if kind == 1:
         return C[q, r]
     if kind >= 2:
-        dg = _DEG[kind]
-        return _wick(C, p, q, r, p, _DG[kind], dg - 1, _Z, 1, _G[kind], dg, _ONE, 0)
+        kp, kr = fk[p], fk[r]
+        return _wick(C, p, q, r, p, _DG[kp], _DEG[kp] - 1, _Z, 1, _G[kr], _DEG[kr], _ONE, 0)
     cpp, crr = C[p, p], C[r, r]
     lam3 = (1.0 + cpp) * (1.0 + crr) - C[p, r] ** 2
     return _2PI / math.sqrt(lam3) * (C[q, r] * (1.0 + cpp) - C[p, q] * C[p, r]) / (1.0 + cpp)
@@ -525,8 +527,8 @@ def _i4(kind, fk, C, p, q, r, s):
     if kind == 1:
         return C[r, s]
     if kind >= 2:
-        g, dg, dd = _G[kind], _DG[kind], _DEG[kind]
-        return _wick(C, p, q, r, s, dg, dd - 1, dg, dd - 1, g, dd, g, dd)
+        kp, kq, kr, ks = fk[p], fk[q], fk[r], fk[s]
+        return _wick(C, p, q, r, s, _DG[kp], _DEG[kp] - 1, _DG[kq], _DEG[kq] - 1, _G[kr], _DEG[kr], _G[ks], _DEG[ks])
     cpp, cqq, crr, css = C[p, p], C[q, q], C[r, r], C[s, s]
     cpq, cpr, cps, cqr, cqs, crs = C[p, q], C[p, r], C[p, s], C[q, r], C[q, s], C[r, s]
     lam4 = (1.0 + cpp) * (1.0 + cqq) - cpq * cpq
@@ -780,7 +782,8 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     ``net`` gives the initial overlaps and the activation (``ODE_ACTIVATIONS``: ``"erf"``, ``"linear"``,
     ``"he2"``, ``"he3"``, whose Gaussian averages are in closed form, and ``"relu"``, ``"abs"``,
     ``"relu_centered"``, whose four-field average is a one-dimensional quadrature; the teacher's
-    activation must be the same, or both among ``MIXABLE``: relu, abs, relu_centered, linear, erf).
+    activation must be the same, or both among ``MIXABLE``: relu, abs, relu_centered, linear, erf, or both
+    among ``POLYNOMIAL``: linear, he2, he3).
     ``log_times``: an int ``n`` logs ``n + 1`` evenly spaced times in ``[0, alpha]``, or an
     increasing array of times in ``(0, alpha]`` (0 and ``alpha`` are always logged). Each logged time
     ends an integration step (no interpolation). ``rtol``, ``atol``: the tolerances of the
@@ -800,9 +803,11 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     if net.activation not in ODE_ACTIVATIONS:
         raise ValueError(f"ff.ode has the Gaussian averages of {ODE_ACTIVATIONS} (in closed form or by "
                          f"quadrature); activation {net.activation!r} is not among them")
-    if teacher.activation != net.activation and not (net.activation in MIXABLE and teacher.activation in MIXABLE):
+    pair = (net.activation, teacher.activation)
+    if pair[0] != pair[1] and not (set(pair) <= set(MIXABLE) or set(pair) <= set(POLYNOMIAL)):
         raise ValueError(f"ff.ode needs the teacher's activation to be the student's ({net.activation!r}), or both "
-                         f"among {tuple(MIXABLE)}; got the teacher's {teacher.activation!r}")
+                         f"among {tuple(MIXABLE)}, or both among {tuple(POLYNOMIAL)}; got the teacher's "
+                         f"{teacher.activation!r}")
     if teacher.d != net.d:
         raise ValueError(f"teacher has d = {teacher.d}, net has d = {net.d}")
     alpha = check_float(alpha, "alpha", positive=True)
@@ -827,9 +832,10 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
     if teacher.activation == net.activation:
         kind = _CODES[net.activation]
         fk = np.full(K, kind, np.int64)
-    else:  # two activations of the family of MIXABLE (angular, linear, erf): each field has its own kind
-        kind = LINEAR_ANGULAR
-        fk = np.array([MIXABLE[net.activation]] * m + [MIXABLE[teacher.activation]] * ms, np.int64)
+    else:  # two activations of one family (MIXABLE, or the polynomials): each field has its own kind
+        table = POLYNOMIAL if set(pair) <= set(POLYNOMIAL) else MIXABLE
+        kind = 2 if table is POLYNOMIAL else LINEAR_ANGULAR  # (2: Wick's theorem, whatever each polynomial)
+        fk = np.array([table[net.activation]] * m + [table[teacher.activation]] * ms, np.int64)
     C, c, h3, quad = np.empty((K, K)), np.empty(K), np.empty((m, K)), np.empty((m, m))
     K6 = np.empty((6, y.size))
     ynew, f_new = np.empty(y.size), np.empty(y.size)

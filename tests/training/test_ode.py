@@ -129,9 +129,13 @@ def test_wick_moments_against_a_direct_enumeration(exps):
         assert got == pytest.approx(want, rel=1e-13, abs=1e-13), (exps, idx, got, want)
     # the Hermite pairs in closed form: E[He3(x) He3(y)] = 9 xx yy xy + 6 xy^3 - 9 xx xy - 9 yy xy + 9 xy
     cpp, cqq, cpq = 1.3, 0.7, -0.4
-    assert O._i2(O._CODES["he3"], 0, 0, cpp, cqq, cpq) == pytest.approx(
+    he2, he3, lin = O._CODES["he2"], O._CODES["he3"], O._CODES["linear"]
+    assert O._i2(he3, he3, he3, cpp, cqq, cpq) == pytest.approx(
         9 * cpp * cqq * cpq + 6 * cpq ** 3 - 9 * cpp * cpq - 9 * cqq * cpq + 9 * cpq, rel=1e-14)
-    assert O._i2(O._CODES["he2"], 0, 0, cpp, cqq, cpq) == pytest.approx(cpp * cqq + 2 * cpq ** 2 - cpp - cqq + 1, rel=1e-14)
+    assert O._i2(he2, he2, he2, cpp, cqq, cpq) == pytest.approx(cpp * cqq + 2 * cpq ** 2 - cpp - cqq + 1, rel=1e-14)
+    # two polynomials of the fields' own kinds: E[He3(x) y] = 3 cpq (cpp - 1), E[He2(x) He3(y)] = 0 (odd)
+    assert O._i2(2, he3, lin, cpp, cqq, cpq) == pytest.approx(3 * cpq * (cpp - 1), rel=1e-14)
+    assert O._i2(2, he2, he3, cpp, cqq, cpq) == 0.0
 
 
 def test_soft_committee_machine_matches_the_saad_solla_reference():
@@ -354,25 +358,33 @@ def test_a_regularizer_schedule_in_alpha_against_scipy(make):
 MIXED = [("relu", "abs"), ("relu", "linear"), ("relu_centered", "relu"), ("linear", "relu"), ("abs", "relu_centered"),
          ("erf", "relu"), ("relu", "erf"), ("erf", "abs"), ("abs", "erf"), ("erf", "relu_centered"),
          ("relu_centered", "erf"), ("erf", "linear"), ("linear", "erf")]
+# and of two polynomials (Wick's theorem with each field's own)
+MIXED_POLYNOMIALS = [("he2", "he3"), ("he3", "he2"), ("linear", "he3"), ("he2", "linear")]
+
+
+def _kinds(student, teacher):
+    """The dispatch kind and the per-field kinds (fields 0, 1 the student's, 2, 3 the teacher's) of a pair."""
+    if student in O.POLYNOMIAL and teacher in O.POLYNOMIAL:
+        return 2, np.array([O.POLYNOMIAL[student]] * 2 + [O.POLYNOMIAL[teacher]] * 2, np.int64)
+    return O.LINEAR_ANGULAR, np.array([O.MIXABLE[student]] * 2 + [O.MIXABLE[teacher]] * 2, np.int64)
 
 
 def _mixed(student, teacher, C, u):
-    """Per-field kinds (fields 0, 1 the student's, 2, 3 the teacher's) and g, g' of each field."""
-    fk = np.array([O.MIXABLE[student]] * 2 + [O.MIXABLE[teacher]] * 2, np.int64)
+    """The dispatch kind, per-field kinds and g, g' of each field (fields 0, 1 the student's)."""
+    kind, fk = _kinds(student, teacher)
     g = np.concatenate([_g(student, u[:, :2], C[:2, :2]), _g(teacher, u[:, 2:], C[2:, 2:])], axis=1)
     dg = np.concatenate([_dg(student, u[:, :2]), _dg(teacher, u[:, 2:])], axis=1)
-    return fk, g, dg
+    return kind, fk, g, dg
 
 
-@pytest.mark.parametrize("student, teacher", MIXED)
+@pytest.mark.parametrize("student, teacher", MIXED + MIXED_POLYNOMIALS)
 @pytest.mark.parametrize("case", sorted(COVARIANCES))
 def test_mixed_activation_averages_against_monte_carlo(student, teacher, case):
     """I2, J2, I3, I4 when the teacher's activation differs from the student's (fields 2, 3 the
     teacher's), for index tuples with repeats, within 4.5 standard errors of 1e6 samples."""
     C = COVARIANCES[case]
     u = _fields(C, 1_000_000, seed=11)
-    fk, g, dg = _mixed(student, teacher, C, u)
-    kind = O.LINEAR_ANGULAR
+    kind, fk, g, dg = _mixed(student, teacher, C, u)
     checks = []
     for p, q in ((0, 1), (1, 2), (2, 2), (0, 3), (2, 3), (0, 0)):
         checks.append((O._i2(kind, fk[p], fk[q], C[p, p], C[q, q], C[p, q]), g[:, p] * g[:, q]))
@@ -423,7 +435,7 @@ def test_mixed_activation_i4_quadrature_has_converged(student, teacher, monkeypa
             assert abs(coarse - ref) <= 1e-12 * abs(ref) + 1e-15, (name, tup, coarse, ref)
 
 
-@pytest.mark.parametrize("student, teacher", MIXED)
+@pytest.mark.parametrize("student, teacher", MIXED + MIXED_POLYNOMIALS)
 def test_mixed_activation_loss_is_the_population_loss(student, teacher):
     """The ODE's loss with a teacher of another activation equals ff.Population's (its cross kernels)
     at the net it starts from and at a net built from the overlaps it logs, with label noise."""
@@ -431,7 +443,8 @@ def test_mixed_activation_loss_is_the_population_loss(student, teacher):
     d = 12
     t = ff.Teacher(rng.standard_normal((2, d)) / np.sqrt(d), np.array([1.0, -0.7]), teacher)
     net = ff.TwoLayer(rng.standard_normal((3, d)) / np.sqrt(d), np.array([0.4, -0.3, 0.2]), student)
-    h = ff.ode(net, t, 2.0, lr=0.5, lr_a=0.3, reg=ff.WeightDecay(1e-2), noise=0.2, log_times=2)
+    lr = 0.02 if student in O.POLYNOMIAL and teacher in O.POLYNOMIAL else 0.5  # (he3 grows fast: a smaller step)
+    h = ff.ode(net, t, 2.0, lr=lr, lr_a=0.3, reg=ff.WeightDecay(1e-2), noise=0.2, log_times=2)
     assert h["loss"][0] == pytest.approx(ff.Population(t, noise=0.2).loss(net), rel=1e-11)
     # a network whose overlaps are the logged ones: W = L [basis], with the teacher's rows kept
     Q, M, P = h["Q"][-1], h["M"][-1], O.overlaps(net, t)[2]
@@ -476,7 +489,7 @@ def test_online_sgd_approaches_the_ode_with_a_teacher_of_another_activation(stud
 
 def test_a_pair_outside_the_mixable_family_is_refused_by_name():
     t = ff.Teacher.random(6, 2, activation="relu", seed=0)
-    with pytest.raises(ValueError, match="student's \\('he2'\\).*got the teacher's 'relu'"):
+    with pytest.raises(ValueError, match="student's \\('he2'\\).*among \\('linear', 'he2', 'he3'\\); got the teacher's 'relu'"):
         ff.ode(ff.TwoLayer.init(6, 3, activation="he2", seed=1), t, 1.0, lr=0.5)
     with pytest.raises(ValueError, match="student's \\('erf'\\).*got the teacher's 'he3'"):
         ff.ode(ff.TwoLayer.init(6, 3, activation="erf", seed=1), ff.Teacher.random(6, 2, activation="he3", seed=0), 1.0,
