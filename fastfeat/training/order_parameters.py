@@ -40,8 +40,13 @@ field, ``erf(z / sqrt 2) = E_xi[sign(z + xi)]`` with ``xi ~ N(0, 1)`` drawn anew
 with an erf factor stays in closed form, except I4 of an angular student, which is the quadrature above
 with one more conditioning inside its integrand. With erf on both sides this reproduces Saad & Solla's
 closed forms to rounding (tests/training/test_ode.py), which the erf ODE keeps using. The polynomials
-(linear, he2, he3) mix with each other the same way: Wick's theorem takes each factor's own polynomial
-(``POLYNOMIAL``).
+(linear, he2, he3) mix with each other by Wick's theorem with each factor's own polynomial
+(``POLYNOMIAL``). A Hermite activation against relu, abs, relu_centered or erf (``_expect``): after the
+deltas condition, a product of at most two factors with a sign or absolute-value part, x and y, and
+polynomial ones, whose fields are regressed on (x, y) (the residuals' moments by Wick's theorem), is a
+sum of moments ``E[F(x) G(y) x^a y^b]``, F, G in {1, sign, |.|}, each a finite recursion by Stein's lemma
+(``_bivariate``); three such factors (an angular student's I4 with an angular or erf g and a Hermite g)
+take the quadrature above, ``_expect`` at each node. So every pair of ``ODE_ACTIVATIONS`` is integrated.
 The ODE is integrated by a compiled Dormand-Prince 5(4) pair with Hairer's step-size control.
 """
 import math
@@ -67,15 +72,17 @@ _CODES = {"erf": 0, "linear": 1, "he2": 2, "he3": 3, "relu": 4, "abs": 5, "relu_
 #: (kind 7: linear written in that form, alpha = 0, beta = 1, for a teacher and student of two activations;
 #: kind 8: erf(z / sqrt 2) = E_xi[sign(z + xi)], xi ~ N(0, 1) independent, a sign of magnitude sigma = 1 on a
 #: slot of variance C_zz + tau, tau = 1, whose g' is 2 delta(z + xi); every factor draws its own xi)
-_ALPHA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0, 0.0])
-_BETA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 1.0, 0.0])
-_CENT = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
-_SIGMA = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
-_TAU = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+#: (kinds 9, 10: he2, he3 among them, polynomials: ``_expect``)
+_ALPHA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
+_BETA = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+_CENT = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+_SIGMA = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+_TAU = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
 LINEAR_ANGULAR = 7
 ERF_SIGN = 8
-#: the activations a student and a teacher may mix (the angular family, linear and erf): their kinds there
-MIXABLE = {"relu": 4, "abs": 5, "relu_centered": 6, "linear": LINEAR_ANGULAR, "erf": ERF_SIGN}
+HERMITE = 9  # kinds >= 9: he2, he3 in the family
+#: the activations a student and a teacher may mix (the angular family, linear, erf, he2 and he3): their kinds
+MIXABLE = {"relu": 4, "abs": 5, "relu_centered": 6, "linear": LINEAR_ANGULAR, "erf": ERF_SIGN, "he2": 9, "he3": 10}
 #: the polynomial activations, which mix with each other by Wick's theorem (each field its own polynomial)
 POLYNOMIAL = {"linear": 1, "he2": 2, "he3": 3}
 _SQ2PI = math.sqrt(2.0 / math.pi)
@@ -98,13 +105,25 @@ _4PI2 = 4.0 / math.pi**2
 @njit
 def _wick(C, p, q, r, s, f0, d0, f1, d1, f2, d2, f3, d3):
     """E[f0(u_p) f1(u_q) f2(u_r) f3(u_s)] for polynomials f_t (coefficients of 1, z, z^2, z^3) of degrees
-    d_t <= 3 and fields u of covariance C (indices may repeat; C may be singular): the moments
-    T[a, b, c, e] = E[u_p^a u_q^b u_r^c u_s^e] by the recursion on the first nonzero exponent (module
-    docstring), in lexicographic order (each entry needs only smaller ones)."""
+    d_t <= 3 and fields u of covariance C (indices may repeat; C may be singular), from the moment table
+    (``_moment_table``)."""
+    T = _moment_table(C, p, q, r, s, d0, d1, d2, d3)
+    total = 0.0
+    for a in range(d0 + 1):
+        for b in range(d1 + 1):
+            for c in range(d2 + 1):
+                for e in range(d3 + 1):
+                    total += f0[a] * f1[b] * f2[c] * f3[e] * T[a, b, c, e]
+    return total
+
+
+@njit
+def _moment_table(C, p, q, r, s, d0, d1, d2, d3):
+    """T[a, b, c, e] = E[u_p^a u_q^b u_r^c u_s^e] for exponents up to d0..d3, by the recursion on the first
+    nonzero exponent (module docstring), in lexicographic order (each entry needs only smaller ones)."""
     T = np.empty((d0 + 1, d1 + 1, d2 + 1, d3 + 1))
     cpp, cpq, cpr, cps = C[p, p], C[p, q], C[p, r], C[p, s]
     cqq, cqr, cqs, crr, crs, css = C[q, q], C[q, r], C[q, s], C[r, r], C[r, s], C[s, s]
-    total = 0.0
     for a in range(d0 + 1):
         for b in range(d1 + 1):
             for c in range(d2 + 1):
@@ -139,8 +158,7 @@ def _wick(C, p, q, r, s, f0, d0, f1, d1, f2, d2, f3, d3):
                     else:
                         v = (e - 1) * css * T[0, 0, 0, e - 2]
                     T[a, b, c, e] = v
-                    total += f0[a] * f1[b] * f2[c] * f3[e] * v
-    return total
+    return T
 
 
 @njit
@@ -164,8 +182,9 @@ def _dzero(kind):
     return _BETA[kind] if _ALPHA[kind] == 0.0 else 0.0
 
 
-# The angular family below takes each field's kind (``fk``): the student's and the teacher's activations
-# may differ within {relu, abs, relu_centered, linear}, linear written as alpha = 0, beta = 1.
+# The family below takes each field's kind (``fk``): the student's and the teacher's activations may differ
+# (``MIXABLE``), linear written as alpha = 0, beta = 1, erf as a sign of a noisy slot, he2 and he3 through
+# ``_expect``.
 
 
 @njit
@@ -201,6 +220,8 @@ def _fam_i2(kp, kq, vp, vq, cpq, gp, gq):
 def _ang_i2(kp, kq, cpp, cqq, cpq):
     """E[g_p(u_p) g_q(u_q)] for fields of variances cpp, cqq and covariance cpq (``_fam_i2`` on their
     slots: erf's with its noise, so that g_p and g_q of the same field take independent ones)."""
+    if kp >= HERMITE or kq >= HERMITE:
+        return _herm2(kp, kq, cpp, cqq, cpq, _N0)
     return _fam_i2(kp, kq, _var(kp, cpp), _var(kq, cqq), cpq, _gamma(kp, cpp), _gamma(kq, cqq))
 
 
@@ -216,6 +237,8 @@ def _ang_j2(kp, kq, cpp, cqq, cpq):
     alpha_p alpha_q (2/pi) asin(rho) + beta_p beta_q + 2 sigma_p beta_q / sqrt(2 pi v_p) + (p <-> q)
     + 4 sigma_p sigma_q / (2 pi sqrt(v_p v_q - C_pq^2)) (E[sign | the other = 0] = 0); a field that is
     identically 0 (a zero weight vector) has g' = ``_dzero`` and no sign part."""
+    if kp >= HERMITE or kq >= HERMITE:
+        return _herm2(kp, kq, cpp, cqq, cpq, _N1)
     vp, vq = _var(kp, cpp), _var(kq, cqq)
     bp, bq = _hat(kp, vp), _hat(kq, vq)
     out = bp * bq
@@ -239,6 +262,8 @@ def _ang_i3(fk, C, p, q, r):
     E[delta'(v_p) g_r(v_r)] = -(C_pr / v_p) E[g_r'(v_r) | v_p = 0] / sqrt(2 pi v_p) (Gaussian integration by
     parts: d/dx of E[g_r(v_r) | v_p = x] p(x) at 0)."""
     kp, kr = fk[p], fk[r]
+    if kp >= HERMITE or kr >= HERMITE:
+        return _herm_i3(fk, C, p, q, r)
     cpp, crr, cpr = C[p, p], C[r, r], C[p, r]
     out = C[q, r] * _ang_j2(kp, kr, cpp, crr, cpr)
     vp, vr = _var(kp, cpp), _var(kr, crr)
@@ -475,6 +500,387 @@ def _ang_i4(fk, C, p, q, r, s):
     return base + total
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Averages with Hermite factors in the family (kinds 9, 10: he2, he3 against relu, abs, relu_centered, erf).
+# Every factor is sum_{F, k} W[F, k] F(v) v^k with F in {1, sign, |.|} (``_factor``), plus a delta (erf's g');
+# a delta conditions the other slots on its own being 0; the polynomial factors are regressed on the (at most
+# two) others, x and y, and what is left are the moments E[F(x) G(y) x^a y^b] (``_bivariate``), each a
+# finite recursion by Stein's lemma down to closed forms.
+# ---------------------------------------------------------------------------------------------------------
+
+
+# integer arguments as int64 (a literal would compile another specialization of the callee: 5 s each)
+_N0, _N1, _N2, _N3, _N4 = (np.int64(k) for k in range(5))
+
+
+@njit
+def _binom(n, k):
+    out = 1.0
+    for i in range(k):
+        out = out * (n - i) / (i + 1)
+    return out
+
+
+@njit
+def _absmom(n, v):
+    """E|y|^n for y ~ N(0, v): (n - 1)!! v^(n/2), times sqrt(2/pi) for odd n."""
+    if v <= 0.0:
+        return 1.0 if n == 0 else 0.0
+    f = 1.0
+    for k in range(n - 1, 0, -2):
+        f *= k
+    f *= v ** (0.5 * n)
+    return f * _SQ2PI if n % 2 == 1 else f
+
+
+@njit
+def _m1(F, b, v):
+    """E[y^b F(y)] for y ~ N(0, v), F = 0 (one), 1 (sign), 2 (|.|); sign(0) = 0."""
+    if (F == 1) == (b % 2 == 0):  # an odd function
+        return 0.0
+    if v <= 0.0:
+        return 1.0 if (F == 0 and b == 0) else 0.0
+    return _absmom(b + 1 if F == 2 else b, v)
+
+
+@njit
+def _bivariate(sxx, syy, sxy, D, M):
+    """M[F, G, a, b] = E[F(x) G(y) x^a y^b] for a + b <= D, F, G in {one, sign, |.|}: by increasing a + b,
+    Stein's lemma on the first monomial, E[x h] = S_xx E[d_x h] + S_xy E[d_y h], with |.|' = sign and
+    sign' = 2 delta, and a delta conditions: E[delta(x) y^b G(y)] = E[y^b G(y) | x = 0] / sqrt(2 pi S_xx)."""
+    px = 1.0 / math.sqrt(2.0 * math.pi * sxx) if sxx > 0.0 else 0.0
+    py = 1.0 / math.sqrt(2.0 * math.pi * syy) if syy > 0.0 else 0.0
+    vyx = max(syy - sxy * sxy / sxx, 0.0) if sxx > 0.0 else syy  # var(y | x = 0)
+    vxy = max(sxx - sxy * sxy / syy, 0.0) if syy > 0.0 else sxx
+    rho = _corr(sxy, sxx, syy)
+    nx, ny = math.sqrt(max(sxx, 0.0)), math.sqrt(max(syy, 0.0))
+    for n in range(D + 1):
+        for a in range(n + 1):
+            b = n - a
+            for F in range(3):
+                for G in range(3):
+                    if n == 0:
+                        if F == 1 and G == 1:
+                            v = _2PI * math.asin(rho)
+                        elif F == 2 and G == 2:
+                            v = _2PI * nx * ny * (math.sqrt(max(0.0, 1.0 - rho * rho)) + rho * math.asin(rho))
+                        elif F == 0 and G == 0:
+                            v = 1.0
+                        elif F == 0 and G == 2:
+                            v = _SQ2PI * ny
+                        elif F == 2 and G == 0:
+                            v = _SQ2PI * nx
+                        else:  # an odd function of (x, y)
+                            v = 0.0
+                        M[F, G, a, b] = v
+                        continue
+                    # the monomial to lower: x (a >= 1) or y; dx: E[F'(x) x^a' y^b' G], dy: E[F x^a' y^b' G'(y)]
+                    if a >= 1:
+                        ap, bp = a - 1, b
+                    else:
+                        ap, bp = 0, b - 1
+                    dx = 0.0
+                    if F == 2:
+                        dx = M[1, G, ap, bp]
+                    elif F == 1 and ap == 0:
+                        dx = 2.0 * px * _m1(G, bp, vyx)
+                    dy = 0.0
+                    if G == 2:
+                        dy = M[F, 1, ap, bp]
+                    elif G == 1 and bp == 0:
+                        dy = 2.0 * py * _m1(F, ap, vxy)
+                    if a >= 1:
+                        v = sxx * dx + sxy * dy
+                        if a >= 2:
+                            v += sxx * (a - 1) * M[F, G, a - 2, b]
+                        if b >= 1:
+                            v += sxy * b * M[F, G, a - 1, b - 1]
+                    else:
+                        v = syy * dy + sxy * dx
+                        if b >= 2:
+                            v += syy * (b - 1) * M[F, G, 0, b - 2]
+                    M[F, G, a, b] = v
+
+
+@njit
+def _factor(kind, deriv, raw_var, W):
+    """g (deriv 0) or g' (deriv 1) of a family kind as W[F, k] (F: one, sign, |.|; the power k of v <= 3);
+    returns the coefficient of its delta (erf's g' = 2 delta on its slot). A zero weight vector's g' is
+    ``_dzero`` (sigma'(0) = 0 for the angular activations, as in the kernels)."""
+    for F in range(3):
+        for k in range(4):
+            W[F, k] = 0.0
+    if kind >= HERMITE:  # he2, he3: polynomials
+        row = _prow(kind)
+        for k in range(4):
+            W[0, k] = _DG[row, k] if deriv else _G[row, k]
+        return 0.0
+    if deriv:
+        if raw_var <= 0.0 and _TAU[kind] == 0.0:
+            W[0, 0] = _dzero(kind)
+            return 0.0
+        W[0, 0] = _BETA[kind]
+        W[1, 0] = _ALPHA[kind]
+        return 2.0 * _SIGMA[kind]
+    W[0, 0] = _gamma(kind, raw_var)
+    W[0, 1] = _BETA[kind]
+    W[2, 0] = _ALPHA[kind]
+    W[1, 0] = _SIGMA[kind]
+    return 0.0
+
+
+@njit
+def _expect(S, kinds, deriv, raw, n):
+    """E[prod_t h_t(v_t)] over n <= 4 slots of covariance S (their variances with erf's noise), h_t = g or g'
+    (``deriv``) of ``kinds[t]`` (``raw``: the fields' own variances, for relu_centered's constant and zero
+    weight vectors); after the deltas condition, at most two factors may be other than polynomials."""
+    S0 = S
+    S = np.empty((n, n))
+    for a in range(n):
+        for b in range(n):
+            S[a, b] = S0[a, b]
+    Ws = np.zeros((n, 3, 4))
+    poly = np.zeros(n, np.bool_)
+    scale = 1.0
+    for t in range(n):
+        dc = _factor(kinds[t], deriv[t], raw[t], Ws[t])
+        if dc != 0.0:  # a delta: condition the other slots on v_t = 0
+            stt = S[t, t]
+            scale *= dc / math.sqrt(2.0 * math.pi * stt)
+            col = np.empty(n)
+            for a in range(n):
+                col[a] = S[a, t]
+            for a in range(n):
+                for b in range(n):
+                    S[a, b] -= col[a] * col[b] / stt
+            Ws[t, 0, 0] = 1.0  # (the delta was its only term: 1 from here)
+        poly[t] = Ws[t, 1, 0] == 0.0 and Ws[t, 2, 0] == 0.0
+    # x, y: the factors that are not polynomials (-1: none, a constant 1 of variance 0)
+    xs = np.full(2, -1, np.int64)
+    cnt = 0
+    for t in range(n):
+        if not poly[t]:
+            if cnt == 2:  # (not asked for: the callers route three such factors to the quadrature)
+                return np.nan
+            xs[cnt] = t
+            cnt += 1
+    sxx = S[xs[0], xs[0]] if xs[0] >= 0 else 0.0
+    syy = S[xs[1], xs[1]] if xs[1] >= 0 else 0.0
+    sxy = S[xs[0], xs[1]] if xs[0] >= 0 and xs[1] >= 0 else 0.0
+    # the pseudo-inverse of the 2 x 2 covariance of (x, y): the regression of the polynomial slots on them
+    det = sxx * syy - sxy * sxy
+    tr = sxx + syy
+    if det > 1e-13 * tr * tr:
+        i00, i11, i01 = syy / det, sxx / det, -sxy / det
+    elif tr > 0.0:
+        i00, i11, i01 = sxx / (tr * tr), syy / (tr * tr), sxy / (tr * tr)
+    else:
+        i00 = i11 = i01 = 0.0
+    B = np.zeros((n, 2))
+    for t in range(n):
+        if poly[t]:
+            cx = S[t, xs[0]] if xs[0] >= 0 else 0.0
+            cy = S[t, xs[1]] if xs[1] >= 0 else 0.0
+            B[t, 0] = i00 * cx + i01 * cy
+            B[t, 1] = i01 * cx + i11 * cy
+    # the residual covariance of the polynomial slots, and its moments E[prod e_t^r_t] (Isserlis: ``_wick``)
+    R = np.zeros((4, 4))
+    for t in range(n):
+        for u in range(n):
+            if poly[t] and poly[u]:
+                cx = S[u, xs[0]] if xs[0] >= 0 else 0.0
+                cy = S[u, xs[1]] if xs[1] >= 0 else 0.0
+                R[t, u] = S[t, u] - B[t, 0] * cx - B[t, 1] * cy
+    deg = np.zeros(4, np.int64)
+    for t in range(n):
+        if poly[t]:
+            for k in range(4):
+                if Ws[t, 0, k] != 0.0:
+                    deg[t] = k
+    # the polynomial in (x, y) of E[prod_poly P_t(B_t . (x, y) + e_t) | x, y]: over the terms c v^k of each
+    # factor, the split k = j + r (binomial) into (B_t . (x, y))^j e_t^r, and the powers x^i y^(j - i) of the
+    # first; the combinations are counted flat (mixed radix), which keeps the loops shallow
+    T = _moment_table(R, _N0, _N1, _N2, _N3, deg[0], deg[1], deg[2], deg[3])
+    L = np.zeros((4, 4, 4))  # L[t, j, i]: the coefficient of x^i y^(j - i) in (B_t . (x, y))^j
+    for t in range(4):
+        L[t, 0, 0] = 1.0
+    for t in range(n):
+        for j in range(4):
+            for i in range(j + 1):
+                L[t, j, i] = _binom(j, i) * B[t, 0] ** i * B[t, 1] ** (j - i)
+    P = np.zeros((13, 13))
+    ks = np.zeros(4, np.int64)
+    js = np.zeros(4, np.int64)
+    nk = (deg[0] + 1) * (deg[1] + 1) * (deg[2] + 1) * (deg[3] + 1)
+    for kc in range(nk):
+        rem = kc
+        c = 1.0
+        for t in range(4):
+            ks[t] = rem % (deg[t] + 1)
+            rem //= deg[t] + 1
+            if t < n and poly[t]:
+                c *= Ws[t, 0, ks[t]]
+        if c == 0.0:
+            continue
+        nj = (ks[0] + 1) * (ks[1] + 1) * (ks[2] + 1) * (ks[3] + 1)
+        for jc in range(nj):
+            rem = jc
+            cc = c
+            for t in range(4):
+                js[t] = rem % (ks[t] + 1)
+                rem //= ks[t] + 1
+                cc *= _binom(ks[t], js[t])
+            cc *= T[ks[0] - js[0], ks[1] - js[1], ks[2] - js[2], ks[3] - js[3]]
+            if cc == 0.0:
+                continue
+            ni = (js[0] + 1) * (js[1] + 1) * (js[2] + 1) * (js[3] + 1)
+            for ic in range(ni):
+                rem = ic
+                v = cc
+                ea = 0
+                eb = 0
+                for t in range(4):
+                    i = rem % (js[t] + 1)
+                    rem //= js[t] + 1
+                    v *= L[t, js[t], i]
+                    ea += i
+                    eb += js[t] - i
+                P[ea, eb] += v
+    # E = sum over the non-polynomial factors' terms W[F, k] F(x) x^k, times P's monomials
+    D = deg.sum() + 2  # P's degree, and the power of x or y in a non-polynomial factor (at most 1)
+    M = np.empty((3, 3, D + 1, D + 1))
+    _bivariate(sxx, syy, sxy, D, M)
+    Wx = np.zeros((3, 4))
+    Wy = np.zeros((3, 4))
+    for F in range(3):
+        for k in range(4):
+            one = 1.0 if F == 0 and k == 0 else 0.0  # (no such factor: the constant 1)
+            Wx[F, k] = Ws[xs[0], F, k] if xs[0] >= 0 else one
+            Wy[F, k] = Ws[xs[1], F, k] if xs[1] >= 0 else one
+    total = 0.0
+    for F in range(3):
+        for kx in range(4):
+            wx = Wx[F, kx]
+            if wx == 0.0:
+                continue
+            for G in range(3):
+                for ky in range(4):
+                    wy = Wy[G, ky]
+                    if wy == 0.0:
+                        continue
+                    for a in range(D - 1):
+                        for b in range(D - 1 - a):
+                            if P[a, b] != 0.0:
+                                total += wx * wy * P[a, b] * M[F, G, a + kx, b + ky]
+    return scale * total
+
+
+@njit
+def _prow(kind):
+    """The row of ``_G`` / ``_DG`` of a polynomial kind of the family (linear 7, he2 9, he3 10)."""
+    return 1 if kind == LINEAR_ANGULAR else kind - 7
+
+
+@njit
+def _herm2(kp, kq, cpp, cqq, cpq, deriv):
+    """I2 (deriv 0) or J2 (deriv 1) of two fields, one of them Hermite (``_expect``)."""
+    S = np.zeros((4, 4))
+    S[0, 0], S[1, 1] = _var(kp, cpp), _var(kq, cqq)
+    S[0, 1] = S[1, 0] = cpq
+    return _expect(S, np.array([kp, kq, 0, 0]), np.array([deriv, deriv, 0, 0]), np.array([cpp, cqq, 0.0, 0.0]), _N2)
+
+
+@njit
+def _herm_slots(fk, C, idx, kinds, n, Cs, raw):
+    """The slot covariance (erf's noise on the diagonal) and raw variances of the fields idx[:n]."""
+    for x in range(n):
+        raw[x] = C[idx[x], idx[x]]
+        for y in range(n):
+            Cs[x, y] = C[idx[x], idx[y]]
+        Cs[x, x] += _TAU[kinds[x]]
+
+
+@njit
+def _herm_i3(fk, C, p, q, r):
+    """I3 = E[g_p'(u_p) u_q g_r(u_r)] with a Hermite factor: three slots, u_q the linear one (kind 7)."""
+    idx = np.array([p, q, r, 0], np.int64)
+    kinds = np.array([fk[p], LINEAR_ANGULAR, fk[r], 0], np.int64)
+    Cs, raw = np.zeros((4, 4)), np.zeros(4)
+    _herm_slots(fk, C, idx, kinds, 3, Cs, raw)
+    return _expect(Cs, kinds, np.array([1, 0, 0, 0], np.int64), raw, _N3)
+
+
+@njit
+def _nonpoly(kind, deriv, raw_var):
+    """Whether g (or g') of ``kind`` has a sign or absolute-value part (a delta does not count: it conditions)."""
+    if kind >= 9 or kind == LINEAR_ANGULAR:
+        return False
+    if deriv:
+        return _ALPHA[kind] != 0.0 and raw_var > 0.0
+    return _ALPHA[kind] != 0.0 or _SIGMA[kind] != 0.0
+
+
+@njit
+def _herm_i4(fk, C, p, q, r, s):
+    """I4 with a Hermite factor. At most two factors with a sign or |.| part: ``_expect`` in closed form.
+    Three (angular students, an angular or erf g on one of r, s and a Hermite one on the other): the
+    quadrature of ``_ang_i4`` along t, its three-field average given u_i = 0 by ``_expect`` at each node."""
+    idx = np.array([p, q, r, s], np.int64)
+    kinds = np.array([fk[p], fk[q], fk[r], fk[s]], np.int64)
+    deriv = np.array([1, 1, 0, 0], np.int64)
+    Cs, raw = np.zeros((4, 4)), np.zeros(4)
+    _herm_slots(fk, C, idx, kinds, 4, Cs, raw)
+    cnt, polys = 0, 0
+    for t in range(4):
+        if _nonpoly(kinds[t], deriv[t], raw[t]):
+            cnt += 1
+        elif kinds[t] == LINEAR_ANGULAR or kinds[t] >= HERMITE:
+            polys += 1
+    if polys == 4:  # four polynomials (students and teachers among linear, he2, he3): Wick's theorem
+        r0, r1, r2, r3 = _prow(kinds[0]), _prow(kinds[1]), _prow(kinds[2]), _prow(kinds[3])
+        return _wick(C, p, q, r, s, _DG[r0], _DEG[r0] - 1, _DG[r1], _DEG[r1] - 1, _G[r2], _DEG[r2], _G[r3], _DEG[r3])
+    if cnt <= 2:
+        return _expect(Cs, kinds, deriv, raw, _N4)
+    base = (_herm2(kinds[0], kinds[1], raw[0], raw[1], C[p, q], _N1)
+            * _herm2(kinds[2], kinds[3], raw[2], raw[3], C[r, s], _N0))
+    S = np.zeros((4, 4))
+    k3 = np.zeros(4, np.int64)
+    d3 = np.array([1, 1, 0, 0], np.int64)
+    r3 = np.zeros(4)
+    total = 0.0
+    for i in range(2):
+        cii = Cs[i, i]
+        al = _ALPHA[kinds[i]]
+        if cii <= 0.0 or al == 0.0:
+            continue
+        for j in range(2, 4):
+            cij = Cs[i, j]
+            if cij == 0.0:
+                continue
+            o = (1 - i, j, 5 - j)
+            if ((Cs[o[0], o[0]] <= 0.0 and _dzero(kinds[o[0]]) == 0.0)
+                    or (Cs[o[1], o[1]] <= 0.0 and _dzero(kinds[o[1]]) == 0.0)):
+                continue
+            for x in range(3):
+                k3[x] = kinds[o[x]]
+                r3[x] = raw[o[x]]
+            acc = 0.0
+            for nd in range(_TS_T.shape[0]):
+                t = _TS_T[nd]
+                for x in range(3):
+                    for y in range(x, 3):
+                        if (x == 0 or y == 0) and idx[0] == idx[1]:
+                            S[x, y] = S[y, x] = 0.0
+                            continue
+                        cxy = Cs[o[x], o[y]] * (t if (x == 0) != (y == 0) else 1.0)
+                        cxi = Cs[o[x], i] * (t if x > 0 else 1.0)
+                        cyi = Cs[o[y], i] * (t if y > 0 else 1.0)
+                        S[x, y] = S[y, x] = cxy - cxi * cyi / cii
+                acc += _TS_W[nd] * _expect(S, k3, d3, r3, _N3)
+            total += cij * 2.0 * al * acc / math.sqrt(2.0 * math.pi * cii)
+    return base + total
+
+
 @njit
 def _i2(kind, kp, kq, cpp, cqq, cpq):
     """E[g(u_p) g(u_q)] for fields of variances cpp, cqq and covariance cpq (``kp``, ``kq``: their kinds in
@@ -485,7 +891,7 @@ def _i2(kind, kp, kq, cpp, cqq, cpq):
         return cpq
     if kind >= 2:  # the polynomials (each field's own: linear, he2, he3) by Wick's theorem
         C = np.array([[cpp, cpq], [cpq, cqq]])
-        return _wick(C, 0, 1, 0, 0, _G[kp], _DEG[kp], _G[kq], _DEG[kq], _ONE, 0, _ONE, 0)
+        return _wick(C, _N0, _N1, _N0, _N0, _G[kp], _DEG[kp], _G[kq], _DEG[kq], _ONE, _N0, _ONE, _N0)
     return _2PI * math.asin(cpq / math.sqrt((1.0 + cpp) * (1.0 + cqq)))
 
 
@@ -498,7 +904,7 @@ def _j2(kind, kp, kq, cpp, cqq, cpq):
         return 1.0
     if kind >= 2:
         C = np.array([[cpp, cpq], [cpq, cqq]])
-        return _wick(C, 0, 1, 0, 0, _DG[kp], _DEG[kp] - 1, _DG[kq], _DEG[kq] - 1, _ONE, 0, _ONE, 0)
+        return _wick(C, _N0, _N1, _N0, _N0, _DG[kp], _DEG[kp] - 1, _DG[kq], _DEG[kq] - 1, _ONE, _N0, _ONE, _N0)
     return _2PI / math.sqrt((1.0 + cpp) * (1.0 + cqq) - cpq * cpq)
 
 
@@ -511,7 +917,7 @@ def _i3(kind, fk, C, p, q, r):
         return C[q, r]
     if kind >= 2:
         kp, kr = fk[p], fk[r]
-        return _wick(C, p, q, r, p, _DG[kp], _DEG[kp] - 1, _Z, 1, _G[kr], _DEG[kr], _ONE, 0)
+        return _wick(C, p, q, r, p, _DG[kp], _DEG[kp] - 1, _Z, _N1, _G[kr], _DEG[kr], _ONE, _N0)
     cpp, crr = C[p, p], C[r, r]
     lam3 = (1.0 + cpp) * (1.0 + crr) - C[p, r] ** 2
     return _2PI / math.sqrt(lam3) * (C[q, r] * (1.0 + cpp) - C[p, q] * C[p, r]) / (1.0 + cpp)
@@ -521,6 +927,8 @@ def _i3(kind, fk, C, p, q, r):
 def _i4(kind, fk, C, p, q, r, s):
     """E[g'(u_p) g'(u_q) g(u_r) g(u_s)]."""
     if kind >= 4:
+        if max(max(fk[p], fk[q]), max(fk[r], fk[s])) >= HERMITE:
+            return _herm_i4(fk, C, p, q, r, s)
         if _SIGMA[fk[p]] != 0.0:
             return _delta_i4(fk, C, p, q, r, s)
         return _ang_i4(fk, C, p, q, r, s)
@@ -781,9 +1189,8 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
 
     ``net`` gives the initial overlaps and the activation (``ODE_ACTIVATIONS``: ``"erf"``, ``"linear"``,
     ``"he2"``, ``"he3"``, whose Gaussian averages are in closed form, and ``"relu"``, ``"abs"``,
-    ``"relu_centered"``, whose four-field average is a one-dimensional quadrature; the teacher's
-    activation must be the same, or both among ``MIXABLE``: relu, abs, relu_centered, linear, erf, or both
-    among ``POLYNOMIAL``: linear, he2, he3).
+    ``"relu_centered"``, whose four-field average is a one-dimensional quadrature; the teacher may have
+    any other of them).
     ``log_times``: an int ``n`` logs ``n + 1`` evenly spaced times in ``[0, alpha]``, or an
     increasing array of times in ``(0, alpha]`` (0 and ``alpha`` are always logged). Each logged time
     ends an integration step (no interpolation). ``rtol``, ``atol``: the tolerances of the
@@ -800,14 +1207,11 @@ def ode(net, teacher, alpha, *, lr, lr_a=0.0, reg=None, noise=0.0, log_times=100
                          "and a are those of f = sum_j a_j sigma(w_j . x)); pass net.as_standard() (the same "
                          "function with second layer m^-gamma a)")
     check_teacher(teacher)
-    if net.activation not in ODE_ACTIVATIONS:
-        raise ValueError(f"ff.ode has the Gaussian averages of {ODE_ACTIVATIONS} (in closed form or by "
-                         f"quadrature); activation {net.activation!r} is not among them")
+    for who, act in (("net", net.activation), ("teacher", teacher.activation)):
+        if act not in ODE_ACTIVATIONS:
+            raise ValueError(f"ff.ode has the Gaussian averages of {ODE_ACTIVATIONS} (in closed form or by "
+                             f"quadrature); the {who}'s activation {act!r} is not among them")
     pair = (net.activation, teacher.activation)
-    if pair[0] != pair[1] and not (set(pair) <= set(MIXABLE) or set(pair) <= set(POLYNOMIAL)):
-        raise ValueError(f"ff.ode needs the teacher's activation to be the student's ({net.activation!r}), or both "
-                         f"among {tuple(MIXABLE)}, or both among {tuple(POLYNOMIAL)}; got the teacher's "
-                         f"{teacher.activation!r}")
     if teacher.d != net.d:
         raise ValueError(f"teacher has d = {teacher.d}, net has d = {net.d}")
     alpha = check_float(alpha, "alpha", positive=True)
