@@ -220,8 +220,6 @@ def _fam_i2(kp, kq, vp, vq, cpq, gp, gq):
 def _ang_i2(kp, kq, cpp, cqq, cpq):
     """E[g_p(u_p) g_q(u_q)] for fields of variances cpp, cqq and covariance cpq (``_fam_i2`` on their
     slots: erf's with its noise, so that g_p and g_q of the same field take independent ones)."""
-    if kp >= HERMITE or kq >= HERMITE:
-        return _herm2(kp, kq, cpp, cqq, cpq, _N0)
     return _fam_i2(kp, kq, _var(kp, cpp), _var(kq, cqq), cpq, _gamma(kp, cpp), _gamma(kq, cqq))
 
 
@@ -237,8 +235,6 @@ def _ang_j2(kp, kq, cpp, cqq, cpq):
     alpha_p alpha_q (2/pi) asin(rho) + beta_p beta_q + 2 sigma_p beta_q / sqrt(2 pi v_p) + (p <-> q)
     + 4 sigma_p sigma_q / (2 pi sqrt(v_p v_q - C_pq^2)) (E[sign | the other = 0] = 0); a field that is
     identically 0 (a zero weight vector) has g' = ``_dzero`` and no sign part."""
-    if kp >= HERMITE or kq >= HERMITE:
-        return _herm2(kp, kq, cpp, cqq, cpq, _N1)
     vp, vq = _var(kp, cpp), _var(kq, cqq)
     bp, bq = _hat(kp, vp), _hat(kq, vq)
     out = bp * bq
@@ -262,8 +258,6 @@ def _ang_i3(fk, C, p, q, r):
     E[delta'(v_p) g_r(v_r)] = -(C_pr / v_p) E[g_r'(v_r) | v_p = 0] / sqrt(2 pi v_p) (Gaussian integration by
     parts: d/dx of E[g_r(v_r) | v_p = x] p(x) at 0)."""
     kp, kr = fk[p], fk[r]
-    if kp >= HERMITE or kr >= HERMITE:
-        return _herm_i3(fk, C, p, q, r)
     cpp, crr, cpr = C[p, p], C[r, r], C[p, r]
     out = C[q, r] * _ang_j2(kp, kr, cpp, crr, cpr)
     vp, vr = _var(kp, cpp), _var(kr, crr)
@@ -886,6 +880,8 @@ def _i2(kind, kp, kq, cpp, cqq, cpq):
     """E[g(u_p) g(u_q)] for fields of variances cpp, cqq and covariance cpq (``kp``, ``kq``: their kinds in
     the angular family)."""
     if kind >= 4:
+        if kp >= HERMITE or kq >= HERMITE:  # (the Hermite averages only here: one compiled copy each)
+            return _herm2(kp, kq, cpp, cqq, cpq, _N0)
         return _ang_i2(kp, kq, cpp, cqq, cpq)
     if kind == 1:
         return cpq
@@ -899,6 +895,8 @@ def _i2(kind, kp, kq, cpp, cqq, cpq):
 def _j2(kind, kp, kq, cpp, cqq, cpq):
     """E[g'(u_p) g'(u_q)]."""
     if kind >= 4:
+        if kp >= HERMITE or kq >= HERMITE:
+            return _herm2(kp, kq, cpp, cqq, cpq, _N1)
         return _ang_j2(kp, kq, cpp, cqq, cpq)
     if kind == 1:
         return 1.0
@@ -912,6 +910,8 @@ def _j2(kind, kp, kq, cpp, cqq, cpq):
 def _i3(kind, fk, C, p, q, r):
     """E[g'(u_p) u_q g(u_r)] (``fk``: the fields' kinds in the angular family)."""
     if kind >= 4:
+        if fk[p] >= HERMITE or fk[r] >= HERMITE:
+            return _herm_i3(fk, C, p, q, r)
         return _ang_i3(fk, C, p, q, r)
     if kind == 1:
         return C[q, r]

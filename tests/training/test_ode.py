@@ -456,7 +456,7 @@ def test_mixed_activation_loss_is_the_population_loss(student, teacher):
     assert h["loss"][-1] == pytest.approx(ff.Population(t2, noise=0.2).loss(n2), rel=1e-9)
 
 
-@pytest.mark.parametrize("student, teacher", [("relu", "abs"), ("erf", "relu"), ("relu", "erf")])
+@pytest.mark.parametrize("student, teacher", [("relu", "abs"), ("erf", "relu"), ("relu", "erf"), ("relu", "he2")])
 def test_online_sgd_approaches_the_ode_with_a_teacher_of_another_activation(student, teacher):
     """A student learning a teacher of another activation, both layers trained, weight decay: at d = 2000
     the seed mean of the simulated loss agrees with the ODE within 4.5 standard errors at every row, and
