@@ -8,6 +8,7 @@ import fastfeat as ff
 import importlib
 
 O = importlib.import_module("fastfeat.training.order_parameters")
+AV = importlib.import_module("fastfeat.training.ode_averages")
 
 import saad_solla
 
@@ -54,18 +55,18 @@ def test_gaussian_averages_against_monte_carlo(kind, case):
     largest deviation measured for those: 2.4 standard errors)."""
     C = COVARIANCES[case]
     u = _fields(C, 2_000_000, seed=7)
-    code = O._CODES[kind]
+    code = AV._CODES[kind]
     fk = np.full(4, code)
     g, dg = _g(kind, u, C), _dg(kind, u)
     checks = []
     for p, q in ((0, 1), (1, 2), (2, 2), (0, 3)):
-        checks.append((O._i2(code, code, code, C[p, p], C[q, q], C[p, q]), g[:, p] * g[:, q]))
-        checks.append((O._j2(code, code, code, C[p, p], C[q, q], C[p, q]), dg[:, p] * dg[:, q]))
+        checks.append((AV._i2(code, code, code, C[p, p], C[q, q], C[p, q]), g[:, p] * g[:, q]))
+        checks.append((AV._j2(code, code, code, C[p, p], C[q, q], C[p, q]), dg[:, p] * dg[:, q]))
     for p, q, r in ((0, 1, 2), (1, 1, 0), (2, 3, 3), (3, 0, 1), (0, 0, 0)):
-        checks.append((O._i3(code, fk, C, p, q, r), dg[:, p] * u[:, q] * g[:, r]))
+        checks.append((AV._i3(code, fk, C, p, q, r), dg[:, p] * u[:, q] * g[:, r]))
     for p, q, r, s in ((0, 1, 2, 3), (0, 0, 1, 1), (1, 2, 2, 0), (3, 1, 0, 2), (2, 2, 2, 2), (0, 1, 0, 1),
                        (0, 0, 0, 0), (1, 1, 3, 3), (0, 1, 2, 2), (2, 3, 1, 1)):
-        checks.append((O._i4(code, fk, C, p, q, r, s), dg[:, p] * dg[:, q] * g[:, r] * g[:, s]))
+        checks.append((AV._i4(code, fk, C, p, q, r, s), dg[:, p] * dg[:, q] * g[:, r] * g[:, s]))
     for exact, x in checks:
         se = x.std() / np.sqrt(x.size)
         assert abs(exact - x.mean()) <= 4.5 * se + 1e-12, (case, exact, x.mean(), se)
@@ -90,15 +91,15 @@ def test_the_angular_i4_quadrature_has_converged(kind, monkeypatch):
     B = rng.standard_normal((4, 4))
     cases = dict(COVARIANCES, random=A @ A.T / 6, square=B @ B.T / 4)
     fine = _tanh_sinh(1.0 / 128, 4.0)
-    code = O._CODES[kind]
+    code = AV._CODES[kind]
     for name, C in cases.items():
         for tup in ((0, 1, 2, 3), (0, 0, 1, 1), (1, 2, 2, 0), (0, 1, 0, 1), (0, 0, 0, 0), (0, 1, 1, 2),
                     (2, 3, 0, 1), (3, 3, 3, 1), (0, 1, 2, 2), (2, 3, 1, 1), (0, 1, 1, 1)):
-            coarse = O._i4(code, np.full(4, code), C, *tup)
+            coarse = AV._i4(code, np.full(4, code), C, *tup)
             with monkeypatch.context() as mp:
-                mp.setattr(O, "_TS_T", fine[0])
-                mp.setattr(O, "_TS_W", fine[1])
-                ref = O._ang_i4.py_func(np.full(4, code), C, *tup)
+                mp.setattr(AV, "_TS_T", fine[0])
+                mp.setattr(AV, "_TS_W", fine[1])
+                ref = AV._ang_i4.py_func(np.full(4, code), C, *tup)
             assert abs(coarse - ref) <= 1e-12 * abs(ref) + 1e-15, (name, tup, coarse, ref)
 
 
@@ -123,19 +124,19 @@ def test_wick_moments_against_a_direct_enumeration(exps):
     for C, idx in ((A @ A.T / 5, (0, 1, 2, 3)), (A @ A.T / 5, (2, 0, 2, 4)), (COVARIANCES["parallel"], (0, 1, 2, 3))):
         unit = [np.eye(4)[e] for e in exps]
         args = [x for f, e in zip(unit, exps) for x in (f, e)]
-        got = O._wick(C, *idx, *args)
+        got = AV._wick(C, *idx, *args)
         slots = [i for i, e in zip(idx, exps) for _ in range(e)]
         want = _isserlis(C, slots)
         assert got == pytest.approx(want, rel=1e-13, abs=1e-13), (exps, idx, got, want)
     # the Hermite pairs in closed form: E[He3(x) He3(y)] = 9 xx yy xy + 6 xy^3 - 9 xx xy - 9 yy xy + 9 xy
     cpp, cqq, cpq = 1.3, 0.7, -0.4
-    he2, he3, lin = O._CODES["he2"], O._CODES["he3"], O._CODES["linear"]
-    assert O._i2(he3, he3, he3, cpp, cqq, cpq) == pytest.approx(
+    he2, he3, lin = AV._CODES["he2"], AV._CODES["he3"], AV._CODES["linear"]
+    assert AV._i2(he3, he3, he3, cpp, cqq, cpq) == pytest.approx(
         9 * cpp * cqq * cpq + 6 * cpq ** 3 - 9 * cpp * cpq - 9 * cqq * cpq + 9 * cpq, rel=1e-14)
-    assert O._i2(he2, he2, he2, cpp, cqq, cpq) == pytest.approx(cpp * cqq + 2 * cpq ** 2 - cpp - cqq + 1, rel=1e-14)
+    assert AV._i2(he2, he2, he2, cpp, cqq, cpq) == pytest.approx(cpp * cqq + 2 * cpq ** 2 - cpp - cqq + 1, rel=1e-14)
     # two polynomials of the fields' own kinds: E[He3(x) y] = 3 cpq (cpp - 1), E[He2(x) He3(y)] = 0 (odd)
-    assert O._i2(2, he3, lin, cpp, cqq, cpq) == pytest.approx(3 * cpq * (cpp - 1), rel=1e-14)
-    assert O._i2(2, he2, he3, cpp, cqq, cpq) == 0.0
+    assert AV._i2(2, he3, lin, cpp, cqq, cpq) == pytest.approx(3 * cpq * (cpp - 1), rel=1e-14)
+    assert AV._i2(2, he2, he3, cpp, cqq, cpq) == 0.0
 
 
 def test_soft_committee_machine_matches_the_saad_solla_reference():
@@ -309,7 +310,7 @@ def test_the_fused_right_hand_side_against_the_closed_forms_and_a_numpy_version(
     O._rhs(0, fk, y, out, m, ms, P, a_star, 0.7, 0.3, 0.0, 0, 0.0, 0.0, C, c, h3, quad)
     for j in range(m):
         for k in range(j, m):
-            direct = sum(c[r] * c[s] * O._i4(0, fk, C, j, k, r, s) for r in range(K) for s in range(K))
+            direct = sum(c[r] * c[s] * AV._i4(0, fk, C, j, k, r, s) for r in range(K) for s in range(K))
             assert quad[j, k] == pytest.approx(direct, rel=1e-12, abs=1e-14)
     np.testing.assert_allclose(out, bench_ode.numpy_rhs(y, m, ms, P, a_star, 0.7, 0.3), rtol=1e-11, atol=1e-14)
 
@@ -363,9 +364,9 @@ MIXED_POLYNOMIALS = [("he2", "he3"), ("he3", "he2"), ("linear", "he3"), ("he2", 
 
 def _kinds(student, teacher):
     """The dispatch kind and the per-field kinds (fields 0, 1 the student's, 2, 3 the teacher's) of a pair."""
-    if student in O.POLYNOMIAL and teacher in O.POLYNOMIAL:
-        return 2, np.array([O.POLYNOMIAL[student]] * 2 + [O.POLYNOMIAL[teacher]] * 2, np.int64)
-    return O.LINEAR_ANGULAR, np.array([O.MIXABLE[student]] * 2 + [O.MIXABLE[teacher]] * 2, np.int64)
+    if student in AV.POLYNOMIAL and teacher in AV.POLYNOMIAL:
+        return 2, np.array([AV.POLYNOMIAL[student]] * 2 + [AV.POLYNOMIAL[teacher]] * 2, np.int64)
+    return AV.LINEAR_ANGULAR, np.array([AV.MIXABLE[student]] * 2 + [AV.MIXABLE[teacher]] * 2, np.int64)
 
 
 def _mixed(student, teacher, C, u):
@@ -386,14 +387,14 @@ def test_mixed_activation_averages_against_monte_carlo(student, teacher, case):
     kind, fk, g, dg = _mixed(student, teacher, C, u)
     checks = []
     for p, q in ((0, 1), (1, 2), (2, 2), (0, 3), (2, 3), (0, 0)):
-        checks.append((O._i2(kind, fk[p], fk[q], C[p, p], C[q, q], C[p, q]), g[:, p] * g[:, q]))
+        checks.append((AV._i2(kind, fk[p], fk[q], C[p, p], C[q, q], C[p, q]), g[:, p] * g[:, q]))
     for p, q in ((0, 1), (0, 0)):
-        checks.append((O._j2(kind, fk[p], fk[q], C[p, p], C[q, q], C[p, q]), dg[:, p] * dg[:, q]))
+        checks.append((AV._j2(kind, fk[p], fk[q], C[p, p], C[q, q], C[p, q]), dg[:, p] * dg[:, q]))
     for p, q, r in ((0, 1, 2), (1, 1, 0), (0, 3, 3), (1, 0, 3), (0, 0, 0), (1, 2, 2)):
-        checks.append((O._i3(kind, fk, C, p, q, r), dg[:, p] * u[:, q] * g[:, r]))
+        checks.append((AV._i3(kind, fk, C, p, q, r), dg[:, p] * u[:, q] * g[:, r]))
     for p, q, r, s in ((0, 1, 2, 3), (0, 0, 2, 2), (1, 0, 2, 0), (0, 1, 3, 3), (1, 1, 1, 3), (0, 1, 0, 1),
                        (0, 0, 0, 0), (0, 0, 2, 3)):
-        checks.append((O._i4(kind, fk, C, p, q, r, s), dg[:, p] * dg[:, q] * g[:, r] * g[:, s]))
+        checks.append((AV._i4(kind, fk, C, p, q, r, s), dg[:, p] * dg[:, q] * g[:, r] * g[:, s]))
     for i, (exact, x) in enumerate(checks):
         se = x.std() / np.sqrt(x.size)
         assert abs(exact - x.mean()) <= 4.5 * se + 1e-12, (i, exact, x.mean(), se)
@@ -404,14 +405,14 @@ def test_erf_written_as_a_sign_of_a_noisy_field_gives_saad_and_sollas_closed_for
     closed forms, for every index tuple of four fields on each covariance: the same numbers to 1e-14."""
     rng = np.random.default_rng(2)
     A = rng.standard_normal((4, 6))
-    E, Z = np.full(4, O.ERF_SIGN), np.zeros(4, np.int64)
+    E, Z = np.full(4, AV.ERF_SIGN), np.zeros(4, np.int64)
     worst = 0.0
     for C in dict(COVARIANCES, random=A @ A.T / 6).values():
         for p, q, r, s in np.ndindex(4, 4, 4, 4):
-            pairs = [(O._i4(O.ERF_SIGN, E, C, p, q, r, s), O._i4(0, Z, C, p, q, r, s)),
-                     (O._i3(O.ERF_SIGN, E, C, p, q, r), O._i3(0, Z, C, p, q, r)),
-                     (O._i2(O.ERF_SIGN, O.ERF_SIGN, O.ERF_SIGN, C[p, p], C[q, q], C[p, q]), O._i2(0, 0, 0, C[p, p], C[q, q], C[p, q])),
-                     (O._j2(O.ERF_SIGN, O.ERF_SIGN, O.ERF_SIGN, C[p, p], C[q, q], C[p, q]), O._j2(0, 0, 0, C[p, p], C[q, q], C[p, q]))]
+            pairs = [(AV._i4(AV.ERF_SIGN, E, C, p, q, r, s), AV._i4(0, Z, C, p, q, r, s)),
+                     (AV._i3(AV.ERF_SIGN, E, C, p, q, r), AV._i3(0, Z, C, p, q, r)),
+                     (AV._i2(AV.ERF_SIGN, AV.ERF_SIGN, AV.ERF_SIGN, C[p, p], C[q, q], C[p, q]), AV._i2(0, 0, 0, C[p, p], C[q, q], C[p, q])),
+                     (AV._j2(AV.ERF_SIGN, AV.ERF_SIGN, AV.ERF_SIGN, C[p, p], C[q, q], C[p, q]), AV._j2(0, 0, 0, C[p, p], C[q, q], C[p, q]))]
             for family, closed in pairs:
                 worst = max(worst, abs(family - closed) / max(1.0, abs(closed)))
     assert worst < 1e-14, worst
@@ -422,16 +423,16 @@ def test_erf_written_as_a_sign_of_a_noisy_field_gives_saad_and_sollas_closed_for
 def test_mixed_activation_i4_quadrature_has_converged(student, teacher, monkeypatch):
     """The mixed I4 on 53 nodes against 1025, within 1e-12 relative, on the covariances above."""
     fine = _tanh_sinh(1.0 / 128, 4.0)
-    fk = np.array([O.MIXABLE[student]] * 2 + [O.MIXABLE[teacher]] * 2, np.int64)
+    fk = np.array([AV.MIXABLE[student]] * 2 + [AV.MIXABLE[teacher]] * 2, np.int64)
     rng = np.random.default_rng(1)
     A = rng.standard_normal((4, 4))
     for name, C in dict(COVARIANCES, random=A @ A.T / 4).items():
         for tup in ((0, 1, 2, 3), (0, 0, 2, 2), (1, 0, 2, 0), (0, 1, 3, 3), (1, 1, 1, 3), (0, 1, 0, 2)):
-            coarse = O._i4(O.LINEAR_ANGULAR, fk, C, *tup)
+            coarse = AV._i4(AV.LINEAR_ANGULAR, fk, C, *tup)
             with monkeypatch.context() as mp:
-                mp.setattr(O, "_TS_T", fine[0])
-                mp.setattr(O, "_TS_W", fine[1])
-                ref = (O._herm_i4 if fk.max() >= O.HERMITE else O._ang_i4).py_func(fk, C, *tup)
+                mp.setattr(AV, "_TS_T", fine[0])
+                mp.setattr(AV, "_TS_W", fine[1])
+                ref = (AV._herm_i4 if fk.max() >= AV.HERMITE else AV._ang_i4).py_func(fk, C, *tup)
             assert abs(coarse - ref) <= 1e-12 * abs(ref) + 1e-15, (name, tup, coarse, ref)
 
 
@@ -489,8 +490,8 @@ def test_online_sgd_approaches_the_ode_with_a_teacher_of_another_activation(stud
 
 def test_every_pair_of_the_ode_activations_is_integrated_and_tanh_is_refused_by_name():
     t = ff.Teacher.random(6, 2, activation="relu", seed=0)
-    for student in O.ODE_ACTIVATIONS:
-        for teacher in O.ODE_ACTIVATIONS:
+    for student in AV.ODE_ACTIVATIONS:
+        for teacher in AV.ODE_ACTIVATIONS:
             net = ff.TwoLayer.init(6, 2, activation=student, seed=1, scale=0.5)
             h = ff.ode(net, ff.Teacher.random(6, 2, activation=teacher, seed=0), 0.05, lr=0.05, lr_a=0.05,
                        log_times=1)
