@@ -72,6 +72,8 @@ _ONE = np.array([1.0, 0.0, 0.0, 0.0])  # the polynomial 1
 _Z = np.array([0.0, 1.0, 0.0, 0.0])  # the polynomial z
 _2PI = 2.0 / math.pi
 _4PI2 = 4.0 / math.pi**2
+# integer arguments as int64 (a literal would compile another specialization of the callee: 5 s each)
+_N0, _N1, _N2, _N3, _N4 = (np.int64(k) for k in range(5))
 
 
 @njit
@@ -333,6 +335,13 @@ def _over_sqrt(x, v):
 
 
 @njit
+def _cov_at(t, a01, a02, e11, f11, e22, f22, e12, f12):
+    """(S01, S02, S11, S22, S12) at the node t of I4's path (``_path_term``'s polynomials in t)."""
+    t2 = t * t
+    return t * a01, t * a02, e11 - t2 * f11, e22 - t2 * f22, e12 - t2 * f12
+
+
+@njit
 def _nodes_general(T, W, k0, k1, k2, g3, s00, a01, a02, e11, f11, e22, f22, e12, f12):
     """sum_n W_n J3(t_n): ``_ang_j3`` at the node t of the path, where the covariance of (v0, v1, v2) given
     u_i = 0 is S00 = s00, S01 = t a01, S02 = t a02, S11 = e11 - t^2 f11, S22 = e22 - t^2 f22,
@@ -349,10 +358,7 @@ def _nodes_general(T, W, k0, k1, k2, g3, s00, a01, a02, e11, f11, e22, f22, e12,
     c_tri = a0 * a1 * a2 * _SQ2PI * _2PI
     acc = 0.0
     for n in range(T.shape[0]):
-        t = T[n]
-        t2 = t * t
-        s01, s02 = t * a01, t * a02
-        s11, s22, s12 = e11 - t2 * f11, e22 - t2 * f22, e12 - t2 * f12
+        s01, s02, s11, s22, s12 = _cov_at(T[n], a01, a02, e11, f11, e22, f22, e12, f12)
         v = (c_const + c_s01 * asin(_corr_bf(s01, s00, s11)) + c_lin0 * _over_sqrt(s02, s00)
              + c_lin1 * _over_sqrt(s12, s11) + c_abs * math.sqrt(max(s22, 0.0))
              + c_sg0 * asin(_corr_bf(s02, s00, s22)) + c_sg1 * asin(_corr_bf(s12, s11, s22)))
@@ -367,6 +373,24 @@ def _nodes_general(T, W, k0, k1, k2, g3, s00, a01, a02, e11, f11, e22, f22, e12,
                + _over_sqrt(s22, s22) * asin(_corr_bf(s01 - s02 * s12 * i22, s00 - s02 * s02 * i22,
                                                       s11 - s12 * s12 * i22)))
         acc += W[n] * (v + c_tri * tri)
+    return acc
+
+
+@njit
+def _nodes_delta(T, W, k0, k2, g3, sj, s00, a01, a02, e11, f11, e22, f22, e12, f12):
+    """sum_n W_n of the delta part of g_j' (an erf slot v1: g_j' = 2 sigma_j delta(v1)) at the nodes:
+    2 sigma_j E[g'(v0) g_j'(v2) | v1 = 0] / sqrt(2 pi S11), a two-field average under the covariance w
+    given v1 = 0 as well (a loop of its own: in ``_nodes_general`` it slowed the other pairs by 15%)."""
+    a0, b0, a2, b2, s2 = _ALPHA[k0], _BETA[k0], _ALPHA[k2], _BETA[k2], _SIGMA[k2]
+    acc = 0.0
+    for n in range(T.shape[0]):
+        s01, s02, s11, s22, s12 = _cov_at(T[n], a01, a02, e11, f11, e22, f22, e12, f12)
+        w00 = s00 - s01 * s01 / s11
+        w22 = s22 - s12 * s12 / s11
+        w02 = s02 - s01 * s12 / s11
+        two = (b0 * (a2 * _SQ2PI * math.sqrt(max(w22, 0.0)) + g3) + a0 * s2 * _2PI * asin(_corr_bf(w02, w00, w22))
+               + a0 * b2 * _SQ2PI * _over_sqrt(w02, w00))
+        acc += W[n] * 2.0 * sj * two / math.sqrt(2.0 * math.pi * s11)
     return acc
 
 
@@ -387,24 +411,36 @@ def _nodes_same(T, W, k0, k1, g3, s00, a01, e11, f11):
 
 
 @njit
-def _nodes_delta(T, W, k0, k2, g3, sj, s00, a01, a02, e11, f11, e22, f22, e12, f12):
-    """sum_n W_n of the delta part of g_j' (an erf slot v1: g_j' = 2 sigma_j delta(v1)) at the nodes:
-    2 sigma_j E[g'(v0) g_j'(v2) | v1 = 0] / sqrt(2 pi S11), a two-field average under the covariance w
-    given v1 = 0 as well."""
-    a0, b0, a2, b2, s2 = _ALPHA[k0], _BETA[k0], _ALPHA[k2], _BETA[k2], _SIGMA[k2]
-    acc = 0.0
-    for n in range(T.shape[0]):
-        t = T[n]
-        t2 = t * t
-        s01, s02 = t * a01, t * a02
-        s11, s22, s12 = e11 - t2 * f11, e22 - t2 * f22, e12 - t2 * f12
-        w00 = s00 - s01 * s01 / s11
-        w22 = s22 - s12 * s12 / s11
-        w02 = s02 - s01 * s12 / s11
-        two = (b0 * (a2 * _SQ2PI * math.sqrt(max(w22, 0.0)) + g3) + a0 * s2 * _2PI * asin(_corr_bf(w02, w00, w22))
-               + a0 * b2 * _SQ2PI * _over_sqrt(w02, w00))
-        acc += W[n] * 2.0 * sj * two / math.sqrt(2.0 * math.pi * s11)
-    return acc
+def _path_term(Cs, kk, same_pq, i, j):
+    """The term (i, j) of I4's path (``_ang_i4``): (False, ...) where it vanishes (u_i or its alpha is zero,
+    C_ij = 0, or a zero weight vector's g' among the others is 0), else (True, s00, a01, a02, e11, f11, e22,
+    f22, e12, f12): the covariance of the other slots (v0, v1, v2) = (u_i', u_j, u_j') given u_i = 0 under
+    C(t), a polynomial in t: S00 = s00, S01 = t a01, S02 = t a02, S11 = e11 - t^2 f11, S22 = e22 - t^2 f22,
+    S12 = e12 - t^2 f12 (``same_pq``: u_i' is u_i, exactly 0 given u_i = 0)."""
+    cii = Cs[i, i]
+    o0, o1, o2 = 1 - i, j, 5 - j
+    if (cii <= 0.0 or _ALPHA[kk[i]] == 0.0 or Cs[i, j] == 0.0
+            or (Cs[o0, o0] <= 0.0 and _dzero(kk[o0]) == 0.0) or (Cs[o1, o1] <= 0.0 and _dzero(kk[o1]) == 0.0)):
+        return False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    ci0, ci1, ci2 = Cs[o0, i], Cs[o1, i], Cs[o2, i]
+    if same_pq:
+        s00 = a01 = a02 = 0.0
+    else:
+        s00 = Cs[o0, o0] - ci0 * ci0 / cii
+        a01 = Cs[o0, o1] - ci0 * ci1 / cii
+        a02 = Cs[o0, o2] - ci0 * ci2 / cii
+    return (True, s00, a01, a02, Cs[o1, o1], ci1 * ci1 / cii, Cs[o2, o2], ci2 * ci2 / cii, Cs[o1, o2],
+            ci1 * ci2 / cii)
+
+
+@njit
+def _slots(C, idx, kinds, n, Cs, raw):
+    """The slot covariance (erf's noise on the diagonal) and the raw variances of the fields idx[:n]."""
+    for x in range(n):
+        raw[x] = C[idx[x], idx[x]]
+        for y in range(n):
+            Cs[x, y] = C[idx[x], idx[y]]
+        Cs[x, x] += _TAU[kinds[x]]
 
 
 @njit
@@ -419,41 +455,20 @@ def _ang_i4(fk, C, p, q, r, s):
     covariance ``Cs``: erf's (a sign of the field plus its own noise) have variance C_rr + 1. Given u_i = 0,
     the covariance of the other three slots is a polynomial in t (``_nodes_general``), so each of the four
     (i, j) terms is one loop over the nodes, which vectorizes."""
-    idx = (np.int64(p), np.int64(q), np.int64(r), np.int64(s))  # (one type: indexed at run time)
-    kk = (fk[p], fk[q], fk[r], fk[s])
-    Cs = np.empty((4, 4))
-    for x in range(4):
-        for y in range(4):
-            Cs[x, y] = C[idx[x], idx[y]]
-        Cs[x, x] += _TAU[kk[x]]
+    idx = np.array([p, q, r, s], np.int64)
+    kk = np.array([fk[p], fk[q], fk[r], fk[s]], np.int64)
+    Cs, raw = np.empty((4, 4)), np.empty(4)
+    _slots(C, idx, kk, _N4, Cs, raw)
     base = _ang_j2(kk[0], kk[1], C[p, p], C[q, q], C[p, q]) * _ang_i2(kk[2], kk[3], C[r, r], C[s, s], C[r, s])
     same = idx[2] == idx[3] and _TAU[kk[2]] == 0.0  # the same field twice among the g factors
     total = 0.0
     for i in range(2):
-        cii = Cs[i, i]
-        al = _ALPHA[kk[i]]
-        if cii <= 0.0 or al == 0.0:
-            continue
         for j in range(2, 4):
-            cij = Cs[i, j]
-            if cij == 0.0:
+            ok, s00, a01, a02, e11, f11, e22, f22, e12, f12 = _path_term(Cs, kk, idx[0] == idx[1], i, j)
+            if not ok:
                 continue
-            # the other slots (v0, v1, v2) = (u_i', u_j, u_j') given u_i = 0, under C(t); a zero weight
-            # vector's g' is ``_dzero``, a field that vanishes only given u_i = 0 has sign 0
             o0, o1, o2 = 1 - i, j, 5 - j
-            if ((Cs[o0, o0] <= 0.0 and _dzero(kk[o0]) == 0.0) or (Cs[o1, o1] <= 0.0 and _dzero(kk[o1]) == 0.0)):
-                continue
-            ci0, ci1, ci2 = Cs[o0, i], Cs[o1, i], Cs[o2, i]
-            if idx[0] == idx[1]:  # u_i' is u_i (p = q): exactly 0 given u_i = 0
-                s00 = a01 = a02 = 0.0
-            else:
-                s00 = Cs[o0, o0] - ci0 * ci0 / cii
-                a01 = Cs[o0, o1] - ci0 * ci1 / cii
-                a02 = Cs[o0, o2] - ci0 * ci2 / cii
-            e11, f11 = Cs[o1, o1], ci1 * ci1 / cii
-            e22, f22 = Cs[o2, o2], ci2 * ci2 / cii
-            e12, f12 = Cs[o1, o2], ci1 * ci2 / cii
-            g3 = _gamma(kk[o2], C[idx[o2], idx[o2]])
+            g3 = _gamma(kk[o2], raw[o2])
             if same:
                 acc = _nodes_same(_TS_T, _TS_W, kk[o0], kk[o1], g3, s00, a01, e11, f11)
             else:
@@ -462,7 +477,7 @@ def _ang_i4(fk, C, p, q, r, s):
             sj = _SIGMA[kk[j]]
             if sj != 0.0:
                 acc += _nodes_delta(_TS_T, _TS_W, kk[o0], kk[o2], g3, sj, s00, a01, a02, e11, f11, e22, f22, e12, f12)
-            total += cij * 2.0 * al * acc / math.sqrt(2.0 * math.pi * cii)
+            total += Cs[i, j] * 2.0 * _ALPHA[kk[i]] * acc / math.sqrt(2.0 * math.pi * Cs[i, i])
     return base + total
 
 
@@ -473,10 +488,6 @@ def _ang_i4(fk, C, p, q, r, s):
 # two) others, x and y, and what is left are the moments E[F(x) G(y) x^a y^b] (``_bivariate``), each a
 # finite recursion by Stein's lemma down to closed forms.
 # ---------------------------------------------------------------------------------------------------------
-
-
-# integer arguments as int64 (a literal would compile another specialization of the callee: 5 s each)
-_N0, _N1, _N2, _N3, _N4 = (np.int64(k) for k in range(5))
 
 
 @njit
@@ -757,22 +768,12 @@ def _herm2(kp, kq, cpp, cqq, cpq, deriv):
 
 
 @njit
-def _herm_slots(fk, C, idx, kinds, n, Cs, raw):
-    """The slot covariance (erf's noise on the diagonal) and raw variances of the fields idx[:n]."""
-    for x in range(n):
-        raw[x] = C[idx[x], idx[x]]
-        for y in range(n):
-            Cs[x, y] = C[idx[x], idx[y]]
-        Cs[x, x] += _TAU[kinds[x]]
-
-
-@njit
 def _herm_i3(fk, C, p, q, r):
     """I3 = E[g_p'(u_p) u_q g_r(u_r)] with a Hermite factor: three slots, u_q the linear one (kind 7)."""
     idx = np.array([p, q, r, 0], np.int64)
     kinds = np.array([fk[p], LINEAR_ANGULAR, fk[r], 0], np.int64)
     Cs, raw = np.zeros((4, 4)), np.zeros(4)
-    _herm_slots(fk, C, idx, kinds, 3, Cs, raw)
+    _slots(C, idx, kinds, _N3, Cs, raw)
     return _expect(Cs, kinds, np.array([1, 0, 0, 0], np.int64), raw, _N3)
 
 
@@ -795,7 +796,7 @@ def _herm_i4(fk, C, p, q, r, s):
     kinds = np.array([fk[p], fk[q], fk[r], fk[s]], np.int64)
     deriv = np.array([1, 1, 0, 0], np.int64)
     Cs, raw = np.zeros((4, 4)), np.zeros(4)
-    _herm_slots(fk, C, idx, kinds, 4, Cs, raw)
+    _slots(C, idx, kinds, _N4, Cs, raw)
     cnt, polys = 0, 0
     for t in range(4):
         if _nonpoly(kinds[t], deriv[t], raw[t]):
@@ -815,35 +816,22 @@ def _herm_i4(fk, C, p, q, r, s):
     r3 = np.zeros(4)
     total = 0.0
     for i in range(2):
-        cii = Cs[i, i]
-        al = _ALPHA[kinds[i]]
-        if cii <= 0.0 or al == 0.0:
-            continue
         for j in range(2, 4):
-            cij = Cs[i, j]
-            if cij == 0.0:
+            ok, s00, a01, a02, e11, f11, e22, f22, e12, f12 = _path_term(Cs, kinds, idx[0] == idx[1], i, j)
+            if not ok:
                 continue
             o = (1 - i, j, 5 - j)
-            if ((Cs[o[0], o[0]] <= 0.0 and _dzero(kinds[o[0]]) == 0.0)
-                    or (Cs[o[1], o[1]] <= 0.0 and _dzero(kinds[o[1]]) == 0.0)):
-                continue
             for x in range(3):
                 k3[x] = kinds[o[x]]
                 r3[x] = raw[o[x]]
             acc = 0.0
             for nd in range(_TS_T.shape[0]):
-                t = _TS_T[nd]
-                for x in range(3):
-                    for y in range(x, 3):
-                        if (x == 0 or y == 0) and idx[0] == idx[1]:
-                            S[x, y] = S[y, x] = 0.0
-                            continue
-                        cxy = Cs[o[x], o[y]] * (t if (x == 0) != (y == 0) else 1.0)
-                        cxi = Cs[o[x], i] * (t if x > 0 else 1.0)
-                        cyi = Cs[o[y], i] * (t if y > 0 else 1.0)
-                        S[x, y] = S[y, x] = cxy - cxi * cyi / cii
+                s01, s02, s11, s22, s12 = _cov_at(_TS_T[nd], a01, a02, e11, f11, e22, f22, e12, f12)
+                S[0, 0] = s00
+                S[0, 1], S[0, 2], S[1, 1], S[2, 2], S[1, 2] = s01, s02, s11, s22, s12
+                S[1, 0], S[2, 0], S[2, 1] = s01, s02, s12
                 acc += _TS_W[nd] * _expect(S, k3, d3, r3, _N3)
-            total += cij * 2.0 * al * acc / math.sqrt(2.0 * math.pi * cii)
+            total += Cs[i, j] * 2.0 * _ALPHA[kinds[i]] * acc / math.sqrt(2.0 * math.pi * Cs[i, i])
     return base + total
 
 
