@@ -250,58 +250,6 @@ def _ang_i3(fk, C, p, q, r):
 
 
 @njit
-def _ang_j3(k0, k1, k2, S, g3):
-    """E[g_0'(v_0) g_1'(v_1) g_2(v_2)] for fields of covariance S (3 x 3) and the constant ``g3`` of g_2:
-    a0 a1 a2 E[s0 s1 |v2|] + a0 a1 g3 E[s0 s1] + a0 b1 b2 E[s0 v2] + b0 a1 b2 E[s1 v2] + b0 b1 a2 E|v2|
-    + b0 b1 g3 + a0 b1 sigma2 E[s0 s2] + b0 a1 sigma2 E[s1 s2] (the odd averages vanish; g_1' is without its
-    delta part, which ``_ang_i4`` takes), with
-    E[s0 s1 |v2|] = sqrt(2/pi) (2/pi) sum_k S_2k / sqrt(S_kk) asin(rho of the other two given v_k = 0)."""
-    a0, a1, a2 = _ALPHA[k0], _ALPHA[k1], _ALPHA[k2]
-    b0, b1, b2 = _BETA[k0], _BETA[k1], _BETA[k2]
-    out = b0 * b1 * g3
-    if a0 != 0.0 and a1 != 0.0:
-        out += a0 * a1 * g3 * _2PI * math.asin(_corr(S[0, 1], S[0, 0], S[1, 1]))
-    if b2 != 0.0:
-        if a0 != 0.0 and b1 != 0.0 and S[0, 0] > 0.0:
-            out += a0 * b1 * b2 * _SQ2PI * S[0, 2] / math.sqrt(S[0, 0])
-        if a1 != 0.0 and b0 != 0.0 and S[1, 1] > 0.0:
-            out += b0 * a1 * b2 * _SQ2PI * S[1, 2] / math.sqrt(S[1, 1])
-    out += b0 * b1 * a2 * _SQ2PI * math.sqrt(max(S[2, 2], 0.0))
-    s2 = _SIGMA[k2]
-    if s2 != 0.0:  # g_2's sign part: E[s0 s2], E[s1 s2] (E[s0 s1 s2] and E[s2] vanish)
-        out += s2 * _2PI * (a0 * b1 * math.asin(_corr(S[0, 2], S[0, 0], S[2, 2]))
-                            + b0 * a1 * math.asin(_corr(S[1, 2], S[1, 1], S[2, 2])))
-    if a0 == 0.0 or a1 == 0.0 or a2 == 0.0:
-        return out
-    t = 0.0
-    for k in range(3):
-        skk = S[k, k]
-        if skk <= 0.0:
-            continue
-        a, b = (1, 2) if k == 0 else ((0, 2) if k == 1 else (0, 1))
-        caa = S[a, a] - S[a, k] * S[a, k] / skk
-        cbb = S[b, b] - S[b, k] * S[b, k] / skk
-        cab = S[a, b] - S[a, k] * S[b, k] / skk
-        t += S[2, k] / math.sqrt(skk) * math.asin(_corr(cab, caa, cbb))
-    return out + a0 * a1 * a2 * _SQ2PI * _2PI * t
-
-
-@njit
-def _ang_j3_same(k0, k1, S, g3):
-    """``_ang_j3`` when v_2 is v_1 (I4 with r = s: the same field twice, for every t of the path):
-    E[g_0'(v_0) h(v_1)] with h = g_1' g_1 = (a1^2 + b1^2) v + 2 a1 b1 |v| + a1 g3 sign(v) + b1 g3, by
-    E[s0 v1] = sqrt(2/pi) S_01 / sqrt(S_00), E[s0 |v1|] = 0, E[s0 s1] = (2/pi) asin(rho_01). Written out
-    because the general formula divides residual covariances of two identical fields, which are 0 only
-    up to rounding: the quadrature's integrand was noisy (1e-8 relative) and did not converge."""
-    a0, b0, a1, b1 = _ALPHA[k0], _BETA[k0], _ALPHA[k1], _BETA[k1]
-    s00, s11, s01 = S[0, 0], S[1, 1], S[0, 1]
-    out = b0 * (2.0 * a1 * b1 * _SQ2PI * math.sqrt(max(s11, 0.0)) + b1 * g3)
-    if s00 > 0.0:
-        out += a0 * (a1 * a1 + b1 * b1) * _SQ2PI * s01 / math.sqrt(s00)
-    return out + a0 * a1 * g3 * _2PI * math.asin(_corr(s01, s00, s11))
-
-
-@njit
 def _delta_i4(fk, C, p, q, r, s):
     """I4 for a student whose g' is a delta on its slot (erf: g' = 2 delta(u + xi), alpha = beta = 0), in
     closed form: 4 sigma_p sigma_q p(v_p = v_q = 0) E[g_r(v_r) g_s(v_s) | v_p = v_q = 0], the last a
@@ -343,10 +291,14 @@ def _cov_at(t, a01, a02, e11, f11, e22, f22, e12, f12):
 
 @njit
 def _nodes_general(T, W, k0, k1, k2, g3, s00, a01, a02, e11, f11, e22, f22, e12, f12):
-    """sum_n W_n J3(t_n): ``_ang_j3`` at the node t of the path, where the covariance of (v0, v1, v2) given
-    u_i = 0 is S00 = s00, S01 = t a01, S02 = t a02, S11 = e11 - t^2 f11, S22 = e22 - t^2 f22,
-    S12 = e12 - t^2 f12; written without branches over the nodes (the arcsine ``asin`` of the kernels), so
-    that the loop vectorizes."""
+    """sum_n W_n J3(t_n), J3 = E[g_0'(v_0) g_1'(v_1) g_2(v_2)] at the node t of the path, where the covariance
+    S of (v0, v1, v2) given u_i = 0 is S00 = s00, S01 = t a01, S02 = t a02, S11 = e11 - t^2 f11,
+    S22 = e22 - t^2 f22, S12 = e12 - t^2 f12, and g3 is the constant of g_2:
+    J3 = a0 a1 a2 E[s0 s1 |v2|] + a0 a1 g3 E[s0 s1] + a0 b1 b2 E[s0 v2] + b0 a1 b2 E[s1 v2] + b0 b1 a2 E|v2|
+    + b0 b1 g3 + a0 b1 sigma2 E[s0 s2] + b0 a1 sigma2 E[s1 s2] (the odd averages vanish; g_1' without its
+    delta part, ``_nodes_delta``), with E[s0 s1 |v2|] = sqrt(2/pi) (2/pi) sum_k S_2k / sqrt(S_kk)
+    asin(rho of the other two given v_k = 0). Written without branches over the nodes (the arcsine ``asin``
+    of the kernels), so that the loop vectorizes."""
     a0, a1, a2 = _ALPHA[k0], _ALPHA[k1], _ALPHA[k2]
     b0, b1, b2 = _BETA[k0], _BETA[k1], _BETA[k2]
     s2 = _SIGMA[k2]
@@ -396,7 +348,11 @@ def _nodes_delta(T, W, k0, k2, g3, sj, s00, a01, a02, e11, f11, e22, f22, e12, f
 
 @njit
 def _nodes_same(T, W, k0, k1, g3, s00, a01, e11, f11):
-    """sum_n W_n ``_ang_j3_same`` at the nodes (v2 is v1: I4 with r = s), branch-free as above."""
+    """``_nodes_general`` when v_2 is v_1 (I4 with r = s: the same field twice, for every t of the path):
+    E[g_0'(v_0) h(v_1)] with h = g_1' g_1 = (a1^2 + b1^2) v + 2 a1 b1 |v| + a1 g3 sign(v) + b1 g3, by
+    E[s0 v1] = sqrt(2/pi) S_01 / sqrt(S_00), E[s0 |v1|] = 0, E[s0 s1] = (2/pi) asin(rho_01). Written out
+    because the general formula divides residual covariances of two identical fields, which are 0 only
+    up to rounding: the quadrature's integrand was noisy (1e-8 relative) and did not converge."""
     a0, b0, a1, b1 = _ALPHA[k0], _BETA[k0], _ALPHA[k1], _BETA[k1]
     c_abs = b0 * 2.0 * a1 * b1 * _SQ2PI
     c_lin = a0 * (a1 * a1 + b1 * b1) * _SQ2PI
@@ -449,7 +405,7 @@ def _ang_i4(fk, C, p, q, r, s):
     path C(t) that scales the covariances between {u_p, u_q} and {u_r, u_s} by t (independent at t = 0,
     where the average factorizes into J2 I2), dE/dt = sum_{i in {p,q}, j in {r,s}} C_ij E_t[d_i d_j F] and
     d_i d_j F = 2 alpha_i delta(u_i) g'(u_i') g_j'(u_j) g_j'(u_j'): a three-field average given u_i = 0 in
-    closed form (``_ang_j3``; an erf field's g_j' is a delta on its slot, which conditions once more). The
+    closed form (``_nodes_general``; an erf field's g_j' is a delta on its slot, which conditions once more). The
     integral over t by tanh-sinh quadrature (``_TS_*``), which the endpoint singularities of degenerate
     (parallel, repeated) fields leave exponentially convergent. The four factors are four slots of
     covariance ``Cs``: erf's (a sign of the field plus its own noise) have variance C_rr + 1. Given u_i = 0,
@@ -660,7 +616,7 @@ def _expect(S, kinds, deriv, raw, n):
             cy = S[t, xs[1]] if xs[1] >= 0 else 0.0
             B[t, 0] = i00 * cx + i01 * cy
             B[t, 1] = i01 * cx + i11 * cy
-    # the residual covariance of the polynomial slots, and its moments E[prod e_t^r_t] (Isserlis: ``_wick``)
+    # the residual covariance of the polynomial slots (its moments E[prod e_t^r_t]: ``_moment_table`` below)
     R = np.zeros((4, 4))
     for t in range(n):
         for u in range(n):
@@ -780,7 +736,7 @@ def _herm_i3(fk, C, p, q, r):
 @njit
 def _nonpoly(kind, deriv, raw_var):
     """Whether g (or g') of ``kind`` has a sign or absolute-value part (a delta does not count: it conditions)."""
-    if kind >= 9 or kind == LINEAR_ANGULAR:
+    if kind >= HERMITE or kind == LINEAR_ANGULAR:
         return False
     if deriv:
         return _ALPHA[kind] != 0.0 and raw_var > 0.0
