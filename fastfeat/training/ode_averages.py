@@ -27,7 +27,7 @@ deltas condition, a product of at most two factors with a sign or absolute-value
 polynomial ones, whose fields are regressed on (x, y) (the residuals' moments by Wick's theorem), is a
 sum of moments ``E[F(x) G(y) x^a y^b]``, F, G in {1, sign, |.|}, each a finite recursion by Stein's lemma
 (``_bivariate``); three such factors (an angular student's I4 with an angular or erf g and a Hermite g)
-take the quadrature above, ``_expect`` at each node. So every pair of ``ODE_ACTIVATIONS`` is integrated.
+take the quadrature above (``_ang_i4``), ``_expect`` at each node. So every pair of ``ODE_ACTIVATIONS`` is integrated.
 """
 import math
 
@@ -400,6 +400,22 @@ def _slots(C, idx, kinds, n, Cs, raw):
 
 
 @njit
+def _nodes_expect(T, W, k3, r3, s00, a01, a02, e11, f11, e22, f22, e12, f12):
+    """sum_n W_n E[g_0'(v_0) g_1'(v_1) g_2(v_2)] by ``_expect`` at the nodes (``_nodes_general``'s
+    covariance; the kinds ``k3`` and raw variances ``r3`` of the three slots), for a Hermite factor."""
+    S = np.zeros((4, 4))
+    d3 = np.array([1, 1, 0, 0], np.int64)
+    acc = 0.0
+    for n in range(T.shape[0]):
+        s01, s02, s11, s22, s12 = _cov_at(T[n], a01, a02, e11, f11, e22, f22, e12, f12)
+        S[0, 0] = s00
+        S[0, 1], S[0, 2], S[1, 1], S[2, 2], S[1, 2] = s01, s02, s11, s22, s12
+        S[1, 0], S[2, 0], S[2, 1] = s01, s02, s12
+        acc += W[n] * _expect(S, k3, d3, r3, _N3)
+    return acc
+
+
+@njit
 def _ang_i4(fk, C, p, q, r, s):
     """E[g'(u_p) g'(u_q) g_r(u_r) g_s(u_s)] for angular students, which has no closed form: along the
     path C(t) that scales the covariances between {u_p, u_q} and {u_r, u_s} by t (independent at t = 0,
@@ -410,13 +426,20 @@ def _ang_i4(fk, C, p, q, r, s):
     (parallel, repeated) fields leave exponentially convergent. The four factors are four slots of
     covariance ``Cs``: erf's (a sign of the field plus its own noise) have variance C_rr + 1. Given u_i = 0,
     the covariance of the other three slots is a polynomial in t (``_nodes_general``), so each of the four
-    (i, j) terms is one loop over the nodes, which vectorizes."""
+    (i, j) terms is one loop over the nodes, which vectorizes; with a Hermite factor (three factors with a
+    sign or |.| part, which ``_herm_closed`` does not take) the average at each node is ``_expect``'s."""
     idx = np.array([p, q, r, s], np.int64)
     kk = np.array([fk[p], fk[q], fk[r], fk[s]], np.int64)
     Cs, raw = np.empty((4, 4)), np.empty(4)
     _slots(C, idx, kk, _N4, Cs, raw)
-    base = _ang_j2(kk[0], kk[1], C[p, p], C[q, q], C[p, q]) * _ang_i2(kk[2], kk[3], C[r, r], C[s, s], C[r, s])
+    herm = kk.max() >= HERMITE  # a Hermite factor: the averages by ``_expect``
+    if herm:
+        base = (_herm2(kk[0], kk[1], raw[0], raw[1], C[p, q], _N1)
+                * _herm2(kk[2], kk[3], raw[2], raw[3], C[r, s], _N0))
+    else:
+        base = _ang_j2(kk[0], kk[1], C[p, p], C[q, q], C[p, q]) * _ang_i2(kk[2], kk[3], C[r, r], C[s, s], C[r, s])
     same = idx[2] == idx[3] and _TAU[kk[2]] == 0.0  # the same field twice among the g factors
+    k3, r3 = np.zeros(4, np.int64), np.zeros(4)
     total = 0.0
     for i in range(2):
         for j in range(2, 4):
@@ -425,13 +448,17 @@ def _ang_i4(fk, C, p, q, r, s):
                 continue
             o0, o1, o2 = 1 - i, j, 5 - j
             g3 = _gamma(kk[o2], raw[o2])
-            if same:
+            if herm:
+                k3[0], k3[1], k3[2] = kk[o0], kk[o1], kk[o2]
+                r3[0], r3[1], r3[2] = raw[o0], raw[o1], raw[o2]
+                acc = _nodes_expect(_TS_T, _TS_W, k3, r3, s00, a01, a02, e11, f11, e22, f22, e12, f12)
+            elif same:
                 acc = _nodes_same(_TS_T, _TS_W, kk[o0], kk[o1], g3, s00, a01, e11, f11)
             else:
                 acc = _nodes_general(_TS_T, _TS_W, kk[o0], kk[o1], kk[o2], g3, s00, a01, a02, e11, f11, e22, f22,
                                      e12, f12)
             sj = _SIGMA[kk[j]]
-            if sj != 0.0:
+            if sj != 0.0 and not herm:
                 acc += _nodes_delta(_TS_T, _TS_W, kk[o0], kk[o2], g3, sj, s00, a01, a02, e11, f11, e22, f22, e12, f12)
             total += Cs[i, j] * 2.0 * _ALPHA[kk[i]] * acc / math.sqrt(2.0 * math.pi * Cs[i, i])
     return base + total
@@ -744,10 +771,10 @@ def _nonpoly(kind, deriv, raw_var):
 
 
 @njit
-def _herm_i4(fk, C, p, q, r, s):
-    """I4 with a Hermite factor. At most two factors with a sign or |.| part: ``_expect`` in closed form.
-    Three (angular students, an angular or erf g on one of r, s and a Hermite one on the other): the
-    quadrature of ``_ang_i4`` along t, its three-field average given u_i = 0 by ``_expect`` at each node."""
+def _herm_closed(fk, C, p, q, r, s):
+    """I4 with a Hermite factor where at most two factors have a sign or |.| part: (True, the value) by
+    ``_wick`` (four polynomials) or ``_expect``; (False, 0) with three (angular students, an angular or erf g
+    on one of r, s and a Hermite one on the other), which the quadrature of ``_ang_i4`` takes."""
     idx = np.array([p, q, r, s], np.int64)
     kinds = np.array([fk[p], fk[q], fk[r], fk[s]], np.int64)
     deriv = np.array([1, 1, 0, 0], np.int64)
@@ -761,34 +788,11 @@ def _herm_i4(fk, C, p, q, r, s):
             polys += 1
     if polys == 4:  # four polynomials (students and teachers among linear, he2, he3): Wick's theorem
         r0, r1, r2, r3 = _prow(kinds[0]), _prow(kinds[1]), _prow(kinds[2]), _prow(kinds[3])
-        return _wick(C, p, q, r, s, _DG[r0], _DEG[r0] - 1, _DG[r1], _DEG[r1] - 1, _G[r2], _DEG[r2], _G[r3], _DEG[r3])
+        return True, _wick(C, p, q, r, s, _DG[r0], _DEG[r0] - 1, _DG[r1], _DEG[r1] - 1, _G[r2], _DEG[r2], _G[r3],
+                           _DEG[r3])
     if cnt <= 2:
-        return _expect(Cs, kinds, deriv, raw, _N4)
-    base = (_herm2(kinds[0], kinds[1], raw[0], raw[1], C[p, q], _N1)
-            * _herm2(kinds[2], kinds[3], raw[2], raw[3], C[r, s], _N0))
-    S = np.zeros((4, 4))
-    k3 = np.zeros(4, np.int64)
-    d3 = np.array([1, 1, 0, 0], np.int64)
-    r3 = np.zeros(4)
-    total = 0.0
-    for i in range(2):
-        for j in range(2, 4):
-            ok, s00, a01, a02, e11, f11, e22, f22, e12, f12 = _path_term(Cs, kinds, idx[0] == idx[1], i, j)
-            if not ok:
-                continue
-            o = (1 - i, j, 5 - j)
-            for x in range(3):
-                k3[x] = kinds[o[x]]
-                r3[x] = raw[o[x]]
-            acc = 0.0
-            for nd in range(_TS_T.shape[0]):
-                s01, s02, s11, s22, s12 = _cov_at(_TS_T[nd], a01, a02, e11, f11, e22, f22, e12, f12)
-                S[0, 0] = s00
-                S[0, 1], S[0, 2], S[1, 1], S[2, 2], S[1, 2] = s01, s02, s11, s22, s12
-                S[1, 0], S[2, 0], S[2, 1] = s01, s02, s12
-                acc += _TS_W[nd] * _expect(S, k3, d3, r3, _N3)
-            total += Cs[i, j] * 2.0 * _ALPHA[kinds[i]] * acc / math.sqrt(2.0 * math.pi * Cs[i, i])
-    return base + total
+        return True, _expect(Cs, kinds, deriv, raw, _N4)
+    return False, 0.0
 
 
 @njit
@@ -844,8 +848,10 @@ def _i4(kind, fk, C, p, q, r, s):
     """E[g'(u_p) g'(u_q) g(u_r) g(u_s)]."""
     if kind >= 4:
         if max(max(fk[p], fk[q]), max(fk[r], fk[s])) >= HERMITE:
-            return _herm_i4(fk, C, p, q, r, s)
-        if _SIGMA[fk[p]] != 0.0:
+            ok, v = _herm_closed(fk, C, p, q, r, s)
+            if ok:
+                return v
+        elif _SIGMA[fk[p]] != 0.0:
             return _delta_i4(fk, C, p, q, r, s)
         return _ang_i4(fk, C, p, q, r, s)
     if kind == 1:
